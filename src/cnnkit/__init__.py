@@ -1,0 +1,58 @@
+"""cnnkit: convolutional networks on NumPy with every forward and backward pass written out.
+
+>>> import cnnkit as ck, cnnkit.nn as nn, cnnkit.nn.functional as F
+"""
+
+from cnnkit.autograd import Function, enable_grad, is_grad_enabled, no_grad, set_grad_enabled
+from cnnkit.backend import get_default_dtype, manual_seed, set_default_dtype
+from cnnkit.tensor import (
+    Tensor,
+    arange,
+    as_tensor,
+    cat,
+    full,
+    ones,
+    ones_like,
+    rand,
+    randn,
+    stack,
+    tensor,
+    where,
+    zeros,
+    zeros_like,
+)
+
+float32 = "float32"
+float64 = "float64"
+int64 = "int64"
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Function",
+    "Tensor",
+    "__version__",
+    "arange",
+    "as_tensor",
+    "cat",
+    "enable_grad",
+    "float32",
+    "float64",
+    "full",
+    "get_default_dtype",
+    "int64",
+    "is_grad_enabled",
+    "manual_seed",
+    "no_grad",
+    "ones",
+    "ones_like",
+    "rand",
+    "randn",
+    "set_default_dtype",
+    "set_grad_enabled",
+    "stack",
+    "tensor",
+    "where",
+    "zeros",
+    "zeros_like",
+]

@@ -1,0 +1,206 @@
+"""Functions (an op's forward and backward on raw arrays) and the graph walk.
+
+A :class:`Function` subclass implements ``forward(*arrays, **params)`` returning an
+array and ``backward(grad)`` returning one gradient per tensor input (``None`` where
+``self.needs_input_grad[i]`` is False). Large buffers needed by backward go through
+:meth:`Function.save_for_backward` so the engine can free them as soon as backward ran.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from cnnkit.tensor import Tensor
+
+_grad_enabled = True
+
+
+def is_grad_enabled() -> bool:
+    """Whether operations are being recorded for backward."""
+    return _grad_enabled
+
+
+class _GradMode(contextlib.ContextDecorator):
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+
+    def __enter__(self) -> None:
+        global _grad_enabled
+        self.prev = _grad_enabled
+        _grad_enabled = self.enabled
+
+    def __exit__(self, *exc: object) -> None:
+        global _grad_enabled
+        _grad_enabled = self.prev
+
+
+def no_grad() -> _GradMode:
+    """Context manager / decorator that disables graph recording (inference)."""
+    return _GradMode(False)
+
+
+def enable_grad() -> _GradMode:
+    """Context manager / decorator that re-enables graph recording."""
+    return _GradMode(True)
+
+
+def set_grad_enabled(mode: bool) -> _GradMode:
+    """Context manager that sets graph recording on or off."""
+    return _GradMode(bool(mode))
+
+
+class Function:
+    """One differentiable op: ``forward`` and ``backward`` side by side on raw arrays.
+
+    Use :meth:`apply` to run it on tensors. Inside ``forward``,
+    ``self.needs_input_grad`` tells which tensor inputs need a gradient, so the op can
+    skip saving what backward will not use; ``backward`` must return, for each tensor
+    input, its gradient (same shape as that input) or ``None``.
+    """
+
+    __slots__ = ("__dict__", "needs_input_grad", "parents", "saved")
+
+    def __init__(self) -> None:
+        self.needs_input_grad: tuple[bool, ...] = ()
+        self.parents: tuple[Tensor | None, ...] = ()
+        self.saved: tuple[Any, ...] | None = ()
+
+    def save_for_backward(self, *arrays: Any) -> None:
+        """Keep arrays for backward; the engine releases them right after backward ran."""
+        self.saved = arrays
+
+    def forward(self, *args: Any, **kwargs: Any) -> np.ndarray:
+        raise NotImplementedError
+
+    def backward(self, grad: np.ndarray) -> Any:
+        raise NotImplementedError
+
+    @classmethod
+    def apply(cls, *inputs: Any, **params: Any) -> Tensor:
+        """Run the op on tensors (``None`` allowed for optional inputs such as a bias)."""
+        from cnnkit.tensor import Tensor
+
+        fn = cls()
+        arrays = []
+        needs = []
+        for t in inputs:
+            if isinstance(t, Tensor):
+                arrays.append(t.data)
+                needs.append(t.requires_grad)
+            else:
+                arrays.append(t)
+                needs.append(False)
+        record = _grad_enabled and any(needs)
+        fn.needs_input_grad = tuple(needs) if record else (False,) * len(needs)
+        out = fn.forward(*arrays, **params)
+        result = Tensor._wrap(out, record)
+        if record:
+            fn.parents = inputs
+            result._ctx = fn
+        return result
+
+    @property
+    def name(self) -> str:
+        return type(self).__name__
+
+    def release(self) -> None:
+        """Drop saved buffers (called by the engine after backward)."""
+        self.saved = None
+        self.__dict__.clear()
+
+
+def _topological_order(root: Tensor) -> list[Tensor]:
+    """Tensors reachable from ``root`` through recorded nodes, inputs before outputs.
+
+    Iterative depth-first search, so graph depth is limited by memory only.
+    """
+    order: list[Tensor] = []
+    visited: set[int] = set()
+    stack: list[tuple[Tensor, bool]] = [(root, False)]
+    while stack:
+        t, done = stack.pop()
+        if done:
+            order.append(t)
+            continue
+        if id(t) in visited:
+            continue
+        visited.add(id(t))
+        stack.append((t, True))
+        ctx = t._ctx
+        if ctx is not None:
+            for p in ctx.parents:
+                if p is not None and getattr(p, "requires_grad", False) and id(p) not in visited:
+                    stack.append((p, False))
+    return order
+
+
+def backward(root: Tensor, grad: np.ndarray, retain_graph: bool = False) -> None:
+    """Backpropagate ``grad`` from ``root`` through the recorded DAG.
+
+    Walks the tensors in reverse topological order; each node applies its local
+    Jacobian to the incoming gradient, and gradients are summed where a tensor feeds
+    several nodes. Leaves accumulate into ``.grad``.
+    """
+    from cnnkit.tensor import Tensor
+
+    order = _topological_order(root)
+    grads: dict[int, np.ndarray] = {id(root): grad}
+    for t in reversed(order):
+        g = grads.pop(id(t), None)
+        if g is None:
+            continue
+        ctx = t._ctx
+        if ctx is None or t._retains_grad:
+            if t.grad is None:
+                t.grad = Tensor._wrap(g, False)
+            else:
+                t.grad = Tensor._wrap(t.grad.data + g, False)
+        if ctx is None:
+            continue
+        if ctx.saved is None:
+            raise RuntimeError(
+                f"backward through {ctx.name} a second time: its saved buffers were freed; "
+                "pass retain_graph=True to the first backward() to keep them"
+            )
+        in_grads = ctx.backward(g)
+        if not isinstance(in_grads, tuple):
+            in_grads = (in_grads,)
+        for p, need, pg in zip(ctx.parents, ctx.needs_input_grad, in_grads, strict=False):
+            if not need or pg is None:
+                continue
+            if pg.shape != p.data.shape:
+                raise RuntimeError(
+                    f"{ctx.name}.backward returned a gradient of shape {pg.shape} "
+                    f"for an input of shape {p.data.shape}"
+                )
+            key = id(p)
+            prev = grads.get(key)
+            grads[key] = pg if prev is None else prev + pg
+        if not retain_graph:
+            ctx.release()
+            ctx.parents = ()
+
+
+def unbroadcast(grad: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """Sum ``grad`` back to ``shape`` after NumPy broadcasting (the one rule for it)."""
+    if grad.shape == tuple(shape):
+        return grad
+    extra = grad.ndim - len(shape)
+    if extra > 0:
+        grad = grad.sum(axis=tuple(range(extra)))
+    axes = tuple(i for i, n in enumerate(shape) if n == 1 and grad.shape[i] != 1)
+    if axes:
+        grad = grad.sum(axis=axes, keepdims=True)
+    return grad.reshape(shape)
+
+
+def iter_graph(root: Tensor) -> Iterator[Function]:
+    """Yield the recorded Functions reachable from ``root`` (outputs first)."""
+    for t in reversed(_topological_order(root)):
+        if t._ctx is not None:
+            yield t._ctx

@@ -1,0 +1,66 @@
+"""The array namespace and dtype policy.
+
+Every op is written against ``xp`` (NumPy today); a CuPy namespace can be swapped
+in behind the same name. Floating tensors default to float32; float64 is used on
+request (gradcheck runs in float64).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+xp = np
+
+_default_dtype: np.dtype = np.dtype(np.float32)
+_rng: np.random.Generator = np.random.default_rng()
+
+
+def get_default_dtype() -> np.dtype:
+    """Return the dtype used for new floating tensors and parameters (float32 unless changed)."""
+    return _default_dtype
+
+
+def set_default_dtype(dtype: Any) -> None:
+    """Set the dtype for new floating tensors and parameters (float32 or float64)."""
+    global _default_dtype
+    dt = np.dtype(dtype)
+    if dt not in (np.dtype(np.float32), np.dtype(np.float64)):
+        raise TypeError(f"set_default_dtype: expected float32 or float64; got {dt}")
+    _default_dtype = dt
+
+
+def resolve_dtype(dtype: Any) -> np.dtype:
+    """The NumPy dtype for a user-given dtype, ``None`` meaning the default float dtype."""
+    return _default_dtype if dtype is None else np.dtype(dtype)
+
+
+def manual_seed(seed: int) -> np.random.Generator:
+    """Seed the global generator used for initialisation, dropout and shuffling."""
+    global _rng
+    _rng = np.random.default_rng(seed)
+    return _rng
+
+
+def default_rng() -> np.random.Generator:
+    """The global random generator (seeded by :func:`manual_seed`)."""
+    return _rng
+
+
+def get_rng_state() -> dict:
+    """The global generator's state as a JSON-able dict (for exact resumption)."""
+    return _rng.bit_generator.state
+
+
+def set_rng_state(state: dict) -> None:
+    """Restore the global generator's state saved by :func:`get_rng_state`."""
+    _rng.bit_generator.state = state
+
+
+def check_device(device: Any, where: str) -> str:
+    """Validate a ``device=`` argument; 'cpu' and 'meta' are known."""
+    name = "cpu" if device is None else str(device)
+    if name not in ("cpu", "meta"):
+        raise ValueError(f"{where}: device must be 'cpu' or 'meta'; got {device!r}")
+    return name

@@ -1,0 +1,530 @@
+"""Tensor: an array, its gradient, and the node of the graph that produced it."""
+
+from __future__ import annotations
+
+from collections import namedtuple
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from cnnkit import autograd, backend
+from cnnkit.functional import arith, shape
+
+_FLOATS = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))
+
+MinMax = namedtuple("MinMax", ["values", "indices"])
+
+
+class Tensor:
+    """An n-dimensional array that can record the operations applied to it.
+
+    Parameters
+    ----------
+    data : np.ndarray
+        The values (kept as is, no copy).
+    requires_grad : bool
+        Record operations on this tensor so ``backward`` can fill ``.grad``;
+        only floating dtypes can require gradients.
+    """
+
+    __slots__ = ("__weakref__", "_ctx", "_retains_grad", "data", "grad", "requires_grad")
+    __array_priority__ = 1000  # ndarray <op> Tensor defers to Tensor's reflected op
+
+    def __init__(self, data: Any, requires_grad: bool = False) -> None:
+        if isinstance(data, Tensor):
+            data = data.data
+        self.data: np.ndarray = data if isinstance(data, np.ndarray) else np.asarray(data)
+        if requires_grad and self.data.dtype not in _FLOATS:
+            raise TypeError(
+                f"only floating-point tensors can require gradients; got dtype {self.data.dtype}"
+            )
+        self.requires_grad = bool(requires_grad)
+        self.grad: Tensor | None = None
+        self._ctx: autograd.Function | None = None
+        self._retains_grad = False
+
+    @classmethod
+    def _wrap(cls, data: np.ndarray, requires_grad: bool) -> Tensor:
+        t = cls.__new__(cls)
+        t.data = data if isinstance(data, np.ndarray) else np.asarray(data)
+        t.requires_grad = requires_grad
+        t.grad = None
+        t._ctx = None
+        t._retains_grad = False
+        return t
+
+    # ----------------------------------------------------------------- properties
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.data.shape
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.data.dtype
+
+    @property
+    def ndim(self) -> int:
+        return self.data.ndim
+
+    @property
+    def device(self) -> str:
+        return "cpu"
+
+    @property
+    def is_leaf(self) -> bool:
+        return self._ctx is None
+
+    @property
+    def grad_fn(self) -> autograd.Function | None:
+        return self._ctx
+
+    @property
+    def T(self) -> Tensor:
+        return self.permute(*reversed(range(self.ndim)))
+
+    def size(self, dim: int | None = None) -> tuple[int, ...] | int:
+        return self.shape if dim is None else self.shape[dim]
+
+    def dim(self) -> int:
+        return self.ndim
+
+    def numel(self) -> int:
+        return int(self.data.size)
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __repr__(self) -> str:
+        extra = ", requires_grad=True" if self.requires_grad else ""
+        if self._ctx is not None:
+            extra = f", grad_fn={self._ctx.name}"
+        body = np.array2string(self.data, separator=", ", prefix="tensor(")
+        return f"tensor({body}, dtype={self.dtype}{extra})"
+
+    # ----------------------------------------------------------------- conversion
+    def numpy(self) -> np.ndarray:
+        """The values as a NumPy array (shares memory; detach first if it requires grad)."""
+        return self.data
+
+    def item(self) -> float | int | bool:
+        if self.data.size != 1:
+            raise ValueError(f"item(): the tensor has {self.data.size} elements; expected 1")
+        return self.data.reshape(()).item()
+
+    def tolist(self) -> Any:
+        return self.data.tolist()
+
+    def detach(self) -> Tensor:
+        """A tensor sharing the values, cut from the graph."""
+        return Tensor._wrap(self.data, False)
+
+    def clone(self) -> Tensor:
+        return self * 1 if self.requires_grad else Tensor._wrap(self.data.copy(), False)
+
+    def requires_grad_(self, requires_grad: bool = True) -> Tensor:
+        if requires_grad and self.dtype not in _FLOATS:
+            raise TypeError(
+                f"only floating-point tensors can require gradients; got dtype {self.dtype}"
+            )
+        self.requires_grad = requires_grad
+        return self
+
+    def retain_grad(self) -> None:
+        """Keep ``.grad`` for this non-leaf tensor during backward."""
+        self._retains_grad = True
+
+    def to(self, dtype: Any = None) -> Tensor:
+        if dtype is None or (isinstance(dtype, str) and dtype in ("cpu",)):
+            return self
+        return self.type(dtype)
+
+    def type(self, dtype: Any) -> Tensor:
+        dt = np.dtype(dtype)
+        if dt == self.dtype:
+            return self
+        return _Cast.apply(self, dtype=dt)
+
+    def float(self) -> Tensor:
+        return self.type(np.float32)
+
+    def double(self) -> Tensor:
+        return self.type(np.float64)
+
+    def long(self) -> Tensor:
+        return Tensor._wrap(self.data.astype(np.int64), False)
+
+    def zero_(self) -> Tensor:
+        self.data[...] = 0
+        return self
+
+    def copy_(self, other: Tensor | np.ndarray) -> Tensor:
+        src = other.data if isinstance(other, Tensor) else np.asarray(other)
+        self.data[...] = src
+        return self
+
+    # ----------------------------------------------------------------- autograd
+    def backward(self, gradient: Tensor | np.ndarray | None = None, retain_graph: bool = False):
+        """Backpropagate from this tensor, filling ``.grad`` of the leaves.
+
+        Parameters
+        ----------
+        gradient : Tensor, optional
+            d(loss)/d(self), same shape as self; may be omitted for a scalar.
+        retain_graph : bool
+            Keep saved buffers so backward can run again through the same graph.
+        """
+        if not self.requires_grad:
+            raise RuntimeError(
+                "backward(): this tensor does not require grad and has no grad_fn "
+                "(was it computed under no_grad, or from tensors with requires_grad=False?)"
+            )
+        if gradient is None:
+            if self.data.size != 1:
+                raise RuntimeError(
+                    f"backward(): grad can be implicitly created only for scalar outputs; "
+                    f"this tensor has shape {self.shape}, pass gradient="
+                )
+            g = np.ones(self.shape, dtype=self.dtype)
+        else:
+            g = gradient.data if isinstance(gradient, Tensor) else np.asarray(gradient)
+            if g.shape != self.shape:
+                raise ValueError(f"backward(): gradient has shape {g.shape}; expected {self.shape}")
+            g = g.astype(self.dtype, copy=False)
+        autograd.backward(self, g, retain_graph=retain_graph)
+
+    # ----------------------------------------------------------------- arithmetic
+    def _other(self, other: Any) -> Any:
+        if isinstance(other, Tensor):
+            return other
+        arr = np.asarray(other)
+        if arr.dtype.kind in "biuf" and self.dtype.kind == "f" and arr.dtype.kind != "f":
+            arr = arr.astype(self.dtype)
+        elif arr.dtype.kind == "f" and self.dtype.kind == "f" and arr.ndim == 0:
+            arr = arr.astype(self.dtype)
+        return Tensor._wrap(arr, False)
+
+    def __add__(self, other: Any) -> Tensor:
+        return arith.Add.apply(self, self._other(other))
+
+    def __radd__(self, other: Any) -> Tensor:
+        return arith.Add.apply(self._other(other), self)
+
+    def __sub__(self, other: Any) -> Tensor:
+        return arith.Sub.apply(self, self._other(other))
+
+    def __rsub__(self, other: Any) -> Tensor:
+        return arith.Sub.apply(self._other(other), self)
+
+    def __mul__(self, other: Any) -> Tensor:
+        return arith.Mul.apply(self, self._other(other))
+
+    def __rmul__(self, other: Any) -> Tensor:
+        return arith.Mul.apply(self._other(other), self)
+
+    def __truediv__(self, other: Any) -> Tensor:
+        return arith.Div.apply(self, self._other(other))
+
+    def __rtruediv__(self, other: Any) -> Tensor:
+        return arith.Div.apply(self._other(other), self)
+
+    def __pow__(self, other: Any) -> Tensor:
+        return arith.Pow.apply(self, self._other(other))
+
+    def __rpow__(self, other: Any) -> Tensor:
+        return arith.Pow.apply(self._other(other), self)
+
+    def __neg__(self) -> Tensor:
+        return arith.Neg.apply(self)
+
+    def __matmul__(self, other: Any) -> Tensor:
+        return arith.MatMul.apply(self, self._other(other))
+
+    def __rmatmul__(self, other: Any) -> Tensor:
+        return arith.MatMul.apply(self._other(other), self)
+
+    # comparisons give plain boolean tensors (no gradient)
+    def __lt__(self, other: Any) -> Tensor:
+        return Tensor._wrap(self.data < _raw(other), False)
+
+    def __le__(self, other: Any) -> Tensor:
+        return Tensor._wrap(self.data <= _raw(other), False)
+
+    def __gt__(self, other: Any) -> Tensor:
+        return Tensor._wrap(self.data > _raw(other), False)
+
+    def __ge__(self, other: Any) -> Tensor:
+        return Tensor._wrap(self.data >= _raw(other), False)
+
+    def eq(self, other: Any) -> Tensor:
+        return Tensor._wrap(self.data == _raw(other), False)
+
+    __hash__ = object.__hash__
+
+    def exp(self) -> Tensor:
+        return arith.Exp.apply(self)
+
+    def log(self) -> Tensor:
+        return arith.Log.apply(self)
+
+    def sqrt(self) -> Tensor:
+        return arith.Sqrt.apply(self)
+
+    def abs(self) -> Tensor:
+        return arith.Abs.apply(self)
+
+    def clamp(self, min: float | None = None, max: float | None = None) -> Tensor:
+        return arith.Clamp.apply(self, lo=min, hi=max)
+
+    def relu(self) -> Tensor:
+        from cnnkit.functional.activation import relu
+
+        return relu(self)
+
+    def sigmoid(self) -> Tensor:
+        from cnnkit.functional.activation import sigmoid
+
+        return sigmoid(self)
+
+    def tanh(self) -> Tensor:
+        from cnnkit.functional.activation import tanh
+
+        return tanh(self)
+
+    def softmax(self, dim: int) -> Tensor:
+        from cnnkit.functional.activation import softmax
+
+        return softmax(self, dim)
+
+    def log_softmax(self, dim: int) -> Tensor:
+        from cnnkit.functional.activation import log_softmax
+
+        return log_softmax(self, dim)
+
+    # ----------------------------------------------------------------- reductions
+    def sum(self, dim: int | tuple[int, ...] | None = None, keepdim: bool = False) -> Tensor:
+        return arith.Sum.apply(self, dim=dim, keepdim=keepdim)
+
+    def mean(self, dim: int | tuple[int, ...] | None = None, keepdim: bool = False) -> Tensor:
+        return arith.Mean.apply(self, dim=dim, keepdim=keepdim)
+
+    def var(
+        self, dim: int | tuple[int, ...] | None = None, unbiased: bool = True, keepdim=False
+    ) -> Tensor:
+        mu = self.mean(dim, keepdim=True)
+        sq = ((self - mu) ** 2).sum(dim, keepdim=keepdim)
+        n = self.numel() // max(sq.numel(), 1)
+        return sq / (n - 1 if unbiased else n)
+
+    def amax(self, dim: int | tuple[int, ...] | None = None, keepdim: bool = False) -> Tensor:
+        return arith.Amax.apply(self, dim=dim, keepdim=keepdim)
+
+    def amin(self, dim: int | tuple[int, ...] | None = None, keepdim: bool = False) -> Tensor:
+        return arith.Amin.apply(self, dim=dim, keepdim=keepdim)
+
+    def max(self, dim: int | None = None, keepdim: bool = False) -> Tensor | MinMax:
+        """Largest value; with ``dim``, a ``(values, indices)`` pair as in PyTorch."""
+        if dim is None:
+            return self.amax()
+        idx = np.expand_dims(self.data.argmax(axis=dim), dim)
+        vals = arith.TakeAlongDim.apply(self, idx, dim=dim, keepdim=keepdim)
+        return MinMax(vals, Tensor._wrap(idx if keepdim else np.squeeze(idx, dim), False))
+
+    def min(self, dim: int | None = None, keepdim: bool = False) -> Tensor | MinMax:
+        """Smallest value; with ``dim``, a ``(values, indices)`` pair as in PyTorch."""
+        if dim is None:
+            return self.amin()
+        idx = np.expand_dims(self.data.argmin(axis=dim), dim)
+        vals = arith.TakeAlongDim.apply(self, idx, dim=dim, keepdim=keepdim)
+        return MinMax(vals, Tensor._wrap(idx if keepdim else np.squeeze(idx, dim), False))
+
+    def argmax(self, dim: int | None = None, keepdim: bool = False) -> Tensor:
+        if dim is None:
+            return Tensor._wrap(np.asarray(self.data.argmax()), False)
+        return Tensor._wrap(self.data.argmax(axis=dim, keepdims=keepdim), False)
+
+    def argmin(self, dim: int | None = None, keepdim: bool = False) -> Tensor:
+        if dim is None:
+            return Tensor._wrap(np.asarray(self.data.argmin()), False)
+        return Tensor._wrap(self.data.argmin(axis=dim, keepdims=keepdim), False)
+
+    # ----------------------------------------------------------------- shape
+    def reshape(self, *shape: Any) -> Tensor:
+        return shape_mod_reshape(self, shape)
+
+    view = reshape
+
+    def flatten(self, start_dim: int = 0, end_dim: int = -1) -> Tensor:
+        nd = max(self.ndim, 1)
+        s, e = start_dim % nd, end_dim % nd
+        if s > e:
+            raise ValueError(f"flatten: start_dim {start_dim} comes after end_dim {end_dim}")
+        new = (*self.shape[:s], int(np.prod(self.shape[s : e + 1])), *self.shape[e + 1 :])
+        return shape.Reshape.apply(self, shape=new)
+
+    def permute(self, *dims: Any) -> Tensor:
+        if len(dims) == 1 and isinstance(dims[0], (tuple, list)):
+            dims = tuple(dims[0])
+        return shape.Permute.apply(self, dims=dims)
+
+    def transpose(self, dim0: int, dim1: int) -> Tensor:
+        dims = list(range(self.ndim))
+        dims[dim0], dims[dim1] = dims[dim1], dims[dim0]
+        return shape.Permute.apply(self, dims=tuple(dims))
+
+    def t(self) -> Tensor:
+        return self.transpose(0, 1)
+
+    def unsqueeze(self, dim: int) -> Tensor:
+        d = dim % (self.ndim + 1)
+        return shape.Reshape.apply(self, shape=(*self.shape[:d], 1, *self.shape[d:]))
+
+    def squeeze(self, dim: int | None = None) -> Tensor:
+        if dim is None:
+            new = tuple(n for n in self.shape if n != 1)
+        else:
+            d = dim % max(self.ndim, 1)
+            new = self.shape if self.shape[d] != 1 else self.shape[:d] + self.shape[d + 1 :]
+        return shape.Reshape.apply(self, shape=new)
+
+    def expand(self, *sizes: Any) -> Tensor:
+        if len(sizes) == 1 and isinstance(sizes[0], (tuple, list)):
+            sizes = tuple(sizes[0])
+        lead = len(sizes) - self.ndim
+        full = tuple(
+            self.shape[i - lead] if (s == -1 and i >= lead) else s for i, s in enumerate(sizes)
+        )
+        return shape.Expand.apply(self, shape=full)
+
+    def __getitem__(self, index: Any) -> Tensor:
+        if isinstance(index, Tensor):
+            index = index.data
+        elif isinstance(index, tuple):
+            index = tuple(i.data if isinstance(i, Tensor) else i for i in index)
+        return shape.GetItem.apply(self, index=index)
+
+    def __setitem__(self, index: Any, value: Any) -> None:
+        if self.requires_grad and autograd.is_grad_enabled():
+            raise RuntimeError(
+                "in-place assignment into a tensor that requires grad; wrap it in ck.no_grad()"
+            )
+        self.data[index] = _raw(value)
+
+
+class _Cast(autograd.Function):
+    """Change the dtype; the gradient is cast back."""
+
+    def forward(self, a: np.ndarray, dtype: np.dtype) -> np.ndarray:
+        self.src = a.dtype
+        return a.astype(dtype)
+
+    def backward(self, grad: np.ndarray) -> np.ndarray:
+        return grad.astype(self.src)
+
+
+def _raw(x: Any) -> Any:
+    return x.data if isinstance(x, Tensor) else x
+
+
+def shape_mod_reshape(t: Tensor, shp: tuple) -> Tensor:
+    if len(shp) == 1 and isinstance(shp[0], (tuple, list)):
+        shp = tuple(shp[0])
+    return shape.Reshape.apply(t, shape=tuple(int(s) for s in shp))
+
+
+# --------------------------------------------------------------------- factories
+def tensor(data: Any, requires_grad: bool = False, dtype: Any = None) -> Tensor:
+    """Make a tensor from an array, a list or a scalar.
+
+    A NumPy array keeps its dtype; Python floats become float32 (the default float
+    dtype), Python ints int64, bools bool. ``dtype`` overrides.
+    """
+    if isinstance(data, Tensor):
+        data = data.data
+    if dtype is not None:
+        arr = np.array(data, dtype=np.dtype(dtype))
+    elif isinstance(data, np.ndarray):
+        arr = data.copy()
+    else:
+        arr = np.array(data)
+        if arr.dtype.kind == "f":
+            arr = arr.astype(backend.get_default_dtype())
+    return Tensor(arr, requires_grad=requires_grad)
+
+
+def as_tensor(data: Any, dtype: Any = None) -> Tensor:
+    """Like :func:`tensor` but without copying a NumPy array whose dtype already fits."""
+    if isinstance(data, Tensor) and dtype is None:
+        return data
+    if isinstance(data, np.ndarray) and (dtype is None or np.dtype(dtype) == data.dtype):
+        return Tensor(data)
+    return tensor(data, dtype=dtype)
+
+
+def _size(shape: Sequence[Any]) -> tuple[int, ...]:
+    if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+        return tuple(shape[0])
+    return tuple(shape)
+
+
+def zeros(*shape: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
+    return Tensor(np.zeros(_size(shape), backend.resolve_dtype(dtype)), requires_grad)
+
+
+def ones(*shape: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
+    return Tensor(np.ones(_size(shape), backend.resolve_dtype(dtype)), requires_grad)
+
+
+def full(shape: Sequence[int], fill_value: float, dtype: Any = None) -> Tensor:
+    return Tensor(np.full(tuple(shape), fill_value, backend.resolve_dtype(dtype)))
+
+
+def randn(*shape: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
+    """Standard normal samples from the global generator (see ``manual_seed``)."""
+    dt = backend.resolve_dtype(dtype)
+    data = backend.default_rng().standard_normal(_size(shape)).astype(dt)
+    return Tensor(data, requires_grad)
+
+
+def rand(*shape: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
+    """Uniform [0, 1) samples from the global generator."""
+    dt = backend.resolve_dtype(dtype)
+    return Tensor(backend.default_rng().random(_size(shape)).astype(dt), requires_grad)
+
+
+def arange(start: float, end: float | None = None, step: float = 1, dtype: Any = None) -> Tensor:
+    """Evenly spaced values in [start, end); ints give int64 unless ``dtype`` says otherwise."""
+    if end is None:
+        start, end = 0, start
+    arr = np.arange(start, end, step)
+    if dtype is not None:
+        arr = arr.astype(np.dtype(dtype))
+    elif arr.dtype.kind == "f":
+        arr = arr.astype(backend.get_default_dtype())
+    return Tensor(arr)
+
+
+def zeros_like(t: Tensor, dtype: Any = None) -> Tensor:
+    return Tensor(np.zeros(t.shape, dtype=t.dtype if dtype is None else np.dtype(dtype)))
+
+
+def ones_like(t: Tensor, dtype: Any = None) -> Tensor:
+    return Tensor(np.ones(t.shape, dtype=t.dtype if dtype is None else np.dtype(dtype)))
+
+
+def cat(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
+    """Concatenate along an existing dimension."""
+    return shape.Cat.apply(*tensors, dim=dim)
+
+
+def stack(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
+    """Stack along a new dimension."""
+    return shape.Stack.apply(*tensors, dim=dim)
+
+
+def where(cond: Tensor | np.ndarray, a: Tensor, b: Tensor | float) -> Tensor:
+    """Elementwise ``a if cond else b``, differentiable in ``a`` and ``b``."""
+    c = np.asarray(_raw(cond), dtype=bool)
+    return a * Tensor._wrap(c, False) + (b if isinstance(b, Tensor) else a._other(b)) * (
+        Tensor._wrap(~c, False)
+    )
