@@ -199,9 +199,11 @@ class MatMul(Function):
         a2 = a[None, :] if a is not None and a.ndim == 1 else a
         b2 = b[:, None] if b is not None and b.ndim == 1 else b
         g = grad
-        if len(sa) == 1:
+        if len(sa) == 1 and len(sb) == 1:  # vector . vector: the gradient is a scalar
+            g = np.reshape(g, (1, 1))
+        elif len(sa) == 1:
             g = np.expand_dims(g, -2)
-        if len(sb) == 1:
+        elif len(sb) == 1:
             g = np.expand_dims(g, -1)
         ga = gb = None
         if na:

@@ -1,0 +1,390 @@
+"""The ``cnnkit`` command line: train, evaluate, predict (more commands register here).
+
+Bad arguments and bad files give a one-line error and exit status 2, not a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+COMMANDS: dict[str, tuple[Callable[[argparse.ArgumentParser], None], Callable[..., int]]] = {}
+
+
+class CLIError(Exception):
+    """A user-facing error: printed as one line."""
+
+
+def command(name: str, help: str) -> Callable:
+    """Register ``fn(args) -> int`` as a subcommand with an argument-adding ``setup``."""
+
+    def deco(setup: Callable[[argparse.ArgumentParser], None]) -> Callable:
+        def wrap(run: Callable[..., int]) -> Callable[..., int]:
+            COMMANDS[name] = (setup, run)
+            run.help = help  # type: ignore[attr-defined]
+            return run
+
+        return wrap
+
+    return deco
+
+
+def _train_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default="lenet5", help="lenet5 | mlp | smallvgg | smallresnet")
+    p.add_argument(
+        "--data",
+        default="digits",
+        help="digits | mnist:PATH | fashion:PATH | cifar10:PATH | folder:PATH",
+    )
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--optimizer", choices=["sgd", "adam", "adamw"], default="adam")
+    p.add_argument("--weight-decay", type=float, default=0.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="run directory to create (runs/NAME)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+@command("train", "train a zoo model and write a run directory")(_train_args)
+def cmd_train(args: argparse.Namespace) -> int:
+    from cnnkit.train.run import train_run
+
+    if args.epochs < 1:
+        raise CLIError(f"--epochs must be >= 1; got {args.epochs}")
+    if args.batch_size < 1:
+        raise CLIError(f"--batch-size must be >= 1; got {args.batch_size}")
+    if not args.lr > 0:
+        raise CLIError(f"--lr must be > 0; got {args.lr}")
+    s = train_run(
+        args.out,
+        model=args.model,
+        data=args.data,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        optimizer=args.optimizer,
+        weight_decay=args.weight_decay,
+        seed=args.seed,
+        verbose=not args.quiet,
+        resume=args.resume,
+    )
+    print(f"test accuracy {s['test_accuracy']:.2%} (loss {s['test_loss']:.4f})")
+    print(f"diagnosis: {s['diagnosis_text']}")
+    print(f"run directory: {args.out}")
+    return 0
+
+
+def _evaluate_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run", help="a run directory written by `cnnkit train`")
+    p.add_argument("--data", default=None, help="data spec (default: the run's own)")
+
+
+@command("evaluate", "test loss, accuracy and per-class report of a trained run")(_evaluate_args)
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from cnnkit.train.loop import evaluate
+    from cnnkit.train.run import load_data, load_run
+
+    cfg, model = load_run(args.run)
+    splits = load_data(args.data or cfg["data"], seed=cfg.get("seed", 0))
+    _check_fits(cfg, splits)
+    result = evaluate(model, splits.test, classes=splits.classes or None)
+    print(result)
+    print("confusion matrix (rows: true, columns: predicted)")
+    print(result.confusion_matrix)
+    return 0
+
+
+def _check_fits(cfg: dict[str, Any], splits: Any) -> None:
+    """The data's image geometry must be what the run was trained on."""
+    want = (cfg["in_channels"], cfg["input_size"])
+    got = (splits.in_channels, splits.input_size)
+    if want != got:
+        raise CLIError(
+            f"the run was trained on {want[0]}x{want[1]}x{want[1]} images; "
+            f"{splits.spec} has {got[0]}x{got[1]}x{got[1]}"
+        )
+
+
+def _predict_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run", help="a run directory written by `cnnkit train`")
+    p.add_argument("images", nargs="+", help="image files (png, jpg, ...)")
+    p.add_argument("--top-k", type=int, default=3)
+    p.add_argument("--json", action="store_true", help="print JSON instead of text")
+
+
+def load_image(path: str | Path, channels: int, size: int) -> Any:
+    """An image file as a float32 ``(channels, size, size)`` array in [0, 1]."""
+    import numpy as np
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            im = im.convert("L" if channels == 1 else "RGB").resize((size, size))
+            arr = np.asarray(im, dtype=np.float32) / 255.0
+    except FileNotFoundError:
+        raise CLIError(f"{path}: no such image file") from None
+    except (UnidentifiedImageError, OSError) as e:
+        raise CLIError(f"{path}: not a readable image ({e})") from None
+    return arr[None] if channels == 1 else arr.transpose(2, 0, 1)
+
+
+@command("predict", "top-k classes with probabilities for image files")(_predict_args)
+def cmd_predict(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from cnnkit.train.loop import predict
+    from cnnkit.train.run import load_run
+
+    cfg, model = load_run(args.run)
+    batch = np.stack([load_image(p, cfg["in_channels"], cfg["input_size"]) for p in args.images])
+    probs = predict(model, batch)
+    classes = cfg.get("classes") or [str(i) for i in range(probs.shape[1])]
+    k = max(1, min(args.top_k, probs.shape[1]))
+    results = []
+    for path, p in zip(args.images, probs, strict=True):
+        top = np.argsort(-p)[:k]
+        results.append({"image": path, "top": [[classes[i], float(p[i])] for i in top]})
+    if args.json:
+        print(json.dumps(results, indent=2))
+    else:
+        for r in results:
+            print(r["image"] + ": " + ", ".join(f"{c} {pr:.1%}" for c, pr in r["top"]))
+    return 0
+
+
+def _summary_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run", nargs="?", help="a run directory (or use --model)")
+    p.add_argument("--model", help="zoo model name, e.g. lenet5")
+    p.add_argument("--input", help="input size N,C,H,W (default: the run's, batch 1)")
+
+
+def _parse_size(text: str) -> tuple[int, ...]:
+    """'1,1,28,28' -> (1, 1, 28, 28)."""
+    try:
+        size = tuple(int(v) for v in text.replace("x", ",").split(","))
+    except ValueError:
+        raise CLIError(
+            f"--input must be comma-separated integers like 1,1,28,28; got {text!r}"
+        ) from None
+    if not size or any(v < 1 for v in size):
+        raise CLIError(f"--input sizes must be positive; got {text!r}")
+    return size
+
+
+@command("summary", "layer table: shapes, parameters, receptive fields, MACs, memory")(
+    _summary_args
+)
+def cmd_summary(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from cnnkit.inspect.summary import summary
+
+    if args.run:
+        from cnnkit.train.run import load_run
+
+        cfg, model = load_run(args.run)
+        size = (1, cfg["in_channels"], cfg["input_size"], cfg["input_size"])
+    elif args.model:
+        from cnnkit.models import get_model
+
+        size = _parse_size(args.input) if args.input else (1, 1, 28, 28)
+        kwargs: dict[str, Any] = {}
+        if len(size) == 4 and args.model.lower() != "mlp":
+            kwargs["in_channels"] = size[1]
+            if args.model.lower() not in ("smallresnet", "resnet"):
+                kwargs["input_size"] = size[-1]
+        elif args.model.lower() == "mlp":
+            kwargs["in_features"] = int(np.prod(size[1:]))
+        model = get_model(args.model, **kwargs)
+    else:
+        raise CLIError("give a run directory or --model NAME")
+    if args.input:
+        size = _parse_size(args.input)
+    print(summary(model, size))
+    return 0
+
+
+def _visualize_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run", help="a run directory written by `cnnkit train`")
+    p.add_argument("--out", required=True, help="folder for the PNG files")
+    p.add_argument("--images", type=int, default=3, help="test images to show")
+
+
+@command("visualize", "filters, activations, saliency maps and loss curves as PNGs")(
+    _visualize_args
+)
+def cmd_visualize(args: argparse.Namespace) -> int:
+    from cnnkit import nn, viz
+    from cnnkit.train.history import History
+    from cnnkit.train.run import load_data, load_run
+
+    cfg, model = load_run(args.run)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    convs = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Conv2d)]
+    written = []
+    if convs:
+        written.append(out / "filters.png")
+        viz.plot_filters(convs[0][1], written[-1])
+    splits = load_data(cfg["data"], seed=cfg.get("seed", 0))
+    for i in range(min(args.images, len(splits.test))):
+        x, y = splits.test[i]
+        img = getattr(x, "data", x)
+        if convs:
+            written.append(out / f"activations_{i}_{convs[0][0]}.png")
+            viz.plot_activations(model, img, convs[0][0], written[-1])
+        written.append(out / f"saliency_{i}.png")
+        viz.plot_saliency(model, img, written[-1], target=int(getattr(y, "data", y)))
+    history = History.from_csv(Path(args.run) / "history.csv")
+    written.append(out / "curves.png")
+    viz.plot_history(history, written[-1], title=f"{cfg['model']} on {cfg['data']}")
+    for w in written:
+        print(w)
+    return 0
+
+
+def _dream_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run", help="a run directory written by `cnnkit train`")
+    p.add_argument("image", help="start image (png, jpg, ...)")
+    p.add_argument("--layer", required=True, help="layer name, e.g. features.3 or conv2")
+    p.add_argument("--out", required=True, help="output PNG")
+    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--lr", type=float, default=0.05)
+    p.add_argument("--octaves", type=int, default=1)
+    p.add_argument("--octave-scale", type=float, default=1.4)
+    p.add_argument("--jitter", type=int, default=0)
+    p.add_argument("--channel", type=int, default=None)
+
+
+def _layer_alias(model: Any, name: str) -> str:
+    """'conv2' -> the name of the second Conv2d (a convenience for the CLI)."""
+    from cnnkit import nn
+
+    named = dict(model.named_modules())
+    if name in named:
+        return name
+    for prefix, cls in (("conv", nn.Conv2d), ("pool", nn.MaxPool2d), ("fc", nn.Linear)):
+        if name.startswith(prefix) and name[len(prefix) :].isdigit():
+            found = [n for n, m in named.items() if isinstance(m, cls)]
+            k = int(name[len(prefix) :]) - 1
+            if 0 <= k < len(found):
+                return found[k]
+    return name
+
+
+@command("dream", "DeepDream: excite a layer by gradient ascent on an image")(_dream_args)
+def cmd_dream(args: argparse.Namespace) -> int:
+    from cnnkit import viz
+    from cnnkit.train.run import load_run
+
+    cfg, model = load_run(args.run)
+    img = load_image(args.image, cfg["in_channels"], cfg["input_size"])
+    layer = _layer_alias(model, args.layer)
+    before = viz.layer_activation(model, img, layer, args.channel)
+    dreamed = viz.deep_dream(
+        model,
+        img,
+        layer,
+        steps=args.steps,
+        lr=args.lr,
+        octaves=args.octaves,
+        octave_scale=args.octave_scale,
+        jitter=args.jitter,
+        channel=args.channel,
+    )
+    after = viz.layer_activation(model, dreamed, layer, args.channel)
+    viz.plot_dream(
+        img, dreamed, args.out, title=f"{layer}: mean activation {before:.3g} -> {after:.3g}"
+    )
+    print(f"{layer}: mean activation {before:.4g} -> {after:.4g}; wrote {args.out}")
+    return 0
+
+
+def _grid_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default="lenet5")
+    p.add_argument("--data", default="digits")
+    p.add_argument("--epochs", type=int, default=5)
+    p.add_argument("--lr", default="1e-3", help="comma-separated values")
+    p.add_argument("--batch-size", default="64", help="comma-separated values")
+    p.add_argument("--dropout", default=None, help="comma-separated values")
+    p.add_argument("--weight-decay", default=None, help="comma-separated values")
+    p.add_argument("--optimizer", default="adam", help="comma-separated values")
+    p.add_argument("--metric", default="val_acc")
+    p.add_argument("--jobs", type=int, default=1)
+    p.add_argument("--out", required=True, help="folder for the runs and the results")
+
+
+def _values(text: str | None, kind: type) -> list[Any] | None:
+    """'0.1,0.01' -> [0.1, 0.01]."""
+    if text is None:
+        return None
+    try:
+        return [kind(v) for v in text.split(",") if v]
+    except ValueError:
+        raise CLIError(f"cannot read {text!r} as a list of {kind.__name__}") from None
+
+
+@command("grid", "grid search over hyper-parameters, one run directory each")(_grid_args)
+def cmd_grid(args: argparse.Namespace) -> int:
+    from cnnkit.train.grid import grid_search
+
+    grid: dict[str, list[Any]] = {}
+    for key, text, kind in (
+        ("lr", args.lr, float),
+        ("batch_size", args.batch_size, int),
+        ("dropout", args.dropout, float),
+        ("weight_decay", args.weight_decay, float),
+        ("optimizer", args.optimizer, str),
+    ):
+        vals = _values(text, kind)
+        if vals:
+            grid[key] = vals
+    base = {"model": args.model, "data": args.data, "epochs": args.epochs}
+    grid_search(grid, args.out, base=base, jobs=args.jobs, metric=args.metric)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every registered subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="cnnkit", description="Train, inspect and use convolutional networks on NumPy."
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name, (setup, run) in COMMANDS.items():
+        p = sub.add_parser(name, help=run.help, description=run.help)  # type: ignore[attr-defined]
+        setup(p)
+        p.set_defaults(func=run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``cnnkit`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("cnnkit: interrupted", file=sys.stderr)
+        return 130
+    except (CLIError, FileNotFoundError, FileExistsError, ValueError, TypeError) as e:
+        print(f"cnnkit {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except Exception as e:
+        from cnnkit.io.checkpoint import CheckpointError
+        from cnnkit.train.loop import TrainingError
+
+        if isinstance(e, (CheckpointError, TrainingError, OSError)):
+            print(f"cnnkit {args.command}: error: {e}", file=sys.stderr)
+            return 2
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

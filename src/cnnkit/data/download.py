@@ -1,0 +1,172 @@
+"""Fetch files over HTTP(S) atomically, with optional MD5 checking."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from pathlib import Path
+
+__all__ = ["DownloadError", "download_from_mirrors", "download_url", "md5sum"]
+
+_CHUNK = 1 << 16
+
+
+class DownloadError(RuntimeError):
+    """A download failed or its checksum did not match."""
+
+
+def md5sum(path: str | os.PathLike, chunk: int = _CHUNK) -> str:
+    """Hex MD5 digest of a file.
+
+    Parameters
+    ----------
+    path : path-like
+        The file.
+    chunk : int
+        Bytes read at a time.
+
+    Returns
+    -------
+    str
+        32 lowercase hex digits.
+    """
+    h = hashlib.md5(usedforsecurity=False)
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def download_url(
+    url: str,
+    dest: str | os.PathLike,
+    md5: str | None = None,
+    progress: bool = False,
+    timeout: float = 60.0,
+) -> Path:
+    """Download ``url`` to ``dest`` atomically.
+
+    The bytes go to a temporary file in ``dest``'s folder which is renamed onto ``dest``
+    (``os.replace``) only once complete and, if ``md5`` is given, verified; on any
+    failure the temporary file is removed and ``dest`` is left untouched.
+
+    Parameters
+    ----------
+    url : str
+        The address (``http``, ``https`` or ``file``).
+    dest : path-like
+        Where the file ends up; parent folders are created.
+    md5 : str, optional
+        Expected hex MD5; ``None`` skips the check.
+    progress : bool
+        Show a tqdm progress bar.
+    timeout : float
+        Socket timeout in seconds.
+
+    Returns
+    -------
+    Path
+        ``dest``.
+
+    Raises
+    ------
+    DownloadError
+        The request failed or the MD5 did not match.
+    """
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+    tmp = Path(tmp_name)
+    try:
+        h = hashlib.md5(usedforsecurity=False)
+        with os.fdopen(fd, "wb") as out:
+            try:
+                resp = urllib.request.urlopen(url, timeout=timeout)
+            except (urllib.error.URLError, OSError, ValueError) as e:
+                raise DownloadError(f"download of {url} failed: {e}") from e
+            with resp:
+                total = resp.headers.get("Content-Length") if hasattr(resp, "headers") else None
+                bar = None
+                if progress:
+                    from tqdm import tqdm
+
+                    bar = tqdm(
+                        total=int(total) if total else None,
+                        unit="B",
+                        unit_scale=True,
+                        desc=dest.name,
+                    )
+                try:
+                    while True:
+                        try:
+                            block = resp.read(_CHUNK)
+                        except OSError as e:
+                            raise DownloadError(f"download of {url} failed: {e}") from e
+                        if not block:
+                            break
+                        out.write(block)
+                        h.update(block)
+                        if bar is not None:
+                            bar.update(len(block))
+                finally:
+                    if bar is not None:
+                        bar.close()
+        if md5 is not None and h.hexdigest() != md5.lower():
+            raise DownloadError(
+                f"MD5 mismatch for {url} (saving {dest}): expected {md5.lower()}, "
+                f"got {h.hexdigest()}"
+            )
+        os.replace(tmp, dest)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return dest
+
+
+def download_from_mirrors(
+    mirrors: Sequence[str],
+    filename: str,
+    dest: str | os.PathLike,
+    md5: str | None = None,
+    progress: bool = False,
+) -> Path:
+    """Try ``mirror + filename`` for each mirror in turn until one succeeds.
+
+    Parameters
+    ----------
+    mirrors : sequence of str
+        Base URLs (a trailing ``/`` is added when missing).
+    filename : str
+        File name appended to each base URL.
+    dest : path-like
+        Destination file.
+    md5 : str, optional
+        Expected hex MD5.
+    progress : bool
+        Show a progress bar.
+
+    Returns
+    -------
+    Path
+        ``dest``.
+
+    Raises
+    ------
+    DownloadError
+        Every mirror failed; the message lists each failure.
+    """
+    errors = []
+    for base in mirrors:
+        url = base if base.endswith("/") else base + "/"
+        url += filename
+        try:
+            return download_url(url, dest, md5=md5, progress=progress)
+        except DownloadError as e:
+            errors.append(str(e))
+    if not errors:
+        raise DownloadError(f"no mirrors given to download {filename}")
+    raise DownloadError(f"could not download {filename}:\n  " + "\n  ".join(errors))

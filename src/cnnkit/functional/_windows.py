@@ -1,0 +1,105 @@
+"""Sliding windows as strided views (im2col without loops) and their adjoint (col2im).
+
+Convolution and pooling see an input ``(N, C, H, W)`` through a zero-copy view of all
+its windows; the adjoint scatters window gradients back with one vectorised add per
+kernel position (``KH * KW`` adds, never a loop over pixels or samples).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from numpy.lib.stride_tricks import as_strided
+
+Pair = tuple[int, int]
+
+
+def pair(value: Any, name: str, where: str, minimum: int = 0) -> Pair:
+    """``value`` as an ``(h, w)`` pair of ints >= ``minimum``; a clear error otherwise."""
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        out = (int(value), int(value))
+    elif (
+        isinstance(value, (tuple, list))
+        and len(value) == 2
+        and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in value)
+    ):
+        out = (int(value[0]), int(value[1]))
+    else:
+        raise TypeError(f"{where}: {name} must be an int or a pair of ints; got {value!r}")
+    if min(out) < minimum:
+        raise ValueError(f"{where}: {name} must be >= {minimum}; got {value!r}")
+    return out
+
+
+def out_size(size: int, kernel: int, stride: int, pad_total: int, dilation: int = 1) -> int:
+    """Output length ``floor((size + pad_total - dilation*(kernel-1) - 1) / stride) + 1``.
+
+    With ``pad_total = 2P`` and ``dilation = 1`` this is the course's ``(W - F + 2P)/S + 1``.
+    """
+    return (size + pad_total - dilation * (kernel - 1) - 1) // stride + 1
+
+
+def pad_hw(x: np.ndarray, pads: tuple[int, int, int, int], value: float = 0.0) -> np.ndarray:
+    """Pad the last two axes by ``(top, bottom, left, right)``; no copy when all are zero."""
+    top, bottom, left, right = pads
+    if not (top or bottom or left or right):
+        return x
+    n, c, h, w = x.shape
+    out = np.full((n, c, h + top + bottom, w + left + right), value, dtype=x.dtype)
+    out[:, :, top : top + h, left : left + w] = x
+    return out
+
+
+def windows(
+    xp: np.ndarray, kernel: Pair, stride: Pair, dilation: Pair, out: Pair, order: str = "kpos"
+) -> np.ndarray:
+    """Read-only view of every window of a padded ``(N, C, Hp, Wp)`` array.
+
+    ``order='kpos'`` gives ``(N, C, KH, KW, OH, OW)`` (for convolution GEMMs);
+    ``order='poskern'`` gives ``(N, C, OH, OW, KH, KW)``.
+    """
+    n, c = xp.shape[:2]
+    s0, s1, s2, s3 = xp.strides
+    kh, kw = kernel
+    oh, ow = out
+    ks = (s2 * dilation[0], s3 * dilation[1])
+    ps = (s2 * stride[0], s3 * stride[1])
+    if order == "kpos":
+        return as_strided(xp, (n, c, kh, kw, oh, ow), (s0, s1, *ks, *ps), writeable=False)
+    return as_strided(xp, (n, c, oh, ow, kh, kw), (s0, s1, *ps, *ks), writeable=False)
+
+
+def kernel_slice(i: int, j: int, stride: Pair, dilation: Pair, out: Pair) -> tuple:
+    """Index of the padded-input positions that kernel tap ``(i, j)`` reads, for all outputs."""
+    hi = i * dilation[0]
+    wj = j * dilation[1]
+    return (
+        slice(None),
+        slice(None),
+        slice(hi, hi + stride[0] * (out[0] - 1) + 1, stride[0]),
+        slice(wj, wj + stride[1] * (out[1] - 1) + 1, stride[1]),
+    )
+
+
+def col2im(
+    dcols: np.ndarray, padded_shape: tuple[int, ...], stride: Pair, dilation: Pair
+) -> np.ndarray:
+    """Adjoint of :func:`windows` (``'kpos'`` order): sum window gradients into the input.
+
+    ``dcols`` is ``(N, C, KH, KW, OH, OW)`` (any strides); returns ``(N, C, Hp, Wp)``.
+    """
+    kh, kw, oh, ow = dcols.shape[2:]
+    dxp = np.zeros(padded_shape, dtype=dcols.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            dxp[kernel_slice(i, j, stride, dilation, (oh, ow))] += dcols[:, :, i, j]
+    return dxp
+
+
+def unpad_hw(dxp: np.ndarray, pads: tuple[int, int, int, int], size: Pair) -> np.ndarray:
+    """The inverse of :func:`pad_hw` on a gradient: the interior ``(N, C, H, W)``."""
+    top, _, left, _ = pads
+    if dxp.shape[2:] == size:
+        return dxp
+    return np.ascontiguousarray(dxp[:, :, top : top + size[0], left : left + size[1]])

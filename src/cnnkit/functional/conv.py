@@ -1,0 +1,306 @@
+"""Convolution (shared weights) and locally connected (unshared weights) layers.
+
+Both read the input through a strided view of all windows (im2col, one copy into GEMM
+layout) and do the arithmetic as BLAS matrix products; backward uses the same products
+transposed and scatters window gradients back with :func:`col2im`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from cnnkit.autograd import Function
+from cnnkit.functional._windows import (
+    Pair,
+    col2im,
+    out_size,
+    pad_hw,
+    pair,
+    unpad_hw,
+    windows,
+)
+from cnnkit.tensor import Tensor
+
+Pads = tuple[int, int, int, int]
+
+
+def conv_output_size(
+    size: int, kernel_size: int, stride: int = 1, padding: int = 0, dilation: int = 1
+) -> int:
+    """Spatial output size of a convolution or pooling: ``(W - F + 2P) / S + 1`` (floored).
+
+    >>> conv_output_size(32, 5)  # 32x32 input, 5x5 filter, stride 1, no padding
+    28
+    """
+    return out_size(size, kernel_size, stride, 2 * padding, dilation)
+
+
+def resolve_padding(padding: Any, kernel: Pair, stride: Pair, dilation: Pair, where: str) -> Pads:
+    """``(top, bottom, left, right)`` for an int, a pair, ``'valid'`` or ``'same'``.
+
+    ``'same'`` (stride 1 only, as in PyTorch) pads ``dilation*(k-1)`` in total, the odd
+    one on the bottom/right.
+    """
+    if isinstance(padding, str):
+        if padding == "valid":
+            return (0, 0, 0, 0)
+        if padding == "same":
+            if stride != (1, 1):
+                raise ValueError(f"{where}: padding='same' needs stride 1; got stride {stride}")
+            th = dilation[0] * (kernel[0] - 1)
+            tw = dilation[1] * (kernel[1] - 1)
+            return (th // 2, th - th // 2, tw // 2, tw - tw // 2)
+        raise ValueError(
+            f"{where}: padding must be an int, a pair, 'same' or 'valid'; got {padding!r}"
+        )
+    ph, pw = pair(padding, "padding", where)
+    return (ph, ph, pw, pw)
+
+
+def _spatial(
+    x_shape: tuple[int, ...], kernel: Pair, stride: Pair, dilation: Pair, pads: Pads, where: str
+) -> Pair:
+    """Output ``(OH, OW)``; raises when the (dilated) kernel exceeds the padded input."""
+    h, w = x_shape[2:]
+    eff = (dilation[0] * (kernel[0] - 1) + 1, dilation[1] * (kernel[1] - 1) + 1)
+    hp, wp = h + pads[0] + pads[1], w + pads[2] + pads[3]
+    if eff[0] > hp or eff[1] > wp:
+        raise ValueError(
+            f"{where}: kernel {eff[0]}x{eff[1]} (after dilation) is larger than the padded "
+            f"input {hp}x{wp} (input {h}x{w}, padding {pads})"
+        )
+    return (
+        out_size(h, kernel[0], stride[0], pads[0] + pads[1], dilation[0]),
+        out_size(w, kernel[1], stride[1], pads[2] + pads[3], dilation[1]),
+    )
+
+
+class Conv2d(Function):
+    """2-D cross-correlation with groups: ``out[n, o] = sum_c w[o, c] * x[n, c] + b[o]``.
+
+    With ``cols`` the ``(N, G, Cg*KH*KW, OH*OW)`` im2col matrix and ``W`` reshaped to
+    ``(G, OCg, Cg*KH*KW)``: forward ``out = W @ cols``; backward ``dW = sum_n g cols^T``,
+    ``dcols = W^T g`` (then col2im), ``db = sum g``.
+    """
+
+    def forward(
+        self,
+        x: np.ndarray,
+        w: np.ndarray,
+        b: np.ndarray | None,
+        stride: Pair,
+        pads: Pads,
+        dilation: Pair,
+        groups: int,
+        out_hw: Pair,
+    ) -> np.ndarray:
+        n = x.shape[0]
+        oc, cg, kh, kw = w.shape
+        g = groups
+        xp = pad_hw(x, pads)
+        p = out_hw[0] * out_hw[1]
+        if kh == kw == 1 and stride == (1, 1) and pads == (0, 0, 0, 0):
+            cols = xp.reshape(n, g, cg, p)  # 1x1 convolution: the input is its own im2col
+        else:
+            cols = windows(xp, (kh, kw), stride, dilation, out_hw).reshape(n, g, cg * kh * kw, p)
+        w2 = w.reshape(g, oc // g, cg * kh * kw)
+        out = np.matmul(w2, cols)  # (N, G, OCg, P)
+        out = out.reshape(n, oc, *out_hw)
+        if b is not None:
+            out += b.reshape(1, oc, 1, 1)
+        nx, nw, _ = self.needs_input_grad
+        self.save_for_backward(cols if nw else None, w2 if nx else None)
+        self.meta = (x.shape, xp.shape, w.shape, stride, pads, dilation, g, out_hw)
+        return out
+
+    def backward(self, grad: np.ndarray) -> tuple:
+        cols, w2 = self.saved
+        x_shape, xp_shape, w_shape, stride, pads, dilation, g, out_hw = self.meta
+        nx, nw, nb = self.needs_input_grad
+        n = grad.shape[0]
+        oc, cg, kh, kw = w_shape
+        p = out_hw[0] * out_hw[1]
+        g4 = grad.reshape(n, g, oc // g, p)
+        dx = dw = db = None
+        if nb:
+            db = grad.sum(axis=(0, 2, 3))
+        if nw:
+            gg = g4.transpose(1, 2, 0, 3).reshape(g, oc // g, n * p)
+            cc = cols.transpose(1, 0, 3, 2).reshape(g, n * p, cg * kh * kw)
+            dw = np.matmul(gg, cc).reshape(w_shape)
+        if nx:
+            dcols = np.matmul(w2.transpose(0, 2, 1), g4)  # (N, G, Cg*KH*KW, P)
+            if kh == kw == 1 and stride == (1, 1) and pads == (0, 0, 0, 0):
+                dx = dcols.reshape(x_shape)
+            else:
+                d6 = dcols.reshape(n, g * cg, kh, kw, *out_hw)
+                dxp = col2im(d6, xp_shape, stride, dilation)
+                dx = unpad_hw(dxp, pads, x_shape[2:])
+        return dx, dw, db
+
+
+def _check_float(t: Any, name: str, where: str) -> None:
+    if not isinstance(t, Tensor):
+        raise TypeError(f"{where}: {name} must be a cnnkit Tensor; got {type(t).__name__}")
+    if t.dtype.kind != "f":
+        raise TypeError(f"{where}: {name} must be floating point; got dtype {t.dtype}")
+
+
+def _batched(input: Tensor, where: str, channels: int, weight_shape: tuple) -> tuple[Tensor, bool]:
+    """Accept ``(N, C, H, W)`` or an unbatched ``(C, H, W)``; check the channel count."""
+    _check_float(input, "input", where)
+    unbatched = input.ndim == 3
+    if input.ndim not in (3, 4) or input.shape[-3] != channels:
+        raise ValueError(
+            f"{where}: expected input (N, {channels}, H, W) for weight of shape "
+            f"{tuple(weight_shape)}; got {tuple(input.shape)}"
+        )
+    return (input.unsqueeze(0) if unbatched else input), unbatched
+
+
+def conv2d(
+    input: Tensor,
+    weight: Tensor,
+    bias: Tensor | None = None,
+    stride: int | Pair = 1,
+    padding: int | Pair | str = 0,
+    dilation: int | Pair = 1,
+    groups: int = 1,
+) -> Tensor:
+    """2-D convolution (cross-correlation, as in PyTorch).
+
+    Parameters
+    ----------
+    input : Tensor, shape (N, C_in, H, W) or (C_in, H, W)
+    weight : Tensor, shape (C_out, C_in / groups, KH, KW)
+    bias : Tensor, shape (C_out,), optional
+    stride, dilation : int or (int, int)
+    padding : int, (int, int), 'same' or 'valid'
+    groups : int
+        Split channels into ``groups`` independent convolutions (``groups == C_in`` is
+        depthwise).
+
+    Returns
+    -------
+    Tensor, shape (N, C_out, OH, OW) with ``OH = (H + 2P - D*(KH-1) - 1) // S + 1``.
+    """
+    where = "conv2d"
+    _check_float(weight, "weight", where)
+    if weight.ndim != 4:
+        raise ValueError(
+            f"{where}: expected weight (C_out, C_in/groups, KH, KW); got {tuple(weight.shape)}"
+        )
+    if not isinstance(groups, (int, np.integer)) or groups < 1:
+        raise ValueError(f"{where}: groups must be a positive int; got {groups!r}")
+    oc, cg, kh, kw = weight.shape
+    if oc % groups:
+        raise ValueError(f"{where}: out_channels {oc} is not divisible by groups {groups}")
+    x, unbatched = _batched(input, where, cg * groups, weight.shape)
+    if x.dtype != weight.dtype:
+        raise TypeError(
+            f"{where}: input dtype {x.dtype} does not match weight dtype {weight.dtype}"
+        )
+    st = pair(stride, "stride", where, 1)
+    dl = pair(dilation, "dilation", where, 1)
+    pads = resolve_padding(padding, (kh, kw), st, dl, where)
+    if bias is not None and tuple(bias.shape) != (oc,):
+        raise ValueError(f"{where}: expected bias ({oc},); got {tuple(bias.shape)}")
+    out_hw = _spatial(x.shape, (kh, kw), st, dl, pads, where)
+    out = Conv2d.apply(
+        x, weight, bias, stride=st, pads=pads, dilation=dl, groups=int(groups), out_hw=out_hw
+    )
+    return out.squeeze(0) if unbatched else out
+
+
+class LocallyConnected2d(Function):
+    """Convolution with a separate filter at every output location (unshared weights).
+
+    With ``cols`` the ``(P, N, C*KH*KW)`` windows (P = OH*OW positions) and ``W`` as
+    ``(P, OC, C*KH*KW)``: forward ``out_p = cols_p W_p^T`` for all p in one batched
+    product; backward ``dW_p = g_p^T cols_p``, ``dcols_p = g_p W_p`` — vectorised over
+    positions and batch like the forward.
+    """
+
+    def forward(
+        self, x: np.ndarray, w: np.ndarray, b: np.ndarray | None, stride: Pair, pads: Pads
+    ) -> np.ndarray:
+        n = x.shape[0]
+        oh, ow, oc, c, kh, kw = w.shape
+        xp = pad_hw(x, pads)
+        win = windows(xp, (kh, kw), stride, (1, 1), (oh, ow), order="poskern")
+        cols = win.transpose(2, 3, 0, 1, 4, 5).reshape(oh * ow, n, c * kh * kw)
+        w3 = w.reshape(oh * ow, oc, c * kh * kw)
+        out = np.matmul(cols, w3.transpose(0, 2, 1))  # (P, N, OC)
+        out = np.ascontiguousarray(out.transpose(1, 2, 0)).reshape(n, oc, oh, ow)
+        if b is not None:
+            out += b
+        nx, nw, _ = self.needs_input_grad
+        self.save_for_backward(cols if nw else None, w3 if nx else None)
+        self.meta = (x.shape, xp.shape, w.shape, stride, pads)
+        return out
+
+    def backward(self, grad: np.ndarray) -> tuple:
+        cols, w3 = self.saved
+        x_shape, xp_shape, w_shape, stride, pads = self.meta
+        oh, ow, oc, c, kh, kw = w_shape
+        n = grad.shape[0]
+        nx, nw, nb = self.needs_input_grad
+        gp = np.ascontiguousarray(grad.reshape(n, oc, oh * ow).transpose(2, 0, 1))  # (P,N,OC)
+        dx = dw = db = None
+        if nb:
+            db = grad.sum(axis=0)
+        if nw:
+            dw = np.matmul(gp.transpose(0, 2, 1), cols).reshape(w_shape)
+        if nx:
+            dcols = np.matmul(gp, w3).reshape(oh, ow, n, c, kh, kw)
+            dxp = col2im(dcols.transpose(2, 3, 4, 5, 0, 1), xp_shape, stride, (1, 1))
+            dx = unpad_hw(dxp, pads, x_shape[2:])
+        return dx, dw, db
+
+
+def locally_connected2d(
+    input: Tensor,
+    weight: Tensor,
+    bias: Tensor | None = None,
+    stride: int | Pair = 1,
+    padding: int | Pair = 0,
+) -> Tensor:
+    """Locally connected layer: like :func:`conv2d` but every output location has its own
+    filter (no weight sharing).
+
+    ``out[n, o, i, j] = sum_{c,p,q} w[i, j, o, c, p, q] * xpad[n, c, i*S + p, j*S + q]
+    + b[o, i, j]``.
+
+    Parameters
+    ----------
+    input : Tensor, shape (N, C_in, H, W) or (C_in, H, W)
+    weight : Tensor, shape (OH, OW, C_out, C_in, KH, KW)
+    bias : Tensor, shape (C_out, OH, OW), optional
+    stride, padding : int or (int, int)
+
+    Returns
+    -------
+    Tensor, shape (N, C_out, OH, OW)
+    """
+    where = "locally_connected2d"
+    _check_float(weight, "weight", where)
+    if weight.ndim != 6:
+        raise ValueError(
+            f"{where}: expected weight (OH, OW, C_out, C_in, KH, KW); got {tuple(weight.shape)}"
+        )
+    oh, ow, oc, c, kh, kw = weight.shape
+    x, unbatched = _batched(input, where, c, weight.shape)
+    st = pair(stride, "stride", where, 1)
+    pads = resolve_padding(padding, (kh, kw), st, (1, 1), where)
+    got = _spatial(x.shape, (kh, kw), st, (1, 1), pads, where)
+    if got != (oh, ow):
+        raise ValueError(
+            f"{where}: weight is for a {oh}x{ow} output but input {tuple(x.shape)} with "
+            f"kernel {kh}x{kw}, stride {st}, padding {pads[::2]} gives {got[0]}x{got[1]}"
+        )
+    if bias is not None and tuple(bias.shape) != (oc, oh, ow):
+        raise ValueError(f"{where}: expected bias ({oc}, {oh}, {ow}); got {tuple(bias.shape)}")
+    out = LocallyConnected2d.apply(x, weight, bias, stride=st, pads=pads)
+    return out.squeeze(0) if unbatched else out

@@ -1,0 +1,281 @@
+"""Max and average pooling (overlapping windows, padding, ceil mode) and adaptive pooling.
+
+Pooling walks the ``KH * KW`` kernel taps, each a strided view over every window at
+once, so the work is vectorised over batch, channels and positions with no im2col copy.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from cnnkit.autograd import Function
+from cnnkit.functional._windows import Pair, kernel_slice, pad_hw, pair, unpad_hw
+from cnnkit.tensor import Tensor
+
+Pads = tuple[int, int, int, int]
+
+
+def _pool_out(size: int, k: int, s: int, p: int, d: int, ceil_mode: bool) -> int:
+    """PyTorch's pooling output size; in ceil mode the last window must start inside
+    the input or the left padding."""
+    eff = d * (k - 1) + 1
+    num = size + 2 * p - eff + ((s - 1) if ceil_mode else 0)
+    out = num // s + 1
+    if ceil_mode and (out - 1) * s >= size + p:
+        out -= 1
+    return out
+
+
+def _setup(
+    input: Tensor,
+    kernel_size: int | Pair,
+    stride: int | Pair | None,
+    padding: int | Pair,
+    dilation: int | Pair,
+    ceil_mode: bool,
+    where: str,
+) -> tuple[Pair, Pair, Pair, Pads, Pair]:
+    if not isinstance(input, Tensor):
+        raise TypeError(f"{where}: input must be a cnnkit Tensor; got {type(input).__name__}")
+    if input.ndim not in (3, 4):
+        raise ValueError(f"{where}: expected input (N, C, H, W) or (C, H, W); got {input.shape}")
+    k = pair(kernel_size, "kernel_size", where, 1)
+    s = k if stride is None or stride == () else pair(stride, "stride", where, 1)
+    p = pair(padding, "padding", where, 0)
+    d = pair(dilation, "dilation", where, 1)
+    for i in range(2):
+        eff = d[i] * (k[i] - 1) + 1
+        if 2 * p[i] > eff:
+            raise ValueError(
+                f"{where}: padding should be at most half of the (dilated) kernel size; got "
+                f"padding {p}, kernel_size {k}, dilation {d}"
+            )
+    h, w = input.shape[-2:]
+    out = (
+        _pool_out(h, k[0], s[0], p[0], d[0], ceil_mode),
+        _pool_out(w, k[1], s[1], p[1], d[1], ceil_mode),
+    )
+    if min(out) < 1:
+        raise ValueError(
+            f"{where}: kernel {k} (dilation {d}) is larger than the padded input "
+            f"{h + 2 * p[0]}x{w + 2 * p[1]}; output would be {out[0]}x{out[1]}"
+        )
+    # extra bottom/right padding so the last (ceil-mode) window fits in the array
+    extra_h = max(0, (out[0] - 1) * s[0] + d[0] * (k[0] - 1) + 1 - (h + 2 * p[0]))
+    extra_w = max(0, (out[1] - 1) * s[1] + d[1] * (k[1] - 1) + 1 - (w + 2 * p[1]))
+    pads = (p[0], p[0] + extra_h, p[1], p[1] + extra_w)
+    return k, s, d, pads, out
+
+
+class MaxPool2d(Function):
+    """Maximum over each window; backward routes the gradient to the (first) maximum.
+
+    Ties go to the first maximum in row-major window order, as in PyTorch.
+    """
+
+    def forward(
+        self, x: np.ndarray, kernel: Pair, stride: Pair, dilation: Pair, pads: Pads, out: Pair
+    ) -> np.ndarray:
+        fill = -np.inf if x.dtype.kind == "f" else np.iinfo(x.dtype).min
+        xp = pad_hw(x, pads, fill)
+        kk = kernel[0] * kernel[1]
+        best = xp[kernel_slice(0, 0, stride, dilation, out)].copy()
+        arg = np.zeros(best.shape, dtype=np.uint8 if kk < 256 else np.int32)
+        for t in range(1, kk):
+            v = xp[kernel_slice(t // kernel[1], t % kernel[1], stride, dilation, out)]
+            better = v > best
+            np.copyto(best, v, where=better)
+            arg[better] = t
+        if self.needs_input_grad[0]:
+            self.save_for_backward(arg)
+        self.meta = (x.shape, xp.shape, kernel, stride, dilation, pads, out)
+        return best
+
+    def backward(self, grad: np.ndarray) -> np.ndarray:
+        (arg,) = self.saved
+        x_shape, xp_shape, kernel, stride, dilation, pads, out = self.meta
+        dxp = np.zeros(xp_shape, dtype=grad.dtype)
+        for t in range(kernel[0] * kernel[1]):
+            sl = kernel_slice(t // kernel[1], t % kernel[1], stride, dilation, out)
+            dxp[sl] += np.where(arg == t, grad, 0)
+        return unpad_hw(dxp, pads, x_shape[2:])
+
+
+def _avg_divisor(
+    size: int, k: int, s: int, p: int, n_out: int, count_include_pad: bool
+) -> np.ndarray:
+    """Per-output-row divisor along one axis, by PyTorch's rule: windows are clipped to
+    ``size + p`` for the include-pad count and to the input for the exclude-pad count."""
+    start = np.arange(n_out) * s - p
+    end = np.minimum(start + k, size + p)
+    if count_include_pad:
+        return (end - start).astype(np.float64)
+    return (np.minimum(end, size) - np.maximum(start, 0)).astype(np.float64)
+
+
+class AvgPool2d(Function):
+    """Mean over each window; backward spreads ``g / divisor`` over the window."""
+
+    def forward(
+        self,
+        x: np.ndarray,
+        kernel: Pair,
+        stride: Pair,
+        pads: Pads,
+        out: Pair,
+        count_include_pad: bool,
+        divisor_override: int | None,
+    ) -> np.ndarray:
+        h, w = x.shape[2:]
+        xp = pad_hw(x, pads, 0.0)
+        acc = xp[kernel_slice(0, 0, stride, (1, 1), out)].copy()
+        for t in range(1, kernel[0] * kernel[1]):
+            acc += xp[kernel_slice(t // kernel[1], t % kernel[1], stride, (1, 1), out)]
+        if divisor_override is not None:
+            inv = np.full((1, 1), 1.0 / divisor_override)
+        else:
+            dh = _avg_divisor(h, kernel[0], stride[0], pads[0], out[0], count_include_pad)
+            dw = _avg_divisor(w, kernel[1], stride[1], pads[2], out[1], count_include_pad)
+            inv = 1.0 / np.outer(dh, dw)
+        inv = inv.astype(x.dtype)
+        acc *= inv
+        self.meta = (x.shape, xp.shape, kernel, stride, pads, out, inv)
+        return acc
+
+    def backward(self, grad: np.ndarray) -> np.ndarray:
+        x_shape, xp_shape, kernel, stride, pads, out, inv = self.meta
+        gs = grad * inv
+        dxp = np.zeros(xp_shape, dtype=grad.dtype)
+        for t in range(kernel[0] * kernel[1]):
+            dxp[kernel_slice(t // kernel[1], t % kernel[1], stride, (1, 1), out)] += gs
+        return unpad_hw(dxp, pads, x_shape[2:])
+
+
+def _unbatched(input: Tensor, fn, *args, **kwargs) -> Tensor:
+    if input.ndim == 3:
+        return fn.apply(input.unsqueeze(0), *args, **kwargs).squeeze(0)
+    return fn.apply(input, *args, **kwargs)
+
+
+def max_pool2d(
+    input: Tensor,
+    kernel_size: int | Pair,
+    stride: int | Pair | None = None,
+    padding: int | Pair = 0,
+    dilation: int | Pair = 1,
+    ceil_mode: bool = False,
+    return_indices: bool = False,
+) -> Tensor:
+    """2-D max pooling (PyTorch semantics; ``stride`` defaults to ``kernel_size``).
+
+    Parameters
+    ----------
+    input : Tensor, shape (N, C, H, W) or (C, H, W)
+    kernel_size, stride, padding, dilation : int or (int, int)
+        Padding is implicit ``-inf`` and at most half the (dilated) kernel.
+    ceil_mode : bool
+        Round the output size up (a last partial window is kept if it starts inside
+        the input or the left padding).
+
+    Returns
+    -------
+    Tensor, shape (N, C, OH, OW)
+    """
+    if return_indices:
+        raise NotImplementedError("max_pool2d: return_indices=True is not supported")
+    k, s, d, pads, out = _setup(input, kernel_size, stride, padding, dilation, ceil_mode,
+                                "max_pool2d")  # fmt: skip
+    return _unbatched(input, MaxPool2d, kernel=k, stride=s, dilation=d, pads=pads, out=out)
+
+
+def avg_pool2d(
+    input: Tensor,
+    kernel_size: int | Pair,
+    stride: int | Pair | None = None,
+    padding: int | Pair = 0,
+    ceil_mode: bool = False,
+    count_include_pad: bool = True,
+    divisor_override: int | None = None,
+) -> Tensor:
+    """2-D average pooling (PyTorch semantics, including its ceil-mode divisor rule).
+
+    Parameters
+    ----------
+    input : Tensor, shape (N, C, H, W) or (C, H, W)
+    kernel_size, stride, padding : int or (int, int)
+    ceil_mode : bool
+    count_include_pad : bool
+        Count the zero padding in the divisor.
+    divisor_override : int, optional
+        Divide every window sum by this instead.
+
+    Returns
+    -------
+    Tensor, shape (N, C, OH, OW)
+    """
+    if divisor_override is not None and divisor_override == 0:
+        raise ValueError("avg_pool2d: divisor_override must be non-zero")
+    k, s, _, pads, out = _setup(input, kernel_size, stride, padding, 1, ceil_mode, "avg_pool2d")
+    if input.dtype.kind != "f":
+        raise TypeError(f"avg_pool2d: expected a floating input; got {input.dtype}")
+    return _unbatched(
+        input,
+        AvgPool2d,
+        kernel=k,
+        stride=s,
+        pads=pads,
+        out=out,
+        count_include_pad=count_include_pad,
+        divisor_override=divisor_override,
+    )
+
+
+def _adaptive_matrix(size: int, n_out: int, dtype: np.dtype) -> np.ndarray:
+    """``(n_out, size)`` averaging matrix; row i averages ``[i*size//n, ceil((i+1)*size/n))``."""
+    m = np.zeros((n_out, size), dtype=dtype)
+    for i in range(n_out):
+        a = (i * size) // n_out
+        b = -((-(i + 1) * size) // n_out)
+        m[i, a:b] = 1.0 / (b - a)
+    return m
+
+
+class AdaptiveAvgPool2d(Function):
+    """Adaptive average pooling as two small matrix products: ``out = A_h x A_w^T``."""
+
+    def forward(self, x: np.ndarray, ah: np.ndarray, aw: np.ndarray) -> np.ndarray:
+        self.mats = (ah, aw)
+        return ah @ (x @ aw.T)
+
+    def backward(self, grad: np.ndarray) -> np.ndarray:
+        ah, aw = self.mats
+        return ah.T @ (grad @ aw)
+
+
+def adaptive_avg_pool2d(input: Tensor, output_size: int | tuple[int | None, int | None]) -> Tensor:
+    """Average pooling to a fixed output size (PyTorch's window rule).
+
+    Parameters
+    ----------
+    input : Tensor, shape (N, C, H, W) or (C, H, W)
+    output_size : int or (int or None, int or None)
+        ``None`` keeps that input size.
+
+    Returns
+    -------
+    Tensor, shape (N, C, output_size[0], output_size[1])
+    """
+    if input.ndim not in (3, 4):
+        raise ValueError(
+            f"adaptive_avg_pool2d: expected input (N, C, H, W) or (C, H, W); got {input.shape}"
+        )
+    h, w = input.shape[-2:]
+    if isinstance(output_size, int):
+        output_size = (output_size, output_size)
+    oh = h if output_size[0] is None else int(output_size[0])
+    ow = w if output_size[1] is None else int(output_size[1])
+    if oh < 1 or ow < 1:
+        raise ValueError(f"adaptive_avg_pool2d: output_size must be positive; got {output_size}")
+    ah = _adaptive_matrix(h, oh, input.dtype)
+    aw = _adaptive_matrix(w, ow, input.dtype)
+    return AdaptiveAvgPool2d.apply(input, ah, aw)

@@ -1,0 +1,34 @@
+"""The model zoo: LeNet-5, an MLP, a small VGG-style net and a small ResNet.
+
+Each class records its constructor arguments in ``self.config`` so a checkpoint can
+rebuild it; :func:`get_model` builds one by name (used by the CLI).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cnnkit.models.lenet import LeNet5
+from cnnkit.models.mlp import MLP
+from cnnkit.models.resnet import BasicBlock, SmallResNet
+from cnnkit.models.vgg import SmallVGG
+
+MODELS: dict[str, type] = {
+    "lenet5": LeNet5,
+    "mlp": MLP,
+    "smallvgg": SmallVGG,
+    "vgg": SmallVGG,
+    "smallresnet": SmallResNet,
+    "resnet": SmallResNet,
+}
+
+
+def get_model(name: str, **kwargs: Any) -> Any:
+    """Build a zoo model by (case-insensitive) name, e.g. ``get_model('lenet5', input_size=8)``."""
+    key = name.lower().replace("-", "").replace("_", "")
+    if key not in MODELS:
+        raise ValueError(f"unknown model {name!r}; choose one of {sorted(set(MODELS))}")
+    return MODELS[key](**kwargs)
+
+
+__all__ = ["MLP", "MODELS", "BasicBlock", "LeNet5", "SmallResNet", "SmallVGG", "get_model"]

@@ -1,0 +1,29 @@
+"""Helpers shared by the layer modules: dtype/device arguments, input checks."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from cnnkit import backend
+from cnnkit.nn.module import Parameter
+from cnnkit.tensor import Tensor
+
+
+def empty_param(shape: tuple[int, ...], dtype: Any, device: Any, where: str) -> Parameter:
+    """A new (uninitialised) parameter of the requested float dtype on the CPU."""
+    if backend.check_device(device, where) != "cpu":
+        raise NotImplementedError(f"{where}: device {device!r} is not supported yet; use 'cpu'")
+    dt = backend.resolve_dtype(dtype)
+    if dt.kind != "f":
+        raise TypeError(f"{where}: dtype must be floating point; got {dt}")
+    return Parameter(np.zeros(shape, dtype=dt))
+
+
+def check_input(x: Any, where: str, ndims: tuple[int, ...], expected: str) -> None:
+    """Raise a TypeError/ValueError naming the layer unless ``x`` is a Tensor of a right rank."""
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{where} expects a cnnkit Tensor; got {type(x).__name__}")
+    if x.ndim not in ndims:
+        raise ValueError(f"{where} expects input {expected}; got {tuple(x.shape)}")

@@ -1,0 +1,256 @@
+"""Fully connected, convolutional and locally connected layers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cnnkit.functional._windows import out_size, pair
+from cnnkit.functional.conv import conv2d, locally_connected2d, resolve_padding
+from cnnkit.functional.linear import linear
+from cnnkit.nn import init
+from cnnkit.nn._util import check_input, empty_param
+from cnnkit.nn.module import Module
+from cnnkit.tensor import Tensor
+
+
+class Identity(Module):
+    """Returns its input unchanged (a placeholder in architectures)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__()
+
+    def forward(self, input: Tensor) -> Tensor:
+        return input
+
+
+class Linear(Module):
+    """Fully connected layer ``y = x W^T + b``.
+
+    Parameters
+    ----------
+    in_features, out_features : int
+    bias : bool
+
+    Shapes: input ``(*, in_features)`` -> output ``(*, out_features)``; weight
+    ``(out_features, in_features)``; ``in*out + out`` parameters.
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        bias: bool = True,
+        device: Any = None,
+        dtype: Any = None,
+    ) -> None:
+        super().__init__()
+        if in_features < 1 or out_features < 1:
+            raise ValueError(
+                f"Linear: in_features and out_features must be positive; got "
+                f"{in_features}, {out_features}"
+            )
+        self.in_features = int(in_features)
+        self.out_features = int(out_features)
+        self.weight = empty_param((out_features, in_features), dtype, device, "Linear")
+        if bias:
+            self.bias = empty_param((out_features,), dtype, device, "Linear")
+        else:
+            self.register_parameter("bias", None)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        init.default_init(self.weight, self.bias)
+
+    def forward(self, input: Tensor) -> Tensor:
+        check_input(input, repr(self), tuple(range(1, 9)), f"(*, {self.in_features})")
+        if input.shape[-1] != self.in_features:
+            raise ValueError(
+                f"{self!r} expects input (*, {self.in_features}); got {tuple(input.shape)}"
+            )
+        return linear(input, self.weight, self.bias)
+
+    def extra_repr(self) -> str:
+        return (
+            f"in_features={self.in_features}, out_features={self.out_features}, "
+            f"bias={self.bias is not None}"
+        )
+
+
+class Conv2d(Module):
+    """2-D convolution: ``out_channels`` filters of size ``in_channels/groups x KH x KW``
+    slid over the input (shared weights).
+
+    Parameters
+    ----------
+    in_channels, out_channels : int
+    kernel_size, stride, dilation : int or (int, int)
+    padding : int, (int, int), 'same' or 'valid'
+    groups : int
+    bias : bool
+
+    Shapes: input ``(N, C_in, H, W)`` -> ``(N, C_out, OH, OW)`` with
+    ``OH = (H + 2P - D*(KH-1) - 1) // S + 1``; weight ``(C_out, C_in/groups, KH, KW)``.
+    Parameters: ``C_out * (C_in/groups * KH * KW + 1)`` (one 5x5x3 filter: 76).
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int | tuple[int, int],
+        stride: int | tuple[int, int] = 1,
+        padding: int | tuple[int, int] | str = 0,
+        dilation: int | tuple[int, int] = 1,
+        groups: int = 1,
+        bias: bool = True,
+        padding_mode: str = "zeros",
+        device: Any = None,
+        dtype: Any = None,
+    ) -> None:
+        super().__init__()
+        where = "Conv2d"
+        if in_channels < 1 or out_channels < 1:
+            raise ValueError(
+                f"{where}: channels must be positive; got {in_channels}, {out_channels}"
+            )
+        if groups < 1 or in_channels % groups or out_channels % groups:
+            raise ValueError(
+                f"{where}: groups={groups} must divide in_channels={in_channels} and "
+                f"out_channels={out_channels}"
+            )
+        if padding_mode != "zeros":
+            raise ValueError(
+                f"{where}: only padding_mode='zeros' is supported; got {padding_mode!r}"
+            )
+        self.in_channels = int(in_channels)
+        self.out_channels = int(out_channels)
+        self.kernel_size = pair(kernel_size, "kernel_size", where, 1)
+        self.stride = pair(stride, "stride", where, 1)
+        self.dilation = pair(dilation, "dilation", where, 1)
+        resolve_padding(padding, self.kernel_size, self.stride, self.dilation, where)
+        self.padding = padding if isinstance(padding, str) else pair(padding, "padding", where)
+        self.groups = int(groups)
+        self.padding_mode = padding_mode
+        kh, kw = self.kernel_size
+        self.weight = empty_param(
+            (out_channels, in_channels // groups, kh, kw), dtype, device, where
+        )
+        if bias:
+            self.bias = empty_param((out_channels,), dtype, device, where)
+        else:
+            self.register_parameter("bias", None)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        init.default_init(self.weight, self.bias)
+
+    def forward(self, input: Tensor) -> Tensor:
+        check_input(input, repr(self), (3, 4), f"(N, {self.in_channels}, H, W)")
+        if input.shape[-3] != self.in_channels:
+            raise ValueError(
+                f"{self!r} expects input (N, {self.in_channels}, H, W); got {tuple(input.shape)}"
+            )
+        return conv2d(
+            input, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups
+        )
+
+    def extra_repr(self) -> str:
+        s = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}"
+        if self.stride != (1, 1):
+            s += f", stride={self.stride}"
+        if self.padding not in ((0, 0), "valid"):
+            s += (
+                f", padding={self.padding!r}"
+                if isinstance(self.padding, str)
+                else f", padding={self.padding}"
+            )
+        if self.dilation != (1, 1):
+            s += f", dilation={self.dilation}"
+        if self.groups != 1:
+            s += f", groups={self.groups}"
+        if self.bias is None:
+            s += ", bias=False"
+        return s
+
+
+class LocallyConnected2d(Module):
+    """Locally connected layer: a convolution whose filters are NOT shared — every output
+    location ``(i, j)`` has its own ``in_channels x KH x KW`` filter per output channel.
+
+    Parameters
+    ----------
+    in_channels, out_channels : int
+    input_size : int or (int, int)
+        Spatial size ``(H, W)`` of the input (the weights depend on it).
+    kernel_size, stride, padding : int or (int, int)
+    bias : bool
+        One bias per output channel and location.
+
+    Shapes: input ``(N, C_in, H, W)`` -> ``(N, C_out, OH, OW)``; weight
+    ``(OH, OW, C_out, C_in, KH, KW)``; bias ``(C_out, OH, OW)``.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        input_size: int | tuple[int, int],
+        kernel_size: int | tuple[int, int],
+        stride: int | tuple[int, int] = 1,
+        padding: int | tuple[int, int] = 0,
+        bias: bool = True,
+        device: Any = None,
+        dtype: Any = None,
+    ) -> None:
+        super().__init__()
+        where = "LocallyConnected2d"
+        if in_channels < 1 or out_channels < 1:
+            raise ValueError(
+                f"{where}: channels must be positive; got {in_channels}, {out_channels}"
+            )
+        self.in_channels = int(in_channels)
+        self.out_channels = int(out_channels)
+        self.input_size = pair(input_size, "input_size", where, 1)
+        self.kernel_size = pair(kernel_size, "kernel_size", where, 1)
+        self.stride = pair(stride, "stride", where, 1)
+        self.padding = pair(padding, "padding", where)
+        oh = out_size(self.input_size[0], self.kernel_size[0], self.stride[0], 2 * self.padding[0])
+        ow = out_size(self.input_size[1], self.kernel_size[1], self.stride[1], 2 * self.padding[1])
+        if oh < 1 or ow < 1:
+            raise ValueError(
+                f"{where}: kernel {self.kernel_size} is larger than the padded input "
+                f"{self.input_size} (padding {self.padding})"
+            )
+        self.output_size = (oh, ow)
+        kh, kw = self.kernel_size
+        self.weight = empty_param((oh, ow, out_channels, in_channels, kh, kw), dtype, device, where)
+        if bias:
+            self.bias = empty_param((out_channels, oh, ow), dtype, device, where)
+        else:
+            self.register_parameter("bias", None)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        kh, kw = self.kernel_size
+        init.default_init(self.weight, self.bias, fan_in=self.in_channels * kh * kw)
+
+    def forward(self, input: Tensor) -> Tensor:
+        h, w = self.input_size
+        expected = f"(N, {self.in_channels}, {h}, {w})"
+        check_input(input, repr(self), (3, 4), expected)
+        if tuple(input.shape[-3:]) != (self.in_channels, h, w):
+            raise ValueError(f"{self!r} expects input {expected}; got {tuple(input.shape)}")
+        return locally_connected2d(input, self.weight, self.bias, self.stride, self.padding)
+
+    def extra_repr(self) -> str:
+        s = (
+            f"{self.in_channels}, {self.out_channels}, input_size={self.input_size}, "
+            f"kernel_size={self.kernel_size}"
+        )
+        if self.stride != (1, 1):
+            s += f", stride={self.stride}"
+        if self.padding != (0, 0):
+            s += f", padding={self.padding}"
+        if self.bias is None:
+            s += ", bias=False"
+        return s

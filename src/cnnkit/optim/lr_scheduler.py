@@ -1,0 +1,506 @@
+"""Learning-rate schedulers with PyTorch's API and learning-rate sequences."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from cnnkit.optim.optimizer import Optimizer
+
+__all__ = [
+    "CosineAnnealingLR",
+    "ExponentialLR",
+    "LRScheduler",
+    "LambdaLR",
+    "MultiStepLR",
+    "ReduceLROnPlateau",
+    "StepLR",
+]
+
+
+def _check_optimizer(optimizer: Any, name: str) -> None:
+    if not isinstance(optimizer, Optimizer):
+        raise TypeError(f"{name}: expected a cnnkit Optimizer, got {type(optimizer).__name__}")
+
+
+class LRScheduler:
+    """Base class of epoch-indexed learning-rate schedulers.
+
+    On construction every parameter group gets an ``'initial_lr'`` (its current
+    ``'lr'``) and the scheduler takes its first step, setting the learning rates of
+    epoch ``last_epoch + 1``.
+
+    Parameters
+    ----------
+    optimizer : Optimizer
+        The wrapped optimizer.
+    last_epoch : int
+        Index of the last epoch; ``-1`` starts a new schedule. When resuming
+        (``last_epoch >= 0``) every group must already have ``'initial_lr'``.
+
+    Attributes
+    ----------
+    base_lrs : list of float
+        The groups' initial learning rates.
+    last_epoch : int
+        The epoch index of the current learning rates.
+    """
+
+    _state_keys: tuple[str, ...] = ()
+
+    def __init__(self, optimizer: Optimizer, last_epoch: int = -1) -> None:
+        _check_optimizer(optimizer, type(self).__name__)
+        self.optimizer = optimizer
+        if last_epoch == -1:
+            for group in optimizer.param_groups:
+                group.setdefault("initial_lr", group["lr"])
+        else:
+            for i, group in enumerate(optimizer.param_groups):
+                if "initial_lr" not in group:
+                    raise KeyError(
+                        f"{type(self).__name__}: param 'initial_lr' is not specified in "
+                        f"param_groups[{i}] when resuming with last_epoch={last_epoch}"
+                    )
+        self.base_lrs: list[float] = [float(g["initial_lr"]) for g in optimizer.param_groups]
+        self.last_epoch = int(last_epoch)
+        self._step_count = 0
+        self._last_lr: list[float] = [float(g["lr"]) for g in optimizer.param_groups]
+        self.step()
+
+    def get_lr(self) -> list[float]:
+        """Compute the learning rates of epoch ``last_epoch``.
+
+        Returns
+        -------
+        list of float
+            One learning rate per parameter group.
+        """
+        raise NotImplementedError
+
+    def get_last_lr(self) -> list[float]:
+        """Return the learning rates set by the last call to :meth:`step`.
+
+        Returns
+        -------
+        list of float
+            One learning rate per parameter group.
+        """
+        return list(self._last_lr)
+
+    def step(self) -> None:
+        """Advance one epoch and set the groups' learning rates."""
+        self._step_count += 1
+        self.last_epoch += 1
+        values = self.get_lr()
+        for group, lr in zip(self.optimizer.param_groups, values, strict=True):
+            group["lr"] = lr
+        self._last_lr = [float(g["lr"]) for g in self.optimizer.param_groups]
+
+    def state_dict(self) -> dict[str, Any]:
+        """Return the scheduler's state as a JSON-serialisable dict.
+
+        Returns
+        -------
+        dict
+            Epoch counter, base and last learning rates, and the scheduler's options.
+        """
+        sd: dict[str, Any] = {
+            "last_epoch": self.last_epoch,
+            "_step_count": self._step_count,
+            "base_lrs": list(self.base_lrs),
+            "_last_lr": list(self._last_lr),
+        }
+        for key in self._state_keys:
+            value = getattr(self, key)
+            sd[key] = list(value) if isinstance(value, list | tuple) else value
+        return sd
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore a state produced by :meth:`state_dict`.
+
+        Parameters
+        ----------
+        state_dict : dict
+            The saved state.
+        """
+        self.last_epoch = int(state_dict["last_epoch"])
+        self._step_count = int(state_dict.get("_step_count", self._step_count))
+        self.base_lrs = [float(v) for v in state_dict["base_lrs"]]
+        self._last_lr = [float(v) for v in state_dict.get("_last_lr", self._last_lr)]
+        for key in self._state_keys:
+            if key in state_dict:
+                setattr(self, key, state_dict[key])
+
+
+class StepLR(LRScheduler):
+    """Multiply the learning rates by ``gamma`` every ``step_size`` epochs.
+
+    Parameters
+    ----------
+    optimizer : Optimizer
+        The wrapped optimizer.
+    step_size : int
+        Period of the decay, in epochs (positive).
+    gamma : float
+        Multiplicative factor of the decay.
+    last_epoch : int
+        Index of the last epoch.
+    """
+
+    _state_keys = ("step_size", "gamma")
+
+    def __init__(
+        self, optimizer: Optimizer, step_size: int, gamma: float = 0.1, last_epoch: int = -1
+    ) -> None:
+        if int(step_size) != step_size or step_size <= 0:
+            raise ValueError(f"StepLR: step_size must be a positive integer, got {step_size}")
+        self.step_size = int(step_size)
+        self.gamma = float(gamma)
+        super().__init__(optimizer, last_epoch)
+
+    def get_lr(self) -> list[float]:
+        """Learning rates of epoch ``last_epoch`` (decayed at multiples of ``step_size``)."""
+        groups = self.optimizer.param_groups
+        if self.last_epoch == 0 or self.last_epoch % self.step_size != 0:
+            return [g["lr"] for g in groups]
+        return [g["lr"] * self.gamma for g in groups]
+
+
+class MultiStepLR(LRScheduler):
+    """Multiply the learning rates by ``gamma`` at each milestone epoch.
+
+    Parameters
+    ----------
+    optimizer : Optimizer
+        The wrapped optimizer.
+    milestones : iterable of int
+        Epoch indices (a repeated milestone decays several times).
+    gamma : float
+        Multiplicative factor of the decay.
+    last_epoch : int
+        Index of the last epoch.
+    """
+
+    _state_keys = ("milestones", "gamma")
+
+    def __init__(
+        self,
+        optimizer: Optimizer,
+        milestones: Iterable[int],
+        gamma: float = 0.1,
+        last_epoch: int = -1,
+    ) -> None:
+        self.milestones = sorted(int(m) for m in milestones)
+        self.gamma = float(gamma)
+        super().__init__(optimizer, last_epoch)
+
+    def get_lr(self) -> list[float]:
+        """Learning rates of epoch ``last_epoch`` (decayed at the milestones)."""
+        groups = self.optimizer.param_groups
+        count = Counter(self.milestones)[self.last_epoch]
+        if count == 0:
+            return [g["lr"] for g in groups]
+        return [g["lr"] * self.gamma**count for g in groups]
+
+
+class ExponentialLR(LRScheduler):
+    """Multiply the learning rates by ``gamma`` every epoch.
+
+    Parameters
+    ----------
+    optimizer : Optimizer
+        The wrapped optimizer.
+    gamma : float
+        Multiplicative factor of the decay.
+    last_epoch : int
+        Index of the last epoch.
+    """
+
+    _state_keys = ("gamma",)
+
+    def __init__(self, optimizer: Optimizer, gamma: float, last_epoch: int = -1) -> None:
+        self.gamma = float(gamma)
+        super().__init__(optimizer, last_epoch)
+
+    def get_lr(self) -> list[float]:
+        """Learning rates of epoch ``last_epoch``."""
+        groups = self.optimizer.param_groups
+        if self.last_epoch == 0:
+            return [g["lr"] for g in groups]
+        return [g["lr"] * self.gamma for g in groups]
+
+
+class CosineAnnealingLR(LRScheduler):
+    r"""Cosine annealing from the base learning rate to ``eta_min`` over ``T_max`` epochs.
+
+    .. math::
+
+        \eta_t = \eta_{min} + \frac{1}{2}(\eta_{base} - \eta_{min})
+            \left(1 + \cos\frac{t \pi}{T_{max}}\right)
+
+    Past ``T_max`` the learning rate rises again (the cosine is periodic), as in PyTorch.
+
+    Parameters
+    ----------
+    optimizer : Optimizer
+        The wrapped optimizer.
+    T_max : int
+        Number of epochs of the half period (positive).
+    eta_min : float
+        Minimum learning rate.
+    last_epoch : int
+        Index of the last epoch.
+    """
+
+    _state_keys = ("T_max", "eta_min")
+
+    def __init__(
+        self, optimizer: Optimizer, T_max: int, eta_min: float = 0.0, last_epoch: int = -1
+    ) -> None:
+        if T_max <= 0:
+            raise ValueError(f"CosineAnnealingLR: T_max must be positive, got {T_max}")
+        self.T_max = T_max
+        self.eta_min = float(eta_min)
+        super().__init__(optimizer, last_epoch)
+
+    def get_lr(self) -> list[float]:
+        """Learning rates of epoch ``last_epoch`` (closed form)."""
+        factor = (1.0 + math.cos(math.pi * self.last_epoch / self.T_max)) / 2.0
+        return [self.eta_min + (base - self.eta_min) * factor for base in self.base_lrs]
+
+
+class LambdaLR(LRScheduler):
+    """Set each learning rate to its base value times a function of the epoch.
+
+    Parameters
+    ----------
+    optimizer : Optimizer
+        The wrapped optimizer.
+    lr_lambda : callable or list of callable
+        ``epoch -> factor``; one function for all groups or one per group.
+    last_epoch : int
+        Index of the last epoch.
+
+    Notes
+    -----
+    ``state_dict`` does not include the functions; pass them again when resuming.
+    """
+
+    def __init__(
+        self,
+        optimizer: Optimizer,
+        lr_lambda: Callable[[int], float] | list[Callable[[int], float]],
+        last_epoch: int = -1,
+    ) -> None:
+        _check_optimizer(optimizer, "LambdaLR")
+        n = len(optimizer.param_groups)
+        if isinstance(lr_lambda, list | tuple):
+            if len(lr_lambda) != n:
+                raise ValueError(
+                    f"LambdaLR: expected {n} lr_lambdas (one per parameter group), "
+                    f"got {len(lr_lambda)}"
+                )
+            self.lr_lambdas = list(lr_lambda)
+        else:
+            self.lr_lambdas = [lr_lambda] * n
+        for f in self.lr_lambdas:
+            if not callable(f):
+                raise TypeError(f"LambdaLR: lr_lambda must be callable, got {type(f).__name__}")
+        super().__init__(optimizer, last_epoch)
+
+    def get_lr(self) -> list[float]:
+        """Learning rates of epoch ``last_epoch``."""
+        return [
+            base * f(self.last_epoch)
+            for base, f in zip(self.base_lrs, self.lr_lambdas, strict=True)
+        ]
+
+
+class ReduceLROnPlateau:
+    """Reduce the learning rates when a metric has stopped improving.
+
+    Parameters
+    ----------
+    optimizer : Optimizer
+        The wrapped optimizer.
+    mode : {'min', 'max'}
+        Whether the metric should decrease or increase.
+    factor : float
+        Multiplicative factor of the reduction (``< 1``).
+    patience : int
+        Number of epochs without improvement tolerated before reducing.
+    threshold : float
+        Minimum change counted as an improvement.
+    threshold_mode : {'rel', 'abs'}
+        Relative (``best * (1 -/+ threshold)``) or absolute (``best -/+ threshold``).
+    cooldown : int
+        Epochs to wait after a reduction before counting bad epochs again.
+    min_lr : float or list of float
+        Lower bound on the learning rate (one for all groups or one per group).
+    eps : float
+        Reductions smaller than this are skipped.
+    """
+
+    def __init__(
+        self,
+        optimizer: Optimizer,
+        mode: str = "min",
+        factor: float = 0.1,
+        patience: int = 10,
+        threshold: float = 1e-4,
+        threshold_mode: str = "rel",
+        cooldown: int = 0,
+        min_lr: float | list[float] = 0,
+        eps: float = 1e-8,
+    ) -> None:
+        _check_optimizer(optimizer, "ReduceLROnPlateau")
+        if factor >= 1.0:
+            raise ValueError(f"ReduceLROnPlateau: factor should be < 1.0, got {factor}")
+        if mode not in ("min", "max"):
+            raise ValueError(f"ReduceLROnPlateau: mode must be 'min' or 'max', got {mode!r}")
+        if threshold_mode not in ("rel", "abs"):
+            raise ValueError(
+                f"ReduceLROnPlateau: threshold_mode must be 'rel' or 'abs', got {threshold_mode!r}"
+            )
+        self.optimizer = optimizer
+        n = len(optimizer.param_groups)
+        if isinstance(min_lr, list | tuple):
+            if len(min_lr) != n:
+                raise ValueError(
+                    f"ReduceLROnPlateau: expected {n} min_lrs (one per parameter group), "
+                    f"got {len(min_lr)}"
+                )
+            self.min_lrs = [float(v) for v in min_lr]
+        else:
+            self.min_lrs = [float(min_lr)] * n
+        self.factor = float(factor)
+        self.patience = int(patience)
+        self.threshold = float(threshold)
+        self.threshold_mode = threshold_mode
+        self.cooldown = int(cooldown)
+        self.mode = mode
+        self.eps = float(eps)
+        self.mode_worse = math.inf if mode == "min" else -math.inf
+        self.last_epoch = 0
+        self._last_lr = [float(g["lr"]) for g in optimizer.param_groups]
+        self._reset()
+
+    def _reset(self) -> None:
+        self.best = self.mode_worse
+        self.cooldown_counter = 0
+        self.num_bad_epochs = 0
+
+    @property
+    def in_cooldown(self) -> bool:
+        """Whether the scheduler is waiting out the cooldown after a reduction."""
+        return self.cooldown_counter > 0
+
+    def is_better(self, a: float, best: float) -> bool:
+        """Whether metric value ``a`` improves on ``best`` by more than the threshold.
+
+        Parameters
+        ----------
+        a : float
+            The new metric value.
+        best : float
+            The best value so far.
+
+        Returns
+        -------
+        bool
+            ``True`` when ``a`` counts as an improvement.
+        """
+        if self.mode == "min" and self.threshold_mode == "rel":
+            return a < best * (1.0 - self.threshold)
+        if self.mode == "min":
+            return a < best - self.threshold
+        if self.threshold_mode == "rel":
+            return a > best * (self.threshold + 1.0)
+        return a > best + self.threshold
+
+    def step(self, metrics: float) -> None:
+        """Record one epoch's metric and reduce the learning rates if it plateaued.
+
+        Parameters
+        ----------
+        metrics : float
+            The monitored quantity (e.g. validation loss).
+        """
+        current = float(metrics)
+        self.last_epoch += 1
+        if self.is_better(current, self.best):
+            self.best = current
+            self.num_bad_epochs = 0
+        else:
+            self.num_bad_epochs += 1
+        if self.in_cooldown:
+            self.cooldown_counter -= 1
+            self.num_bad_epochs = 0
+        if self.num_bad_epochs > self.patience:
+            self._reduce_lr()
+            self.cooldown_counter = self.cooldown
+            self.num_bad_epochs = 0
+        self._last_lr = [float(g["lr"]) for g in self.optimizer.param_groups]
+
+    def _reduce_lr(self) -> None:
+        for i, group in enumerate(self.optimizer.param_groups):
+            old_lr = float(group["lr"])
+            new_lr = max(old_lr * self.factor, self.min_lrs[i])
+            if old_lr - new_lr > self.eps:
+                group["lr"] = new_lr
+
+    def get_last_lr(self) -> list[float]:
+        """Return the learning rates after the last :meth:`step`.
+
+        Returns
+        -------
+        list of float
+            One learning rate per parameter group.
+        """
+        return list(self._last_lr)
+
+    _state_keys = (
+        "mode",
+        "factor",
+        "patience",
+        "threshold",
+        "threshold_mode",
+        "cooldown",
+        "min_lrs",
+        "eps",
+        "mode_worse",
+        "best",
+        "cooldown_counter",
+        "num_bad_epochs",
+        "last_epoch",
+        "_last_lr",
+    )
+
+    def state_dict(self) -> dict[str, Any]:
+        """Return the scheduler's state as a JSON-serialisable dict.
+
+        Returns
+        -------
+        dict
+            Options, counters and the best metric so far.
+        """
+        return {
+            k: (list(v) if isinstance(v, list) else v)
+            for k in self._state_keys
+            for v in (getattr(self, k),)
+        }
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore a state produced by :meth:`state_dict`.
+
+        Parameters
+        ----------
+        state_dict : dict
+            The saved state.
+        """
+        for key in self._state_keys:
+            if key in state_dict:
+                value = state_dict[key]
+                setattr(self, key, list(value) if isinstance(value, list) else value)

@@ -1,0 +1,128 @@
+"""Stochastic gradient descent with momentum, dampening, Nesterov and weight decay."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import numpy as np
+
+from cnnkit.optim.optimizer import Optimizer
+from cnnkit.tensor import Tensor
+
+__all__ = ["SGD"]
+
+
+class SGD(Optimizer):
+    r"""Stochastic gradient descent (optionally with momentum), as ``torch.optim.SGD``.
+
+    For each parameter :math:`p` with gradient :math:`g` (negated when ``maximize``):
+
+    .. math::
+
+        g &\leftarrow g + \lambda p \\
+        b &\leftarrow \mu b + (1 - \tau) g \quad (b = g \text{ on the first step}) \\
+        g &\leftarrow g + \mu b \text{ if nesterov else } b \\
+        p &\leftarrow p - \eta g
+
+    Parameters
+    ----------
+    params : iterable of Tensor or iterable of dict
+        Parameters to optimise, or parameter groups.
+    lr : float
+        Learning rate :math:`\eta`.
+    momentum : float
+        Momentum factor :math:`\mu`.
+    dampening : float
+        Dampening :math:`\tau` for momentum.
+    weight_decay : float
+        L2 penalty :math:`\lambda`.
+    nesterov : bool
+        Use Nesterov momentum (needs ``momentum > 0`` and ``dampening == 0``).
+    maximize : bool
+        Maximise the objective instead of minimising it.
+    """
+
+    def __init__(
+        self,
+        params: Iterable[Tensor] | Iterable[dict[str, Any]],
+        lr: float = 1e-3,
+        momentum: float = 0,
+        dampening: float = 0,
+        weight_decay: float = 0,
+        nesterov: bool = False,
+        maximize: bool = False,
+    ) -> None:
+        defaults = {
+            "lr": lr,
+            "momentum": momentum,
+            "dampening": dampening,
+            "weight_decay": weight_decay,
+            "nesterov": nesterov,
+            "maximize": maximize,
+        }
+        super().__init__(params, defaults)
+
+    def _validate_group(self, group: dict[str, Any]) -> None:
+        lr = group.get("lr", 0.0)
+        momentum = group.get("momentum", 0.0)
+        dampening = group.get("dampening", 0.0)
+        weight_decay = group.get("weight_decay", 0.0)
+        if not lr >= 0.0:
+            raise ValueError(f"SGD: invalid learning rate lr={lr} (must be >= 0)")
+        if not momentum >= 0.0:
+            raise ValueError(f"SGD: invalid momentum={momentum} (must be >= 0)")
+        if not weight_decay >= 0.0:
+            raise ValueError(f"SGD: invalid weight_decay={weight_decay} (must be >= 0)")
+        if group.get("nesterov", False) and (momentum <= 0 or dampening != 0):
+            raise ValueError(
+                f"SGD: nesterov momentum requires momentum > 0 and dampening = 0, "
+                f"got momentum={momentum}, dampening={dampening}"
+            )
+
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
+        """Perform one SGD step on every parameter that has a gradient.
+
+        Parameters
+        ----------
+        closure : callable, optional
+            Re-evaluates the model and returns the loss.
+
+        Returns
+        -------
+        object
+            The closure's return value, or ``None``.
+        """
+        loss = closure() if closure is not None else None
+        for group in self.param_groups:
+            lr = group["lr"]
+            momentum = group["momentum"]
+            dampening = group["dampening"]
+            weight_decay = group["weight_decay"]
+            nesterov = group["nesterov"]
+            maximize = group["maximize"]
+            for p in group["params"]:
+                grad = self._grad_array(p)
+                if grad is None:
+                    continue
+                d_p = np.negative(grad) if maximize else grad
+                if weight_decay != 0:
+                    d_p = d_p + weight_decay * p.data
+                if momentum != 0:
+                    state = self.state.setdefault(p, {})
+                    buf = state.get("momentum_buffer")
+                    if buf is None:
+                        buf = np.array(d_p, dtype=p.data.dtype, copy=True)
+                        state["momentum_buffer"] = buf
+                    else:
+                        buf *= momentum
+                        if dampening == 0:
+                            buf += d_p
+                        else:
+                            buf += (1 - dampening) * d_p
+                    d_p = d_p + momentum * buf if nesterov else buf
+                if lr == 1:
+                    p.data -= d_p
+                else:
+                    p.data -= lr * d_p
+        return loss

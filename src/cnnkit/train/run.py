@@ -1,0 +1,284 @@
+"""Run directories: train a zoo model on a named data set and write everything down.
+
+A run directory holds ``config.json`` (written last: its presence marks a finished
+run), ``model.safetensors`` (weights, optimizer, history), ``checkpoints/`` (last and
+best, for ``--resume``), ``history.csv``, ``curves.png``, ``diagnosis.txt`` and
+``report.txt`` (test loss, accuracy, per-class report, confusion matrix). A run that
+fails writes ``FAILED.txt`` with the reason instead of ``config.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cnnkit import backend, nn
+from cnnkit.io.atomic import atomic_write_text
+
+CONFIG = "config.json"
+WEIGHTS = "model.safetensors"
+
+
+@dataclass
+class DataSplits:
+    """Train/validation/test datasets of one data spec, and what a model needs to know."""
+
+    train: Any
+    val: Any
+    test: Any
+    in_channels: int
+    input_size: int
+    num_classes: int
+    classes: list[str]
+    spec: str
+
+
+def _shape_info(ds: Any) -> tuple[int, int]:
+    """(channels, side) of the first sample of a dataset."""
+    x, _ = ds[0]
+    arr = np.asarray(getattr(x, "data", x))
+    if arr.ndim != 3:
+        raise ValueError(f"expected samples shaped (channels, h, w); got {arr.shape}")
+    return int(arr.shape[0]), int(arr.shape[-1])
+
+
+def load_data(spec: str, seed: int = 0, val_fraction: float = 0.1) -> DataSplits:
+    """Datasets for a data spec: ``digits``, ``mnist:PATH``, ``fashion:PATH``,
+    ``cifar10:PATH`` or ``folder:PATH``.
+
+    MNIST-style folders holding only the t10k files (as the shared test set) are split
+    into the first 8,000 images for training and the last 2,000 for testing.
+    A fraction ``val_fraction`` of the training part is held out for validation.
+    """
+    from cnnkit import data as D
+
+    kind, _, path = spec.partition(":")
+    kind = kind.lower()
+    if kind != "digits" and not path:
+        raise ValueError(f"data spec {spec!r} needs a path: {kind}:PATH")
+    classes: list[str]
+    if kind == "digits":
+        full_train = D.Digits(split="train")
+        test = D.Digits(split="test")
+    elif kind in ("mnist", "fashion", "fashionmnist"):
+        cls = D.MNIST if kind == "mnist" else D.FashionMNIST
+        root = Path(path)
+        if not root.exists():
+            raise FileNotFoundError(f"{kind}: no such folder {root}")
+        has_train = any(root.glob("train-images-idx3-ubyte*")) or any(
+            root.glob("*/train-images-idx3-ubyte*")
+        )
+        if has_train:
+            full_train = cls(root, train=True)
+            test = cls(root, train=False)
+        else:
+            t10k = cls(root, train=False)
+            n = len(t10k)
+            cut = round(n * 0.8)
+            full_train = D.Subset(t10k, list(range(cut)))
+            test = D.Subset(t10k, list(range(cut, n)))
+    elif kind == "cifar10":
+        full_train = D.CIFAR10(path, train=True)
+        test = D.CIFAR10(path, train=False)
+    elif kind == "folder":
+        full = D.ImageFolder(path)
+        n = len(full)
+        n_test = max(1, round(0.15 * n))
+        full_train, test = D.random_split(full, [n - n_test, n_test], seed=seed)
+    else:
+        raise ValueError(
+            f"unknown data {spec!r}; use digits, mnist:PATH, fashion:PATH, cifar10:PATH "
+            "or folder:PATH"
+        )
+    n = len(full_train)
+    n_val = round(val_fraction * n) if val_fraction > 0 else 0
+    if n_val:
+        train, val = D.random_split(full_train, [n - n_val, n_val], seed=seed)
+    else:
+        train, val = full_train, None
+    base = _base(full_train)
+    classes = [str(c) for c in getattr(base, "classes", [])]
+    c, side = _shape_info(full_train)
+    num_classes = len(classes) if classes else int(np.max(_targets(full_train))) + 1
+    return DataSplits(train, val, test, c, side, num_classes, classes, spec)
+
+
+def _base(ds: Any) -> Any:
+    """The underlying dataset of (nested) subsets."""
+    while hasattr(ds, "dataset"):
+        ds = ds.dataset
+    return ds
+
+
+def _targets(ds: Any) -> np.ndarray:
+    """All targets of a dataset (fast path through ``.targets`` where available)."""
+    base = _base(ds)
+    if hasattr(base, "targets") and not hasattr(ds, "indices"):
+        return np.asarray(base.targets)
+    return np.asarray(
+        [int(np.asarray(getattr(ds[i][1], "data", ds[i][1]))) for i in range(len(ds))]
+    )
+
+
+def build_model(name: str, splits: DataSplits, **kwargs: Any) -> nn.Module:
+    """A zoo model sized for the data (channels, image side, classes)."""
+    from cnnkit.models import get_model
+
+    key = name.lower()
+    if key == "mlp":
+        args = {"in_features": splits.in_channels * splits.input_size**2}
+    elif key in ("smallresnet", "resnet"):
+        args = {"in_channels": splits.in_channels}
+    else:
+        args = {"in_channels": splits.in_channels, "input_size": splits.input_size}
+    args["num_classes"] = splits.num_classes
+    args.update(kwargs)
+    return get_model(name, **args)
+
+
+def make_optimizer(name: str, params: Any, lr: float, weight_decay: float = 0.0) -> Any:
+    """``sgd`` (momentum 0.9) or ``adam``."""
+    from cnnkit import optim
+
+    if name == "sgd":
+        return optim.SGD(params, lr=lr, momentum=0.9, weight_decay=weight_decay)
+    if name == "adam":
+        return optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    if name == "adamw":
+        return optim.AdamW(params, lr=lr, weight_decay=weight_decay or 1e-2)
+    raise ValueError(f"unknown optimizer {name!r}; use sgd, adam or adamw")
+
+
+def train_run(
+    out: str | Path,
+    model: str = "lenet5",
+    data: str = "digits",
+    epochs: int = 10,
+    batch_size: int = 64,
+    lr: float = 1e-3,
+    optimizer: str = "adam",
+    weight_decay: float = 0.0,
+    seed: int = 0,
+    model_kwargs: dict[str, Any] | None = None,
+    verbose: bool = True,
+    resume: bool = False,
+    overwrite: bool = False,
+) -> dict[str, Any]:
+    """Train a zoo model on a data spec and write a complete run directory.
+
+    Returns the run's summary (the content of ``config.json``).
+    """
+    from cnnkit import io
+    from cnnkit.train.callbacks import CSVLogger, ModelCheckpoint
+    from cnnkit.train.diagnosis import diagnose
+    from cnnkit.train.loop import evaluate, fit
+    from cnnkit.viz.curves import plot_history
+
+    out = Path(out)
+    if resume:
+        cfg_path = out / "config.json.running"
+        if not cfg_path.exists():
+            raise FileNotFoundError(f"--resume: {out} has no run to resume ({cfg_path} missing)")
+        cfg = json.loads(cfg_path.read_text())
+        model, data = cfg["model"], cfg["data"]
+        batch_size, lr, optimizer = cfg["batch_size"], cfg["lr"], cfg["optimizer"]
+        weight_decay, seed = cfg["weight_decay"], cfg["seed"]
+        model_kwargs = cfg.get("model_kwargs") or {}
+    elif out.exists() and any(out.iterdir()) and not overwrite:
+        raise FileExistsError(f"{out} already exists and is not empty (choose another --out)")
+    backend.manual_seed(seed)
+    splits = load_data(data, seed=seed)
+    net = build_model(model, splits, **(model_kwargs or {}))
+    opt = make_optimizer(optimizer, net.parameters(), lr, weight_decay)
+    config: dict[str, Any] = {
+        "model": model,
+        "model_kwargs": model_kwargs or {},
+        "data": data,
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "lr": lr,
+        "optimizer": optimizer,
+        "weight_decay": weight_decay,
+        "seed": seed,
+        "in_channels": splits.in_channels,
+        "input_size": splits.input_size,
+        "num_classes": splits.num_classes,
+        "classes": splits.classes,
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "FAILED.txt").unlink(missing_ok=True)
+    atomic_write_text(out / "config.json.running", json.dumps(config, indent=2))
+    ckpt = ModelCheckpoint(out / "checkpoints", monitor="val_loss")
+    last = ckpt.last_path if resume and ckpt.last_path.exists() else None
+    if resume and last is None:
+        raise FileNotFoundError(f"--resume: no checkpoint at {ckpt.last_path}")
+    t0 = time.perf_counter()
+    try:
+        history = fit(
+            net,
+            splits.train,
+            splits.val,
+            loss=nn.CrossEntropyLoss(),
+            optimizer=opt,
+            epochs=epochs,
+            batch_size=batch_size,
+            callbacks=[ckpt, CSVLogger(out / "history.csv")],
+            verbose=verbose,
+            seed=seed,
+            resume=last,
+        )
+        train_seconds = time.perf_counter() - t0
+        result = evaluate(net, splits.test, classes=splits.classes or None)
+        verdict = diagnose(history)
+        io.save(out / WEIGHTS, net, optimizer=opt, history=history, meta={"config": config})
+        history.to_csv(out / "history.csv")
+        plot_history(history, out / "curves.png", verdict, title=f"{model} on {data}")
+        atomic_write_text(out / "diagnosis.txt", str(verdict) + "\n")
+        cm = result.confusion_matrix
+        report = (
+            f"test loss {result.loss:.4f}\ntest accuracy {result.accuracy:.4f} "
+            f"({len(result.targets)} samples)\n\n{result.report}\n"
+            f"confusion matrix (rows: true, columns: predicted)\n{cm}\n"
+        )
+        atomic_write_text(out / "report.txt", report)
+        summary = dict(config)
+        summary.update(
+            test_loss=result.loss,
+            test_accuracy=result.accuracy,
+            train_seconds=train_seconds,
+            diagnosis=verdict.verdict,
+            parameters=sum(p.numel() for p in net.parameters()),
+        )
+        atomic_write_text(out / CONFIG, json.dumps(summary, indent=2))
+        (out / "config.json.running").unlink(missing_ok=True)
+    except BaseException as e:
+        atomic_write_text(
+            out / "FAILED.txt",
+            f"training did not finish: {type(e).__name__}: {e}\n\n{traceback.format_exc()}",
+        )
+        raise
+    summary["diagnosis_text"] = str(verdict)
+    summary["report"] = report
+    return summary
+
+
+def load_run(run: str | Path) -> tuple[dict[str, Any], nn.Module]:
+    """The config and trained model of a finished run directory."""
+    from cnnkit import io
+
+    run = Path(run)
+    if not run.is_dir():
+        raise FileNotFoundError(f"{run}: no such run directory")
+    cfg_path = run / CONFIG
+    if not cfg_path.exists():
+        why = " (training did not finish: see FAILED.txt)" if (run / "FAILED.txt").exists() else ""
+        raise FileNotFoundError(f"{run}: not a finished run directory: no {CONFIG}{why}")
+    cfg = json.loads(cfg_path.read_text())
+    ckpt = io.load(run / WEIGHTS)
+    return cfg, ckpt.model
