@@ -112,6 +112,29 @@ def test_non_leaf_input(rng):
     assert y.grad is None and x.grad is None
 
 
+def test_fast_mode(rng):
+    x = _x(rng, 3, 4)
+    w = _x(rng, 4, 5)
+    assert gradcheck(lambda a, b: ((a @ b).tanh(), a.exp()), [x, w], fast_mode=True)
+    assert gradcheck(lambda a: a * 2, x, fast_mode=None, max_outputs=4)
+    with pytest.raises(GradcheckError, match=r"input 0 at element \(\d, \d\) \(output projected"):
+        gradcheck(lambda a: _WrongSquare.apply(a), x, fast_mode=True)
+    with pytest.raises(GradcheckError, match=r"w\.r\.t\. the output element"):
+        gradcheck(lambda a: _WrongSquare.apply(a), x, fast_mode=None, max_outputs=12)
+
+
+def test_bad_gradient_dtype_is_reported(rng):
+    class Float32Grad(Function):
+        def forward(self, a):
+            return a * 2
+
+        def backward(self, grad):
+            return (grad * 2).astype(np.float32)
+
+    with pytest.raises(GradcheckError, match="dtype float32"):
+        gradcheck(lambda a: Float32Grad.apply(a), _x(rng, 3))
+
+
 # ------------------------------------------------------------------ functional ops
 @pytest.mark.parametrize(
     "stride,padding,dilation,groups",
@@ -318,8 +341,7 @@ def test_scalar_operands(rng):
 @pytest.mark.parametrize(
     "shapes", [((3, 4), (4, 2)), ((4,), (4, 3)), ((3, 4), (4,)), ((2, 3, 4), (4, 5)),
                ((2, 1, 3, 4), (3, 4, 2)),
-               pytest.param(((4,), (4,)), marks=pytest.mark.xfail(
-                   reason="MatMul.backward fails for 1-D @ 1-D (0-d grad)", strict=False))],
+               ((4,), (4,))],
 )  # fmt: skip
 def test_matmul(rng, shapes):
     assert gradcheck(lambda a, b: a @ b, [_x(rng, *shapes[0]), _x(rng, *shapes[1])])
@@ -467,3 +489,12 @@ def test_gradcheck_module_dropout_and_failure():
     bad = nn.Sequential(nn.Linear(3, 4), Bad())
     with pytest.raises(GradcheckError, match=r"layer '1' \(Bad\).*input.*element"):
         gradcheck_module(bad, (2, 3))
+
+
+def test_gradcheck_module_fast_mode_for_large_outputs():
+    nn = _nn()
+    ck.manual_seed(1)
+    model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                          nn.Flatten(), nn.Linear(64, 2))  # fmt: skip
+    x = ck.randn(2, 1, 8, 8)
+    assert all(gradcheck_module(model, x, max_outputs=200).values())

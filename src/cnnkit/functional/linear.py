@@ -50,6 +50,11 @@ def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
             f"linear: expected input (*, {weight.shape[-1]}) for weight of shape "
             f"{tuple(weight.shape)}; got {tuple(input.shape)}"
         )
+    if input.dtype != weight.dtype:
+        raise TypeError(
+            f"linear: input dtype {input.dtype} does not match weight dtype {weight.dtype} "
+            "(convert one with .float() / .double())"
+        )
     if bias is not None and bias.shape != (weight.shape[0],):
         raise ValueError(
             f"linear: bias must have shape ({weight.shape[0]},); got {tuple(bias.shape)}"

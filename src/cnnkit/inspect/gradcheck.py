@@ -19,6 +19,7 @@ parameters.
 from __future__ import annotations
 
 import copy
+import itertools
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -71,43 +72,67 @@ def _index(flat: int, shape: tuple[int, ...]) -> tuple[int, ...]:
 
 
 def _analytic(
-    fn: Callable[..., Any], inputs: list[Any], check: list[int]
-) -> tuple[list[np.ndarray], list[tuple[int, ...]], list[str]]:
-    """Jacobian blocks ``(n_out, n_in_i)`` by one backward per output element."""
+    fn: Callable[..., Any],
+    inputs: list[Any],
+    check: list[int],
+    fast_mode: bool | None,
+    max_outputs: int,
+    n_proj: int,
+    seed: int,
+) -> tuple[list[np.ndarray], list[tuple[int, ...]], np.ndarray | None, list[str]]:
+    """Jacobian blocks ``(n_out, n_in_i)``, one backward per output element; or, with
+    ``n_proj``, the blocks ``V^T J`` for ``n_proj`` random upstream vectors ``V``."""
     problems: list[str] = []
     with enable_grad():
         outs = _outputs(fn(*inputs))
     shapes = [tuple(o.shape) for o in outs]
-    n_out = sum(int(np.prod(s)) for s in shapes)
-    jac = [np.zeros((n_out, inputs[i].data.size), dtype=np.float64) for i in check]
-    row = 0
-    for o in outs:
-        for j in range(o.data.size):
-            if o.requires_grad:
-                for i in check:
-                    inputs[i].grad = None
+    sizes = [int(np.prod(s)) for s in shapes]
+    n_out = sum(sizes)
+    proj = None
+    if fast_mode or (fast_mode is None and n_out > max_outputs):
+        proj = np.random.default_rng(seed).standard_normal((n_out, n_proj))
+    n_rows = n_out if proj is None else n_proj
+    jac = [np.zeros((n_rows, inputs[i].data.size), dtype=np.float64) for i in check]
+    if not any(o.requires_grad for o in outs):
+        return jac, shapes, proj, problems  # nothing recorded: the analytic Jacobian is 0
+    starts = np.cumsum([0, *sizes])
+    for row in range(n_rows):
+        for i in check:
+            inputs[i].grad = None
+        for o, (lo, hi) in zip(outs, itertools.pairwise(starts), strict=True):
+            if not o.requires_grad:
+                continue
+            if proj is None:
+                if not lo <= row < hi:
+                    continue
                 upstream = np.zeros(o.shape, dtype=o.dtype)
-                upstream.reshape(-1)[j] = 1.0
-                o.backward(upstream, retain_graph=True)
-                for b, i in enumerate(check):
-                    g = inputs[i].grad
-                    if g is None:
-                        continue
-                    if g.shape != inputs[i].shape or g.dtype != inputs[i].dtype:
-                        problems.append(
-                            f"{i}: gradient of shape {g.shape} and dtype {g.dtype} for an "
-                            f"input of shape {inputs[i].shape} and dtype {inputs[i].dtype}"
-                        )
-                        continue
-                    jac[b][row] = np.asarray(g.data, dtype=np.float64).ravel()
-            row += 1
-    return jac, shapes, problems
+                upstream.reshape(-1)[row - lo] = 1.0
+            else:
+                upstream = proj[lo:hi, row].reshape(o.shape).astype(o.dtype)
+            o.backward(upstream, retain_graph=True)
+        for b, i in enumerate(check):
+            g = inputs[i].grad
+            if g is None:
+                continue
+            if g.shape != inputs[i].shape or g.dtype != inputs[i].dtype:
+                problems.append(
+                    f"{i}: gradient of shape {g.shape} and dtype {g.dtype} for an "
+                    f"input of shape {inputs[i].shape} and dtype {inputs[i].dtype}"
+                )
+                continue
+            jac[b][row] = np.asarray(g.data, dtype=np.float64).ravel()
+    return jac, shapes, proj, problems
 
 
 def _numeric(
-    fn: Callable[..., Any], inputs: list[Any], check: list[int], eps: float
+    fn: Callable[..., Any],
+    inputs: list[Any],
+    check: list[int],
+    eps: float,
+    proj: np.ndarray | None,
 ) -> list[np.ndarray]:
-    """Jacobian blocks by central differences, one input element at a time."""
+    """Jacobian blocks by central differences, one input element at a time (projected
+    on ``proj`` when given)."""
     jac = []
     for i in check:
         t = inputs[i]
@@ -120,7 +145,15 @@ def _numeric(
             flat[k] = orig - eps
             minus = _flat_output(fn, inputs)
             flat[k] = orig
-            cols.append((plus - minus) / (2.0 * eps))
+            col = (plus - minus) / (2.0 * eps)
+            if proj is not None:
+                if col.shape[0] != proj.shape[0]:
+                    raise GradcheckError(
+                        f"gradcheck: the output size changed from {proj.shape[0]} to "
+                        f"{col.shape[0]} elements under a perturbation"
+                    )
+                col = col @ proj
+            cols.append(col)
         jac.append(np.stack(cols, axis=1) if cols else np.zeros((0, 0)))
     return jac
 
@@ -133,6 +166,10 @@ def gradcheck(
     rtol: float = 1e-3,
     raise_exception: bool = True,
     names: Sequence[str] | None = None,
+    fast_mode: bool | None = False,
+    max_outputs: int = 4096,
+    n_projections: int = 8,
+    seed: int = 0,
 ) -> bool:
     """Compare ``fn``'s backward with central finite differences (full Jacobian).
 
@@ -152,6 +189,12 @@ def gradcheck(
         Raise :class:`GradcheckError` on a mismatch (default) or return False.
     names : sequence of str, optional
         Names of the inputs, used in the error message.
+    fast_mode : bool or None
+        False (default): the full Jacobian, one backward per output element. True:
+        compare ``V^T J`` for ``n_projections`` random upstream vectors ``V`` (seeded
+        by ``seed``) instead, which needs that many backward passes and
+        ``O(n_projections)`` memory per input element. None: fast mode only when the
+        outputs have more than ``max_outputs`` elements.
 
     Returns
     -------
@@ -161,9 +204,9 @@ def gradcheck(
     Notes
     -----
     ``fn`` runs ``1 + 2 * (number of checked input elements)`` times and backward once
-    per output element, so keep the sizes small. The inputs' ``.grad`` and values are
-    restored afterwards. Ops with kinks (ReLU at 0, max with ties, L1 at 0) must be
-    checked away from them.
+    per output element (or per projection), so keep the sizes small. The inputs'
+    ``.grad`` and values are restored afterwards. Ops with kinks (ReLU at 0, max with
+    ties, L1 at 0) must be checked away from them.
     """
     items = _as_list(inputs)
     check: list[int] = []
@@ -184,7 +227,9 @@ def gradcheck(
 
     saved = [(items[i].grad, items[i].data) for i in check]
     try:
-        analytic, shapes, problems = _analytic(fn, items, check)
+        analytic, shapes, proj, problems = _analytic(
+            fn, items, check, fast_mode, max_outputs, n_projections, seed
+        )
         if problems:
             i, _, msg = problems[0].partition(": ")
             message = f"gradcheck: backward returned a bad gradient for {_label(int(i), names)}"
@@ -194,7 +239,7 @@ def gradcheck(
             return False
         for i in check:
             items[i].data = np.array(items[i].data, dtype=np.float64, copy=True, order="C")
-        numeric = _numeric(fn, items, check, eps)
+        numeric = _numeric(fn, items, check, eps, proj)
     finally:
         for i, (grad, data) in zip(check, saved, strict=True):
             items[i].grad = grad
@@ -217,15 +262,19 @@ def gradcheck(
             return False
         err = np.where(bad, np.abs(a - n), -1.0)
         r, k = np.unravel_index(int(np.argmax(err)), err.shape)
-        out_idx, row = 0, int(r)
-        while row >= int(np.prod(shapes[out_idx])):
-            row -= int(np.prod(shapes[out_idx]))
-            out_idx += 1
-        where_out = f"output {out_idx}" if len(shapes) > 1 else "the output"
+        if proj is None:
+            out_idx, row = 0, int(r)
+            while row >= int(np.prod(shapes[out_idx])):
+                row -= int(np.prod(shapes[out_idx]))
+                out_idx += 1
+            where_out = f"output {out_idx}" if len(shapes) > 1 else "the output"
+            where_out = f"w.r.t. {where_out} element {_index(row, shapes[out_idx])}"
+        else:
+            where_out = f"output projected on random vector {int(r)}"
         raise GradcheckError(
             f"gradcheck: Jacobian mismatch for {_label(i, names)} at element "
-            f"{_index(int(k), tuple(items[i].shape))} (w.r.t. {where_out} element "
-            f"{_index(row, shapes[out_idx])}): analytic {a[r, k]:.10g}, numeric "
+            f"{_index(int(k), tuple(items[i].shape))} ({where_out}): "
+            f"analytic {a[r, k]:.10g}, numeric "
             f"{n[r, k]:.10g} (atol={atol:g}, rtol={rtol:g}; {int(bad.sum())} of {bad.size} "
             f"entries differ)"
         )
@@ -284,6 +333,8 @@ def gradcheck_module(
     rtol: float = 1e-3,
     train: bool = True,
     raise_exception: bool = True,
+    fast_mode: bool | None = None,
+    max_outputs: int = 4096,
 ) -> dict[str, bool]:
     """Gradcheck every leaf layer of a model in one call.
 
@@ -305,7 +356,10 @@ def gradcheck_module(
     input : tuple of int or Tensor
         An input shape (a standard normal input is drawn with ``seed``) or an input.
     seed : int
-        Seeds the drawn input and the tie-breaking offsets.
+        Seeds the drawn input, the tie-breaking offsets and the fast-mode projections.
+    fast_mode, max_outputs
+        As in :func:`gradcheck`; by default a layer whose output has more than
+        ``max_outputs`` elements is checked through random projections.
 
     Returns
     -------
@@ -382,6 +436,9 @@ def gradcheck_module(
                 rtol=rtol,
                 raise_exception=raise_exception,
                 names=labels,
+                fast_mode=fast_mode,
+                max_outputs=max_outputs,
+                seed=seed,
             )
         except GradcheckError as e:
             raise GradcheckError(f"layer {name!r} ({kind}): {e}") from None

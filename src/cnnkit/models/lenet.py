@@ -28,6 +28,8 @@ class LeNet5(nn.Module):
         Nonlinearity after each hidden layer.
     dropout : float
         Dropout probability after each hidden fully connected layer (0 disables it).
+    channels : (int, int)
+        Filters of the two convolutions (the classic 6 and 16; wider nets need more).
 
     Shapes: input ``(n, in_channels, input_size, input_size)``, output ``(n, num_classes)``.
     """
@@ -39,6 +41,7 @@ class LeNet5(nn.Module):
         input_size: int = 28,
         activation: str = "relu",
         dropout: float = 0.0,
+        channels: tuple[int, int] = (6, 16),
     ) -> None:
         super().__init__()
         if activation not in ("relu", "tanh"):
@@ -51,22 +54,24 @@ class LeNet5(nn.Module):
             "input_size": input_size,
             "activation": activation,
             "dropout": dropout,
+            "channels": list(channels),
         }
+        c1, c2 = (int(c) for c in channels)
         act = nn.ReLU if activation == "relu" else nn.Tanh
         pad1 = 0 if input_size >= 32 else 2
         s1 = conv_output_size(input_size, 5, 1, pad1) // 2
         pad2 = 0 if s1 >= 10 else 2
         s2 = conv_output_size(s1, 5, 1, pad2) // 2
         self.features = nn.Sequential(
-            nn.Conv2d(in_channels, 6, 5, padding=pad1),
+            nn.Conv2d(in_channels, c1, 5, padding=pad1),
             act(),
             nn.MaxPool2d(2),
-            nn.Conv2d(6, 16, 5, padding=pad2),
+            nn.Conv2d(c1, c2, 5, padding=pad2),
             act(),
             nn.MaxPool2d(2),
         )
         head: list[nn.Module] = [nn.Flatten()]
-        for a, b in ((16 * s2 * s2, 120), (120, 84)):
+        for a, b in ((c2 * s2 * s2, 120), (120, 84)):
             head += [nn.Linear(a, b), act()]
             if dropout > 0:
                 head.append(nn.Dropout(dropout))

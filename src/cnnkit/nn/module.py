@@ -13,6 +13,14 @@ from cnnkit.tensor import Tensor
 IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
 
 
+def _is_dtype_name(name: str) -> bool:
+    try:
+        np.dtype(name)
+    except TypeError:
+        return False
+    return True
+
+
 class Parameter(Tensor):
     """A tensor that is a module's learnable parameter (``requires_grad`` by default).
 
@@ -262,7 +270,7 @@ class Module:
     def to(self, *args: Any, dtype: Any = None, device: Any = None) -> Module:
         """Cast floating parameters and buffers in place (``to(float64)``, ``to('cpu')``)."""
         for a in args:
-            if isinstance(a, str) and a in ("cpu", "meta"):
+            if isinstance(a, str) and not _is_dtype_name(a):
                 device = a
             else:
                 dtype = a
@@ -291,16 +299,19 @@ class Module:
     # --------------------------------------------------------------- state dict
     def state_dict(self, prefix: str = "", keep_vars: bool = False) -> OrderedDict[str, Tensor]:
         """Parameters and persistent buffers by dotted name (PyTorch's keys); the values
-        share memory with the module."""
+        share memory with the module. A module used twice appears under both names."""
         out: OrderedDict[str, Tensor] = OrderedDict()
-        for mname, m in self.named_modules(prefix=prefix.rstrip(".")):
-            pre = f"{mname}." if mname else ""
+        stack: list[tuple[str, Module]] = [(prefix, self)]
+        while stack:
+            pre, m = stack.pop()
             for name, p in m._parameters.items():
                 if p is not None:
                     out[pre + name] = p if keep_vars else p.detach()
             for name, b in m._buffers.items():
                 if b is not None and name not in m._non_persistent:
                     out[pre + name] = b if keep_vars else b.detach()
+            children = [(f"{pre}{n}.", c) for n, c in m._modules.items() if c is not None]
+            stack.extend(reversed(children))
         return out
 
     def load_state_dict(self, state_dict: Any, strict: bool = True) -> IncompatibleKeys:
@@ -324,6 +335,8 @@ class Module:
             if k not in state_dict:
                 continue
             v = state_dict[k]
+            if not isinstance(v, (Tensor, np.ndarray)) and hasattr(v, "detach"):
+                v = v.detach()  # e.g. a PyTorch tensor that requires grad
             arr = v.data if isinstance(v, Tensor) else np.asarray(v)
             if not isinstance(arr, np.ndarray):
                 arr = np.asarray(arr)

@@ -188,7 +188,7 @@ def fit(
                     correct += _correct(out.data, y.data, task)
                     counted += _count(out.data, y.data, task)
                 if verbose and (b % 5 == 0 or b == len(loader)):
-                    bar.set_postfix(loss=f"{total / seen:.4f}")
+                    bar.set_postfix(loss=f"{total / seen:.4f}", refresh=False)
             bar.close()
             record: dict[str, Any] = {"epoch": state.epoch, "train_loss": total / max(seen, 1)}
             if task != "none":
