@@ -152,7 +152,25 @@ class DataLoader:
             ``{"rng": bit_generator.state, "epoch": int}``; restoring it with
             :meth:`load_state_dict` reproduces the following epochs' permutations.
         """
-        return {"rng": _jsonable(self._rng.bit_generator.state), "epoch": int(self.epoch)}
+        state = {"rng": _jsonable(self._rng.bit_generator.state), "epoch": int(self.epoch)}
+        tf_states = [_jsonable(g.bit_generator.state) for g in self._transform_rngs()]
+        if tf_states:
+            state["transform_rngs"] = tf_states
+        return state
+
+    def _transform_rngs(self) -> list[np.random.Generator]:
+        """Generators of the random transforms (own and the dataset's), in a fixed order,
+        so a resumed run also repeats the same augmentation."""
+        found: list[np.random.Generator] = []
+        todo = [self.transform, getattr(self.dataset, "transform", None)]
+        while todo:
+            t = todo.pop(0)
+            if t is None:
+                continue
+            if isinstance(getattr(t, "rng", None), np.random.Generator):
+                found.append(t.rng)
+            todo.extend(getattr(t, "transforms", []) or [])
+        return found
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore the shuffling state saved by :meth:`state_dict`.
@@ -173,6 +191,15 @@ class DataLoader:
         bg.state = rng_state
         self._rng = np.random.Generator(bg)
         self.epoch = int(state.get("epoch", 0))
+        saved = state.get("transform_rngs", [])
+        gens = self._transform_rngs()
+        if len(saved) != len(gens):
+            raise ValueError(
+                f"DataLoader.load_state_dict: the state has {len(saved)} random-transform "
+                f"generators; this loader has {len(gens)}"
+            )
+        for g, st in zip(gens, saved, strict=True):
+            g.bit_generator.state = dict(st)
 
     # ------------------------------------------------------------------ iteration
     def _order(self) -> np.ndarray:

@@ -161,7 +161,9 @@ def diagnose(
             "add layers or filters, or train longer with a larger learning rate",
             figs,
         )
-    if trend < -plateau * 2.5:
+    # a falling loss at ~100% training accuracy is polishing, not a run cut short
+    nearly_perfect = has_acc and history["train_acc"][-1] >= 0.99
+    if trend < -plateau * 2.5 and not nearly_perfect:
         return Diagnosis(
             "not converged",
             f"the training loss is still falling {-trend:.1%} per epoch; train for more epochs",
