@@ -28,8 +28,30 @@ int64 = "int64"
 
 __version__ = "0.1.0"
 
+_LAZY = {
+    "summary": "cnnkit.inspect.summary",
+    "Summary": "cnnkit.inspect.summary",
+    "gradcheck": "cnnkit.inspect.gradcheck",
+    "gradcheck_module": "cnnkit.inspect.gradcheck",
+    "GradcheckError": "cnnkit.inspect.gradcheck",
+}
+
+
+def __getattr__(name: str) -> object:
+    # ck.summary / ck.gradcheck live in cnnkit.inspect (which needs cnnkit.nn): load on use
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'cnnkit' has no attribute {name!r}")
+
+
 __all__ = [
     "Function",
+    "GradcheckError",
+    "Summary",
     "Tensor",
     "__version__",
     "arange",
@@ -40,6 +62,8 @@ __all__ = [
     "float64",
     "full",
     "get_default_dtype",
+    "gradcheck",
+    "gradcheck_module",
     "int64",
     "is_grad_enabled",
     "manual_seed",
@@ -51,6 +75,7 @@ __all__ = [
     "set_default_dtype",
     "set_grad_enabled",
     "stack",
+    "summary",
     "tensor",
     "where",
     "zeros",

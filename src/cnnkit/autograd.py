@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from cnnkit.backend import MetaArray, meta_array
+
 if TYPE_CHECKING:
     from cnnkit.tensor import Tensor
 
@@ -77,6 +79,16 @@ class Function:
     def forward(self, *args: Any, **kwargs: Any) -> np.ndarray:
         raise NotImplementedError
 
+    def infer(self, *args: Any, **kwargs: Any) -> tuple[tuple[int, ...], np.dtype]:
+        """Output ``(shape, dtype)`` for inputs on the 'meta' device (no values).
+
+        The default runs ``forward`` on zeros of the input shapes; ops whose cost lies
+        in large weights (linear, convolution) override it with shape arithmetic.
+        """
+        real = [np.zeros(a.shape, a.dtype) if isinstance(a, MetaArray) else a for a in args]
+        out = self.forward(*real, **kwargs)
+        return out.shape, out.dtype
+
     def backward(self, grad: np.ndarray) -> Any:
         raise NotImplementedError
 
@@ -97,6 +109,20 @@ class Function:
                 needs.append(False)
         record = _grad_enabled and any(needs)
         fn.needs_input_grad = tuple(needs) if record else (False,) * len(needs)
+        if any(isinstance(a, MetaArray) for a in arrays):
+            if not isinstance(arrays[0], MetaArray):
+                raise RuntimeError(
+                    f"{cls.__name__}: parameters are on the 'meta' device (shapes only, no "
+                    "values); build the model without device='meta' to run it on data"
+                )
+            fn.needs_input_grad = (False,) * len(needs)
+            shape, dtype = fn.infer(*arrays, **params)
+            fn.saved = None  # shapes only: backward is impossible
+            result = Tensor._wrap(meta_array(shape, dtype), record)
+            if record:
+                fn.parents = inputs
+                result._ctx = fn
+            return result
         out = fn.forward(*arrays, **params)
         result = Tensor._wrap(out, record)
         if record:
@@ -163,6 +189,11 @@ def backward(root: Tensor, grad: np.ndarray, retain_graph: bool = False) -> None
         if ctx is None:
             continue
         if ctx.saved is None:
+            if isinstance(t.data, MetaArray):
+                raise RuntimeError(
+                    f"backward through {ctx.name}: tensors on the 'meta' device have no "
+                    "values to differentiate"
+                )
             raise RuntimeError(
                 f"backward through {ctx.name} a second time: its saved buffers were freed; "
                 "pass retain_graph=True to the first backward() to keep them"

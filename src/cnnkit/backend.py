@@ -64,3 +64,21 @@ def check_device(device: Any, where: str) -> str:
     if name not in ("cpu", "meta"):
         raise ValueError(f"{where}: device must be 'cpu' or 'meta'; got {device!r}")
     return name
+
+
+class MetaArray(np.ndarray):
+    """Values-free array of the 'meta' device: a shape and a dtype, no storage.
+
+    Made by :func:`meta_array` as a zero-stride view of one element, so a
+    40,000 x 40,000 weight costs nothing. Ops on meta tensors only infer shapes.
+    """
+
+
+def meta_array(shape: tuple[int, ...], dtype: Any) -> MetaArray:
+    """A meta array of ``shape`` and ``dtype`` (no memory is allocated)."""
+    return np.broadcast_to(np.zeros((), dtype=np.dtype(dtype)), tuple(shape)).view(MetaArray)
+
+
+def is_meta(a: Any) -> bool:
+    """Whether ``a`` (an array or a Tensor) lives on the 'meta' device."""
+    return isinstance(getattr(a, "data", a), MetaArray)

@@ -10,7 +10,7 @@ import json
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 COMMANDS: dict[str, tuple[Callable[[argparse.ArgumentParser], None], Callable[..., int]]] = {}
 
@@ -40,40 +40,63 @@ def _train_args(p: argparse.ArgumentParser) -> None:
         default="digits",
         help="digits | mnist:PATH | fashion:PATH | cifar10:PATH | folder:PATH",
     )
-    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument(
+        "--epochs", type=int, default=None, help="default 10 (with --resume: the run's own)"
+    )
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--optimizer", choices=["sgd", "adam", "adamw"], default="adam")
     p.add_argument("--weight-decay", type=float, default=0.0)
+    p.add_argument(
+        "--scheduler",
+        choices=["none", "cosine", "step", "plateau"],
+        default="none",
+        help="learning-rate schedule, stepped once per epoch",
+    )
+    p.add_argument(
+        "--augment", action="store_true", help="random shifts (and flips for colour images)"
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="run directory to create (runs/NAME)")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the interrupted run in --out with its own settings",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 @command("train", "train a zoo model and write a run directory")(_train_args)
 def cmd_train(args: argparse.Namespace) -> int:
+    import numpy as np
+
     from cnnkit.train.run import train_run
 
-    if args.epochs < 1:
+    if args.epochs is not None and args.epochs < 1:
         raise CLIError(f"--epochs must be >= 1; got {args.epochs}")
     if args.batch_size < 1:
         raise CLIError(f"--batch-size must be >= 1; got {args.batch_size}")
     if not args.lr > 0:
         raise CLIError(f"--lr must be > 0; got {args.lr}")
-    s = train_run(
-        args.out,
-        model=args.model,
-        data=args.data,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        optimizer=args.optimizer,
-        weight_decay=args.weight_decay,
-        seed=args.seed,
-        verbose=not args.quiet,
-        resume=args.resume,
-    )
+    if not args.weight_decay >= 0:
+        raise CLIError(f"--weight-decay must be >= 0; got {args.weight_decay}")
+    # a diverging run is reported by fit (NaN loss: epoch and batch), not by NumPy warnings
+    with np.errstate(over="ignore", invalid="ignore"):
+        s = train_run(
+            args.out,
+            model=args.model,
+            data=args.data,
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            lr=args.lr,
+            optimizer=args.optimizer,
+            weight_decay=args.weight_decay,
+            seed=args.seed,
+            verbose=not args.quiet,
+            resume=args.resume,
+            scheduler=args.scheduler,
+            augment=args.augment,
+        )
     print(f"test accuracy {s['test_accuracy']:.2%} (loss {s['test_loss']:.4f})")
     print(f"diagnosis: {s['diagnosis_text']}")
     print(f"run directory: {args.out}")
@@ -119,19 +142,16 @@ def _predict_args(p: argparse.ArgumentParser) -> None:
 
 
 def load_image(path: str | Path, channels: int, size: int) -> Any:
-    """An image file as a float32 ``(channels, size, size)`` array in [0, 1]."""
-    import numpy as np
-    from PIL import Image, UnidentifiedImageError
+    """An image file as a float32 ``(channels, size, size)`` array in [0, 1], converted
+    and resized as :class:`cnnkit.data.ImageFolder` does for training."""
+    from cnnkit.data.folder import load_image as _load
 
+    if not Path(path).is_file():
+        raise CLIError(f"{path}: no such image file")
     try:
-        with Image.open(path) as im:
-            im = im.convert("L" if channels == 1 else "RGB").resize((size, size))
-            arr = np.asarray(im, dtype=np.float32) / 255.0
-    except FileNotFoundError:
-        raise CLIError(f"{path}: no such image file") from None
-    except (UnidentifiedImageError, OSError) as e:
-        raise CLIError(f"{path}: not a readable image ({e})") from None
-    return arr[None] if channels == 1 else arr.transpose(2, 0, 1)
+        return _load(path, (size, size), grayscale=channels == 1)
+    except ValueError as e:
+        raise CLIError(str(e)) from None
 
 
 @command("predict", "top-k classes with probabilities for image files")(_predict_args)
@@ -141,11 +161,13 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from cnnkit.train.loop import predict
     from cnnkit.train.run import load_run
 
+    if args.top_k < 1:
+        raise CLIError(f"--top-k must be >= 1; got {args.top_k}")
     cfg, model = load_run(args.run)
     batch = np.stack([load_image(p, cfg["in_channels"], cfg["input_size"]) for p in args.images])
     probs = predict(model, batch)
     classes = cfg.get("classes") or [str(i) for i in range(probs.shape[1])]
-    k = max(1, min(args.top_k, probs.shape[1]))
+    k = min(args.top_k, probs.shape[1])
     results = []
     for path, p in zip(args.images, probs, strict=True):
         top = np.argsort(-p)[:k]
@@ -174,6 +196,8 @@ def _parse_size(text: str) -> tuple[int, ...]:
         ) from None
     if not size or any(v < 1 for v in size):
         raise CLIError(f"--input sizes must be positive; got {text!r}")
+    if len(size) not in (2, 4):
+        raise CLIError(f"--input must be N,C,H,W (or N,FEATURES for an MLP); got {text!r}")
     return size
 
 
@@ -185,6 +209,8 @@ def cmd_summary(args: argparse.Namespace) -> int:
 
     from cnnkit.inspect.summary import summary
 
+    if args.run and args.model:
+        raise CLIError("give either a run directory or --model NAME, not both")
     if args.run:
         from cnnkit.train.run import load_run
 
@@ -206,7 +232,11 @@ def cmd_summary(args: argparse.Namespace) -> int:
         raise CLIError("give a run directory or --model NAME")
     if args.input:
         size = _parse_size(args.input)
-    print(summary(model, size))
+    try:
+        table = summary(model, size)
+    except Exception as e:  # a model that does not fit the input size, or a summary bug
+        raise CLIError(f"cannot summarise {type(model).__name__} on input {size}: {e}") from None
+    print(table)
     return 0
 
 
@@ -350,9 +380,16 @@ def cmd_grid(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line (no usage block) with exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every registered subcommand."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="cnnkit", description="Train, inspect and use convolutional networks on NumPy."
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -364,27 +401,38 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _fail(command: str, e: BaseException) -> int:
+    """Print ``e`` as one line on stderr; the exit status of a user error."""
+    text = " ".join(str(e).split()) or type(e).__name__
+    print(f"cnnkit {command}: error: {text}", file=sys.stderr)
+    return 2
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``cnnkit`` console script."""
+    """Entry point of the ``cnnkit`` console script; returns the exit status
+    (0 success, 2 bad arguments or files, 130 interrupted)."""
+    import pickle
+
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # --help (0) or a bad argument (2, message already printed)
+        return e.code if isinstance(e.code, int) else 2
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
-        print("cnnkit: interrupted", file=sys.stderr)
+        print(f"cnnkit {args.command}: interrupted", file=sys.stderr)
         return 130
-    except (CLIError, FileNotFoundError, FileExistsError, ValueError, TypeError) as e:
-        print(f"cnnkit {args.command}: error: {e}", file=sys.stderr)
-        return 2
+    except (CLIError, OSError, ValueError, TypeError, pickle.UnpicklingError) as e:
+        return _fail(args.command, e)
     except Exception as e:
         from cnnkit.io.checkpoint import CheckpointError
         from cnnkit.train.loop import TrainingError
 
-        if isinstance(e, (CheckpointError, TrainingError, OSError)):
-            print(f"cnnkit {args.command}: error: {e}", file=sys.stderr)
-            return 2
+        if isinstance(e, (CheckpointError, TrainingError)):
+            return _fail(args.command, e)
         raise
 
 
-if __name__ == "__main__":
+if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

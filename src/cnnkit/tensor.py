@@ -69,7 +69,7 @@ class Tensor:
 
     @property
     def device(self) -> str:
-        return "cpu"
+        return "meta" if isinstance(self.data, backend.MetaArray) else "cpu"
 
     @property
     def is_leaf(self) -> bool:
@@ -99,6 +99,8 @@ class Tensor:
         extra = ", requires_grad=True" if self.requires_grad else ""
         if self._ctx is not None:
             extra = f", grad_fn={self._ctx.name}"
+        if isinstance(self.data, backend.MetaArray):
+            return f"tensor(..., device='meta', size={self.shape}, dtype={self.dtype}{extra})"
         body = np.array2string(self.data, separator=", ", prefix="tensor(")
         return f"tensor({body}, dtype={self.dtype}{extra})"
 

@@ -115,6 +115,9 @@ class Conv2d(Function):
         self.meta = (x.shape, xp.shape, w.shape, stride, pads, dilation, g, out_hw)
         return out
 
+    def infer(self, x: np.ndarray, w: np.ndarray, b: Any, out_hw: Pair, **_: Any) -> tuple:
+        return (x.shape[0], w.shape[0], *out_hw), np.result_type(x, w)
+
     def backward(self, grad: np.ndarray) -> tuple:
         cols, w2 = self.saved
         x_shape, xp_shape, w_shape, stride, pads, dilation, g, out_hw = self.meta
@@ -240,6 +243,9 @@ class LocallyConnected2d(Function):
         self.save_for_backward(cols if nw else None, w3 if nx else None)
         self.meta = (x.shape, xp.shape, w.shape, stride, pads)
         return out
+
+    def infer(self, x: np.ndarray, w: np.ndarray, b: Any, **_: Any) -> tuple:
+        return (x.shape[0], w.shape[2], w.shape[0], w.shape[1]), np.result_type(x, w)
 
     def backward(self, grad: np.ndarray) -> tuple:
         cols, w3 = self.saved

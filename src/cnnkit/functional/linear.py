@@ -22,6 +22,9 @@ class Linear(Function):
             out += b
         return out
 
+    def infer(self, x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None) -> tuple:
+        return (*x.shape[:-1], w.shape[0]), np.result_type(x, w)
+
     def backward(self, grad: np.ndarray) -> tuple:
         x, w = self.saved
         nx, nw, nb = self.needs_input_grad

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from cnnkit import nn
+from cnnkit.backend import meta_array
 from cnnkit.tensor import Tensor
 
 
@@ -189,12 +190,13 @@ def _workspace(m: nn.Module, out_shape: tuple[int, ...], itemsize: int) -> int:
     return n * oh * ow * (m.in_channels // groups) * k[0] * k[1] * itemsize
 
 
-def _own_params(m: nn.Module) -> tuple[int, int]:
-    """(all, trainable) parameter counts of a module without its children."""
+def _own_params(m: nn.Module, flag_of: dict[int, bool]) -> tuple[int, int]:
+    """(all, trainable) parameter counts of a module without its children; ``flag_of``
+    holds each parameter's requires_grad from before the summary froze them."""
     total = trainable = 0
     for p in m.parameters(recurse=False):
         total += p.numel()
-        trainable += p.numel() if p.requires_grad else 0
+        trainable += p.numel() if flag_of.get(id(p), p.requires_grad) else 0
     return total, trainable
 
 
@@ -228,7 +230,7 @@ def summary(
     if dtype is None:
         dtype = params[0].dtype if params else np.dtype(np.float32)
     dtype = np.dtype(dtype)
-    x = Tensor(np.zeros(input_size, dtype=dtype))
+    x = Tensor(meta_array(input_size, dtype))  # shapes only: no values, no big allocations
     image = len(input_size) == 4
     fields: dict[int, Field] = {}
     if image:
@@ -239,6 +241,7 @@ def summary(
     rows: list[LayerRow] = []
     workspace = [0]
     names = {id(m): n for n, m in model.named_modules()}
+    flag_of: dict[int, bool] = {}
 
     def field_of(t: Tensor) -> Field | None:
         # A tensor made outside a layer (a residual sum, a concat): merge its inputs' fields.
@@ -280,7 +283,7 @@ def summary(
                 f = full
         if f is not None:
             fields[id(output)] = f
-        total, trainable = _own_params(m)
+        total, trainable = _own_params(m, flag_of)
         rows.append(
             LayerRow(
                 name=names.get(id(m), type(m).__name__),
@@ -303,6 +306,7 @@ def summary(
     handles = [m.register_forward_hook(hook) for m in leaves]
     was_training = model.training
     flags = [p.requires_grad for p in params]
+    flag_of.update({id(p): f for p, f in zip(params, flags, strict=True)})
     try:
         model.eval()
         for p in params:

@@ -12,12 +12,14 @@ from cnnkit.tensor import Tensor
 
 
 def empty_param(shape: tuple[int, ...], dtype: Any, device: Any, where: str) -> Parameter:
-    """A new (uninitialised) parameter of the requested float dtype on the CPU."""
-    if backend.check_device(device, where) != "cpu":
-        raise NotImplementedError(f"{where}: device {device!r} is not supported yet; use 'cpu'")
+    """A new parameter of the requested float dtype: zeros on 'cpu'; on 'meta' only a
+    shape and a dtype (no memory, initialisers skip it)."""
+    dev = backend.check_device(device, where)
     dt = backend.resolve_dtype(dtype)
     if dt.kind != "f":
         raise TypeError(f"{where}: dtype must be floating point; got {dt}")
+    if dev == "meta":
+        return Parameter(backend.meta_array(shape, dt))
     return Parameter(np.zeros(shape, dtype=dt))
 
 

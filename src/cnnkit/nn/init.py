@@ -46,17 +46,22 @@ def _fill(tensor: Tensor, values: np.ndarray) -> Tensor:
 
 
 def uniform_(tensor: Tensor, a: float = 0.0, b: float = 1.0) -> Tensor:
-    """Fill with U(a, b)."""
+    """Fill with U(a, b) (a 'meta' tensor has no values: left as is)."""
+    if backend.is_meta(tensor):
+        return tensor
     return _fill(tensor, backend.default_rng().uniform(a, b, tensor.shape))
 
 
 def normal_(tensor: Tensor, mean: float = 0.0, std: float = 1.0) -> Tensor:
-    """Fill with N(mean, std^2)."""
+    """Fill with N(mean, std^2) (a 'meta' tensor has no values: left as is)."""
+    if backend.is_meta(tensor):
+        return tensor
     return _fill(tensor, backend.default_rng().normal(mean, std, tensor.shape))
 
 
 def constant_(tensor: Tensor, val: float) -> Tensor:
-    tensor.data[...] = val
+    if not backend.is_meta(tensor):
+        tensor.data[...] = val
     return tensor
 
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from cnnkit.backend import is_meta, meta_array
 from cnnkit.tensor import Tensor
 
 IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
@@ -285,7 +286,7 @@ class Module:
             raise TypeError(f"{type(self).__name__}.to: expected a floating dtype; got {dt}")
         for t in [*self.parameters(), *self.buffers()]:
             if t.dtype.kind == "f" and t.dtype != dt:
-                t.data = t.data.astype(dt)
+                t.data = meta_array(t.shape, dt) if is_meta(t) else t.data.astype(dt)
                 if t.grad is not None:
                     t.grad = Tensor(t.grad.data.astype(dt))
         return self
@@ -346,6 +347,12 @@ class Module:
             values[k] = arr
         if errors:
             raise ValueError(f"{type(self).__name__}.load_state_dict: " + "; ".join(errors))
+        on_meta = [k for k in values if is_meta(own[k])]
+        if on_meta:
+            raise ValueError(
+                f"{type(self).__name__}.load_state_dict: {on_meta[0]} (and {len(on_meta) - 1} "
+                "more) is on the 'meta' device and cannot hold values; build the model on 'cpu'"
+            )
         for k, arr in values.items():
             target = own[k]
             target.data[...] = arr.astype(target.dtype, copy=False)

@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 
+from cnnkit.backend import is_meta, meta_array
 from cnnkit.functional.norm import batch_norm
 from cnnkit.nn import init
 from cnnkit.nn._util import check_input, empty_param
@@ -44,9 +45,14 @@ class _BatchNorm(Module):
             self.register_parameter("weight", None)
             self.register_parameter("bias", None)
         if track_running_stats:
-            dt = empty_param((1,), dtype, device, where).dtype
-            self.register_buffer("running_mean", Tensor(np.zeros(num_features, dtype=dt)))
-            self.register_buffer("running_var", Tensor(np.ones(num_features, dtype=dt)))
+            probe = empty_param((num_features,), dtype, device, where)
+            dt = probe.dtype
+            if is_meta(probe):
+                self.register_buffer("running_mean", Tensor(meta_array((num_features,), dt)))
+                self.register_buffer("running_var", Tensor(meta_array((num_features,), dt)))
+            else:
+                self.register_buffer("running_mean", Tensor(np.zeros(num_features, dtype=dt)))
+                self.register_buffer("running_var", Tensor(np.ones(num_features, dtype=dt)))
             self.register_buffer("num_batches_tracked", Tensor(np.array(0, dtype=np.int64)))
         else:
             self.register_buffer("running_mean", None)

@@ -9,6 +9,7 @@ size is too large; a training loss still falling steeply means more epochs.
 from __future__ import annotations
 
 import math
+import statistics
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -103,6 +104,31 @@ def diagnose(
     figs["train_trend_per_epoch"] = trend
     has_val = "val_loss" in history
     has_acc = "train_acc" in history
+    if has_acc and n >= 3:
+        # A step size far too large often ends without NaN: the first steps blow the
+        # weights up, the ReLUs die and the network collapses to a (near) constant output.
+        # The accuracy then never moves and the loss sits near chance level, jittering as
+        # the output biases overshoot. That is no lack of capacity, and raising the
+        # learning rate (the underfitting advice) would make it worse. A learning rate
+        # that is far too small also learns nothing, but its loss falls smoothly.
+        acc_hist = history["train_acc"]
+        gain = max(acc_hist) - acc_hist[0]
+        blew_up = train[0] > 2 * statistics.median(train[1:])
+        rise = max((train[i] - train[i - 1]) / max(train[i - 1], 1e-12) for i in range(2, n))
+        if gain < 0.05 and max(acc_hist) < 0.5 and (blew_up or rise > 0.02):
+            figs.update(accuracy_gain=gain, max_epoch_rise=rise, final_train_acc=acc_hist[-1])
+            how = (
+                f"the first epoch's loss ({train[0]:.4g}) blew up"
+                if blew_up
+                else f"the training loss jumps about (up to {rise:.1%} in an epoch)"
+            )
+            return Diagnosis(
+                "diverging",
+                f"{how} and the training accuracy never rose above {max(acc_hist):.1%}: "
+                "the steps overshoot and the network has collapsed (dead units); "
+                "lower the learning rate",
+                figs,
+            )
     if has_val:
         val = history["val_loss"]
         gap = val[-1] - train[-1]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import time
 import traceback
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -60,6 +61,11 @@ def load_data(spec: str, seed: int = 0, val_fraction: float = 0.1) -> DataSplits
 
     kind, _, path = spec.partition(":")
     kind = kind.lower()
+    if kind not in ("digits", "mnist", "fashion", "fashionmnist", "cifar10", "folder"):
+        raise ValueError(
+            f"unknown data {spec!r}; use digits, mnist:PATH, fashion:PATH, cifar10:PATH "
+            "or folder:PATH"
+        )
     if kind != "digits" and not path:
         raise ValueError(f"data spec {spec!r} needs a path: {kind}:PATH")
     classes: list[str]
@@ -165,7 +171,10 @@ def make_scheduler(name: str, optimizer: Any, epochs: int) -> Any:
     if name == "cosine":
         return S.CosineAnnealingLR(optimizer, T_max=epochs)
     if name == "step":
-        return S.MultiStepLR(optimizer, [max(1, epochs // 2), max(1, 3 * epochs // 4)], 0.1)
+        # distinct milestones: for short runs both may round to the same epoch, and
+        # MultiStepLR would then apply x0.1 twice at once
+        milestones = sorted({max(1, epochs // 2), max(1, 3 * epochs // 4)})
+        return S.MultiStepLR(optimizer, milestones, 0.1)
     if name == "plateau":
         return S.ReduceLROnPlateau(optimizer, factor=0.1, patience=3)
     raise ValueError(f"unknown scheduler {name!r}; use none, cosine, step or plateau")
@@ -188,7 +197,7 @@ def train_run(
     out: str | Path,
     model: str = "lenet5",
     data: str = "digits",
-    epochs: int = 10,
+    epochs: int | None = None,
     batch_size: int = 64,
     lr: float = 1e-3,
     optimizer: str = "adam",
@@ -200,10 +209,27 @@ def train_run(
     scheduler: str = "none",
     augment: bool = False,
     overwrite: bool = False,
+    callbacks: Sequence[Any] = (),
 ) -> dict[str, Any]:
     """Train a zoo model on a data spec and write a complete run directory.
 
+    ``epochs`` defaults to 10 (to the interrupted run's own number with ``resume``).
+    ``resume=True`` continues an interrupted run in ``out`` (one with
+    ``config.json.running`` and ``checkpoints/last.safetensors`` but no ``config.json``)
+    with its own settings, exactly as if it had not been interrupted. ``callbacks`` are
+    extra :class:`~cnnkit.train.callbacks.Callback` objects for ``fit``.
+
     Returns the run's summary (the content of ``config.json``).
+
+    Raises
+    ------
+    FileNotFoundError, ValueError, pickle.UnpicklingError
+        Bad data (the message names the file); nothing is written to ``out``.
+    FileExistsError
+        ``out`` is not empty (and neither ``resume`` nor ``overwrite``).
+    TrainingError
+        The loss became NaN or infinite: ``FAILED.txt`` names the epoch and batch, and
+        the checkpoints of the finished epochs are kept.
     """
     from cnnkit import io
     from cnnkit.train.callbacks import CSVLogger, ModelCheckpoint
@@ -214,16 +240,28 @@ def train_run(
     out = Path(out)
     if resume:
         cfg_path = out / "config.json.running"
+        if (out / CONFIG).exists():
+            raise FileExistsError(f"--resume: {out} is a finished run ({CONFIG} exists)")
         if not cfg_path.exists():
             raise FileNotFoundError(f"--resume: {out} has no run to resume ({cfg_path} missing)")
-        cfg = json.loads(cfg_path.read_text())
+        try:
+            cfg = json.loads(cfg_path.read_text())
+        except json.JSONDecodeError as e:
+            raise ValueError(f"--resume: {cfg_path} is not valid JSON ({e})") from None
+        epochs = int(cfg["epochs"]) if epochs is None else epochs
         model, data = cfg["model"], cfg["data"]
         batch_size, lr, optimizer = cfg["batch_size"], cfg["lr"], cfg["optimizer"]
         weight_decay, seed = cfg["weight_decay"], cfg["seed"]
         scheduler, augment = cfg.get("scheduler", "none"), cfg.get("augment", False)
         model_kwargs = cfg.get("model_kwargs") or {}
+    elif out.exists() and not out.is_dir():
+        raise FileExistsError(f"{out} exists and is not a directory (choose another --out)")
     elif out.exists() and any(out.iterdir()) and not overwrite:
         raise FileExistsError(f"{out} already exists and is not empty (choose another --out)")
+    if epochs is None:
+        epochs = 10
+    if epochs < 1:
+        raise ValueError(f"epochs must be >= 1; got {epochs}")
     backend.manual_seed(seed)
     splits = load_data(data, seed=seed)
     net = build_model(model, splits, **(model_kwargs or {}))
@@ -252,6 +290,7 @@ def train_run(
     }
     out.mkdir(parents=True, exist_ok=True)
     (out / "FAILED.txt").unlink(missing_ok=True)
+    (out / CONFIG).unlink(missing_ok=True)  # an overwritten run is unfinished until the end
     atomic_write_text(out / "config.json.running", json.dumps(config, indent=2))
     ckpt = ModelCheckpoint(out / "checkpoints", monitor="val_loss")
     last = ckpt.last_path if resume and ckpt.last_path.exists() else None
@@ -268,7 +307,7 @@ def train_run(
             epochs=epochs,
             batch_size=batch_size,
             scheduler=sched,
-            callbacks=[ckpt, CSVLogger(out / "history.csv")],
+            callbacks=[ckpt, CSVLogger(out / "history.csv"), *callbacks],
             verbose=verbose,
             seed=seed,
             resume=last,
@@ -298,10 +337,14 @@ def train_run(
         atomic_write_text(out / CONFIG, json.dumps(summary, indent=2))
         (out / "config.json.running").unlink(missing_ok=True)
     except BaseException as e:
-        atomic_write_text(
-            out / "FAILED.txt",
-            f"training did not finish: {type(e).__name__}: {e}\n\n{traceback.format_exc()}",
-        )
+        hint = ""
+        if ckpt.last_path.exists():
+            hint = (
+                f"the checkpoints of the finished epochs are in {ckpt.dirpath}; continue with "
+                f"`cnnkit train --resume --out {out}`\n"
+            )
+        why = f"training did not finish: {type(e).__name__}: {e}\n{hint}"
+        atomic_write_text(out / "FAILED.txt", f"{why}\n{traceback.format_exc()}")
         raise
     summary["diagnosis_text"] = str(verdict)
     summary["report"] = report
@@ -319,6 +362,14 @@ def load_run(run: str | Path) -> tuple[dict[str, Any], nn.Module]:
     if not cfg_path.exists():
         why = " (training did not finish: see FAILED.txt)" if (run / "FAILED.txt").exists() else ""
         raise FileNotFoundError(f"{run}: not a finished run directory: no {CONFIG}{why}")
-    cfg = json.loads(cfg_path.read_text())
+    try:
+        cfg = json.loads(cfg_path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{cfg_path}: not valid JSON ({e})") from None
+    missing = [k for k in ("model", "data", "in_channels", "input_size") if k not in cfg]
+    if missing:
+        raise ValueError(f"{cfg_path}: missing keys {missing}")
+    if not (run / WEIGHTS).exists():
+        raise FileNotFoundError(f"{run}: no weights file {WEIGHTS}")
     ckpt = io.load(run / WEIGHTS)
     return cfg, ckpt.model
