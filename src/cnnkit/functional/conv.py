@@ -77,12 +77,58 @@ def _spatial(
     )
 
 
+_CHUNK_ELEMENTS = 1 << 20  # im2col chunk size: about 4 MB of float32, cache friendly
+
+
+def _chunk(n: int, k: int, p: int) -> int:
+    """Images per im2col chunk: enough to give BLAS wide products, few enough that the
+    ``(K, B*P)`` buffer stays small (no giant im2col matrix for the whole batch)."""
+    return max(1, min(n, _CHUNK_ELEMENTS // max(1, k * p)))
+
+
+def _im2col(
+    xp: np.ndarray, kernel: Pair, stride: Pair, dilation: Pair, out_hw: Pair, buf: np.ndarray
+) -> np.ndarray:
+    """Copy the windows of a padded chunk ``(B, C, Hp, Wp)`` into ``buf`` as the
+    ``(C*KH*KW, B*OH*OW)`` im2col matrix (rows ordered c, kh, kw; columns b, oh, ow)."""
+    b, c = xp.shape[:2]
+    cols = buf[:, : b * out_hw[0] * out_hw[1]]
+    win = windows(xp, kernel, stride, dilation, out_hw)  # (B, C, KH, KW, OH, OW) view
+    np.copyto(cols.reshape(c, *kernel, b, *out_hw), win.transpose(1, 2, 3, 0, 4, 5))
+    return cols
+
+
+def _conv_forward(
+    xp: np.ndarray, w: np.ndarray, stride: Pair, dilation: Pair, groups: int, out_hw: Pair
+) -> np.ndarray:
+    """Convolution of an already padded input, batch processed in im2col chunks:
+    per chunk one (grouped) GEMM ``W (G, OCg, K) @ cols (G, K, B*P)``."""
+    n, c = xp.shape[:2]
+    oc, cg, kh, kw = w.shape
+    g = groups
+    k = cg * kh * kw
+    p = out_hw[0] * out_hw[1]
+    bsz = _chunk(n, c * kh * kw, p)
+    buf = np.empty((c * kh * kw, bsz * p), dtype=xp.dtype)
+    w3 = w.reshape(g, oc // g, k)
+    out = np.empty((n, oc, *out_hw), dtype=np.result_type(xp, w))
+    for c0 in range(0, n, bsz):
+        c1 = min(n, c0 + bsz)
+        cols = _im2col(xp[c0:c1], (kh, kw), stride, dilation, out_hw, buf)
+        res = np.matmul(w3, cols.reshape(g, k, -1))  # (G, OCg, B*P)
+        out[c0:c1] = res.reshape(oc, c1 - c0, *out_hw).transpose(1, 0, 2, 3)
+    return out
+
+
 class Conv2d(Function):
     """2-D cross-correlation with groups: ``out[n, o] = sum_c w[o, c] * x[n, c] + b[o]``.
 
-    With ``cols`` the ``(N, G, Cg*KH*KW, OH*OW)`` im2col matrix and ``W`` reshaped to
-    ``(G, OCg, Cg*KH*KW)``: forward ``out = W @ cols``; backward ``dW = sum_n g cols^T``,
-    ``dcols = W^T g`` (then col2im), ``db = sum g``.
+    The batch is processed in chunks of ``B`` images. With ``cols`` a chunk's
+    ``(Cg*KH*KW, B*OH*OW)`` im2col matrix per group and ``W`` as ``(G, OCg, Cg*KH*KW)``:
+    forward ``out = W @ cols``; backward ``dW += cols @ g^T`` (one GEMM per chunk),
+    ``db = sum g``, and ``dx`` either as a convolution of the padded gradient with the
+    flipped kernel (stride 1) or as ``col2im(W^T g)`` (strided). Only the padded input is
+    kept for backward (im2col is recomputed chunk by chunk), not the im2col matrix.
     """
 
     def forward(
@@ -96,52 +142,89 @@ class Conv2d(Function):
         groups: int,
         out_hw: Pair,
     ) -> np.ndarray:
-        n = x.shape[0]
-        oc, cg, kh, kw = w.shape
-        g = groups
         xp = pad_hw(x, pads)
-        p = out_hw[0] * out_hw[1]
-        if kh == kw == 1 and stride == (1, 1) and pads == (0, 0, 0, 0):
-            cols = xp.reshape(n, g, cg, p)  # 1x1 convolution: the input is its own im2col
-        else:
-            cols = windows(xp, (kh, kw), stride, dilation, out_hw).reshape(n, g, cg * kh * kw, p)
-        w2 = w.reshape(g, oc // g, cg * kh * kw)
-        out = np.matmul(w2, cols)  # (N, G, OCg, P)
-        out = out.reshape(n, oc, *out_hw)
+        out = _conv_forward(xp, w, stride, dilation, groups, out_hw)
         if b is not None:
-            out += b.reshape(1, oc, 1, 1)
+            out += b.reshape(1, -1, 1, 1)
         nx, nw, _ = self.needs_input_grad
-        self.save_for_backward(cols if nw else None, w2 if nx else None)
-        self.meta = (x.shape, xp.shape, w.shape, stride, pads, dilation, g, out_hw)
+        self.save_for_backward(xp if nw else None, w if nx else None)
+        self.meta = (x.shape, xp.shape, w.shape, stride, pads, dilation, groups, out_hw)
         return out
 
     def infer(self, x: np.ndarray, w: np.ndarray, b: Any, out_hw: Pair, **_: Any) -> tuple:
         return (x.shape[0], w.shape[0], *out_hw), np.result_type(x, w)
 
     def backward(self, grad: np.ndarray) -> tuple:
-        cols, w2 = self.saved
-        x_shape, xp_shape, w_shape, stride, pads, dilation, g, out_hw = self.meta
+        xp, w = self.saved
+        x_shape, _, _, stride, pads = self.meta[:5]
         nx, nw, nb = self.needs_input_grad
+        db = grad.sum(axis=(0, 2, 3)) if nb else None
+        dw = self._weight_grad(grad, xp) if nw else None
+        dx = None
+        if nx:
+            if stride == (1, 1):
+                dxp = self._input_grad_by_conv(grad, w)
+            else:
+                dxp = self._input_grad_by_col2im(grad, w)
+            dx = unpad_hw(dxp, pads, x_shape[2:])
+        return dx, dw, db
+
+    def _weight_grad(self, grad: np.ndarray, xp: np.ndarray) -> np.ndarray:
+        """``dW^T = sum over chunks of cols @ g^T`` (per group), one GEMM per chunk."""
+        _, _, w_shape, stride, _, dilation, g, out_hw = self.meta
+        n, c = xp.shape[:2]
+        oc, cg, kh, kw = w_shape
+        k = cg * kh * kw
+        p = out_hw[0] * out_hw[1]
+        bsz = _chunk(n, c * kh * kw, p)
+        buf = np.empty((c * kh * kw, bsz * p), dtype=xp.dtype)
+        gbuf = np.empty((oc, bsz * p), dtype=grad.dtype)
+        dwt = np.zeros((g, k, oc // g), dtype=grad.dtype)
+        for c0 in range(0, n, bsz):
+            c1 = min(n, c0 + bsz)
+            m = (c1 - c0) * p
+            cols = _im2col(xp[c0:c1], (kh, kw), stride, dilation, out_hw, buf)
+            gc = gbuf[:, :m]
+            np.copyto(
+                gc.reshape(oc, c1 - c0, p), grad[c0:c1].reshape(c1 - c0, oc, p).transpose(1, 0, 2)
+            )
+            dwt += np.matmul(cols.reshape(g, k, m), gc.reshape(g, oc // g, m).transpose(0, 2, 1))
+        return np.ascontiguousarray(dwt.transpose(0, 2, 1)).reshape(w_shape)
+
+    def _input_grad_by_conv(self, grad: np.ndarray, w: np.ndarray) -> np.ndarray:
+        """Stride 1: the padded-input gradient is the gradient (padded by the dilated kernel
+        extent) convolved with the flipped kernel, input/output channels swapped per group."""
+        _, xp_shape, w_shape, _, _, dilation, g, _ = self.meta
+        oc, cg, kh, kw = w_shape
+        ph, pw = dilation[0] * (kh - 1), dilation[1] * (kw - 1)
+        gp = pad_hw(grad, (ph, ph, pw, pw))
+        wt = w.reshape(g, oc // g, cg, kh, kw).transpose(0, 2, 1, 3, 4)[..., ::-1, ::-1]
+        wt = np.ascontiguousarray(wt).reshape(g * cg, oc // g, kh, kw)
+        return _conv_forward(gp, wt, (1, 1), dilation, g, xp_shape[2:])
+
+    def _input_grad_by_col2im(self, grad: np.ndarray, w: np.ndarray) -> np.ndarray:
+        """Strided: ``dcols = W^T g`` per chunk, scattered back with :func:`col2im`."""
+        _, xp_shape, w_shape, stride, _, dilation, g, out_hw = self.meta
         n = grad.shape[0]
         oc, cg, kh, kw = w_shape
+        c = g * cg
+        k = cg * kh * kw
         p = out_hw[0] * out_hw[1]
-        g4 = grad.reshape(n, g, oc // g, p)
-        dx = dw = db = None
-        if nb:
-            db = grad.sum(axis=(0, 2, 3))
-        if nw:
-            gg = g4.transpose(1, 2, 0, 3).reshape(g, oc // g, n * p)
-            cc = cols.transpose(1, 0, 3, 2).reshape(g, n * p, cg * kh * kw)
-            dw = np.matmul(gg, cc).reshape(w_shape)
-        if nx:
-            dcols = np.matmul(w2.transpose(0, 2, 1), g4)  # (N, G, Cg*KH*KW, P)
-            if kh == kw == 1 and stride == (1, 1) and pads == (0, 0, 0, 0):
-                dx = dcols.reshape(x_shape)
-            else:
-                d6 = dcols.reshape(n, g * cg, kh, kw, *out_hw)
-                dxp = col2im(d6, xp_shape, stride, dilation)
-                dx = unpad_hw(dxp, pads, x_shape[2:])
-        return dx, dw, db
+        bsz = _chunk(n, c * kh * kw, p)
+        gbuf = np.empty((oc, bsz * p), dtype=grad.dtype)
+        w3t = w.reshape(g, oc // g, k).transpose(0, 2, 1)
+        dxp = np.empty(xp_shape, dtype=grad.dtype)
+        for c0 in range(0, n, bsz):
+            c1 = min(n, c0 + bsz)
+            m = (c1 - c0) * p
+            gc = gbuf[:, :m]
+            np.copyto(
+                gc.reshape(oc, c1 - c0, p), grad[c0:c1].reshape(c1 - c0, oc, p).transpose(1, 0, 2)
+            )
+            dcols = np.matmul(w3t, gc.reshape(g, oc // g, m))  # (G, K, B*P)
+            d6 = dcols.reshape(c, kh, kw, c1 - c0, *out_hw).transpose(3, 0, 1, 2, 4, 5)
+            dxp[c0:c1] = col2im(d6, (c1 - c0, *xp_shape[1:]), stride, dilation)
+        return dxp
 
 
 def _check_float(t: Any, name: str, where: str) -> None:
