@@ -10,8 +10,10 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from numpy.lib.stride_tricks import as_strided
 
 from cnnkit.autograd import Function
+from cnnkit.functional import _parallel as parallel
 from cnnkit.functional._windows import (
     Pair,
     col2im,
@@ -86,38 +88,114 @@ def _chunk(n: int, k: int, p: int) -> int:
     return max(1, min(n, _CHUNK_ELEMENTS // max(1, k * p)))
 
 
-def _im2col(
-    xp: np.ndarray, kernel: Pair, stride: Pair, dilation: Pair, out_hw: Pair, buf: np.ndarray
-) -> np.ndarray:
-    """Copy the windows of a padded chunk ``(B, C, Hp, Wp)`` into ``buf`` as the
-    ``(C*KH*KW, B*OH*OW)`` im2col matrix (rows ordered c, kh, kw; columns b, oh, ow)."""
-    b, c = xp.shape[:2]
-    cols = buf[:, : b * out_hw[0] * out_hw[1]]
-    win = windows(xp, kernel, stride, dilation, out_hw)  # (B, C, KH, KW, OH, OW) view
-    np.copyto(cols.reshape(c, *kernel, b, *out_hw), win.transpose(1, 2, 3, 0, 4, 5))
-    return cols
+class _Plan:
+    """Where the im2col columns come from for one convolution geometry.
+
+    Stride 1 uses *row-extended* columns: each output row is computed at all ``Wp``
+    positions of a padded input row, so a kernel tap's columns are one contiguous run of
+    ``OH * Wp`` values of the flattened image (a fast memcpy-like copy); the
+    ``Wp - OW`` extra columns per row are dropped from the output (and get zero
+    gradient). Other strides use the plain ``(OH, OW)`` windows.
+    """
+
+    def __init__(
+        self, xp_shape: tuple[int, ...], kernel: Pair, stride: Pair, dilation: Pair, out_hw: Pair
+    ) -> None:
+        self.kernel, self.stride, self.dilation, self.out_hw = kernel, stride, dilation, out_hw
+        self.hp, self.wp = xp_shape[2:]
+        self.extended = stride == (1, 1)
+        self.row = self.wp if self.extended else out_hw[1]  # columns per output row
+        self.p = out_hw[0] * self.row  # columns per image
+        self.slack = dilation[1] * (kernel[1] - 1) if self.extended else 0
+
+    def cols(self, xp: np.ndarray, buf: np.ndarray) -> np.ndarray:
+        """Copy the windows of the chunk ``xp`` (B, C, Hp, Wp) into ``buf`` as the
+        ``(C*KH*KW, B*p)`` im2col matrix (rows c, kh, kw; columns b, oh, ow)."""
+        b, c = xp.shape[:2]
+        kh, kw = self.kernel
+        cols = buf[:, : b * self.p]
+        if self.extended:
+            it = xp.itemsize
+            src = as_strided(
+                xp,
+                (c, kh, kw, b, self.p),
+                (xp.strides[1], self.dilation[0] * self.wp * it, self.dilation[1] * it,
+                 xp.strides[0], it),
+            )  # fmt: skip
+            np.copyto(cols.reshape(c, kh, kw, b, self.p), src)
+        else:
+            win = windows(xp, self.kernel, self.stride, self.dilation, self.out_hw)
+            np.copyto(cols.reshape(c, kh, kw, b, *self.out_hw), win.transpose(1, 2, 3, 0, 4, 5))
+        return cols
+
+    def grad_cols(self, grad: np.ndarray, gbuf: np.ndarray) -> np.ndarray:
+        """The chunk's output gradient as ``(OC, B*p)`` in the column order of :meth:`cols`
+        (zeros in the extra columns of the row-extended layout)."""
+        b, oc = grad.shape[:2]
+        gc = gbuf[:, : b * self.p]
+        dst = gc.reshape(oc, b, self.out_hw[0], self.row)[..., : self.out_hw[1]]
+        np.copyto(dst, grad.transpose(1, 0, 2, 3))
+        return gc
+
+    def output(self, res: np.ndarray, b: int) -> np.ndarray:
+        """``(OC, B*p)`` GEMM result as ``(B, OC, OH, OW)``."""
+        out = res.reshape(-1, b, self.out_hw[0], self.row)[..., : self.out_hw[1]]
+        return out.transpose(1, 0, 2, 3)
+
+
+def _pad_for(x: np.ndarray, pads: Pads, slack: int) -> np.ndarray:
+    """Zero-padded copy of ``x`` whose buffer has ``slack`` finite elements after the end
+    (row-extended im2col reads a few values past the last row)."""
+    if not slack:
+        return pad_hw(x, pads)
+    n, c, h, w = x.shape
+    top, bottom, left, right = pads
+    hp, wp = h + top + bottom, w + left + right
+    size = n * c * hp * wp
+    flat = np.empty(size + slack, dtype=x.dtype)
+    flat[size:] = 0
+    xp = flat[:size].reshape(n, c, hp, wp)
+    if top or bottom or left or right:
+        xp[:, :, :top] = 0
+        xp[:, :, hp - bottom :] = 0
+        xp[:, :, :, :left] = 0
+        xp[:, :, :, wp - right :] = 0
+    xp[:, :, top : top + h, left : left + w] = x
+    return xp
 
 
 def _conv_forward(
-    xp: np.ndarray, w: np.ndarray, stride: Pair, dilation: Pair, groups: int, out_hw: Pair
-) -> np.ndarray:
-    """Convolution of an already padded input, batch processed in im2col chunks:
-    per chunk one (grouped) GEMM ``W (G, OCg, K) @ cols (G, K, B*P)``."""
-    n, c = xp.shape[:2]
+    x: np.ndarray,
+    pads: Pads,
+    w: np.ndarray,
+    stride: Pair,
+    dilation: Pair,
+    groups: int,
+    out_hw: Pair,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Convolution processed in im2col chunks: per chunk one (grouped) GEMM
+    ``W (G, OCg, K) @ cols (G, K, B*p)``. Returns the output and the padded input."""
+    n, c, h, wd = x.shape
     oc, cg, kh, kw = w.shape
     g = groups
     k = cg * kh * kw
-    p = out_hw[0] * out_hw[1]
-    bsz = _chunk(n, c * kh * kw, p)
-    buf = np.empty((c * kh * kw, bsz * p), dtype=xp.dtype)
+    xp_shape = (n, c, h + pads[0] + pads[1], wd + pads[2] + pads[3])
+    plan = _Plan(xp_shape, (kh, kw), stride, dilation, out_hw)
+    xp = _pad_for(x, pads, plan.slack)
+    nw = parallel.workers()
+    chunks = parallel.split(n, _chunk(n, c * kh * kw, plan.p), nw)
+    bsz = max(c1 - c0 for c0, c1 in chunks)
+    bufs = [np.empty((c * kh * kw, bsz * plan.p), dtype=xp.dtype) for _ in range(nw)]
     w3 = w.reshape(g, oc // g, k)
     out = np.empty((n, oc, *out_hw), dtype=np.result_type(xp, w))
-    for c0 in range(0, n, bsz):
-        c1 = min(n, c0 + bsz)
-        cols = _im2col(xp[c0:c1], (kh, kw), stride, dilation, out_hw, buf)
-        res = np.matmul(w3, cols.reshape(g, k, -1))  # (G, OCg, B*P)
-        out[c0:c1] = res.reshape(oc, c1 - c0, *out_hw).transpose(1, 0, 2, 3)
-    return out
+
+    def work(t: int, c0: int, c1: int) -> None:
+        cols = plan.cols(xp[c0:c1], bufs[t])
+        res = np.matmul(w3, cols.reshape(g, k, -1))  # (G, OCg, B*p)
+        out[c0:c1] = plan.output(res, c1 - c0)
+
+    parallel.run(chunks, work, nw)
+    return out, xp
 
 
 class Conv2d(Function):
@@ -142,8 +220,7 @@ class Conv2d(Function):
         groups: int,
         out_hw: Pair,
     ) -> np.ndarray:
-        xp = pad_hw(x, pads)
-        out = _conv_forward(xp, w, stride, dilation, groups, out_hw)
+        out, xp = _conv_forward(x, pads, w, stride, dilation, groups, out_hw)
         if b is not None:
             out += b.reshape(1, -1, 1, 1)
         nx, nw, _ = self.needs_input_grad
@@ -175,20 +252,25 @@ class Conv2d(Function):
         n, c = xp.shape[:2]
         oc, cg, kh, kw = w_shape
         k = cg * kh * kw
-        p = out_hw[0] * out_hw[1]
-        bsz = _chunk(n, c * kh * kw, p)
-        buf = np.empty((c * kh * kw, bsz * p), dtype=xp.dtype)
-        gbuf = np.empty((oc, bsz * p), dtype=grad.dtype)
-        dwt = np.zeros((g, k, oc // g), dtype=grad.dtype)
-        for c0 in range(0, n, bsz):
-            c1 = min(n, c0 + bsz)
-            m = (c1 - c0) * p
-            cols = _im2col(xp[c0:c1], (kh, kw), stride, dilation, out_hw, buf)
-            gc = gbuf[:, :m]
-            np.copyto(
-                gc.reshape(oc, c1 - c0, p), grad[c0:c1].reshape(c1 - c0, oc, p).transpose(1, 0, 2)
-            )
-            dwt += np.matmul(cols.reshape(g, k, m), gc.reshape(g, oc // g, m).transpose(0, 2, 1))
+        plan = _Plan(xp.shape, (kh, kw), stride, dilation, out_hw)
+        nw = parallel.workers()
+        chunks = parallel.split(n, _chunk(n, c * kh * kw, plan.p), nw)
+        bsz = max(c1 - c0 for c0, c1 in chunks)
+        bufs = [np.empty((c * kh * kw, bsz * plan.p), dtype=xp.dtype) for _ in range(nw)]
+        gbufs = [np.zeros((oc, bsz * plan.p), dtype=grad.dtype) for _ in range(nw)]
+        dwts = [np.zeros((g, k, oc // g), dtype=grad.dtype) for _ in range(nw)]
+
+        def work(t: int, c0: int, c1: int) -> None:
+            cols = plan.cols(xp[c0:c1], bufs[t])
+            gc = plan.grad_cols(grad[c0:c1], gbufs[t])
+            m = cols.shape[1]
+            gt = gc.reshape(g, oc // g, m).transpose(0, 2, 1)
+            dwts[t] += np.matmul(cols.reshape(g, k, m), gt)
+
+        parallel.run(chunks, work, nw)
+        dwt = dwts[0]
+        for extra in dwts[1:]:
+            dwt += extra
         return np.ascontiguousarray(dwt.transpose(0, 2, 1)).reshape(w_shape)
 
     def _input_grad_by_conv(self, grad: np.ndarray, w: np.ndarray) -> np.ndarray:
@@ -197,10 +279,9 @@ class Conv2d(Function):
         _, xp_shape, w_shape, _, _, dilation, g, _ = self.meta
         oc, cg, kh, kw = w_shape
         ph, pw = dilation[0] * (kh - 1), dilation[1] * (kw - 1)
-        gp = pad_hw(grad, (ph, ph, pw, pw))
         wt = w.reshape(g, oc // g, cg, kh, kw).transpose(0, 2, 1, 3, 4)[..., ::-1, ::-1]
         wt = np.ascontiguousarray(wt).reshape(g * cg, oc // g, kh, kw)
-        return _conv_forward(gp, wt, (1, 1), dilation, g, xp_shape[2:])
+        return _conv_forward(grad, (ph, ph, pw, pw), wt, (1, 1), dilation, g, xp_shape[2:])[0]
 
     def _input_grad_by_col2im(self, grad: np.ndarray, w: np.ndarray) -> np.ndarray:
         """Strided: ``dcols = W^T g`` per chunk, scattered back with :func:`col2im`."""
@@ -210,20 +291,24 @@ class Conv2d(Function):
         c = g * cg
         k = cg * kh * kw
         p = out_hw[0] * out_hw[1]
-        bsz = _chunk(n, c * kh * kw, p)
-        gbuf = np.empty((oc, bsz * p), dtype=grad.dtype)
+        nw = parallel.workers()
+        chunks = parallel.split(n, _chunk(n, c * kh * kw, p), nw)
+        bsz = max(c1 - c0 for c0, c1 in chunks)
+        gbufs = [np.empty((oc, bsz * p), dtype=grad.dtype) for _ in range(nw)]
         w3t = w.reshape(g, oc // g, k).transpose(0, 2, 1)
         dxp = np.empty(xp_shape, dtype=grad.dtype)
-        for c0 in range(0, n, bsz):
-            c1 = min(n, c0 + bsz)
+
+        def work(t: int, c0: int, c1: int) -> None:
             m = (c1 - c0) * p
-            gc = gbuf[:, :m]
+            gc = gbufs[t][:, :m]
             np.copyto(
                 gc.reshape(oc, c1 - c0, p), grad[c0:c1].reshape(c1 - c0, oc, p).transpose(1, 0, 2)
             )
             dcols = np.matmul(w3t, gc.reshape(g, oc // g, m))  # (G, K, B*P)
             d6 = dcols.reshape(c, kh, kw, c1 - c0, *out_hw).transpose(3, 0, 1, 2, 4, 5)
             dxp[c0:c1] = col2im(d6, (c1 - c0, *xp_shape[1:]), stride, dilation)
+
+        parallel.run(chunks, work, nw)
         return dxp
 
 

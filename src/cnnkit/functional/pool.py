@@ -70,7 +70,10 @@ def _setup(
 class MaxPool2d(Function):
     """Maximum over each window; backward routes the gradient to the (first) maximum.
 
-    Ties go to the first maximum in row-major window order, as in PyTorch.
+    Forward is a running ``np.maximum`` over the ``KH*KW`` kernel taps (each a strided
+    view of all windows). Backward walks the taps in row-major order and gives each
+    window's gradient to the first tap equal to the maximum (ties go to the first
+    maximum, as in PyTorch), so no argmax array is stored: only the input and output.
     """
 
     def forward(
@@ -78,26 +81,48 @@ class MaxPool2d(Function):
     ) -> np.ndarray:
         fill = -np.inf if x.dtype.kind == "f" else np.iinfo(x.dtype).min
         xp = pad_hw(x, pads, fill)
-        kk = kernel[0] * kernel[1]
-        best = xp[kernel_slice(0, 0, stride, dilation, out)].copy()
-        arg = np.zeros(best.shape, dtype=np.uint8 if kk < 256 else np.int32)
-        for t in range(1, kk):
-            v = xp[kernel_slice(t // kernel[1], t % kernel[1], stride, dilation, out)]
-            better = v > best
-            np.copyto(best, v, where=better)
-            arg[better] = t
+        taps = [
+            kernel_slice(t // kernel[1], t % kernel[1], stride, dilation, out)
+            for t in range(kernel[0] * kernel[1])
+        ]
+        best = xp[taps[0]].copy()
+        for sl in taps[1:]:
+            np.maximum(best, xp[sl], out=best)
         if self.needs_input_grad[0]:
-            self.save_for_backward(arg)
-        self.meta = (x.shape, xp.shape, kernel, stride, dilation, pads, out)
+            self.save_for_backward(xp, best)
+        disjoint = all(
+            st >= d * (k - 1) + 1 for st, d, k in zip(stride, dilation, kernel, strict=True)
+        )
+        covered = (
+            disjoint
+            and all(o * st == n for o, st, n in zip(out, stride, xp.shape[2:], strict=True))
+            and stride == kernel
+        )
+        self.meta = (x.shape, taps, pads, disjoint, covered)
         return best
 
     def backward(self, grad: np.ndarray) -> np.ndarray:
-        (arg,) = self.saved
-        x_shape, xp_shape, kernel, stride, dilation, pads, out = self.meta
-        dxp = np.zeros(xp_shape, dtype=grad.dtype)
-        for t in range(kernel[0] * kernel[1]):
-            sl = kernel_slice(t // kernel[1], t % kernel[1], stride, dilation, out)
-            dxp[sl] += np.where(arg == t, grad, 0)
+        xp, best = self.saved
+        x_shape, taps, pads, disjoint, covered = self.meta
+        # windows that tile the input exactly: every element is written once, no zeroing
+        dxp = (np.empty if covered else np.zeros)(xp.shape, dtype=grad.dtype)
+        nan = np.isnan(best) if best.dtype.kind == "f" else None
+        if nan is not None and not nan.any():
+            nan = None
+        open_ = np.ones(best.shape, dtype=bool)  # windows whose maximum is not found yet
+        for i, sl in enumerate(taps):
+            v = xp[sl]
+            hit = v == best
+            if nan is not None:  # a NaN window's maximum is its first NaN
+                hit |= np.isnan(v) & nan
+            if i:
+                hit &= open_
+            if i < len(taps) - 1:
+                open_ &= ~hit
+            if disjoint:  # each input element belongs to one window: write, do not add
+                np.multiply(grad, hit, out=dxp[sl])
+            else:
+                dxp[sl] += grad * hit
         return unpad_hw(dxp, pads, x_shape[2:])
 
 

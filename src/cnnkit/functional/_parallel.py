@@ -1,0 +1,80 @@
+"""Batch chunks in parallel threads, each with single-threaded BLAS.
+
+Convolution spends much of its time in copies (im2col, col2im) that NumPy runs on one
+core, while BLAS only parallelises the matrix products. Splitting the batch into chunks
+and giving each core its own chunk (NumPy releases the GIL in copies and products)
+keeps every core busy for the whole op. The number of workers follows the BLAS thread
+setting (``OPENBLAS_NUM_THREADS``, ``threadpoolctl``), so ``threadpool_limits(1)``
+makes everything serial.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+_lock = threading.Lock()
+_state: dict[str, Any] = {}
+
+
+def _controllers() -> tuple[Any, list[Any]]:
+    """The threadpoolctl controller for BLAS and its library controllers (made once)."""
+    with _lock:
+        if "ctl" not in _state:
+            try:
+                from threadpoolctl import ThreadpoolController
+
+                ctl = ThreadpoolController().select(user_api="blas")
+                libs = list(ctl.lib_controllers)
+            except Exception:  # threadpoolctl missing or unable to inspect: stay serial
+                ctl, libs = None, []
+            _state["ctl"] = (ctl, libs)
+        return _state["ctl"]
+
+
+def workers() -> int:
+    """Parallel chunk workers to use: the current BLAS thread count (1 means serial)."""
+    _, libs = _controllers()
+    counts = [lib.get_num_threads() for lib in libs]
+    return max(1, min(counts)) if counts else 1
+
+
+def _pool(n: int) -> ThreadPoolExecutor:
+    with _lock:
+        pool = _state.get("pool")
+        if pool is None or _state.get("pool_size", 0) < n:
+            pool = ThreadPoolExecutor(max_workers=n, thread_name_prefix="cnnkit-chunk")
+            _state["pool"], _state["pool_size"] = pool, n
+        return pool
+
+
+def split(n: int, size: int, parts: int) -> list[tuple[int, int]]:
+    """``[(start, stop), ...]`` chunks of at most ``size`` covering ``range(n)``, their
+    number a multiple of ``parts`` when possible so workers get equal shares."""
+    count = -(-n // max(1, size))
+    if parts > 1 and n >= parts:
+        count = -(-count // parts) * parts
+    count = min(count, n) if n else 0
+    step = -(-n // count) if count else 0
+    return [(c0, min(n, c0 + step)) for c0 in range(0, n, step)] if step else []
+
+
+def run(chunks: list[tuple[int, int]], work: Callable[[int, int, int], None], nw: int) -> None:
+    """Call ``work(worker, start, stop)`` for every chunk; with ``nw > 1`` worker ``t`` takes
+    chunks ``t, t + nw, ...`` in its own thread while BLAS is limited to one thread."""
+    if nw <= 1 or len(chunks) <= 1:
+        for c0, c1 in chunks:
+            work(0, c0, c1)
+        return
+    ctl, _ = _controllers()
+
+    def loop(t: int) -> None:
+        for c0, c1 in chunks[t::nw]:
+            work(t, c0, c1)
+
+    with ctl.limit(limits=1):
+        futures = [_pool(nw).submit(loop, t) for t in range(nw)]
+        for f in futures:
+            f.result()

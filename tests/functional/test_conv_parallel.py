@@ -1,0 +1,58 @@
+"""The chunked, multi-threaded convolution path equals PyTorch too.
+
+`make test` runs with one BLAS thread (serial chunks); here BLAS is allowed two threads,
+so the batch is split over two worker threads, and tiny chunk sizes force many chunks
+with a ragged last one.
+"""
+
+import numpy as np
+import pytest
+from threadpoolctl import threadpool_limits
+
+import cnnkit as ck
+import cnnkit.functional.conv as conv_mod
+import cnnkit.nn.functional as F
+from cnnkit.functional import _parallel
+from tests.conftest import assert_close, torch
+
+CASES = [
+    # n, c, hw, oc, k, stride, padding, dilation, groups
+    (7, 4, 9, 6, 3, 1, 1, 1, 1),
+    (5, 4, 10, 4, 3, 2, (1, 2), 1, 2),
+    (6, 3, 11, 6, (2, 3), 1, "same", 2, 3),
+    (9, 2, 8, 5, 1, 1, 0, 1, 1),
+    (3, 4, 7, 8, 3, 3, 2, 1, 4),
+]
+
+
+@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("chunk", [1, 64, 1 << 20])
+def test_parallel_chunks_equal_torch(case, chunk, monkeypatch):
+    n, c, hw, oc, k, s, p, d, g = case
+    monkeypatch.setattr(conv_mod, "_CHUNK_ELEMENTS", chunk)
+    rng = np.random.default_rng([CASES.index(case), chunk])
+    x = rng.standard_normal((n, c, hw, hw))
+    kk = (k, k) if isinstance(k, int) else k
+    w = rng.standard_normal((oc, c // g, *kk))
+    b = rng.standard_normal(oc)
+    X, W, B = (ck.tensor(a, requires_grad=True) for a in (x, w, b))
+    tx, tw, tb = (torch.tensor(a, requires_grad=True) for a in (x, w, b))
+    with threadpool_limits(2, user_api="blas"):
+        assert _parallel.workers() == 2 or _parallel.workers() == 1  # 1 only without threadpoolctl
+        out = F.conv2d(X, W, B, s, p, d, g)
+        gout = rng.standard_normal(out.shape)
+        out.backward(ck.tensor(gout))
+    ref = torch.nn.functional.conv2d(tx, tw, tb, s, p, d, g)
+    ref.backward(torch.tensor(gout))
+    assert_close(out, ref, what="out")
+    assert_close(X.grad, tx.grad, what="dx")
+    assert_close(W.grad, tw.grad, what="dw")
+    assert_close(B.grad, tb.grad, what="db")
+
+
+def test_split_gives_equal_shares():
+    assert _parallel.split(10, 3, 2) == [(0, 3), (3, 6), (6, 9), (9, 10)]
+    chunks = _parallel.split(128, 46, 2)
+    assert len(chunks) % 2 == 0 and chunks[-1][1] == 128
+    assert _parallel.split(1, 8, 2) == [(0, 1)]
+    assert _parallel.split(0, 8, 2) == []
