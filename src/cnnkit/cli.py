@@ -243,7 +243,20 @@ def cmd_summary(args: argparse.Namespace) -> int:
 def _visualize_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("run", help="a run directory written by `cnnkit train`")
     p.add_argument("--out", required=True, help="folder for the PNG files")
-    p.add_argument("--images", type=int, default=3, help="test images to show")
+    p.add_argument("--images", type=int, default=3, help="test images to show (default 3)")
+
+
+def _sample(item: Any) -> tuple[Any, int]:
+    """A dataset item ``(image, label)`` as a NumPy image and an int label (NumPy arrays and
+    scalars have a ``.data`` buffer too, so ``getattr(x, "data", x)`` will not do)."""
+    import numpy as np
+
+    from cnnkit.tensor import Tensor
+
+    x, y = item
+    img = x.data if isinstance(x, Tensor) else np.asarray(x)
+    label = y.data if isinstance(y, Tensor) else np.asarray(y)
+    return img, int(label.reshape(-1)[0])
 
 
 @command("visualize", "filters, activations, saliency maps and loss curves as PNGs")(
@@ -254,26 +267,38 @@ def cmd_visualize(args: argparse.Namespace) -> int:
     from cnnkit.train.history import History
     from cnnkit.train.run import load_data, load_run
 
+    if args.images < 0:
+        raise CLIError(f"--images must be >= 0; got {args.images}")
     cfg, model = load_run(args.run)
+    history_csv = Path(args.run) / "history.csv"
+    if not history_csv.is_file():
+        raise CLIError(f"{args.run}: no history.csv (not a run written by `cnnkit train`)")
+    splits = load_data(cfg["data"], seed=cfg.get("seed", 0)) if args.images else None
+    if splits is not None:
+        _check_fits(cfg, splits)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     convs = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Conv2d)]
+    classes = cfg.get("classes") or [str(k) for k in range(cfg.get("num_classes", 0))]
     written = []
     if convs:
         written.append(out / "filters.png")
-        viz.plot_filters(convs[0][1], written[-1])
-    splits = load_data(cfg["data"], seed=cfg.get("seed", 0))
-    for i in range(min(args.images, len(splits.test))):
-        x, y = splits.test[i]
-        img = getattr(x, "data", x)
-        if convs:
-            written.append(out / f"activations_{i}_{convs[0][0]}.png")
-            viz.plot_activations(model, img, convs[0][0], written[-1])
+        viz.plot_filters(convs[0][1], written[-1], title=f"First-layer filters ({convs[0][0]})")
+    n_images = min(args.images, len(splits.test)) if splits is not None else 0
+    for i in range(n_images):
+        img, label = _sample(splits.test[i])
+        name = classes[label] if label < len(classes) else str(label)
+        for alias, (layer, _) in zip(("conv1", "conv2"), convs, strict=False):
+            written.append(out / f"activations_{i}_{alias}.png")
+            viz.plot_activations(
+                model, img, layer, written[-1], title=f"test image {i} (label {name})"
+            )
         written.append(out / f"saliency_{i}.png")
-        viz.plot_saliency(model, img, written[-1], target=int(getattr(y, "data", y)))
-    history = History.from_csv(Path(args.run) / "history.csv")
+        viz.plot_saliency(model, img, written[-1], target=label, class_name=name)
     written.append(out / "curves.png")
-    viz.plot_history(history, written[-1], title=f"{cfg['model']} on {cfg['data']}")
+    viz.plot_history(
+        History.from_csv(history_csv), written[-1], title=f"{cfg['model']} on {cfg['data']}"
+    )
     for w in written:
         print(w)
     return 0
@@ -282,41 +307,59 @@ def cmd_visualize(args: argparse.Namespace) -> int:
 def _dream_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("run", help="a run directory written by `cnnkit train`")
     p.add_argument("image", help="start image (png, jpg, ...)")
-    p.add_argument("--layer", required=True, help="layer name, e.g. features.3 or conv2")
-    p.add_argument("--out", required=True, help="output PNG")
-    p.add_argument("--steps", type=int, default=20)
-    p.add_argument("--lr", type=float, default=0.05)
+    p.add_argument(
+        "--layer",
+        required=True,
+        help="a dotted layer name (features.3) or an alias: convK / poolK / fcK = the K-th "
+        "Conv2d / MaxPool2d / Linear",
+    )
+    p.add_argument("--out", required=True, help="output PNG (original, dream, difference)")
+    p.add_argument("--steps", type=int, default=20, help="ascent steps per octave")
+    p.add_argument("--lr", type=float, default=0.05, help="step size (normalised gradient)")
     p.add_argument("--octaves", type=int, default=1)
     p.add_argument("--octave-scale", type=float, default=1.4)
-    p.add_argument("--jitter", type=int, default=0)
-    p.add_argument("--channel", type=int, default=None)
+    p.add_argument("--jitter", type=int, default=0, help="random shift in pixels per step")
+    p.add_argument("--channel", type=int, default=None, help="excite only this channel")
+    p.add_argument("--seed", type=int, default=0, help="seed of the jitter")
+
+
+_ALIASES = (("conv", "Conv2d"), ("pool", "MaxPool2d"), ("fc", "Linear"))
 
 
 def _layer_alias(model: Any, name: str) -> str:
-    """'conv2' -> the name of the second Conv2d (a convenience for the CLI)."""
+    """'conv2' -> the dotted name of the second Conv2d (a convenience for the CLI); other
+    names are returned as they are. An alias beyond the model's layers is an error."""
     from cnnkit import nn
 
     named = dict(model.named_modules())
     if name in named:
         return name
-    for prefix, cls in (("conv", nn.Conv2d), ("pool", nn.MaxPool2d), ("fc", nn.Linear)):
+    for prefix, cls_name in _ALIASES:
         if name.startswith(prefix) and name[len(prefix) :].isdigit():
+            cls = getattr(nn, cls_name)
             found = [n for n, m in named.items() if isinstance(m, cls)]
-            k = int(name[len(prefix) :]) - 1
-            if 0 <= k < len(found):
-                return found[k]
+            k = int(name[len(prefix) :])
+            if not 1 <= k <= len(found):
+                raise CLIError(
+                    f"--layer {name}: the model has {len(found)} {cls_name} layers "
+                    f"({', '.join(found) or 'none'})"
+                )
+            return found[k - 1]
     return name
 
 
 @command("dream", "DeepDream: excite a layer by gradient ascent on an image")(_dream_args)
 def cmd_dream(args: argparse.Namespace) -> int:
-    from cnnkit import viz
+    from cnnkit import backend, viz
     from cnnkit.train.run import load_run
 
+    if args.steps < 1:
+        raise CLIError(f"--steps must be >= 1; got {args.steps}")
     cfg, model = load_run(args.run)
     img = load_image(args.image, cfg["in_channels"], cfg["input_size"])
     layer = _layer_alias(model, args.layer)
     before = viz.layer_activation(model, img, layer, args.channel)
+    backend.manual_seed(args.seed)
     dreamed = viz.deep_dream(
         model,
         img,
@@ -329,24 +372,45 @@ def cmd_dream(args: argparse.Namespace) -> int:
         channel=args.channel,
     )
     after = viz.layer_activation(model, dreamed, layer, args.channel)
-    viz.plot_dream(
-        img, dreamed, args.out, title=f"{layer}: mean activation {before:.3g} -> {after:.3g}"
+    what = layer if args.layer == layer else f"{args.layer} ({layer})"
+    if args.channel is not None:
+        what += f" channel {args.channel}"
+    title = (
+        f"DeepDream on {what}: mean activation {before:.3g} -> {after:.3g} "
+        f"({args.steps} steps x {args.octaves} octaves)"
     )
-    print(f"{layer}: mean activation {before:.4g} -> {after:.4g}; wrote {args.out}")
+    viz.plot_dream(img, dreamed, args.out, title=title)
+    print(f"{what}: mean activation {before:.4g} -> {after:.4g}; wrote {args.out}")
     return 0
 
 
 def _grid_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default="lenet5")
-    p.add_argument("--data", default="digits")
-    p.add_argument("--epochs", type=int, default=5)
-    p.add_argument("--lr", default="1e-3", help="comma-separated values")
-    p.add_argument("--batch-size", default="64", help="comma-separated values")
+    p.add_argument("--model", default="lenet5", help="zoo model (default lenet5)")
+    p.add_argument("--data", default="digits", help="data spec as for `cnnkit train`")
+    p.add_argument("--epochs", default="5", help="comma-separated values (default 5)")
+    p.add_argument("--lr", default="1e-3", help="comma-separated values (default 1e-3)")
+    p.add_argument("--batch-size", default="64", help="comma-separated values (default 64)")
     p.add_argument("--dropout", default=None, help="comma-separated values")
     p.add_argument("--weight-decay", default=None, help="comma-separated values")
-    p.add_argument("--optimizer", default="adam", help="comma-separated values")
-    p.add_argument("--metric", default="val_acc")
-    p.add_argument("--jobs", type=int, default=1)
+    p.add_argument(
+        "--optimizer", default="adam", help="comma-separated: sgd, adam, adamw (default adam)"
+    )
+    p.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUES",
+        help="any other hyper-parameter, e.g. model.activation=relu,tanh or "
+        "'model.channels=[[6,16],[12,32]]' (a JSON list); repeatable",
+    )
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--metric",
+        default="val_acc",
+        choices=["val_acc", "val_loss", "train_acc", "train_loss", "test_accuracy", "test_loss"],
+        help="ranking column (default val_acc; losses: lower is better)",
+    )
+    p.add_argument("--jobs", type=int, default=1, help="parallel worker processes")
     p.add_argument("--out", required=True, help="folder for the runs and the results")
 
 
@@ -355,17 +419,48 @@ def _values(text: str | None, kind: type) -> list[Any] | None:
     if text is None:
         return None
     try:
-        return [kind(v) for v in text.split(",") if v]
+        vals = [kind(v.strip()) for v in text.split(",") if v.strip()]
     except ValueError:
         raise CLIError(f"cannot read {text!r} as a list of {kind.__name__}") from None
+    if not vals:
+        raise CLIError(f"no values in {text!r}")
+    return vals
+
+
+def _param(text: str) -> tuple[str, list[Any]]:
+    """'model.activation=relu,tanh' -> ('model.activation', ['relu', 'tanh']); a JSON list
+    after '=' is read as JSON; other values are JSON scalars or else strings."""
+    key, sep, vals = text.partition("=")
+    key = key.strip()
+    if not sep or not key or not vals.strip():
+        raise CLIError(f"--param must be KEY=VALUES, e.g. model.activation=relu,tanh; got {text!r}")
+    if vals.strip().startswith("["):
+        try:
+            out = json.loads(vals)
+        except json.JSONDecodeError as e:
+            raise CLIError(f"--param {key}: not a JSON list ({e})") from None
+        if not isinstance(out, list) or not out:
+            raise CLIError(f"--param {key}: expected a non-empty JSON list")
+        return key, [tuple(v) if isinstance(v, list) else v for v in out]
+
+    def scalar(v: str) -> Any:
+        try:
+            return json.loads(v)
+        except json.JSONDecodeError:
+            return v
+
+    return key, [scalar(v.strip()) for v in vals.split(",") if v.strip()]
 
 
 @command("grid", "grid search over hyper-parameters, one run directory each")(_grid_args)
 def cmd_grid(args: argparse.Namespace) -> int:
-    from cnnkit.train.grid import grid_search
+    from cnnkit.train.grid import _split, grid_search
 
+    if args.jobs < 1:
+        raise CLIError(f"--jobs must be >= 1; got {args.jobs}")
     grid: dict[str, list[Any]] = {}
     for key, text, kind in (
+        ("epochs", args.epochs, int),
         ("lr", args.lr, float),
         ("batch_size", args.batch_size, int),
         ("dropout", args.dropout, float),
@@ -375,8 +470,58 @@ def cmd_grid(args: argparse.Namespace) -> int:
         vals = _values(text, kind)
         if vals:
             grid[key] = vals
-    base = {"model": args.model, "data": args.data, "epochs": args.epochs}
+    for text in args.param:
+        key, vals = _param(text)
+        grid[key] = vals
+    if any(v < 1 for v in grid["epochs"]) or any(v < 1 for v in grid["batch_size"]):
+        raise CLIError("--epochs and --batch-size must be >= 1")
+    if any(not v > 0 for v in grid["lr"]):
+        raise CLIError("--lr must be > 0")
+    # settings with one value go to every run; only those that vary name the run folders
+    base: dict[str, Any] = {"model": args.model, "data": args.data, "seed": args.seed}
+    _split({k: v[0] for k, v in grid.items()}, {})  # unknown names: a one-line error
+    for key in [k for k, v in grid.items() if len(v) == 1]:
+        value = grid.pop(key)[0]
+        if key == "dropout" or key.startswith("model."):
+            base.setdefault("model_kwargs", {})[key.removeprefix("model.")] = value
+        else:
+            base[key] = value
+    if not grid:
+        grid = {"seed": [args.seed]}
     grid_search(grid, args.out, base=base, jobs=args.jobs, metric=args.metric)
+    return 0
+
+
+def _export_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run", help="a run directory written by `cnnkit train`")
+    p.add_argument("--onnx", metavar="PATH", help="write an ONNX model (opset 17)")
+    p.add_argument(
+        "--torch",
+        metavar="PATH",
+        help="write the state dict as safetensors (load with safetensors.torch.load_file)",
+    )
+
+
+@command("export", "write a trained run as ONNX and/or a PyTorch-loadable state dict")(_export_args)
+def cmd_export(args: argparse.Namespace) -> int:
+    from cnnkit.train.run import load_run
+
+    if not args.onnx and not args.torch:
+        raise CLIError("nothing to export: give --onnx PATH and/or --torch PATH")
+    cfg, model = load_run(args.run)
+    model.eval()
+    if args.torch:
+        from cnnkit.io.torch_io import save_torch_state_dict
+
+        print(f"wrote {save_torch_state_dict(args.torch, model)}")
+    if args.onnx:
+        try:
+            from cnnkit.io.onnx_export import export_onnx
+        except ImportError as e:
+            raise CLIError(f"ONNX export is not available in this cnnkit ({e})") from None
+        size = (1, cfg["in_channels"], cfg["input_size"], cfg["input_size"])
+        export_onnx(model, args.onnx, size, opset=17)
+        print(f"wrote {args.onnx}")
     return 0
 
 

@@ -3,6 +3,8 @@
 Runs in parallel worker processes, each with its BLAS threads limited so that
 ``jobs`` workers do not oversubscribe the cores; finished runs (those with a
 ``config.json``) are skipped, so an interrupted search resumes where it stopped.
+A run that fails is reported in the table (status ``failed``) and retried by the
+next call.
 """
 
 from __future__ import annotations
@@ -13,18 +15,36 @@ import math
 import os
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from cnnkit.io.atomic import atomic_write, atomic_write_text
 
-RUN_ARGS = ("lr", "batch_size", "weight_decay", "optimizer", "epochs", "model", "seed")
+RUN_ARGS = (
+    "lr",
+    "batch_size",
+    "weight_decay",
+    "optimizer",
+    "epochs",
+    "model",
+    "seed",
+    "scheduler",
+    "augment",
+    "data",
+)
+BLAS_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 @dataclass
 class GridResult:
-    """All runs of a search, sorted best first by ``metric``."""
+    """All runs of a search, sorted best first by ``metric``.
+
+    ``rows`` hold the grid point, the final-epoch metrics, the test accuracy and a
+    ``status``: ``trained`` (now), ``skipped`` (finished by an earlier call) or
+    ``failed: reason``. ``blas_threads`` maps each run trained now to the BLAS thread
+    limit its worker ran with.
+    """
 
     rows: list[dict[str, Any]]
     metric: str
@@ -32,6 +52,7 @@ class GridResult:
     table_path: Path
     plot_path: Path
     skipped: int
+    blas_threads: dict[str, int] = field(default_factory=dict)
 
     def __str__(self) -> str:
         return format_table(self.rows, self.metric)
@@ -40,24 +61,23 @@ class GridResult:
 def run_name(params: Mapping[str, Any]) -> str:
     """A readable, file-system-safe folder name for one configuration."""
     parts = []
-    for k in sorted(params):
-        v = params[k]
+    for k, v in params.items():
         v = f"{v:g}" if isinstance(v, float) else str(v)
-        parts.append(f"{k.replace('model.', '')}={v}")
-    name = "_".join(parts) or "default"
+        parts.append(f"{k.removeprefix('model.')}={v}")
+    name = "_".join(sorted(parts)) or "default"
     return "".join(c if c.isalnum() or c in "=._-" else "-" for c in name)
 
 
 def _split(params: Mapping[str, Any], base: Mapping[str, Any]) -> dict[str, Any]:
     """``train_run`` keyword arguments from base settings plus one grid point."""
     kwargs = {k: v for k, v in base.items() if k != "model_kwargs"}
-    model_kwargs = dict(base.get("model_kwargs", {}))
+    model_kwargs = dict(base.get("model_kwargs") or {})
     for k, v in params.items():
         if k in RUN_ARGS:
             kwargs[k] = v
         elif k == "dropout":
             model_kwargs["dropout"] = v
-        elif k.startswith("model."):
+        elif k.startswith("model.") and len(k) > len("model."):
             model_kwargs[k[len("model.") :]] = v
         else:
             raise ValueError(
@@ -69,18 +89,43 @@ def _split(params: Mapping[str, Any], base: Mapping[str, Any]) -> dict[str, Any]
 
 
 def _worker_init(blas_threads: int) -> None:
-    """Limit BLAS threads in a worker process."""
+    """Limit BLAS/OpenMP threads in a worker process.
+
+    The environment variables cover libraries loaded later; threadpoolctl (after NumPy
+    is imported, so that its BLAS is loaded) covers those already loaded. threadpoolctl
+    only sees libraries that are loaded when it is called, hence the import first.
+    """
+    for var in BLAS_ENV:
+        os.environ[var] = str(blas_threads)
+    import numpy  # noqa: F401  (loads the BLAS library so that threadpoolctl can limit it)
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(limits=blas_threads)
 
 
+def _blas_threads_now() -> int:
+    """The largest thread count of the BLAS/OpenMP pools loaded in this process."""
+    from threadpoolctl import threadpool_info
+
+    return max((int(i.get("num_threads", 1)) for i in threadpool_info()), default=1)
+
+
 def _one_run(out: str, kwargs: dict[str, Any]) -> dict[str, Any]:
-    """Train one configuration (in a worker process)."""
+    """Train one configuration (in a worker process); never raises.
+
+    Returns ``{"ok": bool, "error": str, "blas_threads": int}``.
+    """
+    import numpy as np
+
     from cnnkit.train.run import train_run
 
-    summary = train_run(out, verbose=False, overwrite=True, **kwargs)
-    return {k: v for k, v in summary.items() if k not in ("report", "diagnosis_text")}
+    threads = _blas_threads_now()
+    try:
+        with np.errstate(over="ignore", invalid="ignore"):
+            train_run(out, verbose=False, overwrite=True, **kwargs)
+    except Exception as e:  # reported in the table; the run is retried by the next call
+        return {"ok": False, "error": f"{type(e).__name__}: {e}", "blas_threads": threads}
+    return {"ok": True, "error": "", "blas_threads": threads}
 
 
 def grid_search(
@@ -97,54 +142,62 @@ def grid_search(
     ----------
     param_grid : dict of lists (or a list of such dicts)
         scikit-learn ``ParameterGrid`` syntax over ``lr``, ``batch_size``, ``dropout``,
-        ``weight_decay``, ``optimizer``, ``epochs``, ``model``, ``seed`` and
-        ``model.<constructor argument>``.
+        ``weight_decay``, ``optimizer``, ``epochs``, ``model``, ``seed``, ``scheduler``,
+        ``augment``, ``data`` and ``model.<constructor argument>`` (e.g.
+        ``{"lr": [1e-3, 3e-3], "model.channels": [(6, 16), (12, 32)]}``).
     out : str or Path
         Folder receiving one run directory per configuration, ``results.csv``,
         ``val_curves.png`` and ``best.json``.
     base : dict, optional
-        Settings shared by all runs (``model``, ``data``, ``epochs``, ...; see
-        :func:`cnnkit.train.run.train_run`).
+        Settings shared by all runs (``model``, ``data``, ``epochs``, ``model_kwargs``,
+        ...; see :func:`cnnkit.train.run.train_run`).
     jobs : int
         Worker processes; BLAS threads per worker are ``cores // jobs`` (at least 1).
+        ``jobs=1`` trains in this process (BLAS threads unchanged).
     metric : str
-        Final-epoch history column to rank by (``val_acc`` higher is better; names
-        ending in ``loss`` lower is better).
+        Column to rank by: a final-epoch history column (``val_acc``, ``val_loss``,
+        ``train_acc``, ``train_loss``) or ``test_accuracy``. Names ending in ``loss`` are
+        better lower, others higher; failed runs come last.
 
     Returns
     -------
     GridResult
+
+    Raises
+    ------
+    ValueError
+        An empty grid, an unknown hyper-parameter, ``jobs < 1`` or an unknown metric.
+    RuntimeError
+        Every run failed (the reasons are in each run's ``FAILED.txt``).
     """
     from sklearn.model_selection import ParameterGrid
 
-    from cnnkit.train.history import History
-
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    if jobs < 1:
+        raise ValueError(f"grid_search: jobs must be >= 1; got {jobs}")
+    if metric not in _METRICS:
+        raise ValueError(f"grid_search: metric must be one of {list(_METRICS)}; got {metric!r}")
     grid = list(ParameterGrid(param_grid))
     if not grid:
         raise ValueError("grid_search: the parameter grid is empty")
     base = dict(base or {})
-    todo: list[tuple[dict[str, Any], Path]] = []
-    points = []
-    for params in grid:
-        kwargs = _split(params, base)
-        run_dir = out / run_name(params)
-        points.append((params, run_dir))
-        if not (run_dir / "config.json").exists():
-            todo.append((kwargs, run_dir))
-    skipped = len(grid) - len(todo)
+    points = [(params, _split(params, base), Path(out) / run_name(params)) for params in grid]
+    names = [d.name for _, _, d in points]
+    if len(set(names)) != len(names):
+        raise ValueError("grid_search: two grid points give the same run name; check the values")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    todo = [(kw, d) for _, kw, d in points if not (d / "config.json").exists()]
+    skipped = len(points) - len(todo)
     if verbose and skipped:
-        print(f"grid: {skipped} of {len(grid)} runs already finished; skipping them")
+        print(f"grid: {skipped} of {len(points)} runs already finished; skipping them")
+    outcome: dict[str, dict[str, Any]] = {}
     if todo:
-        jobs = max(1, min(jobs, len(todo)))
+        jobs = min(jobs, len(todo))
         blas = max(1, (os.cpu_count() or 1) // jobs)
         if jobs == 1:
-            _worker_init(blas)
             for kwargs, run_dir in todo:
-                _one_run(str(run_dir), kwargs)
-                if verbose:
-                    print(f"grid: finished {run_dir.name}")
+                outcome[run_dir.name] = _one_run(str(run_dir), kwargs)
+                _report(verbose, run_dir.name, outcome[run_dir.name])
         else:
             import multiprocessing as mp
 
@@ -152,61 +205,115 @@ def grid_search(
             with ProcessPoolExecutor(jobs, ctx, _worker_init, (blas,)) as pool:
                 futs = {pool.submit(_one_run, str(d), kw): d for kw, d in todo}
                 for fut in as_completed(futs):
-                    fut.result()
-                    if verbose:
-                        print(f"grid: finished {futs[fut].name}")
-    rows = []
-    curves = {}
-    for params, run_dir in points:
-        cfg = json.loads((run_dir / "config.json").read_text())
-        hist = History.from_csv(run_dir / "history.csv")
-        final = hist.records[-1]
-        row = {"run": run_dir.name, **params}
-        for col in ("train_loss", "train_acc", "val_loss", "val_acc"):
-            row[col] = final.get(col, math.nan)
-        row["test_accuracy"] = cfg.get("test_accuracy", math.nan)
-        row["diagnosis"] = cfg.get("diagnosis", "")
-        rows.append(row)
-        curves[run_dir.name] = hist
+                    name = futs[fut].name
+                    outcome[name] = fut.result()
+                    _report(verbose, name, outcome[name])
+    rows, curves, configs = _collect(points, outcome)
+    if all(r["status"].startswith("failed") for r in rows):
+        raise RuntimeError(f"grid_search: every run failed; first: {rows[0]['status']}")
     lower = metric.endswith("loss")
-    rows.sort(key=lambda r: _key(r.get(metric, math.nan), lower))
+    rows.sort(key=lambda r: (r["status"].startswith("failed"), _key(r.get(metric), lower)))
     table = out / "results.csv"
     cols = list(dict.fromkeys(k for r in rows for k in r))
     with atomic_write(table, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=cols)
         w.writeheader()
         w.writerows(rows)
-    plot = _plot_curves(curves, out / "val_curves.png", metric, rows[0]["run"])
     best = rows[0]
-    atomic_write_text(
-        out / "best.json",
-        json.dumps({"run": best["run"], "metric": metric, "row": best}, indent=2, default=str),
-    )
-    result = GridResult(rows, metric, best, table, plot, skipped)
+    plot = _plot_curves(curves, out / "val_curves.png", metric, best["run"])
+    best_info = {
+        "run": best["run"],
+        "metric": metric,
+        "value": best.get(metric),
+        "params": {k: v for k, v in best.items() if k in _keys(grid)},
+        "train_run_kwargs": dict(next(kw for _, kw, d in points if d.name == best["run"])),
+        "config": configs[best["run"]],
+        "weights": str(out / best["run"] / "model.safetensors"),
+    }
+    atomic_write_text(out / "best.json", json.dumps(best_info, indent=2, default=str) + "\n")
+    threads = {k: v["blas_threads"] for k, v in outcome.items()}
+    result = GridResult(rows, metric, best, table, plot, skipped, threads)
     if verbose:
         print(result)
-        print(f"best: {best['run']} ({metric} {best.get(metric, math.nan):.4f}); "
-              f"its weights: {out / best['run'] / 'model.safetensors'}")  # fmt: skip
+        print(f"best: {best['run']} ({metric} {_fmt(best.get(metric))}); "
+              f"its weights: {best_info['weights']}")  # fmt: skip
+        print(f"wrote {table}, {plot} and {out / 'best.json'}")
     return result
 
 
+_METRICS = ("val_acc", "val_loss", "train_acc", "train_loss", "test_accuracy", "test_loss")
+
+
+def _keys(grid: Sequence[Mapping[str, Any]]) -> set[str]:
+    """Every hyper-parameter name of the grid."""
+    return {k for params in grid for k in params}
+
+
+def _report(verbose: bool, name: str, outcome: Mapping[str, Any]) -> None:
+    """One progress line per finished run."""
+    if verbose:
+        what = "finished" if outcome["ok"] else f"FAILED ({outcome['error']})"
+        print(f"grid: {what} {name}", flush=True)
+
+
+def _collect(
+    points: Sequence[tuple[dict[str, Any], dict[str, Any], Path]],
+    outcome: Mapping[str, Mapping[str, Any]],
+) -> tuple[list[dict[str, Any]], dict[str, Any], dict[str, Any]]:
+    """Table rows, validation histories and configs of every grid point."""
+    from cnnkit.train.history import History
+
+    rows, curves, configs = [], {}, {}
+    for params, _, run_dir in points:
+        row: dict[str, Any] = {"run": run_dir.name, **params}
+        done = (run_dir / "config.json").exists()
+        if done:
+            cfg = json.loads((run_dir / "config.json").read_text())
+            hist = History.from_csv(run_dir / "history.csv")
+            final = hist.records[-1]
+            for col in ("train_loss", "train_acc", "val_loss", "val_acc"):
+                row[col] = final.get(col, math.nan)
+            row["test_loss"] = cfg.get("test_loss", math.nan)
+            row["test_accuracy"] = cfg.get("test_accuracy", math.nan)
+            row["epochs_run"] = len(hist)
+            row["diagnosis"] = cfg.get("diagnosis", "")
+            row["status"] = "trained" if run_dir.name in outcome else "skipped"
+            curves[run_dir.name] = hist
+            configs[run_dir.name] = cfg
+        else:
+            for col in _METRICS:
+                row[col] = math.nan
+            error = outcome.get(run_dir.name, {}).get("error") or "no config.json"
+            row["status"] = f"failed: {error}"
+        rows.append(row)
+    return rows, curves, configs
+
+
 def _key(v: Any, lower: bool) -> float:
-    """Sort key putting NaN last."""
-    v = float(v)
+    """Sort key putting NaN (and missing values) last."""
+    try:
+        v = float(v)
+    except (TypeError, ValueError):
+        return math.inf
     if math.isnan(v):
         return math.inf
     return v if lower else -v
 
 
 def format_table(rows: Sequence[Mapping[str, Any]], metric: str) -> str:
-    """The results as an aligned text table."""
+    """The results as an aligned text table (the ranking metric first after the run)."""
     if not rows:
         return "(no runs)"
-    cols = list(dict.fromkeys(k for r in rows for k in r))
-    cells = [[_fmt(r.get(c, "")) for c in cols] for r in rows]
+    cols = list(dict.fromkeys(["rank", "run", metric, *(k for r in rows for k in r)]))
+    cells = [
+        [str(i + 1) if c == "rank" else _fmt(r.get(c, "")) for c in cols]
+        for i, r in enumerate(rows)
+    ]
     widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(cols)]
     line = "  ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True))
-    out = [f"grid search ranked by {metric}", line, "-" * len(line)]
+    better = "lower" if metric.endswith("loss") else "higher"
+    out = [f"grid search: {len(rows)} runs ranked by {metric} ({better} is better)", line]
+    out.append("-" * len(line))
     out += ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)) for row in cells]
     return "\n".join(out)
 
@@ -217,23 +324,33 @@ def _fmt(v: Any) -> str:
 
 
 def _plot_curves(curves: Mapping[str, Any], path: Path, metric: str, best: str) -> Path:
-    """Overlay every run's validation curve in one PNG."""
+    """Overlay every run's validation curve in one PNG (the best run thick and on top)."""
     from cnnkit.viz._mpl import pyplot, save_figure
 
     plt = pyplot()
-    col = metric if metric.startswith("val_") else "val_loss"
-    fig, ax = plt.subplots(figsize=(8, 4.8))
-    for name, hist in curves.items():
-        ys = hist[col] if col in hist else hist["train_loss"]
-        if col.endswith("acc"):
-            ys = [100 * y for y in ys]
-        xs = [r.get("epoch", i + 1) for i, r in enumerate(hist.records)]
-        ax.plot(xs, ys, "-o", ms=3, lw=2.5 if name == best else 1.2, label=name)
+    col = metric if metric.startswith("val_") else "val_acc"
+    if col.endswith("loss"):
+        label = "validation loss"
+    else:
+        label = "validation accuracy (%)"
+    cmap = plt.get_cmap("tab10" if len(curves) <= 10 else "tab20")
+    fig, ax = plt.subplots(figsize=(10, 5), layout="constrained")
+    for i, (name, hist) in enumerate(curves.items()):
+        if col not in hist:
+            continue
+        ys = [100 * y for y in hist[col]] if col.endswith("acc") else list(hist[col])
+        xs = [r.get("epoch", k + 1) for k, r in enumerate(hist.records)]
+        is_best = name == best
+        ax.plot(
+            xs, ys, "-o", ms=4 if is_best else 3, lw=3 if is_best else 1.3,
+            color=cmap(i % cmap.N), zorder=3 if is_best else 2,
+            label=f"{name} (best)" if is_best else name,
+        )  # fmt: skip
     ax.set_xlabel("epoch")
-    ax.set_ylabel(col.replace("val_acc", "validation accuracy (%)").replace("val_loss",
-                  "validation loss"))  # fmt: skip
-    ax.set_title(f"Grid search: validation curves ({len(curves)} runs, best in bold)")
+    ax.set_ylabel(label)
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.set_title(f"Grid search: validation curves of {len(curves)} runs (best: thick line)")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="best")
-    fig.tight_layout()
+    if ax.lines:
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     return save_figure(fig, path)

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import textwrap
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from cnnkit.train.diagnosis import Diagnosis, diagnose
-from cnnkit.train.history import History
 from cnnkit.viz._mpl import pyplot, save_figure
+
+if TYPE_CHECKING:  # cnnkit.train imports this module: no import cycle at run time
+    from cnnkit.train.diagnosis import Diagnosis
+    from cnnkit.train.history import History
 
 
 def plot_history(
@@ -36,6 +39,8 @@ def plot_history(
     """
     if len(history) == 0:
         raise ValueError("plot_history: the history is empty")
+    from cnnkit.train.diagnosis import diagnose
+
     plt = pyplot()
     diagnosis = diagnosis or diagnose(history)
     epochs = [r.get("epoch", i + 1) for i, r in enumerate(history.records)]

@@ -1,0 +1,86 @@
+"""`cnnkit visualize` and `cnnkit dream` on a trained run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cnnkit.cli import main
+from cnnkit.data import Digits
+
+
+def one_line_error(capsys: pytest.CaptureFixture[str], rc: int) -> str:
+    assert rc == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "Traceback" not in err, err
+    return err
+
+
+@pytest.fixture
+def digit_png(tmp_path: Path) -> Path:
+    x, _ = Digits(split="test")[0]
+    a = np.asarray(x)[0]
+    path = tmp_path / "digit.png"
+    Image.fromarray((255 * a / a.max()).astype(np.uint8)).save(path)
+    return path
+
+
+def test_visualize_writes_every_picture(
+    digits_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "vis"
+    assert main(["visualize", str(digits_run), "--out", str(out), "--images", "2"]) == 0
+    want = {"filters.png", "curves.png"}
+    for i in range(2):
+        want |= {f"activations_{i}_conv1.png", f"activations_{i}_conv2.png", f"saliency_{i}.png"}
+    assert {p.name for p in out.iterdir()} == want
+    assert all(p.read_bytes()[:4] == b"\x89PNG" for p in out.iterdir())
+    printed = capsys.readouterr().out.split()
+    assert sorted(Path(p).name for p in printed) == sorted(want)
+
+
+def test_visualize_errors(
+    digits_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    err = one_line_error(capsys, main(["visualize", str(tmp_path), "--out", str(tmp_path)]))
+    assert "not a finished run" in err
+    rc = main(["visualize", str(digits_run), "--out", str(tmp_path), "--images", "-1"])
+    assert "--images" in one_line_error(capsys, rc)
+
+
+@pytest.mark.parametrize("layer", ["conv2", "features.3", "conv1", "fc2", "classifier.2"])
+def test_dream(
+    digits_run: Path,
+    digit_png: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    layer: str,
+) -> None:
+    out = tmp_path / "sub" / "dream.png"
+    rc = main(["dream", str(digits_run), str(digit_png), "--layer", layer, "--out", str(out)])
+    assert rc == 0
+    assert out.read_bytes()[:4] == b"\x89PNG"
+    text = capsys.readouterr().out
+    name = {"conv2": "features.3", "conv1": "features.0", "fc2": "classifier.3"}.get(layer, layer)
+    assert name in text
+    before, after = (float(v) for v in text.split("mean activation ")[1].split(";")[0].split("->"))
+    assert after > 2 * max(before, 0) and after > before + 0.1
+
+
+def test_dream_options_and_errors(
+    digits_run: Path, digit_png: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "d.png"
+    base = ["dream", str(digits_run), str(digit_png), "--out", str(out)]
+    rc = main([*base, "--layer", "conv2", "--channel", "5", "--octaves", "2", "--jitter", "1"])
+    assert rc == 0 and "channel 5" in capsys.readouterr().out
+    assert "2 Conv2d layers" in one_line_error(capsys, main([*base, "--layer", "conv3"]))
+    assert "available" in one_line_error(capsys, main([*base, "--layer", "nope"]))
+    err = one_line_error(capsys, main([*base, "--layer", "conv1", "--channel", "6"]))
+    assert "channel 6 out of range" in err
+    assert "--steps" in one_line_error(capsys, main([*base, "--layer", "conv1", "--steps", "0"]))
+    err = one_line_error(capsys, main([*base, "--layer", "conv1", "--lr", "-1"]))
+    assert "lr > 0" in err

@@ -1,0 +1,99 @@
+"""DeepDream raises the chosen layer's mean activation; shapes and dtypes are kept."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import cnnkit as ck
+from cnnkit.data import Digits
+from cnnkit.models import LeNet5
+from cnnkit.train.run import load_run
+from cnnkit.viz import deep_dream, layer_activation, plot_dream, resize_bilinear
+
+
+def digit(i: int = 0) -> np.ndarray:
+    x, _ = Digits(split="test")[i]
+    return np.asarray(getattr(x, "data", x))
+
+
+def check(model, image, layer, channel=None, factor=2.0, **kw) -> tuple[float, float]:
+    before = layer_activation(model, image, layer, channel)
+    out = deep_dream(model, image, layer, channel=channel, **kw)
+    assert out.shape == np.shape(image) and out.dtype == image.dtype
+    assert np.all(np.isfinite(out))
+    after = layer_activation(model, out, layer, channel)
+    print(f"{layer} channel={channel}: {before:.4g} -> {after:.4g}")
+    assert after >= factor * max(before, 0.0) and after > before + 0.1, (before, after)
+    return before, after
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("layer", ["features.1", "features.4", "classifier.2"])
+def test_dream_on_a_trained_model(digits_run: Path, layer: str) -> None:
+    _, model = load_run(digits_run)
+    for i in range(3):
+        check(model, digit(i), layer)
+
+
+@pytest.mark.slow
+def test_dream_one_channel_with_octaves_and_jitter(digits_run: Path) -> None:
+    _, model = load_run(digits_run)
+    ck.manual_seed(0)
+    check(model, digit(5), "features.4", channel=3, octaves=2, octave_scale=1.5, jitter=1)
+
+
+@pytest.mark.parametrize("layer", ["features.1", "features.4"])
+def test_dream_on_a_random_model(layer: str) -> None:
+    ck.manual_seed(0)
+    model = LeNet5(input_size=8)
+    image = digit(1)
+    check(model, image, layer)
+    batch = image[None].astype(np.float64)  # (1, c, h, w) float64 in, same out
+    out = deep_dream(model, batch, layer, steps=3)
+    assert out.shape == batch.shape and out.dtype == np.float64
+
+
+def test_dream_leaves_model_and_input_alone() -> None:
+    ck.manual_seed(0)
+    model = LeNet5(input_size=8, dropout=0.5)
+    model.train()
+    image = digit(2)
+    copy = image.copy()
+    weights = [p.data.copy() for p in model.parameters()]
+    deep_dream(model, image, "features.4", steps=2, clip=(0.0, 1.0))
+    np.testing.assert_array_equal(image, copy)
+    assert model.training
+    assert all(p.requires_grad for p in model.parameters())
+    for p, w in zip(model.parameters(), weights, strict=True):
+        np.testing.assert_array_equal(p.data, w)
+
+
+def test_dream_zero_steps_is_the_identity_and_bad_arguments_raise() -> None:
+    model = LeNet5(input_size=8)
+    image = digit(0)
+    np.testing.assert_allclose(deep_dream(model, image, "features.1", steps=0), image)
+    with pytest.raises(ValueError, match="lr > 0"):
+        deep_dream(model, image, "features.1", lr=0)
+    with pytest.raises(ValueError, match="channel 99"):
+        deep_dream(model, image, "features.1", channel=99)
+    with pytest.raises(ValueError, match="no layer named"):
+        deep_dream(model, image, "conv9")
+
+
+def test_resize_bilinear() -> None:
+    img = np.arange(16, dtype=np.float32).reshape(1, 4, 4)
+    np.testing.assert_array_equal(resize_bilinear(img, (4, 4)), img)
+    small = resize_bilinear(img, (2, 2))
+    np.testing.assert_allclose(small[0], [[2.5, 4.5], [10.5, 12.5]])  # 2x2 block means
+    big = resize_bilinear(img, (8, 8))
+    assert big.shape == (1, 8, 8) and big.dtype == np.float32
+    assert big.min() >= 0 and big.max() <= 15
+
+
+def test_plot_dream(tmp_path: Path) -> None:
+    image = digit(0)
+    path = plot_dream(image, image + 1, tmp_path / "d.png", title="t")
+    assert path.read_bytes()[:4] == b"\x89PNG"
