@@ -15,6 +15,8 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import numpy as np
+
 _lock = threading.Lock()
 _state: dict[str, Any] = {}
 
@@ -69,10 +71,12 @@ def run(chunks: list[tuple[int, int]], work: Callable[[int, int, int], None], nw
             work(0, c0, c1)
         return
     ctl, _ = _controllers()
+    err = np.geterr()  # the caller's floating-point error handling (np.errstate is per thread)
 
     def loop(t: int) -> None:
-        for c0, c1 in chunks[t::nw]:
-            work(t, c0, c1)
+        with np.errstate(**err):
+            for c0, c1 in chunks[t::nw]:
+                work(t, c0, c1)
 
     with ctl.limit(limits=1):
         futures = [_pool(nw).submit(loop, t) for t in range(nw)]

@@ -169,6 +169,13 @@ def diagnose(
                 figs,
             )
 
+    if n < 3:  # one or two epochs show no trend: nothing to call a plateau yet
+        return Diagnosis(
+            "not converged",
+            f"only {n} epoch{'s' if n > 1 else ''}: too few to judge a trend; train for more "
+            "epochs",
+            figs,
+        )
     flat = abs(trend) < plateau
     if has_acc:
         acc = history["train_acc"][-1]
