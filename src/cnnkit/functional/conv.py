@@ -240,10 +240,9 @@ class Conv2d(Function):
         dx = None
         if nx:
             if stride == (1, 1):
-                dxp = self._input_grad_by_conv(grad, w)
+                dx = self._input_grad_by_conv(grad, w)
             else:
-                dxp = self._input_grad_by_col2im(grad, w)
-            dx = unpad_hw(dxp, pads, x_shape[2:])
+                dx = unpad_hw(self._input_grad_by_col2im(grad, w), pads, x_shape[2:])
         return dx, dw, db
 
     def _weight_grad(self, grad: np.ndarray, xp: np.ndarray) -> np.ndarray:
@@ -274,14 +273,21 @@ class Conv2d(Function):
         return np.ascontiguousarray(dwt.transpose(0, 2, 1)).reshape(w_shape)
 
     def _input_grad_by_conv(self, grad: np.ndarray, w: np.ndarray) -> np.ndarray:
-        """Stride 1: the padded-input gradient is the gradient (padded by the dilated kernel
-        extent) convolved with the flipped kernel, input/output channels swapped per group."""
-        _, xp_shape, w_shape, _, _, dilation, g, _ = self.meta
+        """Stride 1: the input gradient is the output gradient convolved with the flipped
+        kernel (input/output channels swapped per group), padded by the dilated kernel
+        extent minus the forward padding on each side: ``dx[i] = sum_k g[i + top - d k] w[k]``.
+        """
+        x_shape, xp_shape, w_shape, _, pads, dilation, g, _ = self.meta
         oc, cg, kh, kw = w_shape
-        ph, pw = dilation[0] * (kh - 1), dilation[1] * (kw - 1)
+        eh, ew = dilation[0] * (kh - 1), dilation[1] * (kw - 1)
+        gpads = (eh - pads[0], eh - pads[1], ew - pads[2], ew - pads[3])
         wt = w.reshape(g, oc // g, cg, kh, kw).transpose(0, 2, 1, 3, 4)[..., ::-1, ::-1]
         wt = np.ascontiguousarray(wt).reshape(g * cg, oc // g, kh, kw)
-        return _conv_forward(grad, (ph, ph, pw, pw), wt, (1, 1), dilation, g, xp_shape[2:])[0]
+        if min(gpads) >= 0:  # the usual case: padding no larger than the kernel extent
+            return _conv_forward(grad, gpads, wt, (1, 1), dilation, g, x_shape[2:])[0]
+        full = (eh, eh, ew, ew)  # padding beyond the kernel: compute on the padded input
+        dxp = _conv_forward(grad, full, wt, (1, 1), dilation, g, xp_shape[2:])[0]
+        return unpad_hw(dxp, pads, x_shape[2:])
 
     def _input_grad_by_col2im(self, grad: np.ndarray, w: np.ndarray) -> np.ndarray:
         """Strided: ``dcols = W^T g`` per chunk, scattered back with :func:`col2im`."""
