@@ -82,6 +82,20 @@ def _spatial(
 _CHUNK_ELEMENTS = 1 << 20  # im2col chunk size: about 4 MB of float32, cache friendly
 
 
+_THREADS_BELOW = 24  # GEMM rows (output channels per group) under which chunk threads pay
+
+
+def _workers(rows: int) -> int:
+    """Chunk worker threads for a GEMM with ``rows`` output rows per group.
+
+    OpenBLAS serialises calls made from several threads, so worker threads only speed up
+    the copies around the products: worth it for narrow layers (few output channels, where
+    im2col copies rival the arithmetic), not for wide ones, which run better as one
+    sequence of products on multi-threaded BLAS.
+    """
+    return parallel.workers() if rows < _THREADS_BELOW else 1
+
+
 def _chunk(n: int, k: int, p: int) -> int:
     """Images per im2col chunk: enough to give BLAS wide products, few enough that the
     ``(K, B*P)`` buffer stays small (no giant im2col matrix for the whole batch)."""
@@ -182,7 +196,7 @@ def _conv_forward(
     xp_shape = (n, c, h + pads[0] + pads[1], wd + pads[2] + pads[3])
     plan = _Plan(xp_shape, (kh, kw), stride, dilation, out_hw)
     xp = _pad_for(x, pads, plan.slack)
-    nw = parallel.workers()
+    nw = _workers(oc // g)
     chunks = parallel.split(n, _chunk(n, c * kh * kw, plan.p), nw)
     bsz = max(c1 - c0 for c0, c1 in chunks)
     bufs = [np.empty((c * kh * kw, bsz * plan.p), dtype=xp.dtype) for _ in range(nw)]
@@ -252,7 +266,7 @@ class Conv2d(Function):
         oc, cg, kh, kw = w_shape
         k = cg * kh * kw
         plan = _Plan(xp.shape, (kh, kw), stride, dilation, out_hw)
-        nw = parallel.workers()
+        nw = _workers(oc // g)
         chunks = parallel.split(n, _chunk(n, c * kh * kw, plan.p), nw)
         bsz = max(c1 - c0 for c0, c1 in chunks)
         bufs = [np.empty((c * kh * kw, bsz * plan.p), dtype=xp.dtype) for _ in range(nw)]
@@ -297,7 +311,7 @@ class Conv2d(Function):
         c = g * cg
         k = cg * kh * kw
         p = out_hw[0] * out_hw[1]
-        nw = parallel.workers()
+        nw = _workers(oc // g)
         chunks = parallel.split(n, _chunk(n, c * kh * kw, p), nw)
         bsz = max(c1 - c0 for c0, c1 in chunks)
         gbufs = [np.empty((oc, bsz * p), dtype=grad.dtype) for _ in range(nw)]
