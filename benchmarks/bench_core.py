@@ -210,24 +210,54 @@ def conv_gflops(ck: Any, min_time: float) -> float:
     return 2 * 128 * 64 * 16 * 16 * 32 * 9 / t / 1e9
 
 
+_RSS_CHILD = """
+import resource, sys
+import numpy as np
+lib, threads = sys.argv[1], int(sys.argv[2])
+if lib == "torch":
+    import torch
+    torch.set_num_threads(threads)
+    nn, optim = torch.nn, torch.optim
+    as_t = torch.from_numpy
+else:
+    import cnnkit as ck
+    from cnnkit import nn, optim
+    as_t = ck.tensor
+net = nn.Sequential(
+    nn.Conv2d(3, 32, 3, padding=1), nn.ReLU(),
+    nn.Conv2d(32, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+    nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(),
+    nn.Conv2d(64, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+    nn.Flatten(), nn.Linear(4096, 256), nn.ReLU(), nn.Linear(256, 10),
+)
+opt = optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
+loss_fn = nn.CrossEntropyLoss()
+rng = np.random.default_rng(0)
+x = as_t(rng.standard_normal((128, 3, 32, 32)).astype(np.float32))
+y = as_t(rng.integers(0, 10, 128))
+def rss_now():
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+base = rss_now()
+for _ in range(5):
+    opt.zero_grad()
+    loss_fn(net(x), y).backward()
+    opt.step()
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base)
+"""
+
+
 def peak_rss(lib: str) -> float:
-    """Peak resident memory (MiB) of a fresh process doing 5 CIFAR-net training steps."""
-    code = (
-        "import sys, resource, numpy as np, torch, cnnkit as ck\n"
-        "sys.path.insert(0, 'benchmarks')\n"
-        "from bench_core import cifar_models, train_step_fns\n"
-        f"torch.set_num_threads({threads()})\n"
-        "rng = np.random.default_rng(0)\n"
-        "x = rng.standard_normal((128, 3, 32, 32)).astype(np.float32)\n"
-        "y = rng.integers(0, 10, 128)\n"
-        "a, b = cifar_models(ck, torch)\n"
-        "sa, sb = train_step_fns(ck, torch, a, b, x, y)\n"
-        "base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
-        f"step = sa if {lib!r} == 'cnnkit' else sb\n"
-        "for _ in range(5): step()\n"
-        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base)\n"
+    """Peak resident-memory growth (MiB) of 5 CIFAR-net training steps in a fresh process
+    that imports only that library (growth over the RSS once model and data exist)."""
+    out = subprocess.run(
+        [sys.executable, "-c", _RSS_CHILD, lib, str(threads())],
+        capture_output=True,
+        text=True,
+        check=True,
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return int(out.stdout.strip().splitlines()[-1]) / 1024
 
 
