@@ -211,7 +211,7 @@ def conv_gflops(ck: Any, min_time: float) -> float:
 
 
 _RSS_CHILD = """
-import resource, sys
+import sys
 import numpy as np
 lib, threads = sys.argv[1], int(sys.argv[2])
 if lib == "torch":
@@ -235,17 +235,18 @@ loss_fn = nn.CrossEntropyLoss()
 rng = np.random.default_rng(0)
 x = as_t(rng.standard_normal((128, 3, 32, 32)).astype(np.float32))
 y = as_t(rng.integers(0, 10, 128))
-def rss_now():
+def status_kib(key):
+    # /proc values, not ru_maxrss: Linux carries the parent's peak into ru_maxrss on exec
     with open("/proc/self/status") as f:
         for line in f:
-            if line.startswith("VmRSS:"):
+            if line.startswith(key + ":"):
                 return int(line.split()[1])
-base = rss_now()
+base = status_kib("VmRSS")
 for _ in range(5):
     opt.zero_grad()
     loss_fn(net(x), y).backward()
     opt.step()
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base)
+print(status_kib("VmHWM") - base)
 """
 
 

@@ -65,11 +65,12 @@ class Function:
     input, its gradient (same shape as that input) or ``None``.
     """
 
-    __slots__ = ("__dict__", "needs_input_grad", "parents", "saved")
+    __slots__ = ("__dict__", "needs_input_grad", "params", "parents", "saved")
 
     def __init__(self) -> None:
         self.needs_input_grad: tuple[bool, ...] = ()
         self.parents: tuple[Tensor | None, ...] = ()
+        self.params: dict[str, Any] = {}
         self.saved: tuple[Any, ...] | None = ()
 
     def save_for_backward(self, *arrays: Any) -> None:
@@ -121,12 +122,14 @@ class Function:
             result = Tensor._wrap(meta_array(shape, dtype), record)
             if record:
                 fn.parents = inputs
+                fn.params = params
                 result._ctx = fn
             return result
         out = fn.forward(*arrays, **params)
         result = Tensor._wrap(out, record)
         if record:
             fn.parents = inputs
+            fn.params = params  # the op's settings, for graph readers such as the ONNX export
             result._ctx = fn
         return result
 
@@ -137,13 +140,16 @@ class Function:
     def release(self) -> None:
         """Drop saved buffers (called by the engine after backward)."""
         self.saved = None
+        self.params = {}
         self.__dict__.clear()
 
 
-def _topological_order(root: Tensor) -> list[Tensor]:
+def _topological_order(root: Tensor, every_parent: bool = False) -> list[Tensor]:
     """Tensors reachable from ``root`` through recorded nodes, inputs before outputs.
 
-    Iterative depth-first search, so graph depth is limited by memory only.
+    Only parents that require a gradient are followed, unless ``every_parent`` (then
+    constant inputs are listed too, in argument order). Iterative depth-first search, so
+    graph depth is limited by memory only.
     """
     order: list[Tensor] = []
     visited: set[int] = set()
@@ -159,8 +165,11 @@ def _topological_order(root: Tensor) -> list[Tensor]:
         stack.append((t, True))
         ctx = t._ctx
         if ctx is not None:
-            for p in ctx.parents:
-                if p is not None and getattr(p, "requires_grad", False) and id(p) not in visited:
+            parents = reversed(ctx.parents) if every_parent else ctx.parents
+            for p in parents:
+                if not hasattr(p, "_ctx") or id(p) in visited:
+                    continue
+                if every_parent or p.requires_grad:
                     stack.append((p, False))
     return order
 

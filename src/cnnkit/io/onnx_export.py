@@ -9,14 +9,13 @@ initializers under their ``state_dict`` names. ``onnx`` is an optional dependenc
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from cnnkit.autograd import Function, enable_grad
+from cnnkit.autograd import Function, _topological_order, enable_grad
 from cnnkit.functional import activation, arith, conv, linear, norm, pool, shape
 from cnnkit.io.atomic import atomic_write_bytes
 from cnnkit.tensor import Tensor
@@ -35,60 +34,6 @@ def _import_onnx() -> Any:
     return onnx
 
 
-class _Recorder:
-    """Patch ``Function.apply`` for the duration of a trace to keep each node's keyword
-    parameters (stride, pads, running statistics, ...), which Functions do not store."""
-
-    def __init__(self) -> None:
-        self.params: dict[int, tuple[Function, dict[str, Any]]] = {}
-        self._thread = threading.get_ident()
-        self._orig: Any = None
-
-    def __enter__(self) -> _Recorder:
-        self._orig = Function.__dict__["apply"]
-        orig_func = self._orig.__func__
-        recorder = self
-
-        def apply(cls: type[Function], *inputs: Any, **params: Any) -> Tensor:
-            out = orig_func(cls, *inputs, **params)
-            ctx = out._ctx
-            if ctx is not None and threading.get_ident() == recorder._thread:
-                recorder.params[id(ctx)] = (ctx, params)
-            return out
-
-        Function.apply = classmethod(apply)  # type: ignore[method-assign,assignment]
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        Function.apply = self._orig  # type: ignore[method-assign]
-
-    def get(self, fn: Function) -> dict[str, Any]:
-        entry = self.params.get(id(fn))
-        return entry[1] if entry is not None and entry[0] is fn else {}
-
-
-def _graph_order(root: Tensor) -> list[Tensor]:
-    """Every tensor reachable from ``root`` through ``_ctx.parents`` (constants included),
-    inputs before outputs; iterative so deep graphs do not hit the recursion limit."""
-    order: list[Tensor] = []
-    seen: set[int] = set()
-    stack: list[tuple[Tensor, bool]] = [(root, False)]
-    while stack:
-        t, done = stack.pop()
-        if done:
-            order.append(t)
-            continue
-        if id(t) in seen:
-            continue
-        seen.add(id(t))
-        stack.append((t, True))
-        if t._ctx is not None:
-            for p in reversed(t._ctx.parents):
-                if isinstance(p, Tensor) and id(p) not in seen:
-                    stack.append((p, False))
-    return order
-
-
 class _Builder:
     """Collects ONNX nodes and initializers while the graph is walked."""
 
@@ -96,7 +41,6 @@ class _Builder:
         self,
         onnx: Any,
         model: Any,
-        recorder: _Recorder,
         x: Tensor,
         input_name: str,
         dynamic_batch: bool,
@@ -104,7 +48,6 @@ class _Builder:
         self.onnx = onnx
         self.helper = onnx.helper
         self.nph = onnx.numpy_helper
-        self.recorder = recorder
         self.dynamic = dynamic_batch
         self.batch = x.shape[0] if x.ndim else None
         self.nodes: list[Any] = []
@@ -174,7 +117,7 @@ class _Builder:
                 f"export_onnx: the operation {type(fn).__name__} "
                 f"({type(fn).__module__}.{type(fn).__qualname__}) has no ONNX conversion"
             )
-        self.names[id(t)] = emitter(self, fn, t, self.recorder.get(fn), out)
+        self.names[id(t)] = emitter(self, fn, t, fn.params, out)
 
 
 # ---------------------------------------------------------------------- emitters
@@ -509,15 +452,15 @@ def export_onnx(
         model.eval()
         for p in params:
             p.requires_grad_(True)
-        with enable_grad(), _Recorder() as recorder:
+        with enable_grad():
             y = model(x)
         if not isinstance(y, Tensor):
             raise TypeError(
                 f"export_onnx: the model must return one Tensor; got {type(y).__name__}"
             )
-        b = _Builder(onnx, model, recorder, x, input_name, dynamic_batch)
+        b = _Builder(onnx, model, x, input_name, dynamic_batch)
         b.used.add(output_name)
-        for t in _graph_order(y):
+        for t in _topological_order(y, every_parent=True):
             if t._ctx is not None:
                 b.emit(t, output_name if t is y else None)
     finally:

@@ -13,6 +13,25 @@ from cnnkit.nn.module import Module
 from cnnkit.tensor import Tensor
 
 
+def _weight_and_bias(
+    layer: Module,
+    wshape: tuple[int, ...],
+    bshape: tuple[int, ...],
+    bias: bool,
+    dtype: Any,
+    device: Any,
+) -> None:
+    """Create ``layer.weight`` (and ``layer.bias`` or a ``None`` placeholder) and give
+    them the layer's default initialisation."""
+    where = type(layer).__name__
+    layer.weight = empty_param(wshape, dtype, device, where)
+    if bias:
+        layer.bias = empty_param(bshape, dtype, device, where)
+    else:
+        layer.register_parameter("bias", None)
+    layer.reset_parameters()
+
+
 class Identity(Module):
     """Returns its input unchanged (a placeholder in architectures)."""
 
@@ -51,12 +70,8 @@ class Linear(Module):
             )
         self.in_features = int(in_features)
         self.out_features = int(out_features)
-        self.weight = empty_param((out_features, in_features), dtype, device, "Linear")
-        if bias:
-            self.bias = empty_param((out_features,), dtype, device, "Linear")
-        else:
-            self.register_parameter("bias", None)
-        self.reset_parameters()
+        _weight_and_bias(self, (out_features, in_features), (out_features,), bias, dtype,
+                         device)  # fmt: skip
 
     def reset_parameters(self) -> None:
         init.default_init(self.weight, self.bias)
@@ -132,14 +147,8 @@ class Conv2d(Module):
         self.groups = int(groups)
         self.padding_mode = padding_mode
         kh, kw = self.kernel_size
-        self.weight = empty_param(
-            (out_channels, in_channels // groups, kh, kw), dtype, device, where
-        )
-        if bias:
-            self.bias = empty_param((out_channels,), dtype, device, where)
-        else:
-            self.register_parameter("bias", None)
-        self.reset_parameters()
+        wshape = (out_channels, in_channels // groups, kh, kw)
+        _weight_and_bias(self, wshape, (out_channels,), bias, dtype, device)
 
     def reset_parameters(self) -> None:
         init.default_init(self.weight, self.bias)
@@ -223,12 +232,8 @@ class LocallyConnected2d(Module):
             )
         self.output_size = (oh, ow)
         kh, kw = self.kernel_size
-        self.weight = empty_param((oh, ow, out_channels, in_channels, kh, kw), dtype, device, where)
-        if bias:
-            self.bias = empty_param((out_channels, oh, ow), dtype, device, where)
-        else:
-            self.register_parameter("bias", None)
-        self.reset_parameters()
+        wshape = (oh, ow, out_channels, in_channels, kh, kw)
+        _weight_and_bias(self, wshape, (out_channels, oh, ow), bias, dtype, device)
 
     def reset_parameters(self) -> None:
         kh, kw = self.kernel_size
