@@ -101,16 +101,19 @@ class Function:
         fn = cls()
         arrays = []
         needs = []
+        meta = False
         for t in inputs:
             if isinstance(t, Tensor):
-                arrays.append(t.data)
+                data = t.data
+                arrays.append(data)
                 needs.append(t.requires_grad)
+                meta = meta or type(data) is MetaArray
             else:
                 arrays.append(t)
                 needs.append(False)
-        record = _grad_enabled and any(needs)
+        record = _grad_enabled and True in needs
         fn.needs_input_grad = tuple(needs) if record else (False,) * len(needs)
-        if any(isinstance(a, MetaArray) for a in arrays):
+        if meta:
             if not isinstance(arrays[0], MetaArray):
                 raise RuntimeError(
                     f"{cls.__name__}: parameters are on the 'meta' device (shapes only, no "

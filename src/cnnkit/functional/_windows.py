@@ -17,6 +17,12 @@ Pair = tuple[int, int]
 
 def pair(value: Any, name: str, where: str, minimum: int = 0) -> Pair:
     """``value`` as an ``(h, w)`` pair of ints >= ``minimum``; a clear error otherwise."""
+    if type(value) is tuple and len(value) == 2:  # fast path: already a pair of plain ints
+        a, b = value
+        if type(a) is int and type(b) is int and a >= minimum and b >= minimum:
+            return value
+    elif type(value) is int and value >= minimum:
+        return (value, value)
     if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
         out = (int(value), int(value))
     elif (

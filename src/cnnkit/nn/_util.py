@@ -23,9 +23,10 @@ def empty_param(shape: tuple[int, ...], dtype: Any, device: Any, where: str) -> 
     return Parameter(np.zeros(shape, dtype=dt))
 
 
-def check_input(x: Any, where: str, ndims: tuple[int, ...], expected: str) -> None:
-    """Raise a TypeError/ValueError naming the layer unless ``x`` is a Tensor of a right rank."""
+def check_input(x: Any, layer: Any, ndims: tuple[int, ...], expected: str) -> None:
+    """Raise a TypeError/ValueError naming the layer (its repr, built only on error) unless
+    ``x`` is a Tensor of an accepted rank."""
     if not isinstance(x, Tensor):
-        raise TypeError(f"{where} expects a cnnkit Tensor; got {type(x).__name__}")
+        raise TypeError(f"{layer!r} expects a cnnkit Tensor; got {type(x).__name__}")
     if x.ndim not in ndims:
-        raise ValueError(f"{where} expects input {expected}; got {tuple(x.shape)}")
+        raise ValueError(f"{layer!r} expects input {expected}; got {tuple(x.shape)}")

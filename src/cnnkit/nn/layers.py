@@ -36,7 +36,7 @@ class MaxPool2d(Module):
         self.ceil_mode = ceil_mode
 
     def forward(self, input: Tensor) -> Tensor:
-        check_input(input, repr(self), (3, 4), "(N, C, H, W)")
+        check_input(input, self, (3, 4), "(N, C, H, W)")
         return P.max_pool2d(input, self.kernel_size, self.stride, self.padding, self.dilation,
                             self.ceil_mode)  # fmt: skip
 
@@ -71,7 +71,7 @@ class AvgPool2d(Module):
         self.divisor_override = divisor_override
 
     def forward(self, input: Tensor) -> Tensor:
-        check_input(input, repr(self), (3, 4), "(N, C, H, W)")
+        check_input(input, self, (3, 4), "(N, C, H, W)")
         return P.avg_pool2d(input, self.kernel_size, self.stride, self.padding, self.ceil_mode,
                             self.count_include_pad, self.divisor_override)  # fmt: skip
 
@@ -87,7 +87,7 @@ class AdaptiveAvgPool2d(Module):
         self.output_size = output_size
 
     def forward(self, input: Tensor) -> Tensor:
-        check_input(input, repr(self), (3, 4), "(N, C, H, W)")
+        check_input(input, self, (3, 4), "(N, C, H, W)")
         return P.adaptive_avg_pool2d(input, self.output_size)
 
     def extra_repr(self) -> str:

@@ -77,7 +77,7 @@ class Linear(Module):
         init.default_init(self.weight, self.bias)
 
     def forward(self, input: Tensor) -> Tensor:
-        check_input(input, repr(self), tuple(range(1, 9)), f"(*, {self.in_features})")
+        check_input(input, self, tuple(range(1, 9)), f"(*, {self.in_features})")
         if input.shape[-1] != self.in_features:
             raise ValueError(
                 f"{self!r} expects input (*, {self.in_features}); got {tuple(input.shape)}"
@@ -154,7 +154,7 @@ class Conv2d(Module):
         init.default_init(self.weight, self.bias)
 
     def forward(self, input: Tensor) -> Tensor:
-        check_input(input, repr(self), (3, 4), f"(N, {self.in_channels}, H, W)")
+        check_input(input, self, (3, 4), f"(N, {self.in_channels}, H, W)")
         if input.shape[-3] != self.in_channels:
             raise ValueError(
                 f"{self!r} expects input (N, {self.in_channels}, H, W); got {tuple(input.shape)}"
@@ -242,7 +242,7 @@ class LocallyConnected2d(Module):
     def forward(self, input: Tensor) -> Tensor:
         h, w = self.input_size
         expected = f"(N, {self.in_channels}, {h}, {w})"
-        check_input(input, repr(self), (3, 4), expected)
+        check_input(input, self, (3, 4), expected)
         if tuple(input.shape[-3:]) != (self.in_channels, h, w):
             raise ValueError(f"{self!r} expects input {expected}; got {tuple(input.shape)}")
         return locally_connected2d(input, self.weight, self.bias, self.stride, self.padding)

@@ -66,7 +66,7 @@ class _BatchNorm(Module):
             self.num_batches_tracked.data[...] = 0
 
     def forward(self, input: Tensor) -> Tensor:
-        check_input(input, repr(self), self._ndims, self._expected.format(c=self.num_features))
+        check_input(input, self, self._ndims, self._expected.format(c=self.num_features))
         if input.shape[1] != self.num_features:
             raise ValueError(
                 f"{self!r} expects input {self._expected.format(c=self.num_features)}; "
