@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -87,83 +87,52 @@ class Adam(Optimizer):
             if not 0.0 <= beta < 1.0:
                 raise ValueError(f"{name}: invalid beta{i + 1}={beta} (must be in [0, 1))")
 
-    def step(self, closure: Callable[[], Any] | None = None) -> Any:
-        """Perform one Adam step on every parameter that has a gradient.
-
-        Parameters
-        ----------
-        closure : callable, optional
-            Re-evaluates the model and returns the loss.
-
-        Returns
-        -------
-        object
-            The closure's return value, or ``None``.
+    def _update(
+        self, param: np.ndarray, grad: np.ndarray, state: dict[str, Any], group: dict[str, Any]
+    ) -> None:
+        """Moments ``m = b1 m + (1 - b1) g``, ``v = b2 v + (1 - b2) g^2``; step
+        ``p -= lr / (1 - b1^t) * m / (sqrt(v / (1 - b2^t)) + eps)`` (``max`` of past ``v``
+        with AMSGrad); weight decay added to ``g``, or, decoupled (AdamW), ``p *= 1 - lr wd``.
         """
-        loss = closure() if closure is not None else None
-        for group in self.param_groups:
-            lr = group["lr"]
-            beta1, beta2 = group["betas"]
-            eps = group["eps"]
-            weight_decay = group["weight_decay"]
-            amsgrad = group["amsgrad"]
-            maximize = group["maximize"]
-            for p in group["params"]:
-                grad = self._grad_array(p)
-                if grad is None:
-                    continue
-                param = p.data
-                state = self.state.get(p)
-                if not state:
-                    state = {
-                        "step": 0.0,
-                        "exp_avg": np.zeros_like(param),
-                        "exp_avg_sq": np.zeros_like(param),
-                    }
-                    if amsgrad:
-                        state["max_exp_avg_sq"] = np.zeros_like(param)
-                    self.state[p] = state
-                elif amsgrad and "max_exp_avg_sq" not in state:
-                    state["max_exp_avg_sq"] = np.zeros_like(param)
-                exp_avg = state["exp_avg"]
-                exp_avg_sq = state["exp_avg_sq"]
-                state["step"] = float(state["step"]) + 1.0
-                step = state["step"]
-
-                g = np.negative(grad) if maximize else grad
-                if weight_decay != 0:
-                    if self._decoupled:
-                        param *= 1.0 - lr * weight_decay
-                    else:
-                        g = g + weight_decay * param
-
-                # exp_avg.lerp_(g, 1 - beta1)
-                tmp = np.subtract(g, exp_avg)
-                tmp *= 1.0 - beta1
-                exp_avg += tmp
-                # exp_avg_sq.mul_(beta2).addcmul_(g, g, value=1 - beta2)
-                exp_avg_sq *= beta2
-                np.multiply(g, 1.0 - beta2, out=tmp)
-                tmp *= g
-                exp_avg_sq += tmp
-
-                bias_correction1 = 1.0 - beta1**step
-                bias_correction2 = 1.0 - beta2**step
-                step_size = lr / bias_correction1
-                bias_correction2_sqrt = math.sqrt(bias_correction2)
-
-                if amsgrad:
-                    max_sq = state["max_exp_avg_sq"]
-                    np.maximum(max_sq, exp_avg_sq, out=max_sq)
-                    np.sqrt(max_sq, out=tmp)
-                else:
-                    np.sqrt(exp_avg_sq, out=tmp)
-                tmp /= bias_correction2_sqrt
-                tmp += eps
-                np.divide(exp_avg, tmp, out=tmp)
-                tmp *= -step_size
-                param += tmp
-        return loss
+        lr = group["lr"]
+        beta1, beta2 = group["betas"]
+        weight_decay = group["weight_decay"]
+        amsgrad = group["amsgrad"]
+        if not state:
+            state.update(step=0.0, exp_avg=np.zeros_like(param), exp_avg_sq=np.zeros_like(param))
+        if amsgrad and "max_exp_avg_sq" not in state:
+            state["max_exp_avg_sq"] = np.zeros_like(param)
+        exp_avg = state["exp_avg"]
+        exp_avg_sq = state["exp_avg_sq"]
+        state["step"] = float(state["step"]) + 1.0
+        step = state["step"]
+        g = grad
+        if weight_decay != 0:
+            if self._decoupled:
+                param *= 1.0 - lr * weight_decay
+            else:
+                g = g + weight_decay * param
+        # m += (1 - b1) (g - m): PyTorch's lerp, same rounding
+        tmp = np.subtract(g, exp_avg)
+        tmp *= 1.0 - beta1
+        exp_avg += tmp
+        exp_avg_sq *= beta2
+        np.multiply(g, 1.0 - beta2, out=tmp)
+        tmp *= g
+        exp_avg_sq += tmp
+        step_size = lr / (1.0 - beta1**step)
+        bias_correction2_sqrt = math.sqrt(1.0 - beta2**step)
+        if amsgrad:
+            max_sq = state["max_exp_avg_sq"]
+            np.maximum(max_sq, exp_avg_sq, out=max_sq)
+            np.sqrt(max_sq, out=tmp)
+        else:
+            np.sqrt(exp_avg_sq, out=tmp)
+        tmp /= bias_correction2_sqrt
+        tmp += group["eps"]
+        np.divide(exp_avg, tmp, out=tmp)
+        tmp *= -step_size
+        param += tmp
 
 
 class AdamW(Adam):

@@ -183,7 +183,11 @@ class Optimizer:
                     p.grad.data[...] = 0
 
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
-        """Perform one optimisation step.
+        """Perform one optimisation step on every parameter that has a gradient.
+
+        The skeleton shared by all optimizers: for each group and each parameter with a
+        gradient, negate it when ``maximize`` and hand it to :meth:`_update`, which
+        applies the variant's terms in place.
 
         Parameters
         ----------
@@ -195,6 +199,21 @@ class Optimizer:
         object
             The closure's return value, or ``None``.
         """
+        loss = closure() if closure is not None else None
+        for group in self.param_groups:
+            maximize = group.get("maximize", False)
+            for p in group["params"]:
+                grad = self._grad_array(p)
+                if grad is None:
+                    continue
+                g = np.negative(grad) if maximize else grad
+                self._update(p.data, g, self.state.setdefault(p, {}), group)
+        return loss
+
+    def _update(
+        self, param: np.ndarray, grad: np.ndarray, state: dict[str, Any], group: dict[str, Any]
+    ) -> None:
+        """Update one parameter array in place from its (sign-corrected) gradient."""
         raise NotImplementedError
 
     @staticmethod

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -80,49 +80,22 @@ class SGD(Optimizer):
                 f"got momentum={momentum}, dampening={dampening}"
             )
 
-    def step(self, closure: Callable[[], Any] | None = None) -> Any:
-        """Perform one SGD step on every parameter that has a gradient.
-
-        Parameters
-        ----------
-        closure : callable, optional
-            Re-evaluates the model and returns the loss.
-
-        Returns
-        -------
-        object
-            The closure's return value, or ``None``.
-        """
-        loss = closure() if closure is not None else None
-        for group in self.param_groups:
-            lr = group["lr"]
-            momentum = group["momentum"]
-            dampening = group["dampening"]
-            weight_decay = group["weight_decay"]
-            nesterov = group["nesterov"]
-            maximize = group["maximize"]
-            for p in group["params"]:
-                grad = self._grad_array(p)
-                if grad is None:
-                    continue
-                d_p = np.negative(grad) if maximize else grad
-                if weight_decay != 0:
-                    d_p = d_p + weight_decay * p.data
-                if momentum != 0:
-                    state = self.state.setdefault(p, {})
-                    buf = state.get("momentum_buffer")
-                    if buf is None:
-                        buf = np.array(d_p, dtype=p.data.dtype, copy=True)
-                        state["momentum_buffer"] = buf
-                    else:
-                        buf *= momentum
-                        if dampening == 0:
-                            buf += d_p
-                        else:
-                            buf += (1 - dampening) * d_p
-                    d_p = d_p + momentum * buf if nesterov else buf
-                if lr == 1:
-                    p.data -= d_p
-                else:
-                    p.data -= lr * d_p
-        return loss
+    def _update(
+        self, param: np.ndarray, grad: np.ndarray, state: dict[str, Any], group: dict[str, Any]
+    ) -> None:
+        """``d = g + wd p``; with momentum ``buf = m buf + (1 - dampening) d`` (``buf = d``
+        on the first step) and ``d = buf`` (or ``d + m buf`` for Nesterov); ``p -= lr d``."""
+        lr, momentum = group["lr"], group["momentum"]
+        weight_decay = group["weight_decay"]
+        d_p = grad + weight_decay * param if weight_decay != 0 else grad
+        if momentum != 0:
+            buf = state.get("momentum_buffer")
+            if buf is None:
+                buf = np.array(d_p, dtype=param.dtype, copy=True)
+                state["momentum_buffer"] = buf
+            else:
+                buf *= momentum
+                dampening = group["dampening"]
+                buf += d_p if dampening == 0 else (1 - dampening) * d_p
+            d_p = d_p + momentum * buf if group["nesterov"] else buf
+        param -= d_p if lr == 1 else lr * d_p
