@@ -22,6 +22,9 @@ CASES = [
     (6, 3, 11, 6, (2, 3), 1, "same", 2, 3),
     (9, 2, 8, 5, 1, 1, 0, 1, 1),
     (3, 4, 7, 8, 3, 3, 2, 1, 4),
+    # wide layers (>= 24 output channels): one chunk at a time, im2col copied by 2 threads
+    (4, 16, 20, 32, 3, 1, 1, 1, 1),
+    (8, 16, 21, 32, 3, 2, 1, 1, 1),
 ]
 
 

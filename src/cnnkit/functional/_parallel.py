@@ -10,6 +10,7 @@ makes everything serial.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -63,9 +64,15 @@ def split(n: int, size: int, parts: int) -> list[tuple[int, int]]:
     return [(c0, min(n, c0 + step)) for c0 in range(0, n, step)] if step else []
 
 
-def run(chunks: list[tuple[int, int]], work: Callable[[int, int, int], None], nw: int) -> None:
+def run(
+    chunks: list[tuple[int, int]],
+    work: Callable[[int, int, int], None],
+    nw: int,
+    limit_blas: bool = True,
+) -> None:
     """Call ``work(worker, start, stop)`` for every chunk; with ``nw > 1`` worker ``t`` takes
-    chunks ``t, t + nw, ...`` in its own thread while BLAS is limited to one thread."""
+    chunks ``t, t + nw, ...`` in its own thread, BLAS limited to one thread meanwhile
+    (unless ``limit_blas`` is False: for work without matrix products)."""
     if nw <= 1 or len(chunks) <= 1:
         for c0, c1 in chunks:
             work(0, c0, c1)
@@ -78,7 +85,7 @@ def run(chunks: list[tuple[int, int]], work: Callable[[int, int, int], None], nw
             for c0, c1 in chunks[t::nw]:
                 work(t, c0, c1)
 
-    with ctl.limit(limits=1):
+    with ctl.limit(limits=1) if limit_blas else contextlib.nullcontext():
         futures = [_pool(nw).submit(loop, t) for t in range(nw)]
         for f in futures:
             f.result()

@@ -82,6 +82,7 @@ def _spatial(
 _CHUNK_ELEMENTS = 1 << 20  # im2col chunk size: about 4 MB of float32, cache friendly
 
 
+_SPLIT_COPY_MIN = 1 << 17  # im2col chunks at least this big are copied by several threads
 _THREADS_BELOW = 24  # GEMM rows (output channels per group) under which chunk threads pay
 
 
@@ -122,9 +123,13 @@ class _Plan:
         self.p = out_hw[0] * self.row  # columns per image
         self.slack = dilation[1] * (kernel[1] - 1) if self.extended else 0
 
-    def cols(self, xp: np.ndarray, buf: np.ndarray) -> np.ndarray:
+    def cols(self, xp: np.ndarray, buf: np.ndarray, split: int = 1) -> np.ndarray:
         """Copy the windows of the chunk ``xp`` (B, C, Hp, Wp) into ``buf`` as the
-        ``(C*KH*KW, B*p)`` im2col matrix (rows c, kh, kw; columns b, oh, ow)."""
+        ``(C*KH*KW, B*p)`` im2col matrix (rows c, kh, kw; columns b, oh, ow).
+
+        ``split > 1`` copies channel ranges in that many threads (for chunks processed
+        one at a time, where BLAS has the cores for the product but the copy would not).
+        """
         b, c = xp.shape[:2]
         kh, kw = self.kernel
         cols = buf[:, : b * self.p]
@@ -136,10 +141,16 @@ class _Plan:
                 (xp.strides[1], self.dilation[0] * self.wp * it, self.dilation[1] * it,
                  xp.strides[0], it),
             )  # fmt: skip
-            np.copyto(cols.reshape(c, kh, kw, b, self.p), src)
+            dst = cols.reshape(c, kh, kw, b, self.p)
         else:
             win = windows(xp, self.kernel, self.stride, self.dilation, self.out_hw)
-            np.copyto(cols.reshape(c, kh, kw, b, *self.out_hw), win.transpose(1, 2, 3, 0, 4, 5))
+            src = win.transpose(1, 2, 3, 0, 4, 5)
+            dst = cols.reshape(c, kh, kw, b, *self.out_hw)
+        if split > 1 and c >= split and cols.size >= _SPLIT_COPY_MIN:
+            parts = parallel.split(c, -(-c // split), split)
+            parallel.run(parts, lambda _t, a, z: np.copyto(dst[a:z], src[a:z]), split, False)
+        else:
+            np.copyto(dst, src)
         return cols
 
     def grad_cols(self, grad: np.ndarray, gbuf: np.ndarray) -> np.ndarray:
@@ -203,8 +214,10 @@ def _conv_forward(
     w3 = w.reshape(g, oc // g, k)
     out = np.empty((n, oc, *out_hw), dtype=np.result_type(xp, w))
 
+    split = parallel.workers() if nw == 1 else 1
+
     def work(t: int, c0: int, c1: int) -> None:
-        cols = plan.cols(xp[c0:c1], bufs[t])
+        cols = plan.cols(xp[c0:c1], bufs[t], split)
         res = np.matmul(w3, cols.reshape(g, k, -1))  # (G, OCg, B*p)
         out[c0:c1] = plan.output(res, c1 - c0)
 
@@ -273,8 +286,10 @@ class Conv2d(Function):
         gbufs = [np.zeros((oc, bsz * plan.p), dtype=grad.dtype) for _ in range(nw)]
         dwts = [np.zeros((g, k, oc // g), dtype=grad.dtype) for _ in range(nw)]
 
+        split = parallel.workers() if nw == 1 else 1
+
         def work(t: int, c0: int, c1: int) -> None:
-            cols = plan.cols(xp[c0:c1], bufs[t])
+            cols = plan.cols(xp[c0:c1], bufs[t], split)
             gc = plan.grad_cols(grad[c0:c1], gbufs[t])
             m = cols.shape[1]
             gt = gc.reshape(g, oc // g, m).transpose(0, 2, 1)
