@@ -4,7 +4,7 @@
 """
 
 from cnnkit.autograd import Function, enable_grad, is_grad_enabled, no_grad, set_grad_enabled
-from cnnkit.backend import get_default_dtype, manual_seed, set_default_dtype
+from cnnkit.backend import get_default_dtype, manual_seed, set_default_dtype, tune_malloc
 from cnnkit.tensor import (
     Tensor,
     arange,
@@ -27,6 +27,8 @@ float64 = "float64"
 int64 = "int64"
 
 __version__ = "0.1.0"
+
+tune_malloc()
 
 _LAZY = {
     "summary": "cnnkit.inspect.summary",

@@ -185,7 +185,7 @@ def _pad_for(x: np.ndarray, pads: Pads, slack: int) -> np.ndarray:
         xp[:, :, hp - bottom :] = 0
         xp[:, :, :, :left] = 0
         xp[:, :, :, wp - right :] = 0
-    xp[:, :, top : top + h, left : left + w] = x
+    parallel.copy(xp[:, :, top : top + h, left : left + w], x)
     return xp
 
 
@@ -219,7 +219,7 @@ def _conv_forward(
     def work(t: int, c0: int, c1: int) -> None:
         cols = plan.cols(xp[c0:c1], bufs[t], split)
         res = np.matmul(w3, cols.reshape(g, k, -1))  # (G, OCg, B*p)
-        out[c0:c1] = plan.output(res, c1 - c0)
+        parallel.copy(out[c0:c1], plan.output(res, c1 - c0), split)
 
     parallel.run(chunks, work, nw)
     return out, xp
