@@ -81,7 +81,9 @@ def meta_array(shape: tuple[int, ...], dtype: Any) -> MetaArray:
 
 def is_meta(a: Any) -> bool:
     """Whether ``a`` (an array or a Tensor) lives on the 'meta' device."""
-    return isinstance(getattr(a, "data", a), MetaArray)
+    if isinstance(a, np.ndarray):  # (an ndarray's own .data is its buffer, not a Tensor's)
+        return isinstance(a, MetaArray)
+    return isinstance(getattr(a, "data", None), MetaArray)
 
 
 def tune_malloc() -> bool:
