@@ -25,6 +25,9 @@ CASES = [
     # wide layers (>= 24 output channels): one chunk at a time, im2col copied by 2 threads
     (4, 16, 20, 32, 3, 1, 1, 1, 1),
     (8, 16, 21, 32, 3, 2, 1, 1, 1),
+    # >= 16 input channels per group: the stride-1 input gradient is a convolution
+    (3, 32, 9, 8, (2, 4), 1, "same", 2, 2),
+    (2, 16, 6, 4, 3, 1, 3, 1, 1),  # padding beyond the kernel extent
 ]
 
 

@@ -83,7 +83,10 @@ _CHUNK_ELEMENTS = 1 << 20  # im2col chunk size: about 4 MB of float32, cache fri
 
 
 _SPLIT_COPY_MIN = 1 << 17  # im2col chunks at least this big are copied by several threads
-_THREADS_BELOW = 24  # GEMM rows (output channels per group) under which chunk threads pay
+_THREADS_BELOW = 24
+# The stride-1 input gradient as a convolution is a GEMM with C_in/groups rows; with fewer
+# rows BLAS runs at a fraction of its speed and W^T g + col2im is faster (measured).
+_DX_CONV_MIN_ROWS = 16  # GEMM rows (output channels per group) under which chunk threads pay
 
 
 def _workers(rows: int) -> int:
@@ -266,7 +269,7 @@ class Conv2d(Function):
         dw = self._weight_grad(grad, xp) if nw else None
         dx = None
         if nx:
-            if stride == (1, 1):
+            if stride == (1, 1) and w.shape[1] >= _DX_CONV_MIN_ROWS:
                 dx = self._input_grad_by_conv(grad, w)
             else:
                 dx = unpad_hw(self._input_grad_by_col2im(grad, w), pads, x_shape[2:])
@@ -319,7 +322,8 @@ class Conv2d(Function):
         return unpad_hw(dxp, pads, x_shape[2:])
 
     def _input_grad_by_col2im(self, grad: np.ndarray, w: np.ndarray) -> np.ndarray:
-        """Strided: ``dcols = W^T g`` per chunk, scattered back with :func:`col2im`."""
+        """Strided (or few input channels): ``dcols = W^T g`` per chunk, scattered back
+        with :func:`col2im`."""
         _, xp_shape, w_shape, stride, _, dilation, g, out_hw = self.meta
         n = grad.shape[0]
         oc, cg, kh, kw = w_shape
