@@ -159,9 +159,13 @@ class Conv2d(Module):
             raise ValueError(
                 f"{self!r} expects input (N, {self.in_channels}, H, W); got {tuple(input.shape)}"
             )
-        return conv2d(
-            input, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups
-        )
+        try:
+            return conv2d(
+                input, self.weight, self.bias, self.stride, self.padding, self.dilation,
+                self.groups,
+            )  # fmt: skip
+        except ValueError as e:  # e.g. a kernel larger than the padded input: name the layer
+            raise ValueError(f"{self!r}: {e}") from None
 
     def extra_repr(self) -> str:
         s = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}"
