@@ -251,3 +251,18 @@ def test_custom_module_needs_an_instance(tmp_path):
     io.load(path, model=other)
     np.testing.assert_array_equal(other.fc.weight.numpy(), net.fc.weight.numpy())
     assert isinstance(Path(path), Path)
+
+
+def test_temporaries_of_dead_writers_are_cleaned_up(tmp_path):
+    from cnnkit.io.atomic import atomic_write_bytes
+
+    target = tmp_path / "ckpt.safetensors"
+    dead = tmp_path / ".ckpt.safetensors.99999999.x1y2.tmp"  # beyond any pid_max: no process
+    live = tmp_path / f".ckpt.safetensors.{os.getpid()}.a1b2.tmp"  # a write still in flight
+    other = tmp_path / ".other.safetensors.99999999.zz.tmp"  # another file's temporary
+    for f in (dead, live, other):
+        f.write_bytes(b"partial")
+    atomic_write_bytes(target, b"complete")
+    assert target.read_bytes() == b"complete"
+    assert not dead.exists()
+    assert live.exists() and other.exists()

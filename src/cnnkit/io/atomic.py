@@ -1,12 +1,14 @@
 """Atomic file writes: write a temporary file in the same folder, fsync, then rename.
 
 A crash (or SIGKILL) at any moment leaves either the old file or the new one under
-the real name, never a half-written one.
+the real name, never a half-written one. Temporary names carry the writer's process id,
+so the temporaries of writers that died are removed by the next successful write.
 """
 
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import tempfile
 from collections.abc import Iterator
@@ -22,7 +24,8 @@ def atomic_write(path: str | Path, mode: str = "wb", **open_kwargs: Any) -> Iter
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    prefix = f".{path.name}.{os.getpid()}."
+    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, mode, **open_kwargs) as f:
             yield f
@@ -30,6 +33,7 @@ def atomic_write(path: str | Path, mode: str = "wb", **open_kwargs: Any) -> Iter
             os.fsync(f.fileno())
         os.replace(tmp, path)
         _fsync_dir(path.parent)
+        _remove_orphans(path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
@@ -48,6 +52,27 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
     with atomic_write(path, "w", encoding="utf-8") as f:
         f.write(text)
     return Path(path)
+
+
+def _remove_orphans(path: Path) -> None:
+    """Delete temporaries of ``path`` left by writers that no longer run (killed mid-write);
+    those of live processes, this one included, are left alone."""
+    for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        pid = tmp.name[len(path.name) + 2 :].split(".", 1)[0]
+        if not pid.isdigit() or _alive(int(pid)):
+            continue
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, OSError):
+        return True  # exists but not ours, or cannot tell: keep its file
+    return True
 
 
 def _fsync_dir(folder: Path) -> None:
