@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import os
 import pickle
+import shutil
+import tarfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -12,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from cnnkit.data.dataset import LabeledArrays
+from cnnkit.data.download import download_from_mirrors
 
 __all__ = ["CIFAR10", "RestrictedUnpickler", "safe_load_pickle"]
 
@@ -102,6 +105,9 @@ class CIFAR10(LabeledArrays):
         ``data_batch_1`` .. ``data_batch_5`` (50,000 images) or ``test_batch`` (10,000).
     transform : callable, optional
         Applied to each ``(3, 32, 32)`` image in ``__getitem__``.
+    download : bool
+        When the batches are missing, fetch ``cifar-10-python.tar.gz`` (163 MB, MD5
+        checked, resumable) from ``mirrors`` into ``root`` and unpack the batch files.
 
     Attributes
     ----------
@@ -121,14 +127,24 @@ class CIFAR10(LabeledArrays):
     base_folder = "cifar-10-batches-py"
     train_files = tuple(f"data_batch_{k}" for k in range(1, 6))
     test_files = ("test_batch",)
+    archive = "cifar-10-python.tar.gz"
+    archive_md5: str | None = "c58f30108f718f92721af3b95e74349a"
+    mirrors: tuple[str, ...] = ("https://www.cs.toronto.edu/~kriz/",)
 
     def __init__(
         self,
         root: str | os.PathLike,
         train: bool = True,
         transform: Callable[[np.ndarray], np.ndarray] | None = None,
+        download: bool = False,
     ) -> None:
         root = Path(root)
+        if (
+            download
+            and not (root / self.base_folder / "batches.meta").is_file()
+            and not (root / "batches.meta").is_file()
+        ):
+            self._download(root)
         folder = root / self.base_folder
         if not folder.is_dir():
             folder = root
@@ -153,6 +169,34 @@ class CIFAR10(LabeledArrays):
         data = np.concatenate(xs).reshape(-1, 3, 32, 32).astype(np.float32)
         data /= np.float32(255.0)
         super().__init__(data, np.concatenate(ys), classes, transform=transform)
+
+    def _download(self, root: Path) -> None:
+        """Fetch the archive and unpack only the expected batch files, each written
+        atomically; a member with any other name or a link is ignored."""
+        from cnnkit.io.atomic import atomic_write  # (cnnkit.io imports the models: load late)
+
+        archive = download_from_mirrors(
+            self.mirrors, self.archive, root / self.archive, md5=self.archive_md5, progress=True
+        )
+        wanted = {f"{self.base_folder}/{n}" for n in (*self.train_files, *self.test_files)}
+        wanted.add(f"{self.base_folder}/batches.meta")
+        found = set()
+        try:
+            with tarfile.open(archive, "r:gz") as tar:
+                for member in tar:
+                    if member.name not in wanted or not member.isfile():
+                        continue
+                    src = tar.extractfile(member)
+                    if src is None:
+                        continue
+                    with src, atomic_write(root / member.name) as out:
+                        shutil.copyfileobj(src, out)
+                    found.add(member.name)
+        except (tarfile.TarError, OSError, EOFError) as e:
+            raise ValueError(f"{archive}: not a readable CIFAR-10 archive ({e})") from None
+        missing = sorted(wanted - found)
+        if missing:
+            raise ValueError(f"{archive}: the archive lacks {', '.join(missing)}")
 
     @staticmethod
     def _load_batch(path: Path, n_classes: int) -> tuple[np.ndarray, np.ndarray]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
@@ -48,11 +47,14 @@ def download_url(
     progress: bool = False,
     timeout: float = 60.0,
 ) -> Path:
-    """Download ``url`` to ``dest`` atomically.
+    """Download ``url`` to ``dest`` atomically, resuming an interrupted download.
 
-    The bytes go to a temporary file in ``dest``'s folder which is renamed onto ``dest``
-    (``os.replace``) only once complete and, if ``md5`` is given, verified; on any
-    failure the temporary file is removed and ``dest`` is left untouched.
+    The bytes go to ``<dest>.part`` in ``dest``'s folder, which is renamed onto ``dest``
+    (``os.replace``) only once complete and, if ``md5`` is given, verified. If a
+    ``.part`` file is already there (an earlier download was interrupted), only the rest
+    is requested with an HTTP ``Range`` header; a server that ignores it sends the whole
+    file again, which then replaces the part. On an MD5 mismatch the part is deleted; on
+    a network error it is kept for the next attempt. ``dest`` itself is never partial.
 
     Parameters
     ----------
@@ -79,51 +81,70 @@ def download_url(
     """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-    tmp = Path(tmp_name)
+    part = dest.with_name(dest.name + ".part")
+    have = part.stat().st_size if part.is_file() else 0
+    request = urllib.request.Request(url)
+    if have and url.startswith(("http://", "https://")):
+        request.add_header("Range", f"bytes={have}-")
     try:
-        h = hashlib.md5(usedforsecurity=False)
-        with os.fdopen(fd, "wb") as out:
-            try:
-                resp = urllib.request.urlopen(url, timeout=timeout)
-            except (urllib.error.URLError, OSError, ValueError) as e:
-                raise DownloadError(f"download of {url} failed: {e}") from e
-            with resp:
-                total = resp.headers.get("Content-Length") if hasattr(resp, "headers") else None
-                bar = None
-                if progress:
-                    from tqdm import tqdm
+        resp = urllib.request.urlopen(request, timeout=timeout)
+    except urllib.error.HTTPError as e:
+        if e.code == 416 and have:  # the part is already complete (or longer than the file)
+            resp = None
+        else:
+            raise DownloadError(f"download of {url} failed: {e}") from e
+    except (urllib.error.URLError, OSError, ValueError) as e:
+        raise DownloadError(f"download of {url} failed: {e}") from e
+    h = hashlib.md5(usedforsecurity=False)
+    if resp is not None:
+        with resp:
+            resumed = have and getattr(resp, "status", 200) == 206
+            if resumed:
+                with open(part, "rb") as f:  # the MD5 covers the bytes already there too
+                    for block in iter(lambda: f.read(_CHUNK), b""):
+                        h.update(block)
+            else:
+                have = 0
+            length = resp.headers.get("Content-Length") if hasattr(resp, "headers") else None
+            total = have + int(length) if length else None
+            bar = None
+            if progress:
+                from tqdm import tqdm
 
-                    bar = tqdm(
-                        total=int(total) if total else None,
-                        unit="B",
-                        unit_scale=True,
-                        desc=dest.name,
-                    )
-                try:
+                bar = tqdm(total=total, initial=have, unit="B", unit_scale=True, desc=dest.name)
+            try:
+                with open(part, "ab" if resumed else "wb") as out:
                     while True:
                         try:
                             block = resp.read(_CHUNK)
                         except OSError as e:
-                            raise DownloadError(f"download of {url} failed: {e}") from e
+                            raise DownloadError(
+                                f"download of {url} failed after {out.tell()} bytes: {e} "
+                                "(run again to resume)"
+                            ) from e
                         if not block:
                             break
                         out.write(block)
                         h.update(block)
                         if bar is not None:
                             bar.update(len(block))
-                finally:
-                    if bar is not None:
-                        bar.close()
-        if md5 is not None and h.hexdigest() != md5.lower():
-            raise DownloadError(
-                f"MD5 mismatch for {url} (saving {dest}): expected {md5.lower()}, "
-                f"got {h.hexdigest()}"
-            )
-        os.replace(tmp, dest)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+                    out.flush()
+                    os.fsync(out.fileno())
+            finally:
+                if bar is not None:
+                    bar.close()
+    else:
+        h = hashlib.md5(usedforsecurity=False)
+        with open(part, "rb") as f:
+            for block in iter(lambda: f.read(_CHUNK), b""):
+                h.update(block)
+    if md5 is not None and h.hexdigest() != md5.lower():
+        part.unlink(missing_ok=True)
+        raise DownloadError(
+            f"MD5 mismatch for {url} (saving {dest}): expected {md5.lower()}, "
+            f"got {h.hexdigest()}; the partial file was deleted"
+        )
+    os.replace(part, dest)
     return dest
 
 
