@@ -172,7 +172,7 @@ class MNIST(LabeledArrays):
     def _download(self, name: str) -> Path:
         fname = f"{name}.gz"
         md5 = (self.md5s or {}).get(fname)
-        return download_from_mirrors(self.mirrors, fname, self.root / fname, md5=md5)
+        return download_from_mirrors(self.mirrors, fname, self.root / fname, md5=md5, progress=True)
 
 
 class FashionMNIST(MNIST):
