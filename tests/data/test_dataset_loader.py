@@ -199,3 +199,17 @@ def test_generic_dataset_slow_path():
 def test_bad_batch_size():
     with pytest.raises(ValueError, match="batch_size"):
         DataLoader(TensorDataset(*_xy()), batch_size=0)
+
+
+def test_generator_argument_drives_the_order():
+    ds = TensorDataset(np.arange(20, dtype=np.float32).reshape(20, 1), np.arange(20))
+    a = DataLoader(ds, batch_size=5, shuffle=True, generator=np.random.default_rng(4))
+    b = DataLoader(ds, batch_size=5, shuffle=True, generator=np.random.default_rng(4))
+    order_a = np.concatenate([y.numpy() for _, y in a])
+    order_b = np.concatenate([y.numpy() for _, y in b])
+    np.testing.assert_array_equal(order_a, order_b)
+    assert sorted(order_a.tolist()) == list(range(20)) and order_a.tolist() != list(range(20))
+    with pytest.raises(ValueError, match="either seed or generator"):
+        DataLoader(ds, seed=1, generator=np.random.default_rng(1))
+    with pytest.raises(TypeError, match=r"numpy\.random\.Generator"):
+        DataLoader(ds, generator=1)

@@ -100,6 +100,8 @@ class DataLoader:
     collate_fn : callable, optional
         Turns a list of samples into a tuple of arrays; defaults to
         :func:`default_collate`. Setting it disables the array fast path.
+    generator : numpy.random.Generator, optional
+        Use this generator for shuffling instead of one seeded from ``seed``.
 
     Notes
     -----
@@ -118,7 +120,15 @@ class DataLoader:
         seed: int | None = None,
         transform: Callable[[np.ndarray], np.ndarray] | None = None,
         collate_fn: Callable[[list[Any]], Any] | None = None,
+        generator: np.random.Generator | None = None,
     ) -> None:
+        if generator is not None and seed is not None:
+            raise ValueError("DataLoader: pass either seed or generator, not both")
+        if generator is not None and not isinstance(generator, np.random.Generator):
+            raise TypeError(
+                f"DataLoader: generator must be a numpy.random.Generator; got "
+                f"{type(generator).__name__}"
+            )
         if isinstance(batch_size, bool) or int(batch_size) != batch_size or batch_size < 1:
             raise ValueError(f"DataLoader: batch_size must be a positive integer; got {batch_size}")
         self.dataset = dataset
@@ -128,11 +138,14 @@ class DataLoader:
         self.transform = transform
         self.collate_fn = collate_fn
         self.seed = seed
-        if seed is None:
-            from cnnkit.backend import default_rng
+        if generator is not None:
+            self._rng = generator  # used (and advanced) as given, like PyTorch's generator=
+        else:
+            if seed is None:
+                from cnnkit.backend import default_rng
 
-            seed = int(default_rng().integers(0, 2**63 - 1))
-        self._rng = np.random.default_rng(seed)
+                seed = int(default_rng().integers(0, 2**63 - 1))
+            self._rng = np.random.default_rng(seed)
         self.epoch = 0
 
     # ------------------------------------------------------------------ sizes
