@@ -95,7 +95,11 @@ class AdaptiveAvgPool2d(Module):
 
 
 class ReLU(Module):
-    """``max(0, x)`` elementwise."""
+    """``max(0, x)`` elementwise.
+
+    ``inplace`` is accepted for PyTorch compatibility; the result is always a new array
+    (autograd here keeps no version counters to make in-place updates safe).
+    """
 
     def __init__(self, inplace: bool = False) -> None:
         super().__init__()
@@ -163,7 +167,8 @@ class LogSoftmax(Softmax):
 
 class Dropout(Module):
     """Zero each element with probability ``p`` in training mode (scaling the rest by
-    ``1/(1-p)``); identity in evaluation mode."""
+    ``1/(1-p)``); identity in evaluation mode. ``inplace`` is accepted and ignored, as for
+    :class:`ReLU`."""
 
     def __init__(self, p: float = 0.5, inplace: bool = False) -> None:
         super().__init__()
