@@ -12,30 +12,32 @@ from pathlib import Path
 
 from cnnkit.train.run import train_run
 
+# the demo's run; tests/train/test_learning.py checks this very configuration
+DEMO_CONFIG = {
+    "model": "lenet5",
+    "data": "digits",
+    "epochs": 30,
+    "batch_size": 32,
+    "lr": 0.05,
+    "optimizer": "sgd",
+    "weight_decay": 1e-3,
+    "scheduler": "cosine",
+    "augment": True,
+    "model_kwargs": {"channels": (16, 32)},
+    "seed": 0,
+}
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", default="runs/demo", help="run directory (replaced if present)")
-    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--epochs", type=int, default=DEMO_CONFIG["epochs"])
     args = parser.parse_args()
     out = Path(args.out)
     if out.exists():
         shutil.rmtree(out)
     t0 = time.perf_counter()
-    s = train_run(
-        out,
-        model="lenet5",
-        data="digits",
-        epochs=args.epochs,
-        batch_size=32,
-        lr=0.05,
-        optimizer="sgd",
-        weight_decay=1e-3,
-        scheduler="cosine",
-        augment=True,
-        model_kwargs={"channels": (16, 32)},
-        seed=0,
-    )
+    s = train_run(out, **{**DEMO_CONFIG, "epochs": args.epochs})
     print()
     print(f"LeNet-5, 16/32 filters ({s['parameters']:,} parameters) on the 8x8 digits")
     print(f"training time   {s['train_seconds']:.1f} s ({time.perf_counter() - t0:.1f} s in all)")

@@ -34,7 +34,7 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def one_line_error(capsys: pytest.CaptureFixture[str], rc: int) -> str:
+def assert_one_line_error(capsys: pytest.CaptureFixture[str], rc: int) -> str:
     """The single stderr line of a failed command (exit status 2, no traceback)."""
     err = capsys.readouterr().err
     assert rc == 2, err
@@ -83,7 +83,7 @@ def test_console_script() -> None:
 
 
 def test_no_command_is_a_one_line_error(capsys: pytest.CaptureFixture[str]) -> None:
-    one_line_error(capsys, main([]))
+    assert_one_line_error(capsys, main([]))
 
 
 # ---------------------------------------------------------------- train
@@ -138,7 +138,7 @@ def test_train_nan_loss(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     out = tmp_path / "r"
     rc = main(["train", "--lr", "1e6", "--optimizer", "sgd", "--epochs", "2", "--out", str(out),
                "--quiet"])  # fmt: skip
-    line = one_line_error(capsys, rc)
+    line = assert_one_line_error(capsys, rc)
     assert "the loss became nan at epoch 1, batch" in line
     assert_not_complete(out)
     assert "epoch 1, batch" in (out / "FAILED.txt").read_text()
@@ -150,15 +150,15 @@ def test_train_resume(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
                  "--quiet"]) == 0  # fmt: skip
     with pytest.raises(KeyboardInterrupt):
         train_run(cut, epochs=3, scheduler="step", verbose=False, callbacks=[InterruptAfter(1)])
-    one_line_error(capsys, main(["evaluate", str(cut)]))  # unfinished: not a run yet
+    assert_one_line_error(capsys, main(["evaluate", str(cut)]))  # unfinished: not a run yet
     assert main(["train", "--resume", "--out", str(cut), "--quiet"]) == 0
     assert history_values(cut) == history_values(full)
     assert json.loads((cut / "config.json").read_text())["epochs"] == 3
     # a finished run cannot be resumed; a missing one neither
-    assert "finished run" in one_line_error(
+    assert "finished run" in assert_one_line_error(
         capsys, main(["train", "--resume", "--out", str(cut), "--quiet"])
     )
-    assert "no run to resume" in one_line_error(
+    assert "no run to resume" in assert_one_line_error(
         capsys, main(["train", "--resume", "--out", str(tmp_path / "nothing"), "--quiet"])
     )
 
@@ -179,7 +179,7 @@ def test_evaluate_on_data_of_another_shape(
     run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     rc = main(["evaluate", str(run_dir), "--data", f"mnist:{make_mnist(tmp_path / 'm')}"])
-    assert "trained on 1x8x8 images" in one_line_error(capsys, rc)
+    assert "trained on 1x8x8 images" in assert_one_line_error(capsys, rc)
 
 
 def test_predict(run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -270,7 +270,7 @@ def test_train_errors_are_one_line(
     argv = [a.replace("{tmp}", str(tmp_path)) for a in args]
     if case != "missing out":
         argv += ["--out", str(out), "--quiet"]
-    line = one_line_error(capsys, main(argv))
+    line = assert_one_line_error(capsys, main(argv))
     assert expect in line
     if named:
         assert named in line
@@ -284,7 +284,7 @@ def test_train_refuses_a_cifar_batch_with_a_pickled_callable(
     folder = make_cifar(tmp_path / "c", evil=Evil(target))
     out = tmp_path / "run"
     rc = main(["train", "--data", f"cifar10:{folder}", "--epochs", "1", "--out", str(out)])
-    line = one_line_error(capsys, rc)
+    line = assert_one_line_error(capsys, rc)
     assert str(folder / "data_batch_3") in line and "refused to load global" in line
     assert not target.exists()
     assert_not_complete(out)
@@ -293,7 +293,7 @@ def test_train_refuses_a_cifar_batch_with_a_pickled_callable(
 def test_train_refuses_a_non_empty_out(run_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     before = sorted(p.name for p in run_dir.iterdir())
     rc = main(["train", "--epochs", "1", "--out", str(run_dir), "--quiet"])
-    assert "already exists and is not empty" in one_line_error(capsys, rc)
+    assert "already exists and is not empty" in assert_one_line_error(capsys, rc)
     assert sorted(p.name for p in run_dir.iterdir()) == before
 
 
@@ -330,7 +330,7 @@ def test_other_errors_are_one_line(
     make_png(tmp_path / "a.png")
     (tmp_path / "notes.png").write_text("notes, renamed")
     argv = [a.replace("{tmp}", str(tmp_path)).replace("{run}", str(run_dir)) for a in args]
-    assert expect in one_line_error(capsys, main(argv))
+    assert expect in assert_one_line_error(capsys, main(argv))
 
 
 def test_summary_failure_is_reported_not_raised(
@@ -342,7 +342,7 @@ def test_summary_failure_is_reported_not_raised(
         raise RuntimeError("boom\nsecond line")
 
     monkeypatch.setattr(S, "summary", broken)
-    line = one_line_error(capsys, main(["summary", "--model", "lenet5"]))
+    line = assert_one_line_error(capsys, main(["summary", "--model", "lenet5"]))
     assert line.endswith("boom second line")
 
 

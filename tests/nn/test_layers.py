@@ -15,7 +15,7 @@ from tests.conftest import assert_close
 tnn = torch.nn
 
 
-def _compare(t_layer, c_layer, x_np, rtol=1e-10, atol=1e-12, load=True):
+def assert_matches_torch(t_layer, c_layer, x_np, rtol=1e-10, atol=1e-12, load=True):
     """Run both layers on ``x_np``, backprop a random upstream gradient, compare everything."""
     t_layer = t_layer.double()
     if load:
@@ -48,7 +48,7 @@ def test_linear_matches_torch(bias, shape):
     t = tnn.Linear(7, 4, bias=bias)
     c = nn.Linear(7, 4, bias=bias, dtype="float64")
     assert c.weight.shape == (4, 7)
-    _compare(t, c, _x(*shape))
+    assert_matches_torch(t, c, _x(*shape))
 
 
 # ----------------------------------------------------------------------------- Conv2d
@@ -77,7 +77,7 @@ def test_conv2d_matches_torch(kwargs):
     torch.manual_seed(0)
     t = tnn.Conv2d(**kwargs)
     c = nn.Conv2d(**kwargs, dtype="float64")
-    _compare(t, c, _x(2, kwargs["in_channels"], 9, 8))
+    assert_matches_torch(t, c, _x(2, kwargs["in_channels"], 9, 8))
 
 
 def test_float32_layers_match_torch_float32():
@@ -94,7 +94,7 @@ def test_float32_layers_match_torch_float32():
 def test_conv2d_unbatched_input():
     t = tnn.Conv2d(2, 3, 3, padding=1)
     c = nn.Conv2d(2, 3, 3, padding=1, dtype="float64")
-    _compare(t, c, _x(2, 6, 5))
+    assert_matches_torch(t, c, _x(2, 6, 5))
 
 
 # ----------------------------------------------------------------------------- pooling
@@ -134,7 +134,7 @@ POOL_CASES = [
 )
 def test_pooling_matches_torch(t_cls, c_cls, kwargs):
     # continuous random input: no ties, so max-pool gradients are unambiguous
-    _compare(t_cls(**kwargs), c_cls(**kwargs), _x(2, 3, 9, 7), load=False)
+    assert_matches_torch(t_cls(**kwargs), c_cls(**kwargs), _x(2, 3, 9, 7), load=False)
 
 
 def test_pooling_errors():
@@ -145,8 +145,8 @@ def test_pooling_errors():
 
 
 def test_pooling_unbatched_input():
-    _compare(tnn.MaxPool2d(2), nn.MaxPool2d(2), _x(3, 6, 6), load=False)
-    _compare(tnn.AvgPool2d(3, 2), nn.AvgPool2d(3, 2), _x(3, 7, 7), load=False)
+    assert_matches_torch(tnn.MaxPool2d(2), nn.MaxPool2d(2), _x(3, 6, 6), load=False)
+    assert_matches_torch(tnn.AvgPool2d(3, 2), nn.AvgPool2d(3, 2), _x(3, 7, 7), load=False)
 
 
 # ----------------------------------------------------------------------------- activations
@@ -172,13 +172,13 @@ ACT_CASES = [
     ids=[type(t).__name__ + str(i) for i, (t, _) in enumerate(ACT_CASES)],
 )
 def test_parameter_free_layers_match_torch(t_layer, c_layer):
-    _compare(t_layer, c_layer, 3 * _x(4, 5, 3, 2), load=False)
+    assert_matches_torch(t_layer, c_layer, 3 * _x(4, 5, 3, 2), load=False)
 
 
 def test_softmax_large_logits_are_stable():
     x = np.array([[1000.0, 0.0, -1000.0], [-800.0, -800.0, -801.0]])
-    _compare(tnn.Softmax(dim=1), nn.Softmax(dim=1), x, load=False)
-    _compare(tnn.LogSoftmax(dim=1), nn.LogSoftmax(dim=1), x, load=False)
+    assert_matches_torch(tnn.Softmax(dim=1), nn.Softmax(dim=1), x, load=False)
+    assert_matches_torch(tnn.LogSoftmax(dim=1), nn.LogSoftmax(dim=1), x, load=False)
 
 
 # ----------------------------------------------------------------------------- dropout
@@ -246,7 +246,7 @@ def test_batchnorm_train_steps_then_eval(t_cls, c_cls, shape, kwargs):
         t.zero_grad()
         c.zero_grad()
         x = 2.0 * _x(*shape, seed=step) + step
-        _compare(t, c, x, load=False)
+        assert_matches_torch(t, c, x, load=False)
         sd_c, sd_t = c.state_dict(), t.state_dict()
         assert list(sd_c) == list(sd_t)
         for k in ("running_mean", "running_var"):
@@ -258,7 +258,7 @@ def test_batchnorm_train_steps_then_eval(t_cls, c_cls, shape, kwargs):
     c.eval()
     t.zero_grad()
     c.zero_grad()
-    _compare(t, c, _x(*shape, seed=10), load=False)
+    assert_matches_torch(t, c, _x(*shape, seed=10), load=False)
     assert int(c.num_batches_tracked.numpy()) == 3  # eval does not count batches
     assert_close(c.running_mean, t.running_mean)
 
@@ -272,13 +272,13 @@ def test_batchnorm_without_running_stats(t_cls, c_cls, shape):
     c = c_cls(4, track_running_stats=False, dtype="float64")
     assert c.running_mean is None and c.running_var is None
     assert list(c.state_dict()) == list(t.state_dict()) == ["weight", "bias"]
-    _compare(t, c, _x(*shape))
+    assert_matches_torch(t, c, _x(*shape))
     # batch statistics are used in eval mode too
     t.eval()
     c.eval()
     t.zero_grad()
     c.zero_grad()
-    _compare(t, c, 3 + _x(*shape, seed=4), load=False)
+    assert_matches_torch(t, c, 3 + _x(*shape, seed=4), load=False)
 
 
 def test_batchnorm_single_value_per_channel_in_training_raises():
@@ -291,7 +291,7 @@ def test_batchnorm_single_value_per_channel_in_training_raises():
 REDUCTIONS = ["mean", "sum", "none"]
 
 
-def _loss_compare(t_loss, c_loss, x_np, target_np, target_dtype=np.float64):
+def assert_loss_matches_torch(t_loss, c_loss, x_np, target_np, target_dtype=np.float64):
     xt = torch.tensor(x_np, requires_grad=True)
     xc = ck.tensor(x_np, requires_grad=True)
     tt = torch.tensor(target_np.astype(target_dtype))
@@ -309,7 +309,7 @@ def _loss_compare(t_loss, c_loss, x_np, target_np, target_dtype=np.float64):
 @pytest.mark.parametrize("name", ["MSELoss", "L1Loss"])
 def test_regression_losses(name, reduction):
     x, y = _x(4, 3, seed=1), _x(4, 3, seed=2)
-    _loss_compare(
+    assert_loss_matches_torch(
         getattr(tnn, name)(reduction=reduction), getattr(nn, name)(reduction=reduction), x, y
     )
 
@@ -323,7 +323,7 @@ def test_bce_loss(reduction, weighted):
     w = rng.uniform(0.5, 2, 3) if weighted else None
     t = tnn.BCELoss(weight=None if w is None else torch.tensor(w), reduction=reduction)
     c = nn.BCELoss(weight=w, reduction=reduction)
-    _loss_compare(t, c, p, y)
+    assert_loss_matches_torch(t, c, p, y)
 
 
 @pytest.mark.parametrize("reduction", REDUCTIONS)
@@ -341,13 +341,13 @@ def test_bce_with_logits_loss(reduction, pos_weight, weighted):
         pos_weight=None if pw is None else torch.tensor(pw),
     )
     c = nn.BCEWithLogitsLoss(weight=w, reduction=reduction, pos_weight=pw)
-    _loss_compare(t, c, x, y)
+    assert_loss_matches_torch(t, c, x, y)
 
 
 def test_bce_with_logits_extreme_logits_are_finite():
     x = np.array([[800.0, -800.0, 0.0]])
     y = np.array([[0.0, 1.0, 1.0]])
-    _loss_compare(tnn.BCEWithLogitsLoss(), nn.BCEWithLogitsLoss(), x, y)
+    assert_loss_matches_torch(tnn.BCEWithLogitsLoss(), nn.BCEWithLogitsLoss(), x, y)
 
 
 CE_OPTIONS = [
@@ -372,7 +372,7 @@ def test_cross_entropy_loss(reduction, opts):
     tkw = {k: (torch.tensor(v) if k == "weight" else v) for k, v in kw.items()}
     t = tnn.CrossEntropyLoss(**tkw, reduction=reduction)
     c = nn.CrossEntropyLoss(**kw, reduction=reduction)
-    _loss_compare(t, c, x, y, target_dtype=np.int64)
+    assert_loss_matches_torch(t, c, x, y, target_dtype=np.int64)
 
 
 @pytest.mark.parametrize("reduction", REDUCTIONS)
@@ -380,7 +380,7 @@ def test_cross_entropy_spatial_targets(reduction):
     rng = np.random.default_rng(8)
     x = rng.standard_normal((2, 4, 3, 3))
     y = rng.integers(0, 4, (2, 3, 3))
-    _loss_compare(
+    assert_loss_matches_torch(
         tnn.CrossEntropyLoss(reduction=reduction),
         nn.CrossEntropyLoss(reduction=reduction),
         x,
@@ -397,7 +397,7 @@ def test_cross_entropy_probability_targets(reduction, smoothing, weighted):
     x = rng.standard_normal((5, 4))
     y = rng.dirichlet(np.ones(4), 5)
     w = rng.uniform(0.5, 2, 4) if weighted else None
-    _loss_compare(
+    assert_loss_matches_torch(
         tnn.CrossEntropyLoss(
             weight=None if w is None else torch.tensor(w),
             reduction=reduction,
@@ -416,7 +416,7 @@ def test_cross_entropy_spatial_weight_ignore_smoothing(reduction):
     y = rng.integers(0, 3, (2, 4, 2))
     w = rng.uniform(0.5, 2, 3)
     kw = dict(ignore_index=1, label_smoothing=0.05, reduction=reduction)
-    _loss_compare(
+    assert_loss_matches_torch(
         tnn.CrossEntropyLoss(weight=torch.tensor(w), **kw),
         nn.CrossEntropyLoss(weight=w, **kw),
         x,
@@ -431,7 +431,7 @@ def test_bce_with_logits_pos_weight_broadcasts_over_channels(reduction):
     x = 3 * rng.standard_normal((2, 3, 2, 2))
     y = (rng.uniform(size=(2, 3, 2, 2)) > 0.4).astype(np.float64)
     pw = rng.uniform(0.5, 3, (3, 1, 1))
-    _loss_compare(
+    assert_loss_matches_torch(
         tnn.BCEWithLogitsLoss(pos_weight=torch.tensor(pw), reduction=reduction),
         nn.BCEWithLogitsLoss(pos_weight=pw, reduction=reduction),
         x,
@@ -464,7 +464,7 @@ def test_nll_loss(reduction, opts):
     w = rng.uniform(0.5, 2, 4)
     kw = {k: (w if v == "w" else v) for k, v in opts.items()}
     tkw = {k: (torch.tensor(v) if k == "weight" else v) for k, v in kw.items()}
-    _loss_compare(
+    assert_loss_matches_torch(
         tnn.NLLLoss(**tkw, reduction=reduction),
         nn.NLLLoss(**kw, reduction=reduction),
         x,

@@ -26,21 +26,17 @@ pytestmark = pytest.mark.slow
 
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 
-# the `make demo` configuration
-DEMO = dict(
-    model="lenet5",
-    data="digits",
-    epochs=30,
-    batch_size=32,
-    lr=0.05,
-    optimizer="sgd",
-    weight_decay=1e-3,
-    scheduler="cosine",
-    augment=True,
-    model_kwargs={"channels": (16, 32)},
-    seed=0,
-    verbose=False,
-)
+
+def _demo_config() -> dict:
+    """The `make demo` configuration, read from examples/demo.py (one source of truth)."""
+    path = Path(__file__).resolve().parents[2] / "examples" / "demo.py"
+    spec = importlib.util.spec_from_file_location("cnnkit_demo", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return {**module.DEMO_CONFIG, "verbose": False}
+
+
+DEMO = _demo_config()
 RUN_FILES = (
     "config.json",
     "model.safetensors",

@@ -10,13 +10,7 @@ from PIL import Image
 
 from cnnkit.cli import main
 from cnnkit.data import Digits
-
-
-def one_line_error(capsys: pytest.CaptureFixture[str], rc: int) -> str:
-    assert rc == 2
-    err = capsys.readouterr().err.strip()
-    assert err.count("\n") == 0 and "Traceback" not in err, err
-    return err
+from tests.test_cli import assert_one_line_error
 
 
 @pytest.fixture
@@ -45,10 +39,10 @@ def test_visualize_writes_every_picture(
 def test_visualize_errors(
     digits_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    err = one_line_error(capsys, main(["visualize", str(tmp_path), "--out", str(tmp_path)]))
+    err = assert_one_line_error(capsys, main(["visualize", str(tmp_path), "--out", str(tmp_path)]))
     assert "not a finished run" in err
     rc = main(["visualize", str(digits_run), "--out", str(tmp_path), "--images", "-1"])
-    assert "--images" in one_line_error(capsys, rc)
+    assert "--images" in assert_one_line_error(capsys, rc)
 
 
 @pytest.mark.parametrize("layer", ["conv2", "features.3", "conv1", "fc2", "classifier.2"])
@@ -77,10 +71,12 @@ def test_dream_options_and_errors(
     base = ["dream", str(digits_run), str(digit_png), "--out", str(out)]
     rc = main([*base, "--layer", "conv2", "--channel", "5", "--octaves", "2", "--jitter", "1"])
     assert rc == 0 and "channel 5" in capsys.readouterr().out
-    assert "2 Conv2d layers" in one_line_error(capsys, main([*base, "--layer", "conv3"]))
-    assert "available" in one_line_error(capsys, main([*base, "--layer", "nope"]))
-    err = one_line_error(capsys, main([*base, "--layer", "conv1", "--channel", "6"]))
+    assert "2 Conv2d layers" in assert_one_line_error(capsys, main([*base, "--layer", "conv3"]))
+    assert "available" in assert_one_line_error(capsys, main([*base, "--layer", "nope"]))
+    err = assert_one_line_error(capsys, main([*base, "--layer", "conv1", "--channel", "6"]))
     assert "channel 6 out of range" in err
-    assert "--steps" in one_line_error(capsys, main([*base, "--layer", "conv1", "--steps", "0"]))
-    err = one_line_error(capsys, main([*base, "--layer", "conv1", "--lr", "-1"]))
+    assert "--steps" in assert_one_line_error(
+        capsys, main([*base, "--layer", "conv1", "--steps", "0"])
+    )
+    err = assert_one_line_error(capsys, main([*base, "--layer", "conv1", "--lr", "-1"]))
     assert "lr > 0" in err
