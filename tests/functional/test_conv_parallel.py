@@ -28,6 +28,14 @@ CASES = [
     # >= 16 input channels per group: the stride-1 input gradient is a convolution
     (3, 32, 9, 8, (2, 4), 1, "same", 2, 2),
     (2, 16, 6, 4, 3, 1, 3, 1, 1),  # padding beyond the kernel extent
+    # wide layers keep activations channels-last: groups, dilation, strides, 1x1, and the
+    # input gradient both by col2im (few input channels per group) and as a convolution
+    (3, 8, 9, 48, 3, 1, 1, 2, 2),
+    (2, 32, 7, 64, (2, 3), 2, (0, 1), 1, 2),
+    (2, 32, 6, 24, 3, 1, 3, 1, 1),
+    (3, 4, 8, 24, 1, 1, 0, 1, 1),
+    (2, 2, 6, 48, 3, 1, 1, 1, 2),
+    (2, 40, 7, 32, (3, 5), 1, "same", (2, 1), 1),
 ]
 
 

@@ -315,3 +315,50 @@ def test_pools_accept_unbatched_input_like_torch():
         out.backward(ck.tensor(g))
         tout.backward(torch.tensor(g))
         assert_close(cx.grad, tx.grad)
+
+
+# ------------------------------------------- channels-last inputs (after a wide convolution)
+
+WIDE = 24  # output channels from which a convolution returns channels-last activations
+
+
+def _channels_last_copy(cx):
+    """``cx`` passed through a 1x1 identity convolution wide enough to return its output
+    channels-last (a ``(N, C, H, W)`` view of ``(N, H, W, C)`` memory)."""
+    eye = ck.tensor(np.eye(cx.shape[1]).reshape(cx.shape[1], cx.shape[1], 1, 1))
+    h = F.conv2d(cx, eye)
+    assert h.numpy().transpose(0, 2, 3, 1).flags.c_contiguous
+    assert not h.numpy().flags.c_contiguous
+    return h
+
+
+@pytest.mark.parametrize(
+    ("name", "hw", "k", "s", "p", "d", "ceil"), MAX_SPECIFIC, ids=[c[0] for c in MAX_SPECIFIC]
+)
+def test_max_pool_on_channels_last_input_matches_torch(name, hw, k, s, p, d, ceil):
+    rng = np.random.default_rng(61)
+    x = _input(rng, (2, WIDE, *hw), ties=True)
+    cx, tx = _ck(x), _t(x)
+    out = F.max_pool2d(_channels_last_copy(cx), k, s, p, d, ceil)
+    tout = tF.max_pool2d(tx, k, s, p, d, ceil_mode=ceil)
+    g = rng.standard_normal(tuple(tout.shape))
+    out.backward(ck.tensor(g))
+    tout.backward(torch.tensor(g))
+    assert_close(out, tout, what=f"{name} forward")
+    assert_close(cx.grad, tx.grad, what=f"{name} dx")
+
+
+@pytest.mark.parametrize(
+    ("name", "hw", "k", "s", "p", "ceil"), AVG_SPECIFIC, ids=[c[0] for c in AVG_SPECIFIC]
+)
+def test_avg_pool_on_channels_last_input_matches_torch(name, hw, k, s, p, ceil):
+    rng = np.random.default_rng(62)
+    x = rng.standard_normal((2, WIDE, *hw))
+    cx, tx = _ck(x), _t(x)
+    out = F.avg_pool2d(_channels_last_copy(cx), k, s, p, ceil, False)
+    tout = tF.avg_pool2d(tx, k, s, p, ceil_mode=ceil, count_include_pad=False)
+    g = rng.standard_normal(tuple(tout.shape))
+    out.backward(ck.tensor(g))
+    tout.backward(torch.tensor(g))
+    assert_close(out, tout, what=f"{name} forward")
+    assert_close(cx.grad, tx.grad, what=f"{name} dx")

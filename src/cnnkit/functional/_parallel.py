@@ -104,3 +104,10 @@ def copy(dst: np.ndarray, src: Any, nw: int | None = None) -> None:
     src = np.broadcast_to(src, dst.shape) if np.ndim(src) != dst.ndim else src
     parts = split(dst.shape[0], -(-dst.shape[0] // nw), nw)
     run(parts, lambda _t, a, z: np.copyto(dst[a:z], src[a:z]), nw, False)
+
+
+def contiguous(src: np.ndarray, nw: int | None = None) -> np.ndarray:
+    """A C-contiguous copy of ``src``, made by :func:`copy` (threads for large arrays)."""
+    dst = np.empty(src.shape, dtype=src.dtype)
+    copy(dst, src, nw)
+    return dst

@@ -46,13 +46,31 @@ def out_size(size: int, kernel: int, stride: int, pad_total: int, dilation: int 
     return (size + pad_total - dilation * (kernel - 1) - 1) // stride + 1
 
 
+def is_channels_last(x: np.ndarray) -> bool:
+    """True when ``(N, C, H, W)`` ``x`` is a view of C-contiguous ``(N, H, W, C)`` memory
+    (the layout convolutions produce) and not plain C-contiguous."""
+    return x.ndim == 4 and not x.flags.c_contiguous and x.transpose(0, 2, 3, 1).flags.c_contiguous
+
+
+def empty_like_layout(x: np.ndarray, shape: tuple[int, ...], dtype: Any = None) -> np.ndarray:
+    """An uninitialised ``shape`` array laid out like ``x`` (channels-last or C order), so
+    elementwise work between them runs over memory in order."""
+    dtype = x.dtype if dtype is None else dtype
+    if is_channels_last(x):
+        n, c, h, w = shape
+        return np.empty((n, h, w, c), dtype=dtype).transpose(0, 3, 1, 2)
+    return np.empty(shape, dtype=dtype)
+
+
 def pad_hw(x: np.ndarray, pads: tuple[int, int, int, int], value: float = 0.0) -> np.ndarray:
-    """Pad the last two axes by ``(top, bottom, left, right)``; no copy when all are zero."""
+    """Pad the last two axes by ``(top, bottom, left, right)`` (in ``x``'s memory layout);
+    no copy when all are zero."""
     top, bottom, left, right = pads
     if not (top or bottom or left or right):
         return x
     n, c, h, w = x.shape
-    out = np.full((n, c, h + top + bottom, w + left + right), value, dtype=x.dtype)
+    out = empty_like_layout(x, (n, c, h + top + bottom, w + left + right))
+    out[...] = value
     out[:, :, top : top + h, left : left + w] = x
     return out
 
@@ -108,4 +126,4 @@ def unpad_hw(dxp: np.ndarray, pads: tuple[int, int, int, int], size: Pair) -> np
     top, _, left, _ = pads
     if dxp.shape[2:] == size:
         return dxp
-    return np.ascontiguousarray(dxp[:, :, top : top + size[0], left : left + size[1]])
+    return dxp[:, :, top : top + size[0], left : left + size[1]].copy(order="K")

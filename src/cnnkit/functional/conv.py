@@ -17,6 +17,7 @@ from cnnkit.functional import _parallel as parallel
 from cnnkit.functional._windows import (
     Pair,
     col2im,
+    kernel_slice,
     out_size,
     pad_hw,
     pair,
@@ -80,30 +81,166 @@ def _spatial(
 
 
 _CHUNK_ELEMENTS = 1 << 20  # im2col chunk size: about 4 MB of float32, cache friendly
-
-
 _SPLIT_COPY_MIN = 1 << 17  # im2col chunks at least this big are copied by several threads
-_THREADS_BELOW = 24
-# The stride-1 input gradient as a convolution is a GEMM with C_in/groups rows; with fewer
-# rows BLAS runs at a fraction of its speed and W^T g + col2im is faster (measured).
-_DX_CONV_MIN_ROWS = 16  # GEMM rows (output channels per group) under which chunk threads pay
+# Layers with at least this many output channels per group are "wide": they keep
+# activations channels-last and run their products on multi-threaded BLAS; narrower ones
+# stay channel-first and process batch chunks in worker threads (measured: channels-last
+# im2col with a handful of channels copies runs of a few floats, which is slow).
+_WIDE = 24
+# The stride-1 input gradient as a convolution is a GEMM with C_in/groups outputs; with
+# fewer BLAS runs at a fraction of its speed and W^T g + col2im is faster (measured).
+_DX_CONV_MIN_ROWS = 16
 
 
-def _workers(rows: int) -> int:
-    """Chunk worker threads for a GEMM with ``rows`` output rows per group.
+def _workers(width: int) -> int:
+    """Chunk worker threads for a GEMM with ``width`` output channels per group.
 
     OpenBLAS serialises calls made from several threads, so worker threads only speed up
-    the copies around the products: worth it for narrow layers (few output channels, where
-    im2col copies rival the arithmetic), not for wide ones, which run better as one
-    sequence of products on multi-threaded BLAS.
+    the copies around the products: worth it for narrow layers (where im2col copies rival
+    the arithmetic), not for wide ones, which run better as one sequence of products on
+    multi-threaded BLAS (their copies are split over threads instead).
     """
-    return parallel.workers() if rows < _THREADS_BELOW else 1
+    return parallel.workers() if width < _WIDE else 1
 
 
 def _chunk(n: int, k: int, p: int) -> int:
-    """Images per im2col chunk: enough to give BLAS wide products, few enough that the
-    ``(K, B*P)`` buffer stays small (no giant im2col matrix for the whole batch)."""
+    """Images per im2col chunk: enough to give BLAS large products, few enough that the
+    im2col buffer stays small (no giant im2col matrix for the whole batch)."""
     return max(1, min(n, _CHUNK_ELEMENTS // max(1, k * p)))
+
+
+# --- wide layers: channels-last (NHWC) memory -------------------------------------------
+
+
+def channels_last(x: np.ndarray) -> np.ndarray:
+    """``(N, C, H, W)`` as a C-contiguous ``(N, H, W, C)`` array (no copy when ``x`` is a
+    channels-last view already, as wide convolutions return)."""
+    xl = x.transpose(0, 2, 3, 1)
+    return xl if xl.flags.c_contiguous else parallel.contiguous(xl)
+
+
+def _pad_nhwc(x: np.ndarray, pads: Pads) -> np.ndarray:
+    """Zero-padded ``(N, Hp, Wp, C)`` channels-last copy of ``(N, C, H, W)`` ``x``."""
+    top, bottom, left, right = pads
+    if not (top or bottom or left or right):
+        return channels_last(x)
+    n, c, h, w = x.shape
+    hp, wp = h + top + bottom, w + left + right
+    xp = np.empty((n, hp, wp, c), dtype=x.dtype)
+    xp[:, :top] = 0
+    xp[:, hp - bottom :] = 0
+    xp[:, top : hp - bottom, :left] = 0
+    xp[:, top : hp - bottom, wp - right :] = 0
+    parallel.copy(xp[:, top : top + h, left : left + w], x.transpose(0, 2, 3, 1))
+    return xp
+
+
+class _Windows:
+    """im2col for channels-last memory.
+
+    A chunk of ``B`` images becomes, per group, the ``(B*OH*OW, KH*KW*Cg)`` matrix whose
+    row ``(b, oh, ow)`` is the window at that output position in ``(kh, kw, c)`` order.
+    With channels innermost a window row is ``KW*Cg`` contiguous values of the padded
+    input (dilation 1), so im2col is one strided copy, and ``cols @ W`` is already the
+    channels-last ``(B, OH, OW, OC)`` output: no transposes.
+    """
+
+    def __init__(
+        self, xp: np.ndarray, kernel: Pair, stride: Pair, dilation: Pair, out_hw: Pair, g: int
+    ) -> None:
+        n, _, _, c = xp.shape
+        s0, s1, s2, s3 = xp.strides
+        kh, kw = kernel
+        self.g, self.cg, self.kernel, self.out_hw = g, c // g, kernel, out_hw
+        self.p = out_hw[0] * out_hw[1]
+        self.k = kh * kw * self.cg
+        # all windows: (N, OH, OW, KH, KW, G, Cg), a read-only view of xp
+        self.win = as_strided(
+            xp,
+            (n, *out_hw, kh, kw, g, self.cg),
+            (s0, s1 * stride[0], s2 * stride[1], s1 * dilation[0], s2 * dilation[1],
+             s3 * self.cg, s3),
+            writeable=False,
+        )  # fmt: skip
+        self.chunks = parallel.split(n, _chunk(n, self.g * self.k, self.p), 1)
+        bsz = max(c1 - c0 for c0, c1 in self.chunks)
+        self.buf = np.empty((g, bsz, *out_hw, kh, kw, self.cg), dtype=xp.dtype)
+
+    def cols(self, c0: int, c1: int) -> np.ndarray:
+        """im2col of images ``c0:c1`` as ``(G, B*P, K)``."""
+        dst = self.buf[:, : c1 - c0]
+        np.copyto(dst, self.win[c0:c1].transpose(5, 0, 1, 2, 3, 4, 6))
+        return dst.reshape(self.g, -1, self.k)
+
+
+def _gemm_weight(w: np.ndarray, g: int) -> np.ndarray:
+    """``(OC, Cg, KH, KW)`` weights as ``(G, KH*KW*Cg, OCg)``, rows in im2col order."""
+    oc, cg, kh, kw = w.shape
+    w5 = w.reshape(g, oc // g, cg, kh, kw).transpose(0, 3, 4, 2, 1)
+    return np.ascontiguousarray(w5).reshape(g, kh * kw * cg, oc // g)
+
+
+def _forward_nhwc(
+    x: np.ndarray, pads: Pads, w: np.ndarray, b: np.ndarray | None, stride: Pair,
+    dilation: Pair, g: int, out_hw: Pair,
+) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """Per chunk one (grouped) GEMM ``cols (G, B*P, K) @ W (G, K, OCg)`` written straight
+    into the channels-last output, the bias added while the rows are in cache."""
+    n, oc = x.shape[0], w.shape[0]
+    xp = _pad_nhwc(x, pads)
+    win = _Windows(xp, w.shape[2:], stride, dilation, out_hw, g)
+    wk = _gemm_weight(w, g)
+    out = np.empty((n, *out_hw, oc), dtype=np.result_type(xp, w))
+    out2 = out.reshape(n * win.p, oc)
+    for c0, c1 in win.chunks:
+        cols = win.cols(c0, c1)
+        rows = out2[c0 * win.p : c1 * win.p]
+        if g == 1:
+            np.matmul(cols[0], wk[0], out=rows)
+        else:
+            np.copyto(rows.reshape(-1, g, oc // g), np.matmul(cols, wk).transpose(1, 0, 2))
+        if b is not None:
+            rows += b
+    return out.transpose(0, 3, 1, 2), xp
+
+
+def _weight_grad_nhwc(g2: np.ndarray, xp: np.ndarray, meta: tuple) -> np.ndarray:
+    """``dW = sum over chunks of cols^T @ g`` (per group), one GEMM per chunk."""
+    _, _, w_shape, stride, _, dilation, g, out_hw = meta[:8]
+    oc, cg, kh, kw = w_shape
+    win = _Windows(xp, (kh, kw), stride, dilation, out_hw, g)
+    dwk = np.zeros((g, win.k, oc // g), dtype=g2.dtype)
+    for c0, c1 in win.chunks:
+        gc = g2[c0 * win.p : c1 * win.p].reshape(-1, g, oc // g).transpose(1, 0, 2)
+        dwk += np.matmul(win.cols(c0, c1).transpose(0, 2, 1), gc)
+    # (G, KH, KW, Cg, OCg) -> (G, OCg, Cg, KH, KW)
+    dw = dwk.reshape(g, kh, kw, cg, oc // g).transpose(0, 4, 3, 1, 2)
+    return np.ascontiguousarray(dw).reshape(w_shape)
+
+
+def _col2im_nhwc(g2: np.ndarray, w: np.ndarray, meta: tuple) -> np.ndarray:
+    """``dcols = g @ W^T`` per chunk, scattered back by one strided add per kernel tap."""
+    x_shape, xp_shape, w_shape, stride, pads, dilation, g, out_hw = meta[:8]
+    oc, cg, kh, kw = w_shape
+    n = xp_shape[0]
+    p = out_hw[0] * out_hw[1]
+    wkt = _gemm_weight(w, g).transpose(0, 2, 1)  # (G, OCg, K)
+    dxp = np.zeros(xp_shape, dtype=g2.dtype)  # (N, Hp, Wp, C)
+    for c0, c1 in parallel.split(n, _chunk(n, g * kh * kw * cg, p), 1):
+        gc = g2[c0 * p : c1 * p].reshape(-1, g, oc // g).transpose(1, 0, 2)
+        d7 = np.matmul(gc, wkt).reshape(g, c1 - c0, *out_hw, kh, kw, cg)
+        dst = dxp[c0:c1].reshape(c1 - c0, *xp_shape[1:3], g, cg)
+        for i in range(kh):
+            for j in range(kw):
+                sl = kernel_slice(i, j, stride, dilation, out_hw)[2:]
+                dst[:, sl[0], sl[1]] += d7[:, :, :, :, i, j].transpose(1, 2, 3, 0, 4)
+    top, _, left, _ = pads
+    if xp_shape[1:3] != x_shape[2:]:
+        dxp = np.ascontiguousarray(dxp[:, top : top + x_shape[2], left : left + x_shape[3]])
+    return dxp.transpose(0, 3, 1, 2)
+
+
+# --- narrow layers: channel-first (NCHW) memory, row-extended columns --------------------
 
 
 class _Plan:
@@ -172,10 +309,10 @@ class _Plan:
 
 
 def _pad_for(x: np.ndarray, pads: Pads, slack: int) -> np.ndarray:
-    """Zero-padded copy of ``x`` whose buffer has ``slack`` finite elements after the end
-    (row-extended im2col reads a few values past the last row)."""
-    if not slack:
-        return pad_hw(x, pads)
+    """Zero-padded C-contiguous copy of ``x`` whose buffer has ``slack`` finite elements
+    after the end (row-extended im2col reads a few values past the last row)."""
+    if not (slack or any(pads)) and x.flags.c_contiguous:
+        return x
     n, c, h, w = x.shape
     top, bottom, left, right = pads
     hp, wp = h + top + bottom, w + left + right
@@ -192,20 +329,14 @@ def _pad_for(x: np.ndarray, pads: Pads, slack: int) -> np.ndarray:
     return xp
 
 
-def _conv_forward(
-    x: np.ndarray,
-    pads: Pads,
-    w: np.ndarray,
-    stride: Pair,
-    dilation: Pair,
-    groups: int,
-    out_hw: Pair,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Convolution processed in im2col chunks: per chunk one (grouped) GEMM
-    ``W (G, OCg, K) @ cols (G, K, B*p)``. Returns the output and the padded input."""
+def _forward_nchw(
+    x: np.ndarray, pads: Pads, w: np.ndarray, b: np.ndarray | None, stride: Pair,
+    dilation: Pair, g: int, out_hw: Pair,
+) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """Per chunk one (grouped) GEMM ``W (G, OCg, K) @ cols (G, K, B*p)``, chunks spread
+    over worker threads."""
     n, c, h, wd = x.shape
     oc, cg, kh, kw = w.shape
-    g = groups
     k = cg * kh * kw
     xp_shape = (n, c, h + pads[0] + pads[1], wd + pads[2] + pads[3])
     plan = _Plan(xp_shape, (kh, kw), stride, dilation, out_hw)
@@ -216,7 +347,6 @@ def _conv_forward(
     bufs = [np.empty((c * kh * kw, bsz * plan.p), dtype=xp.dtype) for _ in range(nw)]
     w3 = w.reshape(g, oc // g, k)
     out = np.empty((n, oc, *out_hw), dtype=np.result_type(xp, w))
-
     split = parallel.workers() if nw == 1 else 1
 
     def work(t: int, c0: int, c1: int) -> None:
@@ -225,18 +355,101 @@ def _conv_forward(
         parallel.copy(out[c0:c1], plan.output(res, c1 - c0), split)
 
     parallel.run(chunks, work, nw)
+    if b is not None:
+        out += b.reshape(1, -1, 1, 1)
     return out, xp
+
+
+def _weight_grad_nchw(grad: np.ndarray, xp: np.ndarray, meta: tuple) -> np.ndarray:
+    """``dW^T = sum over chunks of cols @ g^T`` (per group), one GEMM per chunk."""
+    _, _, w_shape, stride, _, dilation, g, out_hw = meta[:8]
+    n, c = xp.shape[:2]
+    oc, cg, kh, kw = w_shape
+    k = cg * kh * kw
+    plan = _Plan(xp.shape, (kh, kw), stride, dilation, out_hw)
+    nw = _workers(oc // g)
+    chunks = parallel.split(n, _chunk(n, c * kh * kw, plan.p), nw)
+    bsz = max(c1 - c0 for c0, c1 in chunks)
+    bufs = [np.empty((c * kh * kw, bsz * plan.p), dtype=xp.dtype) for _ in range(nw)]
+    gbufs = [np.zeros((oc, bsz * plan.p), dtype=grad.dtype) for _ in range(nw)]
+    dwts = [np.zeros((g, k, oc // g), dtype=grad.dtype) for _ in range(nw)]
+    split = parallel.workers() if nw == 1 else 1
+
+    def work(t: int, c0: int, c1: int) -> None:
+        cols = plan.cols(xp[c0:c1], bufs[t], split)
+        gc = plan.grad_cols(grad[c0:c1], gbufs[t])
+        m = cols.shape[1]
+        gt = gc.reshape(g, oc // g, m).transpose(0, 2, 1)
+        dwts[t] += np.matmul(cols.reshape(g, k, m), gt)
+
+    parallel.run(chunks, work, nw)
+    dwt = dwts[0]
+    for extra in dwts[1:]:
+        dwt += extra
+    return np.ascontiguousarray(dwt.transpose(0, 2, 1)).reshape(w_shape)
+
+
+def _col2im_nchw(grad: np.ndarray, w: np.ndarray, meta: tuple) -> np.ndarray:
+    """``dcols = W^T g`` per chunk, scattered back with :func:`col2im`."""
+    x_shape, xp_shape, w_shape, stride, pads, dilation, g, out_hw = meta[:8]
+    n = grad.shape[0]
+    oc, cg, kh, kw = w_shape
+    c = g * cg
+    k = cg * kh * kw
+    p = out_hw[0] * out_hw[1]
+    nw = _workers(oc // g)
+    chunks = parallel.split(n, _chunk(n, c * kh * kw, p), nw)
+    bsz = max(c1 - c0 for c0, c1 in chunks)
+    gbufs = [np.empty((oc, bsz * p), dtype=grad.dtype) for _ in range(nw)]
+    w3t = w.reshape(g, oc // g, k).transpose(0, 2, 1)
+    dxp = np.empty(xp_shape, dtype=grad.dtype)
+
+    def work(t: int, c0: int, c1: int) -> None:
+        m = (c1 - c0) * p
+        gc = gbufs[t][:, :m]
+        np.copyto(
+            gc.reshape(oc, c1 - c0, p), grad[c0:c1].reshape(c1 - c0, oc, p).transpose(1, 0, 2)
+        )
+        dcols = np.matmul(w3t, gc.reshape(g, oc // g, m))  # (G, K, B*P)
+        d6 = dcols.reshape(c, kh, kw, c1 - c0, *out_hw).transpose(3, 0, 1, 2, 4, 5)
+        dxp[c0:c1] = col2im(d6, (c1 - c0, *xp_shape[1:]), stride, dilation)
+
+    parallel.run(chunks, work, nw)
+    return unpad_hw(dxp, pads, x_shape[2:])
+
+
+# --- both ----------------------------------------------------------------------------------
+
+
+def _conv_forward(
+    x: np.ndarray, pads: Pads, w: np.ndarray, b: np.ndarray | None, stride: Pair,
+    dilation: Pair, groups: int, out_hw: Pair,
+) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """The convolution in im2col chunks (no im2col matrix for the whole batch).
+
+    Returns the ``(N, OC, OH, OW)`` output (a channels-last view for wide layers) and the
+    padded input (``(N, Hp, Wp, C)`` for wide layers, ``(N, C, Hp, Wp)`` otherwise).
+    """
+    wide = w.shape[0] // groups >= _WIDE
+    fwd = _forward_nhwc if wide else _forward_nchw
+    return fwd(x, pads, w, b, stride, dilation, groups, out_hw)
 
 
 class Conv2d(Function):
     """2-D cross-correlation with groups: ``out[n, o] = sum_c w[o, c] * x[n, c] + b[o]``.
 
-    The batch is processed in chunks of ``B`` images. With ``cols`` a chunk's
-    ``(Cg*KH*KW, B*OH*OW)`` im2col matrix per group and ``W`` as ``(G, OCg, Cg*KH*KW)``:
-    forward ``out = W @ cols``; backward ``dW += cols @ g^T`` (one GEMM per chunk),
-    ``db = sum g``, and ``dx`` either as a convolution of the padded gradient with the
-    flipped kernel (stride 1) or as ``col2im(W^T g)`` (strided). Only the padded input is
-    kept for backward (im2col is recomputed chunk by chunk), not the im2col matrix.
+    The batch is processed in chunks of ``B`` images. With ``cols`` a chunk's im2col
+    matrix per group (``K = Cg*KH*KW`` values per output position) and ``W`` the weights
+    as a ``K x OCg`` matrix: forward ``out = cols @ W``; backward ``dW += cols^T @ g`` (one
+    GEMM per chunk), ``db = sum g``, and ``dx`` either as a convolution of the padded
+    gradient with the flipped kernel (stride 1) or as ``col2im(g @ W^T)``. Only the padded
+    input is kept for backward (im2col is recomputed chunk by chunk), not the im2col
+    matrix.
+
+    Wide layers (``OC/groups >= 24``) keep activations channels-last in memory: an
+    ``(N, C, H, W)`` view of ``(N, H, W, C)`` data, like PyTorch's ``channels_last``, so
+    the GEMM writes the output directly. Narrow layers use channel-first row-extended
+    columns and spread chunks over worker threads.
     """
 
     def forward(
@@ -250,9 +463,7 @@ class Conv2d(Function):
         groups: int,
         out_hw: Pair,
     ) -> np.ndarray:
-        out, xp = _conv_forward(x, pads, w, stride, dilation, groups, out_hw)
-        if b is not None:
-            out += b.reshape(1, -1, 1, 1)
+        out, xp = _conv_forward(x, pads, w, b, stride, dilation, groups, out_hw)
         nx, nw, _ = self.needs_input_grad
         self.save_for_backward(xp if nw else None, w if nx else None)
         self.meta = (x.shape, xp.shape, w.shape, stride, pads, dilation, groups, out_hw)
@@ -263,92 +474,49 @@ class Conv2d(Function):
 
     def backward(self, grad: np.ndarray) -> tuple:
         xp, w = self.saved
-        x_shape, _, _, stride, pads = self.meta[:5]
+        w_shape, stride = self.meta[2:4]
+        groups = self.meta[6]
         nx, nw, nb = self.needs_input_grad
-        db = grad.sum(axis=(0, 2, 3)) if nb else None
-        dw = self._weight_grad(grad, xp) if nw else None
-        dx = None
+        wide = w_shape[0] // groups >= _WIDE
+        dx = dw = db = None
+        if wide:
+            g2 = channels_last(grad).reshape(-1, w_shape[0])  # (N*OH*OW, OC)
+            if nb:
+                db = np.ones(g2.shape[0], dtype=g2.dtype) @ g2
+            if nw:
+                dw = _weight_grad_nhwc(g2, xp, self.meta)
+        else:
+            if nb:
+                db = grad.sum(axis=(0, 2, 3))
+            if nw:
+                dw = _weight_grad_nchw(grad, xp, self.meta)
         if nx:
-            if stride == (1, 1) and w.shape[1] >= _DX_CONV_MIN_ROWS:
+            if stride == (1, 1) and w_shape[1] >= _DX_CONV_MIN_ROWS:
                 dx = self._input_grad_by_conv(grad, w)
+            elif wide:
+                dx = _col2im_nhwc(g2, w, self.meta)
             else:
-                dx = unpad_hw(self._input_grad_by_col2im(grad, w), pads, x_shape[2:])
+                dx = _col2im_nchw(grad, w, self.meta)
         return dx, dw, db
-
-    def _weight_grad(self, grad: np.ndarray, xp: np.ndarray) -> np.ndarray:
-        """``dW^T = sum over chunks of cols @ g^T`` (per group), one GEMM per chunk."""
-        _, _, w_shape, stride, _, dilation, g, out_hw = self.meta
-        n, c = xp.shape[:2]
-        oc, cg, kh, kw = w_shape
-        k = cg * kh * kw
-        plan = _Plan(xp.shape, (kh, kw), stride, dilation, out_hw)
-        nw = _workers(oc // g)
-        chunks = parallel.split(n, _chunk(n, c * kh * kw, plan.p), nw)
-        bsz = max(c1 - c0 for c0, c1 in chunks)
-        bufs = [np.empty((c * kh * kw, bsz * plan.p), dtype=xp.dtype) for _ in range(nw)]
-        gbufs = [np.zeros((oc, bsz * plan.p), dtype=grad.dtype) for _ in range(nw)]
-        dwts = [np.zeros((g, k, oc // g), dtype=grad.dtype) for _ in range(nw)]
-
-        split = parallel.workers() if nw == 1 else 1
-
-        def work(t: int, c0: int, c1: int) -> None:
-            cols = plan.cols(xp[c0:c1], bufs[t], split)
-            gc = plan.grad_cols(grad[c0:c1], gbufs[t])
-            m = cols.shape[1]
-            gt = gc.reshape(g, oc // g, m).transpose(0, 2, 1)
-            dwts[t] += np.matmul(cols.reshape(g, k, m), gt)
-
-        parallel.run(chunks, work, nw)
-        dwt = dwts[0]
-        for extra in dwts[1:]:
-            dwt += extra
-        return np.ascontiguousarray(dwt.transpose(0, 2, 1)).reshape(w_shape)
 
     def _input_grad_by_conv(self, grad: np.ndarray, w: np.ndarray) -> np.ndarray:
         """Stride 1: the input gradient is the output gradient convolved with the flipped
         kernel (input/output channels swapped per group), padded by the dilated kernel
         extent minus the forward padding on each side: ``dx[i] = sum_k g[i + top - d k] w[k]``.
         """
-        x_shape, xp_shape, w_shape, _, pads, dilation, g, _ = self.meta
+        x_shape, _, w_shape, _, pads, dilation, g, _ = self.meta
         oc, cg, kh, kw = w_shape
         eh, ew = dilation[0] * (kh - 1), dilation[1] * (kw - 1)
         gpads = (eh - pads[0], eh - pads[1], ew - pads[2], ew - pads[3])
         wt = w.reshape(g, oc // g, cg, kh, kw).transpose(0, 2, 1, 3, 4)[..., ::-1, ::-1]
         wt = np.ascontiguousarray(wt).reshape(g * cg, oc // g, kh, kw)
         if min(gpads) >= 0:  # the usual case: padding no larger than the kernel extent
-            return _conv_forward(grad, gpads, wt, (1, 1), dilation, g, x_shape[2:])[0]
+            return _conv_forward(grad, gpads, wt, None, (1, 1), dilation, g, x_shape[2:])[0]
         full = (eh, eh, ew, ew)  # padding beyond the kernel: compute on the padded input
-        dxp = _conv_forward(grad, full, wt, (1, 1), dilation, g, xp_shape[2:])[0]
+        hp = x_shape[2] + pads[0] + pads[1]
+        wp = x_shape[3] + pads[2] + pads[3]
+        dxp = _conv_forward(grad, full, wt, None, (1, 1), dilation, g, (hp, wp))[0]
         return unpad_hw(dxp, pads, x_shape[2:])
-
-    def _input_grad_by_col2im(self, grad: np.ndarray, w: np.ndarray) -> np.ndarray:
-        """Strided (or few input channels): ``dcols = W^T g`` per chunk, scattered back
-        with :func:`col2im`."""
-        _, xp_shape, w_shape, stride, _, dilation, g, out_hw = self.meta
-        n = grad.shape[0]
-        oc, cg, kh, kw = w_shape
-        c = g * cg
-        k = cg * kh * kw
-        p = out_hw[0] * out_hw[1]
-        nw = _workers(oc // g)
-        chunks = parallel.split(n, _chunk(n, c * kh * kw, p), nw)
-        bsz = max(c1 - c0 for c0, c1 in chunks)
-        gbufs = [np.empty((oc, bsz * p), dtype=grad.dtype) for _ in range(nw)]
-        w3t = w.reshape(g, oc // g, k).transpose(0, 2, 1)
-        dxp = np.empty(xp_shape, dtype=grad.dtype)
-
-        def work(t: int, c0: int, c1: int) -> None:
-            m = (c1 - c0) * p
-            gc = gbufs[t][:, :m]
-            np.copyto(
-                gc.reshape(oc, c1 - c0, p), grad[c0:c1].reshape(c1 - c0, oc, p).transpose(1, 0, 2)
-            )
-            dcols = np.matmul(w3t, gc.reshape(g, oc // g, m))  # (G, K, B*P)
-            d6 = dcols.reshape(c, kh, kw, c1 - c0, *out_hw).transpose(3, 0, 1, 2, 4, 5)
-            dxp[c0:c1] = col2im(d6, (c1 - c0, *xp_shape[1:]), stride, dilation)
-
-        parallel.run(chunks, work, nw)
-        return dxp
 
 
 def _check_float(t: Any, name: str, where: str) -> None:

@@ -9,7 +9,14 @@ from __future__ import annotations
 import numpy as np
 
 from cnnkit.autograd import Function
-from cnnkit.functional._windows import Pair, kernel_slice, pad_hw, pair, unpad_hw
+from cnnkit.functional._windows import (
+    Pair,
+    empty_like_layout,
+    kernel_slice,
+    pad_hw,
+    pair,
+    unpad_hw,
+)
 from cnnkit.tensor import Tensor
 
 Pads = tuple[int, int, int, int]
@@ -85,7 +92,7 @@ class MaxPool2d(Function):
             kernel_slice(t // kernel[1], t % kernel[1], stride, dilation, out)
             for t in range(kernel[0] * kernel[1])
         ]
-        best = xp[taps[0]].copy()
+        best = xp[taps[0]].copy(order="K")
         for sl in taps[1:]:
             np.maximum(best, xp[sl], out=best)
         if self.needs_input_grad[0]:
@@ -105,11 +112,11 @@ class MaxPool2d(Function):
         xp, best = self.saved
         x_shape, taps, pads, disjoint, covered = self.meta
         # windows that tile the input exactly: every element is written once, no zeroing
-        dxp = (np.empty if covered else np.zeros)(xp.shape, dtype=grad.dtype)
+        dxp = (np.empty_like if covered else np.zeros_like)(xp, dtype=grad.dtype)
         nan = np.isnan(best) if best.dtype.kind == "f" else None
         if nan is not None and not nan.any():
             nan = None
-        open_ = np.ones(best.shape, dtype=bool)  # windows whose maximum is not found yet
+        open_ = np.ones_like(best, dtype=bool)  # windows whose maximum is not found yet
         for i, sl in enumerate(taps):
             v = xp[sl]
             hit = v == best
@@ -153,7 +160,7 @@ class AvgPool2d(Function):
     ) -> np.ndarray:
         h, w = x.shape[2:]
         xp = pad_hw(x, pads, 0.0)
-        acc = xp[kernel_slice(0, 0, stride, (1, 1), out)].copy()
+        acc = xp[kernel_slice(0, 0, stride, (1, 1), out)].copy(order="K")
         for t in range(1, kernel[0] * kernel[1]):
             acc += xp[kernel_slice(t // kernel[1], t % kernel[1], stride, (1, 1), out)]
         if divisor_override is not None:
@@ -170,7 +177,8 @@ class AvgPool2d(Function):
     def backward(self, grad: np.ndarray) -> np.ndarray:
         x_shape, xp_shape, kernel, stride, pads, out, inv = self.meta
         gs = grad * inv
-        dxp = np.zeros(xp_shape, dtype=grad.dtype)
+        dxp = empty_like_layout(gs, xp_shape)
+        dxp[...] = 0
         for t in range(kernel[0] * kernel[1]):
             dxp[kernel_slice(t // kernel[1], t % kernel[1], stride, (1, 1), out)] += gs
         return unpad_hw(dxp, pads, x_shape[2:])
