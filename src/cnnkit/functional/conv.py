@@ -423,14 +423,16 @@ def _col2im_nchw(grad: np.ndarray, w: np.ndarray, meta: tuple) -> np.ndarray:
 
 def _conv_forward(
     x: np.ndarray, pads: Pads, w: np.ndarray, b: np.ndarray | None, stride: Pair,
-    dilation: Pair, groups: int, out_hw: Pair,
+    dilation: Pair, groups: int, out_hw: Pair, wide: bool | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
     """The convolution in im2col chunks (no im2col matrix for the whole batch).
 
     Returns the ``(N, OC, OH, OW)`` output (a channels-last view for wide layers) and the
     padded input (``(N, Hp, Wp, C)`` for wide layers, ``(N, C, Hp, Wp)`` otherwise).
+    ``wide`` overrides the choice of layout made from the output channels per group.
     """
-    wide = w.shape[0] // groups >= _WIDE
+    if wide is None:
+        wide = w.shape[0] // groups >= _WIDE
     fwd = _forward_nhwc if wide else _forward_nchw
     return fwd(x, pads, w, b, stride, dilation, groups, out_hw)
 
@@ -492,17 +494,18 @@ class Conv2d(Function):
                 dw = _weight_grad_nchw(grad, xp, self.meta)
         if nx:
             if stride == (1, 1) and w_shape[1] >= _DX_CONV_MIN_ROWS:
-                dx = self._input_grad_by_conv(grad, w)
+                dx = self._input_grad_by_conv(grad, w, wide)
             elif wide:
                 dx = _col2im_nhwc(g2, w, self.meta)
             else:
                 dx = _col2im_nchw(grad, w, self.meta)
         return dx, dw, db
 
-    def _input_grad_by_conv(self, grad: np.ndarray, w: np.ndarray) -> np.ndarray:
+    def _input_grad_by_conv(self, grad: np.ndarray, w: np.ndarray, wide: bool) -> np.ndarray:
         """Stride 1: the input gradient is the output gradient convolved with the flipped
         kernel (input/output channels swapped per group), padded by the dilated kernel
         extent minus the forward padding on each side: ``dx[i] = sum_k g[i + top - d k] w[k]``.
+        It uses the forward's memory layout (``wide``), which the gradient already has.
         """
         x_shape, _, w_shape, _, pads, dilation, g, _ = self.meta
         oc, cg, kh, kw = w_shape
@@ -511,11 +514,11 @@ class Conv2d(Function):
         wt = w.reshape(g, oc // g, cg, kh, kw).transpose(0, 2, 1, 3, 4)[..., ::-1, ::-1]
         wt = np.ascontiguousarray(wt).reshape(g * cg, oc // g, kh, kw)
         if min(gpads) >= 0:  # the usual case: padding no larger than the kernel extent
-            return _conv_forward(grad, gpads, wt, None, (1, 1), dilation, g, x_shape[2:])[0]
+            return _conv_forward(grad, gpads, wt, None, (1, 1), dilation, g, x_shape[2:], wide)[0]
         full = (eh, eh, ew, ew)  # padding beyond the kernel: compute on the padded input
         hp = x_shape[2] + pads[0] + pads[1]
         wp = x_shape[3] + pads[2] + pads[3]
-        dxp = _conv_forward(grad, full, wt, None, (1, 1), dilation, g, (hp, wp))[0]
+        dxp = _conv_forward(grad, full, wt, None, (1, 1), dilation, g, (hp, wp), wide)[0]
         return unpad_hw(dxp, pads, x_shape[2:])
 
 
