@@ -97,8 +97,11 @@ COPY_MIN = 1 << 17  # elements: smaller copies are not worth a thread hand-off
 def copy(dst: np.ndarray, src: Any, nw: int | None = None) -> None:
     """``dst[...] = src`` with the first axis split over worker threads when large
     (NumPy copies on one core; the memory bus of a small machine has room for two)."""
+    if dst.size < COPY_MIN:
+        np.copyto(dst, src)
+        return
     nw = workers() if nw is None else nw
-    if nw <= 1 or dst.size < COPY_MIN or dst.shape[0] < nw:
+    if nw <= 1 or dst.shape[0] < nw:
         np.copyto(dst, src)
         return
     src = np.broadcast_to(src, dst.shape) if np.ndim(src) != dst.ndim else src

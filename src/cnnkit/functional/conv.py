@@ -92,15 +92,16 @@ _WIDE = 24
 _DX_CONV_MIN_ROWS = 16
 
 
-def _workers(width: int) -> int:
-    """Chunk worker threads for a GEMM with ``width`` output channels per group.
+def _workers(width: int, n: int) -> int:
+    """Chunk worker threads for ``n`` images and a GEMM with ``width`` output channels per
+    group (one image: no threads, and no query of the BLAS thread count).
 
     OpenBLAS serialises calls made from several threads, so worker threads only speed up
     the copies around the products: worth it for narrow layers (where im2col copies rival
     the arithmetic), not for wide ones, which run better as one sequence of products on
     multi-threaded BLAS (their copies are split over threads instead).
     """
-    return parallel.workers() if width < _WIDE else 1
+    return parallel.workers() if width < _WIDE and n > 1 else 1
 
 
 def _chunk(n: int, k: int, p: int) -> int:
@@ -341,13 +342,13 @@ def _forward_nchw(
     xp_shape = (n, c, h + pads[0] + pads[1], wd + pads[2] + pads[3])
     plan = _Plan(xp_shape, (kh, kw), stride, dilation, out_hw)
     xp = _pad_for(x, pads, plan.slack)
-    nw = _workers(oc // g)
+    nw = _workers(oc // g, n)
     chunks = parallel.split(n, _chunk(n, c * kh * kw, plan.p), nw)
     bsz = max(c1 - c0 for c0, c1 in chunks)
     bufs = [np.empty((c * kh * kw, bsz * plan.p), dtype=xp.dtype) for _ in range(nw)]
     w3 = w.reshape(g, oc // g, k)
     out = np.empty((n, oc, *out_hw), dtype=np.result_type(xp, w))
-    split = parallel.workers() if nw == 1 else 1
+    split = parallel.workers() if nw == 1 and bufs[0].size >= _SPLIT_COPY_MIN else 1
 
     def work(t: int, c0: int, c1: int) -> None:
         cols = plan.cols(xp[c0:c1], bufs[t], split)
@@ -367,13 +368,13 @@ def _weight_grad_nchw(grad: np.ndarray, xp: np.ndarray, meta: tuple) -> np.ndarr
     oc, cg, kh, kw = w_shape
     k = cg * kh * kw
     plan = _Plan(xp.shape, (kh, kw), stride, dilation, out_hw)
-    nw = _workers(oc // g)
+    nw = _workers(oc // g, n)
     chunks = parallel.split(n, _chunk(n, c * kh * kw, plan.p), nw)
     bsz = max(c1 - c0 for c0, c1 in chunks)
     bufs = [np.empty((c * kh * kw, bsz * plan.p), dtype=xp.dtype) for _ in range(nw)]
     gbufs = [np.zeros((oc, bsz * plan.p), dtype=grad.dtype) for _ in range(nw)]
     dwts = [np.zeros((g, k, oc // g), dtype=grad.dtype) for _ in range(nw)]
-    split = parallel.workers() if nw == 1 else 1
+    split = parallel.workers() if nw == 1 and bufs[0].size >= _SPLIT_COPY_MIN else 1
 
     def work(t: int, c0: int, c1: int) -> None:
         cols = plan.cols(xp[c0:c1], bufs[t], split)
@@ -397,7 +398,7 @@ def _col2im_nchw(grad: np.ndarray, w: np.ndarray, meta: tuple) -> np.ndarray:
     c = g * cg
     k = cg * kh * kw
     p = out_hw[0] * out_hw[1]
-    nw = _workers(oc // g)
+    nw = _workers(oc // g, n)
     chunks = parallel.split(n, _chunk(n, c * kh * kw, p), nw)
     bsz = max(c1 - c0 for c0, c1 in chunks)
     gbufs = [np.empty((oc, bsz * p), dtype=grad.dtype) for _ in range(nw)]
