@@ -362,3 +362,17 @@ def test_avg_pool_on_channels_last_input_matches_torch(name, hw, k, s, p, ceil):
     tout.backward(torch.tensor(g))
     assert_close(out, tout, what=f"{name} forward")
     assert_close(cx.grad, tx.grad, what=f"{name} dx")
+
+
+def test_relu_between_channels_last_conv_and_flatten_matches_torch():
+    # the gradient arrives C-ordered from Flatten while the activation is channels-last
+    rng = np.random.default_rng(63)
+    x = rng.standard_normal((3, WIDE, 5, 4))
+    cx, tx = _ck(x), _t(x)
+    y = F.relu(_channels_last_copy(cx)).reshape(3, -1)
+    ty = tF.relu(tx).reshape(3, -1)
+    g = rng.standard_normal(tuple(ty.shape))
+    y.backward(ck.tensor(g))
+    ty.backward(torch.tensor(g))
+    assert_close(y, ty, what="forward")
+    assert_close(cx.grad, tx.grad, what="dx")

@@ -62,6 +62,18 @@ def empty_like_layout(x: np.ndarray, shape: tuple[int, ...], dtype: Any = None) 
     return np.empty(shape, dtype=dtype)
 
 
+def to_layout(a: np.ndarray, channels_last: bool) -> np.ndarray:
+    """``(N, C, H, W)`` ``a`` channels-last or C-contiguous (copied only when it is not):
+    elementwise work between arrays of different layouts is several times slower."""
+    if not channels_last:
+        return np.ascontiguousarray(a)
+    if is_channels_last(a):
+        return a
+    out = np.empty((a.shape[0], *a.shape[2:], a.shape[1]), dtype=a.dtype)
+    np.copyto(out, a.transpose(0, 2, 3, 1))
+    return out.transpose(0, 3, 1, 2)
+
+
 def pad_hw(x: np.ndarray, pads: tuple[int, int, int, int], value: float = 0.0) -> np.ndarray:
     """Pad the last two axes by ``(top, bottom, left, right)`` (in ``x``'s memory layout);
     no copy when all are zero."""

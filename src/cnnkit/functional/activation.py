@@ -6,6 +6,7 @@ import numpy as np
 
 from cnnkit import backend
 from cnnkit.autograd import Function, is_grad_enabled
+from cnnkit.functional._windows import is_channels_last, to_layout
 from cnnkit.tensor import Tensor
 
 
@@ -19,6 +20,8 @@ class ReLU(Function):
 
     def backward(self, grad: np.ndarray) -> np.ndarray:
         (out,) = self.saved
+        if out.ndim == 4 and grad.strides != out.strides:  # e.g. channels-last activations
+            grad = to_layout(grad, is_channels_last(out))
         return grad * (out > 0)  # (a multiply is ~10x faster than np.where here)
 
 

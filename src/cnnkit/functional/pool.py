@@ -12,9 +12,11 @@ from cnnkit.autograd import Function
 from cnnkit.functional._windows import (
     Pair,
     empty_like_layout,
+    is_channels_last,
     kernel_slice,
     pad_hw,
     pair,
+    to_layout,
     unpad_hw,
 )
 from cnnkit.tensor import Tensor
@@ -111,6 +113,7 @@ class MaxPool2d(Function):
     def backward(self, grad: np.ndarray) -> np.ndarray:
         xp, best = self.saved
         x_shape, taps, pads, disjoint, covered = self.meta
+        grad = to_layout(grad, is_channels_last(best))
         # windows that tile the input exactly: every element is written once, no zeroing
         dxp = (np.empty_like if covered else np.zeros_like)(xp, dtype=grad.dtype)
         nan = np.isnan(best) if best.dtype.kind == "f" else None
@@ -171,12 +174,13 @@ class AvgPool2d(Function):
             inv = 1.0 / np.outer(dh, dw)
         inv = inv.astype(x.dtype)
         acc *= inv
+        self.channels_last = is_channels_last(acc)
         self.meta = (x.shape, xp.shape, kernel, stride, pads, out, inv)
         return acc
 
     def backward(self, grad: np.ndarray) -> np.ndarray:
         x_shape, xp_shape, kernel, stride, pads, out, inv = self.meta
-        gs = grad * inv
+        gs = to_layout(grad, self.channels_last) * inv
         dxp = empty_like_layout(gs, xp_shape)
         dxp[...] = 0
         for t in range(kernel[0] * kernel[1]):
