@@ -182,8 +182,16 @@ def backward(root: Tensor, grad: np.ndarray, retain_graph: bool = False) -> None
 
     Walks the tensors in reverse topological order; each node applies its local
     Jacobian to the incoming gradient, and gradients are summed where a tensor feeds
-    several nodes. Leaves accumulate into ``.grad``.
+    several nodes. Leaves accumulate into ``.grad``. BLAS runs on one thread meanwhile
+    (the ops spread their work over the cores themselves).
     """
+    from cnnkit.functional._parallel import cnnkit_threads
+
+    with cnnkit_threads():
+        _walk(root, grad, retain_graph)
+
+
+def _walk(root: Tensor, grad: np.ndarray, retain_graph: bool) -> None:
     from cnnkit.tensor import Tensor
 
     order = _topological_order(root)

@@ -70,3 +70,71 @@ def test_split_gives_equal_shares():
     assert len(chunks) % 2 == 0 and chunks[-1][1] == 128
     assert _parallel.split(1, 8, 2) == [(0, 1)]
     assert _parallel.split(0, 8, 2) == []
+
+
+# Every op that splits its work over worker threads, at sizes where it does (the suite
+# otherwise runs with one BLAS thread, hence one worker): values and gradients equal torch.
+def _parallel_case(name, rng):
+    if name == "maxpool":  # channels-last input, ties from the ReLU, overlapping windows
+        x = rng.standard_normal((6, 32, 24, 24))
+        ck_fn = lambda t: F.max_pool2d(F.relu(F.conv2d(t, eye)), 3, 2, 1)  # noqa: E731
+        th_fn = lambda t: torch.nn.functional.max_pool2d(t.relu(), 3, 2, 1)  # noqa: E731
+        eye = ck.tensor(np.eye(32).reshape(32, 32, 1, 1))
+        return x, ck_fn, th_fn
+    if name == "maxpool_nchw":
+        x = rng.integers(0, 3, (5, 8, 64, 66)).astype(np.float64)
+        return x, (lambda t: F.max_pool2d(t, 2)), (lambda t: torch.nn.functional.max_pool2d(t, 2))
+    if name == "relu":
+        x = rng.standard_normal((5, 7, 61, 67))
+        return x, F.relu, torch.relu
+    raise ValueError(name)
+
+
+@pytest.mark.parametrize("name", ["maxpool", "maxpool_nchw", "relu"])
+def test_parallel_ops_equal_torch(name):
+    rng = np.random.default_rng(abs(hash(name)) % 1000)
+    x, ck_fn, th_fn = _parallel_case(name, rng)
+    X = ck.tensor(x, requires_grad=True)
+    tx = torch.tensor(x, requires_grad=True)
+    with threadpool_limits(2, user_api="blas"):
+        out = ck_fn(X)
+        gout = rng.standard_normal(out.shape)
+        out.backward(ck.tensor(gout))
+    ref = th_fn(tx)
+    ref.backward(torch.tensor(gout))
+    assert_close(out, ref, what=f"{name} out")
+    assert_close(X.grad, tx.grad, what=f"{name} dx")
+
+
+@pytest.mark.parametrize("lead", [(37,), (3, 13)])
+def test_parallel_linear_equals_torch(lead):
+    rng = np.random.default_rng(len(lead))
+    x = rng.standard_normal((*lead, 700))
+    w, b = rng.standard_normal((300, 700)), rng.standard_normal(300)
+    X, W, B = (ck.tensor(a, requires_grad=True) for a in (x, w, b))
+    tx, tw, tb = (torch.tensor(a, requires_grad=True) for a in (x, w, b))
+    with threadpool_limits(2, user_api="blas"):
+        out = F.linear(X, W, B)
+        gout = rng.standard_normal(out.shape)
+        out.backward(ck.tensor(gout))
+    ref = torch.nn.functional.linear(tx, tw, tb)
+    ref.backward(torch.tensor(gout))
+    for got, want, what in ((out, ref, "out"), (X.grad, tx.grad, "dx"), (W.grad, tw.grad, "dw"),
+                            (B.grad, tb.grad, "db")):  # fmt: skip
+        assert_close(got, want, what=what)
+
+
+def test_cnnkit_threads_restores_the_blas_setting():
+    from threadpoolctl import threadpool_info
+
+    def blas_threads():
+        return min(i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas")
+
+    with threadpool_limits(2, user_api="blas"):
+        with _parallel.cnnkit_threads():
+            assert blas_threads() == 1
+            assert _parallel.workers() == 2
+            with _parallel.cnnkit_threads():  # nested: still one BLAS thread
+                assert blas_threads() == 1
+            assert blas_threads() == 1
+        assert blas_threads() == 2

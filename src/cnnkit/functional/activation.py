@@ -6,6 +6,7 @@ import numpy as np
 
 from cnnkit import backend
 from cnnkit.autograd import Function, is_grad_enabled
+from cnnkit.functional import _parallel as parallel
 from cnnkit.functional._windows import is_channels_last, to_layout
 from cnnkit.tensor import Tensor
 
@@ -14,15 +15,27 @@ class ReLU(Function):
     """``max(x, 0)``; derivative 1 where x > 0, else 0 (0 at 0, as PyTorch)."""
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        out = np.maximum(x, 0)
+        if x.ndim == 0:
+            out = np.maximum(x, 0)
+        else:
+            out = np.empty_like(x)  # x's memory layout
+            parallel.batches(len(x), x.size, lambda a, z: np.maximum(x[a:z], 0, out=out[a:z]))
         self.save_for_backward(out)
         return out
 
     def backward(self, grad: np.ndarray) -> np.ndarray:
         (out,) = self.saved
+        if out.ndim == 0:
+            return grad * (out > 0)
         if out.ndim == 4 and grad.strides != out.strides:  # e.g. channels-last activations
             grad = to_layout(grad, is_channels_last(out))
-        return grad * (out > 0)  # (a multiply is ~10x faster than np.where here)
+        dx = np.empty_like(grad)
+
+        def part(a: int, z: int) -> None:  # (a multiply is ~10x faster than np.where)
+            np.multiply(grad[a:z], out[a:z] > 0, out=dx[a:z])
+
+        parallel.batches(len(out), out.size, part)
+        return dx
 
 
 class LeakyReLU(Function):

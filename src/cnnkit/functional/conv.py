@@ -83,25 +83,25 @@ def _spatial(
 _CHUNK_ELEMENTS = 1 << 20  # im2col chunk size: about 4 MB of float32, cache friendly
 _SPLIT_COPY_MIN = 1 << 17  # im2col chunks at least this big are copied by several threads
 # Layers with at least this many output channels per group are "wide": they keep
-# activations channels-last and run their products on multi-threaded BLAS; narrower ones
-# stay channel-first and process batch chunks in worker threads (measured: channels-last
-# im2col with a handful of channels copies runs of a few floats, which is slow).
+# activations channels-last; narrower ones stay channel-first with row-extended columns
+# (measured: channels-last im2col with a handful of channels copies runs of a few
+# floats, which is slow).
 _WIDE = 24
 # The stride-1 input gradient as a convolution is a GEMM with C_in/groups outputs; with
 # fewer BLAS runs at a fraction of its speed and W^T g + col2im is faster (measured).
 _DX_CONV_MIN_ROWS = 16
 
 
-def _workers(width: int, n: int) -> int:
-    """Chunk worker threads for ``n`` images and a GEMM with ``width`` output channels per
-    group (one image: no threads, and no query of the BLAS thread count).
+def _workers(n: int) -> int:
+    """Chunk worker threads for ``n`` images: one per BLAS thread (one image: no threads,
+    and no query of the BLAS thread count).
 
-    OpenBLAS serialises calls made from several threads, so worker threads only speed up
-    the copies around the products: worth it for narrow layers (where im2col copies rival
-    the arithmetic), not for wide ones, which run better as one sequence of products on
-    multi-threaded BLAS (their copies are split over threads instead).
+    Each worker copies its chunk's columns and runs the chunk's product on
+    single-threaded BLAS, so the copies around the products use every core too. On 2
+    cores this beats one sequence of chunks on 2-thread BLAS by about 25 % for a
+    32->32 3x3 convolution forward (8.9 vs 11.5-12 ms, batch 128, 32x32).
     """
-    return parallel.workers() if width < _WIDE and n > 1 else 1
+    return parallel.workers() if n > 1 else 1
 
 
 def _chunk(n: int, k: int, p: int) -> int:
@@ -163,13 +163,15 @@ class _Windows:
              s3 * self.cg, s3),
             writeable=False,
         )  # fmt: skip
-        self.chunks = parallel.split(n, _chunk(n, self.g * self.k, self.p), 1)
+        self.nw = _workers(n)
+        self.chunks = parallel.split(n, _chunk(n, self.g * self.k, self.p), self.nw)
         bsz = max(c1 - c0 for c0, c1 in self.chunks)
-        self.buf = np.empty((g, bsz, *out_hw, kh, kw, self.cg), dtype=xp.dtype)
+        shape = (g, bsz, *out_hw, kh, kw, self.cg)
+        self.bufs = [np.empty(shape, dtype=xp.dtype) for _ in range(self.nw)]
 
-    def cols(self, c0: int, c1: int) -> np.ndarray:
-        """im2col of images ``c0:c1`` as ``(G, B*P, K)``."""
-        dst = self.buf[:, : c1 - c0]
+    def cols(self, t: int, c0: int, c1: int) -> np.ndarray:
+        """im2col of images ``c0:c1`` by worker ``t`` as ``(G, B*P, K)``."""
+        dst = self.bufs[t][:, : c1 - c0]
         np.copyto(dst, self.win[c0:c1].transpose(5, 0, 1, 2, 3, 4, 6))
         return dst.reshape(self.g, -1, self.k)
 
@@ -193,8 +195,9 @@ def _forward_nhwc(
     wk = _gemm_weight(w, g)
     out = np.empty((n, *out_hw, oc), dtype=np.result_type(xp, w))
     out2 = out.reshape(n * win.p, oc)
-    for c0, c1 in win.chunks:
-        cols = win.cols(c0, c1)
+
+    def work(t: int, c0: int, c1: int) -> None:
+        cols = win.cols(t, c0, c1)
         rows = out2[c0 * win.p : c1 * win.p]
         if g == 1:
             np.matmul(cols[0], wk[0], out=rows)
@@ -202,6 +205,8 @@ def _forward_nhwc(
             np.copyto(rows.reshape(-1, g, oc // g), np.matmul(cols, wk).transpose(1, 0, 2))
         if b is not None:
             rows += b
+
+    parallel.run(win.chunks, work, win.nw)
     return out.transpose(0, 3, 1, 2), xp
 
 
@@ -210,10 +215,16 @@ def _weight_grad_nhwc(g2: np.ndarray, xp: np.ndarray, meta: tuple) -> np.ndarray
     _, _, w_shape, stride, _, dilation, g, out_hw = meta[:8]
     oc, cg, kh, kw = w_shape
     win = _Windows(xp, (kh, kw), stride, dilation, out_hw, g)
-    dwk = np.zeros((g, win.k, oc // g), dtype=g2.dtype)
-    for c0, c1 in win.chunks:
+    dwks = [np.zeros((g, win.k, oc // g), dtype=g2.dtype) for _ in range(win.nw)]
+
+    def work(t: int, c0: int, c1: int) -> None:
         gc = g2[c0 * win.p : c1 * win.p].reshape(-1, g, oc // g).transpose(1, 0, 2)
-        dwk += np.matmul(win.cols(c0, c1).transpose(0, 2, 1), gc)
+        dwks[t] += np.matmul(win.cols(t, c0, c1).transpose(0, 2, 1), gc)
+
+    parallel.run(win.chunks, work, win.nw)
+    dwk = dwks[0]
+    for extra in dwks[1:]:
+        dwk += extra
     # (G, KH, KW, Cg, OCg) -> (G, OCg, Cg, KH, KW)
     dw = dwk.reshape(g, kh, kw, cg, oc // g).transpose(0, 4, 3, 1, 2)
     return np.ascontiguousarray(dw).reshape(w_shape)
@@ -227,7 +238,9 @@ def _col2im_nhwc(g2: np.ndarray, w: np.ndarray, meta: tuple) -> np.ndarray:
     p = out_hw[0] * out_hw[1]
     wkt = _gemm_weight(w, g).transpose(0, 2, 1)  # (G, OCg, K)
     dxp = np.zeros(xp_shape, dtype=g2.dtype)  # (N, Hp, Wp, C)
-    for c0, c1 in parallel.split(n, _chunk(n, g * kh * kw * cg, p), 1):
+    nw = _workers(n)
+
+    def work(_t: int, c0: int, c1: int) -> None:  # each chunk adds into its own images
         gc = g2[c0 * p : c1 * p].reshape(-1, g, oc // g).transpose(1, 0, 2)
         d7 = np.matmul(gc, wkt).reshape(g, c1 - c0, *out_hw, kh, kw, cg)
         dst = dxp[c0:c1].reshape(c1 - c0, *xp_shape[1:3], g, cg)
@@ -235,6 +248,8 @@ def _col2im_nhwc(g2: np.ndarray, w: np.ndarray, meta: tuple) -> np.ndarray:
             for j in range(kw):
                 sl = kernel_slice(i, j, stride, dilation, out_hw)[2:]
                 dst[:, sl[0], sl[1]] += d7[:, :, :, :, i, j].transpose(1, 2, 3, 0, 4)
+
+    parallel.run(parallel.split(n, _chunk(n, g * kh * kw * cg, p), nw), work, nw)
     top, _, left, _ = pads
     if xp_shape[1:3] != x_shape[2:]:
         dxp = np.ascontiguousarray(dxp[:, top : top + x_shape[2], left : left + x_shape[3]])
@@ -342,7 +357,7 @@ def _forward_nchw(
     xp_shape = (n, c, h + pads[0] + pads[1], wd + pads[2] + pads[3])
     plan = _Plan(xp_shape, (kh, kw), stride, dilation, out_hw)
     xp = _pad_for(x, pads, plan.slack)
-    nw = _workers(oc // g, n)
+    nw = _workers(n)
     chunks = parallel.split(n, _chunk(n, c * kh * kw, plan.p), nw)
     bsz = max(c1 - c0 for c0, c1 in chunks)
     bufs = [np.empty((c * kh * kw, bsz * plan.p), dtype=xp.dtype) for _ in range(nw)]
@@ -368,7 +383,7 @@ def _weight_grad_nchw(grad: np.ndarray, xp: np.ndarray, meta: tuple) -> np.ndarr
     oc, cg, kh, kw = w_shape
     k = cg * kh * kw
     plan = _Plan(xp.shape, (kh, kw), stride, dilation, out_hw)
-    nw = _workers(oc // g, n)
+    nw = _workers(n)
     chunks = parallel.split(n, _chunk(n, c * kh * kw, plan.p), nw)
     bsz = max(c1 - c0 for c0, c1 in chunks)
     bufs = [np.empty((c * kh * kw, bsz * plan.p), dtype=xp.dtype) for _ in range(nw)]
@@ -398,7 +413,7 @@ def _col2im_nchw(grad: np.ndarray, w: np.ndarray, meta: tuple) -> np.ndarray:
     c = g * cg
     k = cg * kh * kw
     p = out_hw[0] * out_hw[1]
-    nw = _workers(oc // g, n)
+    nw = _workers(n)
     chunks = parallel.split(n, _chunk(n, c * kh * kw, p), nw)
     bsz = max(c1 - c0 for c0, c1 in chunks)
     gbufs = [np.empty((oc, bsz * p), dtype=grad.dtype) for _ in range(nw)]

@@ -5,22 +5,33 @@ from __future__ import annotations
 import numpy as np
 
 from cnnkit.autograd import Function
+from cnnkit.functional import _parallel as parallel
 from cnnkit.tensor import Tensor
+
+_MIN_MACS = 1 << 22  # products with fewer multiply-adds run on one thread (~40 us)
 
 
 class Linear(Function):
     """``y = x W^T + b`` for ``x: (*, in)``, ``W: (out, in)``, ``b: (out,)``.
 
     Backward: ``dx = g W``, ``dW = g^T x`` (summed over leading dims), ``db = sum g``.
+    Large products are split over the worker threads: ``y`` and ``dx`` by rows of the
+    batch, ``dW`` by output features.
     """
 
     def forward(self, x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None) -> np.ndarray:
         nx, nw, _ = self.needs_input_grad
         self.save_for_backward(x if nw else None, w if nx else None)
-        out = x @ w.T
-        if b is not None:
-            out += b
-        return out
+        x2 = x.reshape(-1, x.shape[-1])
+        out = np.empty((len(x2), w.shape[0]), dtype=np.result_type(x, w))
+
+        def rows(a: int, z: int) -> None:
+            np.matmul(x2[a:z], w.T, out=out[a:z])
+            if b is not None:
+                out[a:z] += b
+
+        parallel.batches(len(x2), x2.size * w.shape[0], rows, True, _MIN_MACS)
+        return out.reshape(*x.shape[:-1], w.shape[0])
 
     def infer(self, x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None) -> tuple:
         return (*x.shape[:-1], w.shape[0]), np.result_type(x, w)
@@ -29,9 +40,29 @@ class Linear(Function):
         x, w = self.saved
         nx, nw, nb = self.needs_input_grad
         g2 = grad.reshape(-1, grad.shape[-1])
-        dx = (grad @ w) if nx else None
-        dw = g2.T @ x.reshape(-1, x.shape[-1]) if nw else None
-        db = g2.sum(axis=0) if nb else None
+        dx = dw = db = None
+        if nx:
+            dx2 = np.empty((len(g2), w.shape[1]), dtype=np.result_type(grad, w))
+            parallel.batches(
+                len(g2),
+                g2.size * w.shape[1],
+                lambda a, z: np.matmul(g2[a:z], w, out=dx2[a:z]),
+                True,
+                _MIN_MACS,
+            )
+            dx = dx2.reshape(*grad.shape[:-1], w.shape[1])
+        if nw:
+            x2 = x.reshape(-1, x.shape[-1])
+            dw = np.empty((g2.shape[1], x2.shape[1]), dtype=np.result_type(grad, x))
+            parallel.batches(
+                len(dw),
+                g2.size * x2.shape[1],
+                lambda a, z: np.matmul(g2[:, a:z].T, x2, out=dw[a:z]),
+                True,
+                _MIN_MACS,
+            )
+        if nb:
+            db = g2.sum(axis=0)
         return dx, dw, db
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from cnnkit.autograd import Function
+from cnnkit.functional import _parallel as parallel
 from cnnkit.functional._windows import (
     Pair,
     empty_like_layout,
@@ -94,9 +95,15 @@ class MaxPool2d(Function):
             kernel_slice(t // kernel[1], t % kernel[1], stride, dilation, out)
             for t in range(kernel[0] * kernel[1])
         ]
-        best = xp[taps[0]].copy(order="K")
-        for sl in taps[1:]:
-            np.maximum(best, xp[sl], out=best)
+        best = np.empty_like(xp[taps[0]])  # xp's memory layout
+
+        def part(a: int, z: int) -> None:  # images a:z
+            b, xs = best[a:z], xp[a:z]
+            np.copyto(b, xs[taps[0]])
+            for sl in taps[1:]:
+                np.maximum(b, xs[sl], out=b)
+
+        parallel.batches(len(xp), xp.size, part)
         if self.needs_input_grad[0]:
             self.save_for_backward(xp, best)
         disjoint = all(
@@ -119,20 +126,25 @@ class MaxPool2d(Function):
         nan = np.isnan(best) if best.dtype.kind == "f" else None
         if nan is not None and not nan.any():
             nan = None
-        open_ = np.ones_like(best, dtype=bool)  # windows whose maximum is not found yet
-        for i, sl in enumerate(taps):
-            v = xp[sl]
-            hit = v == best
-            if nan is not None:  # a NaN window's maximum is its first NaN
-                hit |= np.isnan(v) & nan
-            if i:
-                hit &= open_
-            if i < len(taps) - 1:
-                open_ &= ~hit
-            if disjoint:  # each input element belongs to one window: write, do not add
-                np.multiply(grad, hit, out=dxp[sl])
-            else:
-                dxp[sl] += grad * hit
+
+        def part(a: int, z: int) -> None:  # images a:z
+            xs, bs, gs, ds = xp[a:z], best[a:z], grad[a:z], dxp[a:z]
+            open_ = np.ones_like(bs, dtype=bool)  # windows whose maximum is not found yet
+            for i, sl in enumerate(taps):
+                v = xs[sl]
+                hit = v == bs
+                if nan is not None:  # a NaN window's maximum is its first NaN
+                    hit |= np.isnan(v) & nan[a:z]
+                if i:
+                    hit &= open_
+                if i < len(taps) - 1:
+                    open_ &= ~hit
+                if disjoint:  # each input element belongs to one window: write, do not add
+                    np.multiply(gs, hit, out=ds[sl])
+                else:
+                    ds[sl] += gs * hit
+
+        parallel.batches(len(xp), xp.size, part)
         return unpad_hw(dxp, pads, x_shape[2:])
 
 

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from cnnkit.backend import is_meta, meta_array
+from cnnkit.functional._parallel import cnnkit_threads
 from cnnkit.tensor import Tensor
 
 IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
@@ -160,7 +161,8 @@ class Module:
             res = hook(self, args)
             if res is not None:
                 args = res if isinstance(res, tuple) else (res,)
-        out = self.forward(*args, **kwargs)
+        with cnnkit_threads():  # BLAS on one thread, the cores go to chunk workers
+            out = self.forward(*args, **kwargs)
         for hook in list(self._forward_hooks.values()):
             res = hook(self, args, out)
             if res is not None:
