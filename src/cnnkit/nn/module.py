@@ -161,7 +161,12 @@ class Module:
             res = hook(self, args)
             if res is not None:
                 args = res if isinstance(res, tuple) else (res,)
-        with cnnkit_threads():  # BLAS on one thread, the cores go to chunk workers
+        first = args[0] if args else None
+        if isinstance(first, Tensor) and first.ndim > 1 and first.shape[0] > 1:
+            # a batch: BLAS on one thread, the ops split their work over the cores
+            with cnnkit_threads():
+                out = self.forward(*args, **kwargs)
+        else:  # one sample: nothing is split, BLAS keeps its threads for the products
             out = self.forward(*args, **kwargs)
         for hook in list(self._forward_hooks.values()):
             res = hook(self, args, out)
