@@ -406,29 +406,40 @@ def _weight_grad_nchw(grad: np.ndarray, xp: np.ndarray, meta: tuple) -> np.ndarr
 
 
 def _col2im_nchw(grad: np.ndarray, w: np.ndarray, meta: tuple) -> np.ndarray:
-    """``dcols = W^T g`` per chunk, scattered back with :func:`col2im`."""
+    """``dcols = W^T g`` per chunk, scattered back by one add per kernel tap.
+
+    Stride 1 works in the row-extended layout of :class:`_Plan`, where a tap's columns
+    are one contiguous run of the padded image, so each add covers whole runs of
+    ``OH*Wp`` values (the extra columns carry zero gradient); other strides use
+    :func:`col2im` on plain columns.
+    """
     x_shape, xp_shape, w_shape, stride, pads, dilation, g, out_hw = meta[:8]
     n = grad.shape[0]
     oc, cg, kh, kw = w_shape
     c = g * cg
-    k = cg * kh * kw
-    p = out_hw[0] * out_hw[1]
+    plan = _Plan(xp_shape, (kh, kw), stride, dilation, out_hw)
     nw = _workers(n)
-    chunks = parallel.split(n, _chunk(n, c * kh * kw, p), nw)
+    chunks = parallel.split(n, _chunk(n, c * kh * kw, plan.p), nw)
     bsz = max(c1 - c0 for c0, c1 in chunks)
-    gbufs = [np.empty((oc, bsz * p), dtype=grad.dtype) for _ in range(nw)]
-    w3t = w.reshape(g, oc // g, k).transpose(0, 2, 1)
-    dxp = np.empty(xp_shape, dtype=grad.dtype)
+    gbufs = [np.zeros((oc, bsz * plan.p), dtype=grad.dtype) for _ in range(nw)]
+    w3t = w.reshape(g, oc // g, cg * kh * kw).transpose(0, 2, 1)
+    dxp = (np.zeros if plan.extended else np.empty)(xp_shape, dtype=grad.dtype)
+    run = plan.p - plan.slack  # the rest of a tap's run is extra columns only
 
     def work(t: int, c0: int, c1: int) -> None:
-        m = (c1 - c0) * p
-        gc = gbufs[t][:, :m]
-        np.copyto(
-            gc.reshape(oc, c1 - c0, p), grad[c0:c1].reshape(c1 - c0, oc, p).transpose(1, 0, 2)
-        )
-        dcols = np.matmul(w3t, gc.reshape(g, oc // g, m))  # (G, K, B*P)
-        d6 = dcols.reshape(c, kh, kw, c1 - c0, *out_hw).transpose(3, 0, 1, 2, 4, 5)
-        dxp[c0:c1] = col2im(d6, (c1 - c0, *xp_shape[1:]), stride, dilation)
+        b = c1 - c0
+        gc = plan.grad_cols(grad[c0:c1], gbufs[t])
+        dcols = np.matmul(w3t, gc.reshape(g, oc // g, -1))  # (G, K, B*p)
+        if plan.extended:
+            d5 = dcols.reshape(c, kh, kw, b, plan.p)
+            flat = dxp[c0:c1].reshape(b, c, plan.hp * plan.wp)
+            for i in range(kh):
+                for j in range(kw):
+                    off = i * dilation[0] * plan.wp + j * dilation[1]
+                    flat[:, :, off : off + run] += d5[:, i, j, :, :run].transpose(1, 0, 2)
+        else:
+            d6 = dcols.reshape(c, kh, kw, b, *out_hw).transpose(3, 0, 1, 2, 4, 5)
+            dxp[c0:c1] = col2im(d6, (b, *xp_shape[1:]), stride, dilation)
 
     parallel.run(chunks, work, nw)
     return unpad_hw(dxp, pads, x_shape[2:])
