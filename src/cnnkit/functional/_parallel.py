@@ -26,6 +26,7 @@ import numpy as np
 
 _lock = threading.Lock()
 _state: dict[str, Any] = {}
+_local = threading.local()  # .serial: this thread runs one share of a split batch
 
 
 def _controllers() -> tuple[Any, list[Any]]:
@@ -51,6 +52,8 @@ def _blas_threads(libs: list[Any]) -> int:
 def workers() -> int:
     """Parallel chunk workers to use: the BLAS thread count set by the user (1 means
     serial), also inside :func:`cnnkit_threads`, where BLAS itself runs on one thread."""
+    if getattr(_local, "serial", False):
+        return 1
     if _state.get("depth"):
         return _state["workers"]
     return _blas_threads(_controllers()[1])
@@ -169,3 +172,21 @@ def batches(
         fn(0, n)
         return
     run(split(n, -(-n // nw), nw), lambda _t, a, z: fn(a, z), nw, blas)
+
+
+def map_shares(n: int, fn: Callable[[int, int], Any]) -> list[Any]:
+    """``[fn(start, stop), ...]`` over one share of ``range(n)`` per worker, each in its
+    own thread and computing serially inside (:func:`workers` is 1 there)."""
+    nw = workers()
+    shares = split(n, -(-n // nw), nw)
+    results: list[Any] = [None] * len(shares)
+
+    def share(t: int, a: int, z: int) -> None:
+        _local.serial = True
+        try:
+            results[t] = fn(a, z)
+        finally:
+            _local.serial = False
+
+    run([(i, i + 1) for i in range(len(shares))], lambda t, i, _: share(i, *shares[i]), nw)
+    return results

@@ -34,6 +34,8 @@ class LeNet5(nn.Module):
     Shapes: input ``(n, in_channels, input_size, input_size)``, output ``(n, num_classes)``.
     """
 
+    _samplewise = True
+
     def __init__(
         self,
         num_classes: int = 10,

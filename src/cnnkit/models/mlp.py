@@ -28,6 +28,8 @@ class MLP(nn.Module):
     Shapes: input ``(n, *)`` with ``prod(*) == in_features``, output ``(n, num_classes)``.
     """
 
+    _samplewise = True
+
     def __init__(
         self,
         in_features: int = 784,

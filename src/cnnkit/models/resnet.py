@@ -18,6 +18,8 @@ class BasicBlock(nn.Module):
     Shapes: input ``(n, in_channels, h, w)``, output ``(n, out_channels, h/stride, w/stride)``.
     """
 
+    _samplewise = True
+
     def __init__(self, in_channels: int, out_channels: int, stride: int = 1) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride=stride, padding=1, bias=False)
@@ -58,6 +60,8 @@ class SmallResNet(nn.Module):
 
     Shapes: input ``(n, in_channels, h, w)`` (any size >= 4), output ``(n, num_classes)``.
     """
+
+    _samplewise = True
 
     def __init__(
         self,

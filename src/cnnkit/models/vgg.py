@@ -32,6 +32,8 @@ class SmallVGG(nn.Module):
     Shapes: input ``(n, in_channels, input_size, input_size)``, output ``(n, num_classes)``.
     """
 
+    _samplewise = True
+
     def __init__(
         self,
         num_classes: int = 10,

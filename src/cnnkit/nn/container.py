@@ -13,6 +13,8 @@ class Sequential(Module):
     """Modules applied one after the other: ``Sequential(m1, m2, ...)`` or
     ``Sequential(OrderedDict(name=module, ...))``."""
 
+    _samplewise = True
+
     def __init__(self, *args: Any) -> None:
         super().__init__()
         if len(args) == 1 and isinstance(args[0], (OrderedDict, dict)):
@@ -54,6 +56,8 @@ class Sequential(Module):
 class ModuleList(Module):
     """A list of modules whose parameters are registered (names ``0``, ``1``, ...)."""
 
+    _samplewise = True
+
     def __init__(self, modules: Iterable[Module] | None = None) -> None:
         super().__init__()
         for m in modules or ():
@@ -82,6 +86,8 @@ class ModuleList(Module):
 
 class ModuleDict(Module):
     """A dict of modules whose parameters are registered under their keys."""
+
+    _samplewise = True
 
     def __init__(self, modules: Mapping[str, Module] | None = None) -> None:
         super().__init__()

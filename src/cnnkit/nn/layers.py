@@ -17,6 +17,8 @@ class MaxPool2d(Module):
     Input ``(N, C, H, W)`` -> ``(N, C, OH, OW)``; no parameters.
     """
 
+    _samplewise = True
+
     def __init__(
         self,
         kernel_size: int | tuple[int, int],
@@ -53,6 +55,8 @@ class AvgPool2d(Module):
     Input ``(N, C, H, W)`` -> ``(N, C, OH, OW)``; no parameters.
     """
 
+    _samplewise = True
+
     def __init__(
         self,
         kernel_size: int | tuple[int, int],
@@ -82,6 +86,8 @@ class AvgPool2d(Module):
 class AdaptiveAvgPool2d(Module):
     """Average pooling to a fixed output size (global average pooling with 1)."""
 
+    _samplewise = True
+
     def __init__(self, output_size: int | tuple[int | None, int | None]) -> None:
         super().__init__()
         self.output_size = output_size
@@ -101,6 +107,8 @@ class ReLU(Module):
     (autograd here keeps no version counters to make in-place updates safe).
     """
 
+    _samplewise = True
+
     def __init__(self, inplace: bool = False) -> None:
         super().__init__()
         self.inplace = inplace
@@ -111,6 +119,8 @@ class ReLU(Module):
 
 class LeakyReLU(Module):
     """``x`` for positive, ``negative_slope * x`` for negative inputs."""
+
+    _samplewise = True
 
     def __init__(self, negative_slope: float = 0.01, inplace: bool = False) -> None:
         super().__init__()
@@ -127,6 +137,8 @@ class LeakyReLU(Module):
 class Sigmoid(Module):
     """``1 / (1 + exp(-x))`` elementwise."""
 
+    _samplewise = True
+
     def forward(self, input: Tensor) -> Tensor:
         return A.sigmoid(input)
 
@@ -134,12 +146,17 @@ class Sigmoid(Module):
 class Tanh(Module):
     """``tanh(x)`` elementwise."""
 
+    _samplewise = True
+
     def forward(self, input: Tensor) -> Tensor:
         return A.tanh(input)
 
 
 class Softmax(Module):
     """Softmax along ``dim``."""
+
+    def _per_sample(self) -> bool:
+        return self.dim is not None and self.dim >= 1  # dim None may mean the batch dim
 
     def __init__(self, dim: int | None = None) -> None:
         super().__init__()
@@ -170,6 +187,9 @@ class Dropout(Module):
     ``1/(1-p)``); identity in evaluation mode. ``inplace`` is accepted and ignored, as for
     :class:`ReLU`."""
 
+    def _per_sample(self) -> bool:
+        return not self.training or self.p == 0.0
+
     def __init__(self, p: float = 0.5, inplace: bool = False) -> None:
         super().__init__()
         if not 0.0 <= p <= 1.0:
@@ -186,6 +206,9 @@ class Dropout(Module):
 
 class Flatten(Module):
     """Merge dims ``start_dim..end_dim`` (default: all but the batch dim)."""
+
+    def _per_sample(self) -> bool:
+        return self.start_dim >= 1
 
     def __init__(self, start_dim: int = 1, end_dim: int = -1) -> None:
         super().__init__()

@@ -35,6 +35,8 @@ def _weight_and_bias(
 class Identity(Module):
     """Returns its input unchanged (a placeholder in architectures)."""
 
+    _samplewise = True
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__()
 
@@ -53,6 +55,8 @@ class Linear(Module):
     Shapes: input ``(*, in_features)`` -> output ``(*, out_features)``; weight
     ``(out_features, in_features)``; ``in*out + out`` parameters.
     """
+
+    _samplewise = True
 
     def __init__(
         self,
@@ -107,6 +111,8 @@ class Conv2d(Module):
     ``OH = (H + 2P - D*(KH-1) - 1) // S + 1``; weight ``(C_out, C_in/groups, KH, KW)``.
     Parameters: ``C_out * (C_in/groups * KH * KW + 1)`` (one 5x5x3 filter: 76).
     """
+
+    _samplewise = True
 
     def __init__(
         self,
@@ -202,6 +208,8 @@ class LocallyConnected2d(Module):
     Shapes: input ``(N, C_in, H, W)`` -> ``(N, C_out, OH, OW)``; weight
     ``(OH, OW, C_out, C_in, KH, KW)``; bias ``(C_out, OH, OW)``.
     """
+
+    _samplewise = True
 
     def __init__(
         self,

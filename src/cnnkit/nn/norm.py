@@ -15,6 +15,9 @@ from cnnkit.tensor import Tensor
 
 
 class _BatchNorm(Module):
+    def _per_sample(self) -> bool:
+        return not self.training and self.track_running_stats  # running statistics
+
     _ndims: tuple[int, ...] = ()
     _expected = ""
 
