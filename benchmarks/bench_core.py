@@ -198,12 +198,18 @@ def sgemm_gflops(min_time: float) -> float:
     return max(2 * 4096 * 576 * 64 / t1, 2 * 2048**3 / t2) / 1e9
 
 
-def conv_gflops(ck: Any, min_time: float) -> float:
-    """cnnkit conv2d forward throughput on the CIFAR net's 3rd layer (GFLOP/s)."""
+def conv_gflops(ck: Any, min_time: float, channels_last: bool = False) -> float:
+    """cnnkit conv2d forward throughput on the CIFAR net's 3rd layer (GFLOP/s).
+
+    ``channels_last``: the input is laid out as a wide convolution's output (and as the
+    layer gets it inside the CIFAR net), ``(N, C, H, W)`` over ``(N, H, W, C)`` memory.
+    """
     import cnnkit.nn.functional as F
 
     rng = np.random.default_rng(0)
     x = ck.tensor(rng.standard_normal((128, 32, 16, 16)).astype(np.float32))
+    if channels_last:
+        x = ck.tensor(np.ascontiguousarray(x.numpy().transpose(0, 2, 3, 1))).permute(0, 3, 1, 2)
     w = ck.tensor(rng.standard_normal((64, 32, 3, 3)).astype(np.float32))
     with ck.no_grad():
         t = timeit(lambda: F.conv2d(x, w, padding=1), min_time)
@@ -320,6 +326,8 @@ def main() -> None:
         peak = sgemm_gflops(m)
         conv = conv_gflops(ck, m)
         rows["gemm_eff"] = {"conv_gflops": conv, "sgemm_gflops": peak, "ratio": conv / peak}
+        conv = conv_gflops(ck, m, channels_last=True)
+        rows["gemm_eff_cl"] = {"conv_gflops": conv, "sgemm_gflops": peak, "ratio": conv / peak}
     if want("rss"):
         ra, rb = peak_rss("cnnkit"), peak_rss("torch")
         rows["rss"] = {"cnnkit_mib": ra, "torch_mib": rb, "ratio": ra / rb}

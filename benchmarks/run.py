@@ -23,6 +23,7 @@ TARGETS = {
     "cifar_b1": ("CIFAR-net batch-1 latency", 0.8),
     "lenet_b1": ("LeNet5 batch-1 latency", 0.8),
     "gemm_eff": ("conv fwd GEMM efficiency", 0.7),
+    "gemm_eff_cl": ("  same, input channels-last (in a net)", None),
     "rss": ("peak RSS training (cnnkit/torch)", 1.5),
 }
 

@@ -9,6 +9,7 @@ array and ``backward(grad)`` returning one gradient per tensor input (``None`` w
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -188,10 +189,40 @@ def backward(root: Tensor, grad: np.ndarray, retain_graph: bool = False) -> None
     from cnnkit.functional._parallel import cnnkit_threads
 
     with cnnkit_threads():
-        _walk(root, grad, retain_graph)
+        walk(root, grad, retain_graph)
 
 
-def _walk(root: Tensor, grad: np.ndarray, retain_graph: bool) -> None:
+_walking = threading.local()  # .retain: retain_graph of the backward pass in this thread
+
+
+def retaining_graph() -> bool:
+    """``retain_graph`` of the backward pass running in this thread (for ops that run a
+    backward pass of their own, such as a batch split over the cores)."""
+    return getattr(_walking, "retain", False)
+
+
+def walk(
+    root: Tensor,
+    grad: np.ndarray,
+    retain_graph: bool,
+    sink: dict[int, tuple[Tensor, np.ndarray]] | None = None,
+) -> None:
+    """The backward pass from ``root``. With ``sink``, leaf gradients are collected there
+    (``id(leaf) -> (leaf, gradient)``) instead of being added to ``.grad``."""
+    prev = retaining_graph()
+    _walking.retain = retain_graph
+    try:
+        _walk(root, grad, retain_graph, sink)
+    finally:
+        _walking.retain = prev
+
+
+def _walk(
+    root: Tensor,
+    grad: np.ndarray,
+    retain_graph: bool,
+    sink: dict[int, tuple[Tensor, np.ndarray]] | None,
+) -> None:
     from cnnkit.tensor import Tensor
 
     order = _topological_order(root)
@@ -201,7 +232,10 @@ def _walk(root: Tensor, grad: np.ndarray, retain_graph: bool) -> None:
         if g is None:
             continue
         ctx = t._ctx
-        if ctx is None or t._retains_grad:
+        if sink is not None and ctx is None:
+            prev_g = sink.get(id(t))
+            sink[id(t)] = (t, g if prev_g is None else prev_g[1] + g)
+        elif ctx is None or t._retains_grad:
             if t.grad is None:
                 t.grad = Tensor._wrap(g, False)
             else:

@@ -216,3 +216,13 @@ def test_missing_onnx_gives_install_hint(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "onnx", None)
     with pytest.raises(ImportError, match=r"pip install cnnkit\[onnx\]"):
         export_onnx(nn.Linear(2, 2), tmp_path / "x.onnx", (1, 2))
+
+
+def test_export_with_a_big_batch_on_two_threads(tmp_path):
+    # a batch big enough to be split over the cores is still traced op by op
+    from threadpoolctl import threadpool_limits
+
+    ck.manual_seed(0)
+    model = MODELS["lenet5"]()
+    with threadpool_limits(2, user_api="blas"):
+        _check_roundtrip(model, (64, 1, 28, 28), tmp_path / "big.onnx", batch=64)

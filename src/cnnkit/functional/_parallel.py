@@ -174,19 +174,32 @@ def batches(
     run(split(n, -(-n // nw), nw), lambda _t, a, z: fn(a, z), nw, blas)
 
 
-def map_shares(n: int, fn: Callable[[int, int], Any]) -> list[Any]:
-    """``[fn(start, stop), ...]`` over one share of ``range(n)`` per worker, each in its
-    own thread and computing serially inside (:func:`workers` is 1 there)."""
+def shares(n: int) -> list[tuple[int, int]]:
+    """One ``(start, stop)`` share of ``range(n)`` per worker."""
     nw = workers()
-    shares = split(n, -(-n // nw), nw)
-    results: list[Any] = [None] * len(shares)
+    return split(n, -(-n // nw), nw)
 
-    def share(t: int, a: int, z: int) -> None:
-        _local.serial = True
-        try:
-            results[t] = fn(a, z)
-        finally:
-            _local.serial = False
 
-    run([(i, i + 1) for i in range(len(shares))], lambda t, i, _: share(i, *shares[i]), nw)
+def run_shares(count: int, fn: Callable[[int], Any]) -> list[Any]:
+    """``[fn(0), ..., fn(count - 1)]``, each call in a worker thread of its own that
+    computes serially inside (:func:`workers` is 1 there)."""
+    results: list[Any] = [None] * count
+
+    def one(i: int) -> None:
+        with serial():
+            results[i] = fn(i)
+
+    run([(i, i + 1) for i in range(count)], lambda _t, i, _z: one(i), count)
     return results
+
+
+@contextlib.contextmanager
+def serial() -> Any:
+    """Compute in this thread only (no worker threads, no batch split) meanwhile: for
+    code that reads the recorded graph op by op, such as the ONNX export."""
+    prev = getattr(_local, "serial", False)
+    _local.serial = True
+    try:
+        yield
+    finally:
+        _local.serial = prev

@@ -17,6 +17,7 @@ import numpy as np
 
 from cnnkit.autograd import Function, _topological_order, enable_grad
 from cnnkit.functional import activation, arith, conv, linear, norm, pool, shape
+from cnnkit.functional._parallel import serial
 from cnnkit.io.atomic import atomic_write_bytes
 from cnnkit.tensor import Tensor
 
@@ -452,7 +453,7 @@ def export_onnx(
         model.eval()
         for p in params:
             p.requires_grad_(True)
-        with enable_grad():
+        with enable_grad(), serial():  # op by op: no batch split into one graph node
             y = model(x)
         if not isinstance(y, Tensor):
             raise TypeError(
