@@ -515,3 +515,32 @@ def test_cross_entropy_target_out_of_range():
 def test_int_tensor_cannot_require_grad():
     with pytest.raises(TypeError):
         ck.tensor([1, 2], requires_grad=True)
+
+
+@pytest.mark.parametrize("pool", [(2, 2, 0), (3, 2, 1), (2, 1, 0)])
+def test_sequential_inference_pools_before_relu_with_equal_results(pool, monkeypatch):
+    # under no_grad, ReLU -> MaxPool2d runs as MaxPool2d -> ReLU (a quarter of the ReLU
+    # work); max pooling commutes with the monotonic ReLU, so the values are the same
+    import cnnkit.nn.container as container
+
+    calls = []
+    real = container._pool_first
+
+    def spy(a, b):
+        if real(a, b):
+            calls.append((type(a).__name__, type(b).__name__))
+            return True
+        return False
+
+    monkeypatch.setattr(container, "_pool_first", spy)
+    k, s, p = pool
+    ck.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(2, 3, 3), nn.ReLU(), nn.MaxPool2d(k, s, p)).double()
+    tnet = tnn.Sequential(tnn.Conv2d(2, 3, 3), tnn.ReLU(), tnn.MaxPool2d(k, s, p)).double()
+    tnet.load_state_dict({n: torch.tensor(v.numpy()) for n, v in net.state_dict().items()})
+    x = np.random.default_rng(1).standard_normal((2, 2, 9, 10)) - 0.5  # many ReLU zeros
+    with ck.no_grad():
+        got = net(ck.tensor(x))
+    assert calls == [("ReLU", "MaxPool2d")]  # the reordered path ran
+    assert_close(got, tnet(torch.tensor(x)), what=f"pool {pool}")
+    assert_close(got, net(ck.tensor(x)), what="same as with a graph")
