@@ -28,12 +28,16 @@ TARGETS = {
 }
 
 
-def run_env(unset: bool, extra: list[str]) -> dict:
-    """Run one benchmark child; ``unset`` drops the two OpenBLAS variables."""
+def run_env(unset: bool, extra: list[str], malloc_default: bool = False) -> dict:
+    """Run one benchmark child; ``unset`` drops the two OpenBLAS variables;
+    ``malloc_default`` keeps glibc's allocator settings (cnnkit tunes them on import,
+    process-wide, so in the same process PyTorch profits from the tuning too)."""
     env = dict(os.environ)
     if unset:
         env.pop("OPENBLAS_CORETYPE", None)
         env.pop("OPENBLAS_L2_SIZE", None)
+    if malloc_default:
+        env["CNNKIT_MALLOC_TUNING"] = "0"
     cmd = [sys.executable, str(HERE / "bench_core.py"), "--json", *extra]
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=HERE.parent)
     if out.returncode != 0:
@@ -61,13 +65,23 @@ def main() -> None:
     if args.only:
         extra += ["--only", args.only]
     here = os.environ.get("OPENBLAS_CORETYPE"), os.environ.get("OPENBLAS_L2_SIZE")
-    results = {"machine env": run_env(False, extra), "OpenBLAS vars unset": run_env(True, extra)}
+    results = {
+        "machine env": run_env(False, extra),
+        "OpenBLAS vars unset": run_env(True, extra),
+        "unset, glibc malloc defaults": run_env(True, extra, malloc_default=True),
+    }
     print(
         f"cnnkit / PyTorch throughput ratios (> 1 = cnnkit faster); "
         f"threads={results['machine env']['threads']}; machine env: "
-        f"OPENBLAS_CORETYPE={here[0]}, OPENBLAS_L2_SIZE={here[1]}"
+        f"OPENBLAS_CORETYPE={here[0]}, OPENBLAS_L2_SIZE={here[1]}.\n"
+        "'+malloc dflt': vars unset and CNNKIT_MALLOC_TUNING=0, glibc's allocator defaults "
+        "for both libraries (cnnkit's\ntuning is process-wide, so in the other columns "
+        "PyTorch, in the same process, profits from it too)."
     )
-    head = f"{'work':40s} {'machine env':>12s} {'vars unset':>12s} {'target':>8s} {'met':>4s}"
+    head = (
+        f"{'work':40s} {'machine env':>12s} {'vars unset':>12s} {'+malloc dflt':>12s} "
+        f"{'target':>8s} {'met':>4s}"
+    )
     print(head)
     print("-" * len(head))
     names = list(results["OpenBLAS vars unset"]["rows"])
@@ -80,7 +94,7 @@ def main() -> None:
             met = "yes" if (unset <= tgt if name == "rss" else unset >= tgt) else "no"
         cells = [f"{v:12.2f}" if v is not None else f"{'-':>12s}" for v in vals]
         tcell = f"{('<=' if name == 'rss' else '>=') + format(tgt, '.1f'):>8s}" if tgt else " " * 8
-        print(f"{label(name):40s} {cells[0]} {cells[1]} {tcell} {met:>4s}")
+        print(f"{label(name):40s} {' '.join(cells)} {tcell} {met:>4s}")
     print()
     for k, res in results.items():
         rows = res["rows"]
