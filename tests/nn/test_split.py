@@ -68,14 +68,16 @@ def test_batch_statistics_keep_the_batch_together(splits, monkeypatch):
     # BatchNorm in training mode normalises over the whole batch: the network is not
     # split (its per-sample layers still may be, one at a time), and the result is the
     # one of the serial run
+    import cnnkit.nn.norm as norm_mod
+
     seen = []
-    real = nn.BatchNorm2d.forward
+    real = norm_mod.batch_norm
 
-    def spy(m, t):
+    def spy(t, *args, **kwargs):
         seen.append(t.shape[0])
-        return real(m, t)
+        return real(t, *args, **kwargs)
 
-    monkeypatch.setattr(nn.BatchNorm2d, "forward", spy)
+    monkeypatch.setattr(norm_mod, "batch_norm", spy)
     net = _small_net()
     x = np.random.default_rng(2).standard_normal((6, 2, 64, 64))
     serial = _run(net, x, 1)
@@ -209,3 +211,20 @@ def test_split_sgd_steps_equal_serial():
         weights.append([p.numpy().copy() for p in model.parameters()])
     for a, b in zip(*weights, strict=True):
         assert_close(b, a, what="weights after 3 steps", rtol=1e-9, atol=1e-12)
+
+
+def test_a_subclass_that_overrides_forward_is_not_trusted(splits):
+    # the subclass mixes samples (a batch mean); it does not declare _samplewise, so the
+    # network around it is not split and the result is the whole batch's
+    class Centered(nn.Linear):
+        def forward(self, x):
+            y = super().forward(x)
+            return y - y.mean(dim=0, keepdim=True)
+
+    ck.manual_seed(4)
+    net = nn.Sequential(Centered(4000, 8), nn.ReLU()).double()
+    assert not net[0]._per_sample() and net[1]._per_sample()
+    x = np.random.default_rng(9).standard_normal((12, 4000))
+    serial = _run(net, x, 1)
+    assert_close(_run(net, x, 2), serial, what="batch-centred output")
+    assert splits == []  # neither the network nor the subclass was split

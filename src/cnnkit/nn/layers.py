@@ -155,8 +155,10 @@ class Tanh(Module):
 class Softmax(Module):
     """Softmax along ``dim``."""
 
-    def _per_sample(self) -> bool:
-        return self.dim is not None and self.dim >= 1  # dim None may mean the batch dim
+    _samplewise = True
+
+    def _per_sample(self) -> bool:  # dim None may mean the batch dim
+        return super()._per_sample() and self.dim is not None and self.dim >= 1
 
     def __init__(self, dim: int | None = None) -> None:
         super().__init__()
@@ -178,6 +180,8 @@ class Softmax(Module):
 class LogSoftmax(Softmax):
     """Log-softmax along ``dim``."""
 
+    _samplewise = True
+
     def forward(self, input: Tensor) -> Tensor:
         return A.log_softmax(input, self._dim(input))
 
@@ -187,8 +191,10 @@ class Dropout(Module):
     ``1/(1-p)``); identity in evaluation mode. ``inplace`` is accepted and ignored, as for
     :class:`ReLU`."""
 
-    def _per_sample(self) -> bool:
-        return not self.training or self.p == 0.0
+    _samplewise = True
+
+    def _per_sample(self) -> bool:  # random masks: keep the random stream's order
+        return super()._per_sample() and (not self.training or self.p == 0.0)
 
     def __init__(self, p: float = 0.5, inplace: bool = False) -> None:
         super().__init__()
@@ -207,8 +213,10 @@ class Dropout(Module):
 class Flatten(Module):
     """Merge dims ``start_dim..end_dim`` (default: all but the batch dim)."""
 
+    _samplewise = True
+
     def _per_sample(self) -> bool:
-        return self.start_dim >= 1
+        return super()._per_sample() and self.start_dim >= 1
 
     def __init__(self, start_dim: int = 1, end_dim: int = -1) -> None:
         super().__init__()

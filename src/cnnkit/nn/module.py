@@ -161,14 +161,21 @@ class Module:
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         raise NotImplementedError(f"{type(self).__name__} does not define forward()")
 
-    #: This module's own forward treats the samples of a batch independently (the
-    #: built-in layers and models set it), so inference may split a batch over the cores.
+    #: The ``forward`` defined in this class treats the samples of a batch independently
+    #: (the built-in layers and models set it), so a batch may be split over the cores.
     _samplewise = False
 
     def _per_sample(self) -> bool:
-        """Whether this module's own forward, in its current mode, treats samples
-        independently (batch statistics or batch-wide reductions make it False)."""
-        return self._samplewise
+        """Whether this module's forward, in its current mode, treats samples
+        independently (batch statistics or batch-wide reductions make it False).
+
+        Only the class that defines the ``forward`` in use vouches for it: a subclass
+        that overrides ``forward`` without setting ``_samplewise`` is not trusted.
+        """
+        for klass in type(self).__mro__:
+            if "forward" in klass.__dict__:
+                return klass is Module or bool(klass.__dict__.get("_samplewise", False))
+        return False
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if self._forward_pre_hooks:

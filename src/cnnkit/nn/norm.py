@@ -15,8 +15,10 @@ from cnnkit.tensor import Tensor
 
 
 class _BatchNorm(Module):
-    def _per_sample(self) -> bool:
-        return not self.training and self.track_running_stats  # running statistics
+    _samplewise = True
+
+    def _per_sample(self) -> bool:  # with running statistics only
+        return super()._per_sample() and not self.training and self.track_running_stats
 
     _ndims: tuple[int, ...] = ()
     _expected = ""
