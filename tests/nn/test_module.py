@@ -517,10 +517,11 @@ def test_int_tensor_cannot_require_grad():
         ck.tensor([1, 2], requires_grad=True)
 
 
+@pytest.mark.parametrize("ties", [False, True])
 @pytest.mark.parametrize("pool", [(2, 2, 0), (3, 2, 1), (2, 1, 0)])
-def test_sequential_inference_pools_before_relu_with_equal_results(pool, monkeypatch):
-    # under no_grad, ReLU -> MaxPool2d runs as MaxPool2d -> ReLU (a quarter of the ReLU
-    # work); max pooling commutes with the monotonic ReLU, so the values are the same
+def test_sequential_pools_before_relu_with_equal_values_and_gradients(pool, ties, monkeypatch):
+    # ReLU -> MaxPool2d runs as MaxPool2d -> ReLU (a quarter of the ReLU work): max
+    # pooling commutes with the monotonic ReLU, and the gradients are the same too
     import cnnkit.nn.container as container
 
     calls = []
@@ -538,9 +539,22 @@ def test_sequential_inference_pools_before_relu_with_equal_results(pool, monkeyp
     net = nn.Sequential(nn.Conv2d(2, 3, 3), nn.ReLU(), nn.MaxPool2d(k, s, p)).double()
     tnet = tnn.Sequential(tnn.Conv2d(2, 3, 3), tnn.ReLU(), tnn.MaxPool2d(k, s, p)).double()
     tnet.load_state_dict({n: torch.tensor(v.numpy()) for n, v in net.state_dict().items()})
-    x = np.random.default_rng(1).standard_normal((2, 2, 9, 10)) - 0.5  # many ReLU zeros
-    with ck.no_grad():
-        got = net(ck.tensor(x))
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((2, 2, 9, 10)) - 0.5  # many ReLU zeros
+    if ties:  # no weights, no bias: ties between equal inputs
+        net[0].weight.data[...] = 0.0
+        net[0].weight.data[:, :, 1, 1] = 1.0
+        net[0].bias.data[...] = 0.0
+        tnet.load_state_dict({n: torch.tensor(v.numpy()) for n, v in net.state_dict().items()})
+        x = rng.integers(-1, 2, (2, 2, 9, 10)).astype(np.float64)
+    cx, tx = ck.tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
+    out, tout = net(cx), tnet(tx)
     assert calls == [("ReLU", "MaxPool2d")]  # the reordered path ran
-    assert_close(got, tnet(torch.tensor(x)), what=f"pool {pool}")
-    assert_close(got, net(ck.tensor(x)), what="same as with a graph")
+    g = rng.standard_normal(tuple(tout.shape))
+    out.backward(ck.tensor(g))
+    tout.backward(torch.tensor(g))
+    assert_close(out, tout, what=f"pool {pool}")
+    assert_close(cx.grad, tx.grad, what="input gradient")
+    assert_close(net[0].weight.grad, tnet[0].weight.grad, what="weight gradient")
+    with ck.no_grad():
+        assert_close(net(ck.tensor(x)), tout.detach(), what="inference")

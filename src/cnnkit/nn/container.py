@@ -6,7 +6,6 @@ from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
-from cnnkit.autograd import is_grad_enabled
 from cnnkit.nn.layers import MaxPool2d, ReLU
 from cnnkit.nn.module import Module
 
@@ -45,10 +44,12 @@ class Sequential(Module):
         mods = list(self._modules.values())
         i = 0
         while i < len(mods):
-            if not is_grad_enabled() and i + 1 < len(mods) and _pool_first(mods[i], mods[i + 1]):
-                # ReLU then max pool equals max pool then ReLU (ReLU is monotonic): the
-                # ReLU then runs on a quarter of the values (2x2 pool); inference only,
-                # where nobody sees the ReLU's full-size output
+            if i + 1 < len(mods) and _pool_first(mods[i], mods[i + 1]):
+                # ReLU then max pool equals max pool then ReLU, values and gradients: ReLU
+                # is monotonic, so each window's first maximum is the same position (and
+                # a window with no positive value passes no gradient either way). The
+                # ReLU then runs on a quarter of the values (2x2 pool); nobody sees its
+                # full-size output, as neither module has hooks.
                 input = mods[i](mods[i + 1](input))
                 i += 2
                 continue
