@@ -228,3 +228,16 @@ def test_a_subclass_that_overrides_forward_is_not_trusted(splits):
     serial = _run(net, x, 1)
     assert_close(_run(net, x, 2), serial, what="batch-centred output")
     assert splits == []  # neither the network nor the subclass was split
+
+
+@pytest.mark.parametrize("grad", [False, True])
+def test_an_error_names_the_whole_batch_and_leaves_blas_as_it_was(grad):
+    from threadpoolctl import threadpool_info
+
+    net = nn.Sequential(nn.Conv2d(3, 32, 3), nn.ReLU(), nn.Flatten(), nn.Linear(100, 10))
+    x = ck.tensor(np.zeros((64, 3, 16, 16), np.float32))
+    with threadpool_limits(2, user_api="blas"):
+        with ck.set_grad_enabled(grad), pytest.raises(ValueError, match=r"got \(64, 6272\)"):
+            net(x)
+        threads = [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+    assert min(threads) == 2

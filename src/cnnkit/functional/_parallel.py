@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Any
 
 import numpy as np
@@ -128,6 +128,7 @@ def run(
 
     with cnnkit_threads() if limit_blas else contextlib.nullcontext():
         futures = [_pool(nw).submit(loop, t) for t in range(nw)]
+        wait(futures)  # all of them, also when one fails: none may outlive the call
         for f in futures:
             f.result()
 

@@ -218,9 +218,17 @@ class Module:
         """``forward`` on one share of the batch per core (see :mod:`cnnkit.nn._split`)."""
         from cnnkit.nn import _split
 
-        if is_grad_enabled():
-            return _split.split_training(self, x)
-        return _split.split_inference(self, x)
+        try:
+            if is_grad_enabled():
+                return _split.split_training(self, x)
+            return _split.split_inference(self, x)
+        except Exception as share_error:
+            error = share_error
+        # a share's error names the share's shape: run the whole batch in this thread to
+        # raise it as the caller sees it (the same cause fails again)
+        with parallel.serial():
+            self.forward(x)
+        raise error
 
     def register_forward_hook(self, hook: Callable[..., Any]) -> RemovableHandle:
         """Call ``hook(module, inputs, output)`` after every forward; a non-None return
