@@ -147,8 +147,9 @@ class _Windows:
     """
 
     def __init__(
-        self, xp: np.ndarray, kernel: Pair, stride: Pair, dilation: Pair, out_hw: Pair, g: int
-    ) -> None:
+        self, xp: np.ndarray, kernel: Pair, stride: Pair, dilation: Pair, out_hw: Pair, g: int,
+        oc: int = 0,
+    ) -> None:  # fmt: skip
         n, _, _, c = xp.shape
         s0, s1, s2, s3 = xp.strides
         kh, kw = kernel
@@ -164,7 +165,8 @@ class _Windows:
             writeable=False,
         )  # fmt: skip
         self.nw = _workers(n)
-        self.chunks = parallel.split(n, _chunk(n, self.g * self.k, self.p), self.nw)
+        # a chunk's columns and its output rows (``oc`` per position) stay in cache
+        self.chunks = parallel.split(n, _chunk(n, self.g * self.k + oc, self.p), self.nw)
         bsz = max(c1 - c0 for c0, c1 in self.chunks)
         shape = (g, bsz, *out_hw, kh, kw, self.cg)
         self.bufs = [np.empty(shape, dtype=xp.dtype) for _ in range(self.nw)]
@@ -191,7 +193,7 @@ def _forward_nhwc(
     into the channels-last output, the bias added while the rows are in cache."""
     n, oc = x.shape[0], w.shape[0]
     xp = _pad_nhwc(x, pads)
-    win = _Windows(xp, w.shape[2:], stride, dilation, out_hw, g)
+    win = _Windows(xp, w.shape[2:], stride, dilation, out_hw, g, oc)
     wk = _gemm_weight(w, g)
     out = np.empty((n, *out_hw, oc), dtype=np.result_type(xp, w))
     out2 = out.reshape(n * win.p, oc)
@@ -214,7 +216,7 @@ def _weight_grad_nhwc(g2: np.ndarray, xp: np.ndarray, meta: tuple) -> np.ndarray
     """``dW = sum over chunks of cols^T @ g`` (per group), one GEMM per chunk."""
     _, _, w_shape, stride, _, dilation, g, out_hw = meta[:8]
     oc, cg, kh, kw = w_shape
-    win = _Windows(xp, (kh, kw), stride, dilation, out_hw, g)
+    win = _Windows(xp, (kh, kw), stride, dilation, out_hw, g, oc)
     dwks = [np.zeros((g, win.k, oc // g), dtype=g2.dtype) for _ in range(win.nw)]
 
     def work(t: int, c0: int, c1: int) -> None:
