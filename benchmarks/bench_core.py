@@ -24,6 +24,9 @@ def threads() -> int:
     return int(os.environ.get("OPENBLAS_NUM_THREADS") or os.cpu_count() or 1)
 
 
+SETTLE_S = 0.1  # pause before each timing (see compare)
+
+
 def timeit(fn: Callable[[], Any], min_time: float = 0.15) -> float:
     """Seconds per call: repeat until ``min_time`` has passed (after one warm-up call)."""
     fn()
@@ -38,10 +41,17 @@ def timeit(fn: Callable[[], Any], min_time: float = 0.15) -> float:
 
 
 def compare(ck_fn: Callable, th_fn: Callable, repeats: int, min_time: float) -> dict[str, float]:
-    """Interleaved repeats; medians of seconds per call for both libraries."""
+    """Interleaved repeats; medians of seconds per call for both libraries.
+
+    Each timing starts after a short pause: PyTorch's OpenMP threads busy-wait for a
+    while after its last op and would otherwise slow down whatever runs right after it
+    (cnnkit's worker threads block when idle, so the effect was one-sided).
+    """
     a, b = [], []
     for _ in range(repeats):
+        time.sleep(SETTLE_S)
         a.append(timeit(ck_fn, min_time))
+        time.sleep(SETTLE_S)
         b.append(timeit(th_fn, min_time))
     ta, tb = statistics.median(a), statistics.median(b)
     return {"cnnkit_s": ta, "torch_s": tb, "ratio": tb / ta}
