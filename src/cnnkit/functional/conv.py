@@ -367,14 +367,19 @@ def _forward_nchw(
     out = np.empty((n, oc, *out_hw), dtype=np.result_type(xp, w))
     split = parallel.workers() if nw == 1 and bufs[0].size >= _SPLIT_COPY_MIN else 1
 
+    b4 = None if b is None else b.reshape(1, -1, 1, 1)
+
     def work(t: int, c0: int, c1: int) -> None:
         cols = plan.cols(xp[c0:c1], bufs[t], split)
         res = np.matmul(w3, cols.reshape(g, k, -1))  # (G, OCg, B*p)
-        parallel.copy(out[c0:c1], plan.output(res, c1 - c0), split)
+        if b4 is not None and split == 1:  # the bias added in the same pass as the copy
+            np.add(plan.output(res, c1 - c0), b4, out=out[c0:c1])
+        else:
+            parallel.copy(out[c0:c1], plan.output(res, c1 - c0), split)
+            if b4 is not None:
+                out[c0:c1] += b4
 
     parallel.run(chunks, work, nw)
-    if b is not None:
-        out += b.reshape(1, -1, 1, 1)
     return out, xp
 
 

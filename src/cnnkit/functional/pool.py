@@ -6,6 +6,8 @@ once, so the work is vectorised over batch, channels and positions with no im2co
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from cnnkit.autograd import Function
@@ -49,6 +51,27 @@ def _setup(
         raise TypeError(f"{where}: input must be a cnnkit Tensor; got {type(input).__name__}")
     if input.ndim not in (3, 4):
         raise ValueError(f"{where}: expected input (N, C, H, W) or (C, H, W); got {input.shape}")
+    args = (kernel_size, stride, padding, dilation, bool(ceil_mode), *input.shape[-2:], where)
+    try:
+        return _geometry(*args)  # cached: the same layer sees the same sizes every step
+    except TypeError as e:  # unhashable arguments (lists): work it out uncached
+        if "unhashable" not in str(e):
+            raise
+        return _geometry.__wrapped__(*args)
+
+
+@functools.lru_cache(maxsize=1024)
+def _geometry(
+    kernel_size: int | Pair,
+    stride: int | Pair | None,
+    padding: int | Pair,
+    dilation: int | Pair,
+    ceil_mode: bool,
+    h: int,
+    w: int,
+    where: str,
+) -> tuple[Pair, Pair, Pair, Pads, Pair]:
+    """Kernel, stride, dilation, padding ``(top, bottom, left, right)`` and output size."""
     k = pair(kernel_size, "kernel_size", where, 1)
     s = k if stride is None or stride == () else pair(stride, "stride", where, 1)
     p = pair(padding, "padding", where, 0)
@@ -60,7 +83,6 @@ def _setup(
                 f"{where}: padding should be at most half of the (dilated) kernel size; got "
                 f"padding {p}, kernel_size {k}, dilation {d}"
             )
-    h, w = input.shape[-2:]
     out = (
         _pool_out(h, k[0], s[0], p[0], d[0], ceil_mode),
         _pool_out(w, k[1], s[1], p[1], d[1], ceil_mode),
@@ -77,6 +99,23 @@ def _setup(
     return k, s, d, pads, out
 
 
+@functools.lru_cache(maxsize=256)
+def _max_plan(kernel: Pair, stride: Pair, dilation: Pair, out: Pair, hw: Pair) -> tuple:
+    """The kernel taps (index tuples) and whether windows are disjoint / tile the input
+    exactly, for one pooling geometry (cached: the same layers run every step)."""
+    taps = tuple(
+        kernel_slice(t // kernel[1], t % kernel[1], stride, dilation, out)
+        for t in range(kernel[0] * kernel[1])
+    )
+    disjoint = all(st >= d * (k - 1) + 1 for st, d, k in zip(stride, dilation, kernel, strict=True))
+    covered = (
+        disjoint
+        and all(o * st == n for o, st, n in zip(out, stride, hw, strict=True))
+        and stride == kernel
+    )
+    return taps, disjoint, covered
+
+
 class MaxPool2d(Function):
     """Maximum over each window; backward routes the gradient to the (first) maximum.
 
@@ -91,10 +130,7 @@ class MaxPool2d(Function):
     ) -> np.ndarray:
         fill = -np.inf if x.dtype.kind == "f" else np.iinfo(x.dtype).min
         xp = pad_hw(x, pads, fill)
-        taps = [
-            kernel_slice(t // kernel[1], t % kernel[1], stride, dilation, out)
-            for t in range(kernel[0] * kernel[1])
-        ]
+        taps, disjoint, covered = _max_plan(kernel, stride, dilation, out, xp.shape[2:])
         best = np.empty_like(xp[taps[0]])  # xp's memory layout
 
         def part(a: int, z: int) -> None:  # images a:z
@@ -106,14 +142,6 @@ class MaxPool2d(Function):
         parallel.batches(len(xp), xp.size, part)
         if self.needs_input_grad[0]:
             self.save_for_backward(xp, best)
-        disjoint = all(
-            st >= d * (k - 1) + 1 for st, d, k in zip(stride, dilation, kernel, strict=True)
-        )
-        covered = (
-            disjoint
-            and all(o * st == n for o, st, n in zip(out, stride, xp.shape[2:], strict=True))
-            and stride == kernel
-        )
         self.meta = (x.shape, taps, pads, disjoint, covered)
         return best
 
