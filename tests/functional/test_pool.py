@@ -376,3 +376,12 @@ def test_relu_between_channels_last_conv_and_flatten_matches_torch():
     ty.backward(torch.tensor(g))
     assert_close(y, ty, what="forward")
     assert_close(cx.grad, tx.grad, what="dx")
+
+
+def test_pools_accept_list_arguments_like_tuples():
+    # lists are unhashable: the geometry is worked out without the cache
+    x = np.random.default_rng(64).standard_normal((2, 3, 7, 8))
+    for ck_fn, t_fn in ((F.max_pool2d, tF.max_pool2d), (F.avg_pool2d, tF.avg_pool2d)):
+        got = ck_fn(_ck(x), [3, 2], [2, 1], [1, 0])
+        assert_close(got, t_fn(_t(x), [3, 2], [2, 1], [1, 0]), what=ck_fn.__name__)
+        assert_close(got, ck_fn(_ck(x), (3, 2), (2, 1), (1, 0)), what="same as tuples")
