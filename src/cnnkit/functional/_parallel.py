@@ -1,4 +1,5 @@
-"""Batch chunks in parallel threads, each with single-threaded BLAS.
+"""Worker threads: batch chunks (and whole-module batch shares) in parallel, each with
+single-threaded BLAS.
 
 Convolution spends much of its time in copies (im2col, col2im) that NumPy runs on one
 core, while BLAS only parallelises the matrix products. Splitting the batch into chunks
