@@ -12,6 +12,8 @@ from typing import Any
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
+from cnnkit.functional import _parallel as parallel
+
 Pair = tuple[int, int]
 
 
@@ -62,16 +64,19 @@ def empty_like_layout(x: np.ndarray, shape: tuple[int, ...], dtype: Any = None) 
     return np.empty(shape, dtype=dtype)
 
 
-def to_layout(a: np.ndarray, channels_last: bool) -> np.ndarray:
-    """``(N, C, H, W)`` ``a`` channels-last or C-contiguous (copied only when it is not):
-    elementwise work between arrays of different layouts is several times slower."""
-    if not channels_last:
+def channels_last(x: np.ndarray) -> np.ndarray:
+    """``(N, C, H, W)`` as a C-contiguous ``(N, H, W, C)`` array (no copy when ``x`` is a
+    channels-last view already, as wide convolutions return)."""
+    xl = x.transpose(0, 2, 3, 1)
+    return xl if xl.flags.c_contiguous else parallel.contiguous(xl)
+
+
+def to_layout(a: np.ndarray, cl: bool) -> np.ndarray:
+    """``(N, C, H, W)`` ``a`` channels-last (``cl``) or C-contiguous, copied only when it
+    is not: elementwise work between arrays of different layouts is several times slower."""
+    if not cl:
         return np.ascontiguousarray(a)
-    if is_channels_last(a):
-        return a
-    out = np.empty((a.shape[0], *a.shape[2:], a.shape[1]), dtype=a.dtype)
-    np.copyto(out, a.transpose(0, 2, 3, 1))
-    return out.transpose(0, 3, 1, 2)
+    return a if is_channels_last(a) else channels_last(a).transpose(0, 3, 1, 2)
 
 
 def pad_hw(x: np.ndarray, pads: tuple[int, int, int, int], value: float = 0.0) -> np.ndarray:

@@ -16,6 +16,7 @@ from cnnkit.autograd import Function
 from cnnkit.functional import _parallel as parallel
 from cnnkit.functional._windows import (
     Pair,
+    channels_last,
     col2im,
     kernel_slice,
     out_size,
@@ -87,6 +88,13 @@ _SPLIT_COPY_MIN = 1 << 17  # im2col chunks at least this big are copied by sever
 # (measured: channels-last im2col with a handful of channels copies runs of a few
 # floats, which is slow).
 _WIDE = 24
+
+
+def _is_wide(oc: int, groups: int) -> bool:
+    """Whether a layer keeps its activations channels-last (see ``_WIDE``)."""
+    return oc // groups >= _WIDE
+
+
 # The stride-1 input gradient as a convolution is a GEMM with C_in/groups outputs; with
 # fewer BLAS runs at a fraction of its speed and W^T g + col2im is faster (measured).
 _DX_CONV_MIN_ROWS = 16
@@ -111,13 +119,6 @@ def _chunk(n: int, k: int, p: int) -> int:
 
 
 # --- wide layers: channels-last (NHWC) memory -------------------------------------------
-
-
-def channels_last(x: np.ndarray) -> np.ndarray:
-    """``(N, C, H, W)`` as a C-contiguous ``(N, H, W, C)`` array (no copy when ``x`` is a
-    channels-last view already, as wide convolutions return)."""
-    xl = x.transpose(0, 2, 3, 1)
-    return xl if xl.flags.c_contiguous else parallel.contiguous(xl)
 
 
 def _pad_nhwc(x: np.ndarray, pads: Pads) -> np.ndarray:
@@ -466,7 +467,7 @@ def _conv_forward(
     ``wide`` overrides the choice of layout made from the output channels per group.
     """
     if wide is None:
-        wide = w.shape[0] // groups >= _WIDE
+        wide = _is_wide(w.shape[0], groups)
     fwd = _forward_nhwc if wide else _forward_nchw
     return fwd(x, pads, w, b, stride, dilation, groups, out_hw)
 
@@ -513,7 +514,7 @@ class Conv2d(Function):
         w_shape, stride = self.meta[2:4]
         groups = self.meta[6]
         nx, nw, nb = self.needs_input_grad
-        wide = w_shape[0] // groups >= _WIDE
+        wide = _is_wide(w_shape[0], groups)
         dx = dw = db = None
         if wide:
             g2 = channels_last(grad).reshape(-1, w_shape[0])  # (N*OH*OW, OC)
