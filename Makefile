@@ -14,11 +14,13 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 
-$(STAMP_RUN): pyproject.toml | $(PY)
+NATIVE := setup.py src/cnnkit/functional/_native_conv.c
+
+$(STAMP_RUN): pyproject.toml $(NATIVE) | $(PY)
 	$(PIP) install --quiet -e .
 	touch $@
 
-$(STAMP_TEST): pyproject.toml | $(PY)
+$(STAMP_TEST): pyproject.toml $(NATIVE) | $(PY)
 	$(PIP) install --quiet -e '.[test,onnx]'
 	touch $@ $(STAMP_RUN)
 
@@ -39,4 +41,5 @@ bench: $(STAMP_TEST)
 	$(PY) benchmarks/run.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis build
+	find src -name '*.so' -delete

@@ -13,6 +13,7 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from cnnkit.autograd import Function
+from cnnkit.functional import _native as native
 from cnnkit.functional import _parallel as parallel
 from cnnkit.functional._windows import (
     Pair,
@@ -194,9 +195,18 @@ def _forward_nhwc(
     into the channels-last output, the bias added while the rows are in cache."""
     n, oc = x.shape[0], w.shape[0]
     xp = _pad_nhwc(x, pads)
-    win = _Windows(xp, w.shape[2:], stride, dilation, out_hw, g, oc)
     wk = _gemm_weight(w, g)
     out = np.empty((n, *out_hw, oc), dtype=np.result_type(xp, w))
+    if native.usable(xp, wk, *(() if b is None else (b,))):  # compiled, no im2col
+        bc = None if b is None else np.ascontiguousarray(b)
+        nw = _workers(n)
+
+        def native_work(_t: int, c0: int, c1: int) -> None:
+            native.conv_nhwc(xp[c0:c1], wk, bc, out[c0:c1], w.shape[2:], stride, dilation)
+
+        parallel.run(parallel.split(n, -(-n // nw), nw), native_work, nw)
+        return out.transpose(0, 3, 1, 2), xp
+    win = _Windows(xp, w.shape[2:], stride, dilation, out_hw, g, oc)
     out2 = out.reshape(n * win.p, oc)
 
     def work(t: int, c0: int, c1: int) -> None:

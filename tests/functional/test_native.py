@@ -1,0 +1,160 @@
+"""The compiled channels-last convolution kernel (``cnnkit/functional/_native_conv.c``).
+
+It is compared with the naive loop of ``tests/naive`` when called directly, on output
+channel counts around its 16/32/64-channel tiles and row widths around its 8/16/32
+position tiles. Through ``conv2d`` it is compared with PyTorch and with cnnkit's NumPy
+path, forward and backward (the stride-1 input gradient is a convolution too).
+"""
+
+import os
+import platform
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from threadpoolctl import threadpool_limits
+
+import cnnkit as ck
+import cnnkit.nn.functional as F
+from cnnkit.functional import _native as native
+from cnnkit.functional.conv import _gemm_weight
+from tests.conftest import assert_close, torch
+from tests.naive import conv as naive
+
+
+def _cpu_has_avx512() -> bool:
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = f.read()
+    except OSError:
+        return False
+    return " avx512f" in flags and " fma" in flags
+
+
+needs_kernel = pytest.mark.skipif(
+    not native.available(), reason="compiled kernel not built or CPU without AVX-512"
+)
+
+
+def test_kernel_is_built_and_used_where_it_can_be():
+    """With a C compiler at install time, the extension exists; on an AVX-512 CPU it is
+    used (a silently failed build would otherwise go unnoticed)."""
+    if os.environ.get("CNNKIT_NATIVE") == "0":
+        pytest.skip("CNNKIT_NATIVE=0 turns the kernel off")
+    if platform.machine() not in ("x86_64", "AMD64") or not (
+        shutil.which("cc") or shutil.which("gcc")
+    ):
+        pytest.skip("no C compiler for x86-64 here: the NumPy path is the one in use")
+    import cnnkit.functional._native_conv  # noqa: F401  (built by pip install)
+
+    assert native.available() == _cpu_has_avx512()
+
+
+def _direct(x, w, b, stride, pads, dilation, groups):
+    """Run the kernel on NCHW ``x``/OIHW ``w`` and return NCHW float32 output."""
+    xp = np.pad(x, ((0, 0), (0, 0), (pads[0], pads[1]), (pads[2], pads[3])))
+    xp = np.ascontiguousarray(xp.transpose(0, 2, 3, 1))
+    kh, kw = w.shape[2:]
+    oh = (xp.shape[1] - dilation[0] * (kh - 1) - 1) // stride[0] + 1
+    ow = (xp.shape[2] - dilation[1] * (kw - 1) - 1) // stride[1] + 1
+    out = np.full((x.shape[0], oh, ow, w.shape[0]), np.nan, dtype=np.float32)
+    native.conv_nhwc(xp, _gemm_weight(w, groups), b, out, (kh, kw), stride, dilation)
+    return out.transpose(0, 3, 1, 2)
+
+
+DIRECT = [
+    # n, c, h, w, oc, kernel, stride, pads (t, b, l, r), dilation, groups, bias
+    (2, 3, 5, 7, 1, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1, True),  # rows shorter than a tile
+    (1, 4, 6, 40, 17, (3, 3), (1, 1), (0, 0, 1, 1), (1, 1), 1, False),  # 16+1 channels
+    (2, 5, 4, 33, 33, (2, 5), (2, 1), (1, 0, 2, 1), (1, 1), 1, True),  # 32+1, ragged tile
+    (1, 2, 9, 20, 64, (3, 3), (1, 2), (2, 2, 0, 3), (2, 1), 1, True),  # dilation, stride
+    (2, 6, 5, 18, 70, (1, 1), (1, 1), (0, 0, 0, 0), (1, 1), 1, True),  # 64+6, 1x1
+    (1, 8, 7, 9, 24, (3, 2), (3, 2), (1, 1, 1, 1), (1, 2), 2, True),  # groups
+    (2, 6, 6, 12, 48, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 3, False),  # 16 per group
+    (1, 1, 3, 70, 16, (3, 3), (1, 1), (0, 0, 0, 0), (1, 1), 1, True),  # long rows: 68 wide
+]
+
+
+@needs_kernel
+@pytest.mark.parametrize("case", DIRECT)
+def test_kernel_equals_naive_loop(case, rng):
+    n, c, h, w, oc, kernel, stride, pads, dilation, groups, has_bias = case
+    x = rng.standard_normal((n, c, h, w)).astype(np.float32)
+    wt = rng.standard_normal((oc, c // groups, *kernel)).astype(np.float32)
+    b = rng.standard_normal(oc).astype(np.float32) if has_bias else None
+    got = _direct(x, wt, b, stride, pads, dilation, groups)
+    want = naive.conv2d(
+        x.astype(np.float64), wt.astype(np.float64), b, stride, pads, dilation, groups
+    )
+    assert not np.isnan(got).any(), "an output was left unwritten"
+    assert_close(got, want, rtol=1e-5, atol=1e-5, what=str(case))
+
+
+@needs_kernel
+def test_kernel_checks_shapes_before_touching_memory(rng):
+    x = np.zeros((1, 5, 5, 4), np.float32)
+    w = np.zeros((1, 9 * 4, 8), np.float32)
+    out = np.zeros((1, 3, 3, 8), np.float32)
+    native.conv_nhwc(x, w, None, out, (3, 3), (1, 1), (1, 1))  # consistent: fine
+    with pytest.raises(ValueError, match="inconsistent shapes"):  # reads past the input
+        native.conv_nhwc(x, w, None, np.zeros((1, 4, 3, 8), np.float32), (3, 3), (1, 1), (1, 1))
+    with pytest.raises(ValueError, match="inconsistent shapes"):  # weights for 3x2
+        native.conv_nhwc(x, w, None, out, (3, 2), (1, 1), (1, 1))
+    with pytest.raises(ValueError, match="inconsistent shapes"):  # bias of the wrong size
+        native.conv_nhwc(x, w, np.zeros(7, np.float32), out, (3, 3), (1, 1), (1, 1))
+    with pytest.raises(ValueError, match="float32"):
+        native.conv_nhwc(x.astype(np.float64), w, None, out, (3, 3), (1, 1), (1, 1))
+    with pytest.raises(ValueError, match="C-contiguous"):
+        xt = np.zeros((1, 5, 4, 5), np.float32).transpose(0, 1, 3, 2)
+        native.conv_nhwc(xt, w, None, out, (3, 3), (1, 1), (1, 1))
+
+
+THROUGH_CONV2D = [
+    # n, c, hw, oc, kernel, stride, padding, dilation, groups: wide layers (OC/groups >= 24)
+    (3, 16, 11, 32, 3, 1, 1, 1, 1),
+    (2, 32, 9, 40, (2, 3), (2, 1), (1, 0), 1, 1),
+    (2, 24, 10, 48, 3, 1, "same", 2, 2),
+    (4, 3, 13, 24, 5, 2, 2, 1, 1),
+    (1, 64, 5, 64, 3, 1, 1, 1, 1),
+]
+
+
+@needs_kernel
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("case", THROUGH_CONV2D)
+def test_conv2d_with_kernel_equals_torch_and_numpy_path(case, threads, rng, monkeypatch):
+    n, c, hw, oc, k, stride, padding, dilation, groups = case
+    xn = rng.standard_normal((n, c, hw, hw)).astype(np.float32)
+    wn = (rng.standard_normal((oc, c // groups, *np.broadcast_to(k, 2))) * 0.2).astype(np.float32)
+    bn = rng.standard_normal(oc).astype(np.float32)
+    kw = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
+
+    def run():
+        x, w, b = (ck.tensor(a, requires_grad=True) for a in (xn, wn, bn))
+        with threadpool_limits(threads):
+            y = F.conv2d(x, w, b, **kw)
+            g = ck.tensor(np.random.default_rng(1).standard_normal(y.shape).astype(np.float32))
+            y.backward(g)
+        return y.numpy(), x.grad.numpy(), w.grad.numpy(), b.grad.numpy()
+
+    fast = run()
+    monkeypatch.setattr(native, "_conv", None)
+    slow = run()
+    xt, wt, bt = (torch.tensor(a, requires_grad=True) for a in (xn, wn, bn))
+    yt = torch.nn.functional.conv2d(xt, wt, bt, **kw)
+    yt.backward(torch.tensor(np.random.default_rng(1).standard_normal(yt.shape)).float())
+    for name, a, s, t in zip(
+        ("out", "dx", "dw", "db"), fast, slow, (yt, xt.grad, wt.grad, bt.grad), strict=True
+    ):
+        assert_close(a, t, rtol=2e-4, atol=2e-4, what=f"{name} vs torch {case}")
+        assert_close(a, s, rtol=2e-4, atol=2e-4, what=f"{name} vs NumPy path {case}")
+
+
+def test_turned_off_by_environment():
+    code = "from cnnkit.functional import _native; print(_native.available())"
+    env = {**os.environ, "CNNKIT_NATIVE": "0"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False"
