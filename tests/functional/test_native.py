@@ -93,6 +93,31 @@ def test_kernel_equals_naive_loop(case, rng):
 
 
 @needs_kernel
+@pytest.mark.parametrize("case", DIRECT)
+def test_weight_grad_kernel_equals_naive_loop(case, rng):
+    """Channel counts around the 8/16/32-channel tiles (with the one-channel tail), row
+    widths below and above the 64-position blocks, groups, strides, dilation."""
+    n, c, h, w, oc, kernel, stride, pads, dilation, groups, _ = case
+    x = rng.standard_normal((n, c, h, w)).astype(np.float32)
+    wt = rng.standard_normal((oc, c // groups, *kernel)).astype(np.float32)
+    xp = np.pad(x, ((0, 0), (0, 0), (pads[0], pads[1]), (pads[2], pads[3])))
+    xp = np.ascontiguousarray(xp.transpose(0, 2, 3, 1))
+    oh = (xp.shape[1] - dilation[0] * (kernel[0] - 1) - 1) // stride[0] + 1
+    ow = (xp.shape[2] - dilation[1] * (kernel[1] - 1) - 1) // stride[1] + 1
+    grad = rng.standard_normal((n, oc, oh, ow)).astype(np.float32)
+    start = rng.standard_normal((groups, kernel[0] * kernel[1] * (c // groups), oc // groups))
+    dwk = start.astype(np.float32)  # the kernel adds to what is there
+    g4 = np.ascontiguousarray(grad.transpose(0, 2, 3, 1))
+    native.conv_weight_grad_nhwc(xp, g4, dwk, kernel, stride, dilation)
+    _, dw, _ = naive.conv2d_backward(
+        x.astype(np.float64), wt.astype(np.float64), grad.astype(np.float64), False,
+        stride, pads, dilation, groups,
+    )  # fmt: skip
+    want = start + _gemm_weight(dw, groups)
+    assert_close(dwk, want, rtol=1e-4, atol=1e-4, what=str(case))
+
+
+@needs_kernel
 def test_kernel_checks_shapes_before_touching_memory(rng):
     x = np.zeros((1, 5, 5, 4), np.float32)
     w = np.zeros((1, 9 * 4, 8), np.float32)
@@ -109,6 +134,9 @@ def test_kernel_checks_shapes_before_touching_memory(rng):
     with pytest.raises(ValueError, match="C-contiguous"):
         xt = np.zeros((1, 5, 4, 5), np.float32).transpose(0, 1, 3, 2)
         native.conv_nhwc(xt, w, None, out, (3, 3), (1, 1), (1, 1))
+    with pytest.raises(ValueError, match="inconsistent shapes"):  # gradient too large
+        g = np.zeros((1, 4, 4, 8), np.float32)
+        native.conv_weight_grad_nhwc(x, g, w.copy(), (3, 3), (1, 1), (1, 1))
 
 
 THROUGH_CONV2D = [

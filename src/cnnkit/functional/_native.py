@@ -1,19 +1,24 @@
-"""The compiled convolution kernel (``_native_conv.c``), with the NumPy path as fallback.
+"""The compiled convolution kernels (``_native_conv.c``), with the NumPy path as fallback.
 
-The forward convolution of channels-last float32 data is computed straight from the
-padded input, without an im2col matrix. The NumPy path writes every window into an
-im2col matrix, and OpenBLAS copies that matrix again into its packed panels before it
-multiplies. Measured on one core of this project's machine (2-core AMD EPYC, AVX-512),
-batch 64 with 3x3 kernels:
+Two kernels work on channels-last float32 data straight from the padded input, with no
+im2col matrix: the forward convolution (also used for the stride-1 input gradient,
+which is a convolution) and the weight gradient. The NumPy path writes every window
+into an im2col matrix, and OpenBLAS copies that matrix again into its packed panels
+before it multiplies. Measured on one core of this project's machine (2-core AMD EPYC,
+AVX-512), batch 64 with 3x3 kernels, GFLOP/s on the NumPy path against the kernel:
 
-- 32->32 channels at 32x32: 135 GFLOP/s on the NumPy path, 263 in the kernel.
-- 32->64 at 16x16: 179 and 253.
-- 64->64 at 16x16: 176 and 258.
+| layer | forward | weight gradient |
+|---|---|---|
+| 3->32 channels at 32x32 | 58 / 119 | 63 / 64 |
+| 32->32 at 32x32 | 131 / 134-263 | 133 / 179 |
+| 32->64 at 16x16 | 171 / 149-253 | 182 / 222 |
+| 64->64 at 16x16 | 172 / 154-258 | 179 / 193 |
 
-Calls go through :mod:`ctypes`, which releases the GIL for the whole call: one GIL
-hand-over per worker instead of three per im2col chunk.
+(The forward's lower figures include the padding copy; the higher ones are the kernel
+alone.) Calls go through :mod:`ctypes`, which releases the GIL for the whole call: one
+GIL hand-over per worker instead of three per im2col chunk.
 
-The kernel is used when all of these hold:
+The kernels are used when all of these hold:
 
 - the extension was built (``pip install`` compiles it when a C compiler is present);
 - the CPU has AVX-512F and FMA;
@@ -37,7 +42,7 @@ _L = ctypes.c_long
 
 
 def _load() -> Any:
-    """The library's ``cnnkit_conv_nhwc_f32``, or None when it cannot be used here."""
+    """The library (its two functions typed), or None when it cannot be used here."""
     if os.environ.get("CNNKIT_NATIVE", "1") == "0":
         return None
     try:
@@ -47,10 +52,11 @@ def _load() -> Any:
     lib = ctypes.CDLL(_native_conv.__file__)
     if not lib.cnnkit_conv_supported():
         return None
-    fn = lib.cnnkit_conv_nhwc_f32
-    fn.restype = None
-    fn.argtypes = [_P, _P, _P, _P] + [_L] * 14
-    return fn
+    lib.cnnkit_conv_nhwc_f32.restype = None
+    lib.cnnkit_conv_nhwc_f32.argtypes = [_P, _P, _P, _P] + [_L] * 14
+    lib.cnnkit_conv_dw_nhwc_f32.restype = None
+    lib.cnnkit_conv_dw_nhwc_f32.argtypes = [_P, _P, _P] + [_L] * 14
+    return lib
 
 
 _conv = _load()
@@ -90,6 +96,54 @@ def conv_nhwc(
 
     The shapes are checked here, since the kernel reads and writes raw memory.
     """
+    b, oh, ow, g = _check(xp, wk, out, kernel, stride, dilation, bias)
+    _, hp, wp, c = xp.shape
+    _conv.cnnkit_conv_nhwc_f32(
+        xp.ctypes.data, wk.ctypes.data, None if bias is None else bias.ctypes.data,
+        out.ctypes.data, b, hp, wp, g, c // g, wk.shape[2], *kernel, *stride, *dilation,
+        oh, ow,
+    )  # fmt: skip
+
+
+def conv_weight_grad_nhwc(
+    xp: np.ndarray,
+    grad: np.ndarray,
+    dwk: np.ndarray,
+    kernel: tuple[int, int],
+    stride: tuple[int, int],
+    dilation: tuple[int, int],
+) -> None:
+    """``dwk += dW`` for the images of one chunk, channels-last.
+
+    Parameters
+    ----------
+    xp : ndarray, shape (B, Hp, Wp, C), float32, C-contiguous
+        The padded input.
+    grad : ndarray, shape (B, OH, OW, OC), float32, C-contiguous
+        The output gradient.
+    dwk : ndarray, shape (G, KH*KW*Cg, OCg), float32, C-contiguous
+        Accumulates the weight gradient, rows in ``(kh, kw, c)`` order.
+    kernel, stride, dilation : (int, int)
+    """
+    b, oh, ow, g = _check(xp, dwk, grad, kernel, stride, dilation, None)
+    _, hp, wp, c = xp.shape
+    _conv.cnnkit_conv_dw_nhwc_f32(
+        xp.ctypes.data, grad.ctypes.data, dwk.ctypes.data, b, hp, wp, g, c // g,
+        dwk.shape[2], *kernel, *stride, *dilation, oh, ow,
+    )  # fmt: skip
+
+
+def _check(
+    xp: np.ndarray,
+    wk: np.ndarray,
+    out: np.ndarray,
+    kernel: tuple[int, int],
+    stride: tuple[int, int],
+    dilation: tuple[int, int],
+    bias: np.ndarray | None,
+) -> tuple[int, int, int, int]:
+    """``(B, OH, OW, G)`` after checking that the kernel stays inside every array (it
+    reads and writes raw memory): consistent shapes, C-contiguous float32."""
     if _conv is None:
         raise RuntimeError("cnnkit: the compiled convolution kernel is not available")
     b, hp, wp, c = xp.shape
@@ -108,16 +162,13 @@ def conv_nhwc(
         or min(oh, ow) < 1
     ):
         raise ValueError(
-            f"conv_nhwc: inconsistent shapes: input {xp.shape}, weights {wk.shape}, "
-            f"output {out.shape}, kernel {kernel}, stride {stride}, dilation {dilation}"
+            f"cnnkit native convolution: inconsistent shapes: input {xp.shape}, weights "
+            f"{wk.shape}, output {out.shape}, kernel {kernel}, stride {stride}, dilation {dilation}"
         )
     for a in (xp, wk, out) + (() if bias is None else (bias,)):
         if a.dtype != np.float32 or not a.flags.c_contiguous:
             raise ValueError(
-                f"conv_nhwc: expected C-contiguous float32 arrays; got {a.dtype} "
+                f"cnnkit native convolution: expected C-contiguous float32 arrays; got {a.dtype} "
                 f"(C-contiguous: {a.flags.c_contiguous})"
             )
-    _conv(
-        xp.ctypes.data, wk.ctypes.data, None if bias is None else bias.ctypes.data,
-        out.ctypes.data, b, hp, wp, g, c // g, ocg, kh, kw, *stride, *dilation, oh, ow,
-    )  # fmt: skip
+    return b, oh, ow, g

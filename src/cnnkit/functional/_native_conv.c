@@ -96,6 +96,107 @@ PANEL(panel64, block64, single64, 4, 8)
 PANEL(panel32, block32, single32, 2, 16)
 PANEL(panel16, block16, single16, 1, 32)
 
+/*
+ * Weight gradient: dw[i, j, c, o] += sum over positions (b, y, x) of
+ *   xp[b, y*sh + i*dh, x*sw + j*dw, c] * g[b, y, x, o]
+ * The register tile is RC input channels times V*16 output channels, reduced over a
+ * block of output positions (whole output rows, at least 64 positions): per position
+ * V vectors of the output gradient, RC broadcast inputs, RC*V multiply-adds. The tile
+ * is loaded from and added back to dw once per block.
+ */
+typedef struct {
+    long wp, xs, os, ws, ow, sh, sw;
+} dgeom;
+
+#define DW_BLOCK(NAME, V, RC)                                                              \
+    __attribute__((target("avx512f,fma"), always_inline)) static inline void NAME(         \
+        const float *x, const float *g, float *dwt, const dgeom *d, long rows,             \
+        const __mmask16 *mk)                                                               \
+    {                                                                                      \
+        __m512 acc[RC][V];                                                                 \
+        for (int r = 0; r < RC; r++)                                                       \
+            for (int v = 0; v < V; v++)                                                    \
+                acc[r][v] = _mm512_maskz_loadu_ps(mk[v], dwt + r * d->ws + 16 * v);        \
+        const long step = d->sw * d->xs;                                                   \
+        for (long q = 0; q < rows; q++) {                                                  \
+            const float *px = x + q * d->sh * d->wp * d->xs;                               \
+            const float *pg = g + q * d->ow * d->os;                                       \
+            for (long p = 0; p < d->ow; p++, px += step, pg += d->os) {                    \
+                __m512 gv[V];                                                              \
+                for (int v = 0; v < V; v++)                                                \
+                    gv[v] = _mm512_maskz_loadu_ps(mk[v], pg + 16 * v);                     \
+                for (int r = 0; r < RC; r++) {                                             \
+                    __m512 xv = _mm512_set1_ps(px[r]);                                     \
+                    for (int v = 0; v < V; v++)                                            \
+                        acc[r][v] = _mm512_fmadd_ps(xv, gv[v], acc[r][v]);                 \
+                }                                                                          \
+            }                                                                              \
+        }                                                                                  \
+        for (int r = 0; r < RC; r++)                                                       \
+            for (int v = 0; v < V; v++)                                                    \
+                _mm512_mask_storeu_ps(dwt + r * d->ws + 16 * v, mk[v], acc[r][v]);         \
+    }
+
+/* the channels of one kernel tap for the V*16 output channels from o0: blocks of RC
+ * channels, then the remaining channels one at a time */
+#define DW_PANEL(NAME, BIG, ONE, V, RC)                                                    \
+    DW_BLOCK(BIG, V, RC)                                                                   \
+    DW_BLOCK(ONE, V, 1)                                                                    \
+    __attribute__((target("avx512f,fma"))) static void NAME(                               \
+        const float *x, const float *g, float *dwt, const dgeom *d, long rows, long cg,    \
+        long left)                                                                         \
+    {                                                                                      \
+        __mmask16 mk[V];                                                                   \
+        for (int v = 0; v < V; v++) {                                                      \
+            long l = left - 16 * v;                                                        \
+            mk[v] = l >= 16 ? 0xFFFF : (l <= 0 ? 0 : (__mmask16)((1u << l) - 1));         \
+        }                                                                                  \
+        long c0 = 0;                                                                       \
+        for (; c0 + RC <= cg; c0 += RC)                                                    \
+            BIG(x + c0, g, dwt + c0 * d->ws, d, rows, mk);                                 \
+        for (; c0 < cg; c0++)                                                              \
+            ONE(x + c0, g, dwt + c0 * d->ws, d, rows, mk);                                 \
+    }
+
+DW_PANEL(dw_panel64, dw_block64, dw_single64, 4, 8)
+DW_PANEL(dw_panel32, dw_block32, dw_single32, 2, 16)
+DW_PANEL(dw_panel16, dw_block16, dw_single16, 1, 32)
+
+/*
+ * n images: xp (n, hp, wp, groups*cg), g (n, oh, ow, groups*ocg) -> adds into
+ * dw (groups, kh, kw, cg, ocg), which the caller zeroes.
+ */
+void cnnkit_conv_dw_nhwc_f32(const float *xp, const float *g, float *dw, long n, long hp,
+                             long wp, long groups, long cg, long ocg, long kh, long kw,
+                             long sh, long sw, long dh, long dwd, long oh, long ow)
+{
+    dgeom d = {wp, groups * cg, groups * ocg, ocg, ow, sh, sw};
+    long rows = ow >= 64 ? 1 : (64 + ow - 1) / ow; /* output rows per block */
+    for (long b = 0; b < n; b++) {
+        for (long y0 = 0; y0 < oh; y0 += rows) {
+            long nr = oh - y0 < rows ? oh - y0 : rows;
+            const float *gb = g + (b * oh + y0) * ow * d.os;
+            for (long grp = 0; grp < groups; grp++) {
+                for (long i = 0; i < kh; i++) {
+                    for (long j = 0; j < kw; j++) {
+                        const float *xb = xp + ((b * hp + y0 * sh + i * dh) * wp + j * dwd) * d.xs
+                                          + grp * cg;
+                        float *dwt = dw + ((grp * kh + i) * kw + j) * cg * ocg;
+                        const float *gg = gb + grp * ocg;
+                        long o0 = 0;
+                        for (; ocg - o0 > 32; o0 += 64)
+                            dw_panel64(xb, gg + o0, dwt + o0, &d, nr, cg, ocg - o0);
+                        for (; ocg - o0 > 16; o0 += 32)
+                            dw_panel32(xb, gg + o0, dwt + o0, &d, nr, cg, ocg - o0);
+                        for (; o0 < ocg; o0 += 16)
+                            dw_panel16(xb, gg + o0, dwt + o0, &d, nr, cg, ocg - o0);
+                    }
+                }
+            }
+        }
+    }
+}
+
 /* 1 when this CPU runs the kernel (AVX-512F and FMA), else 0 */
 int cnnkit_conv_supported(void)
 {

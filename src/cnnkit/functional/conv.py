@@ -227,6 +227,32 @@ def _weight_grad_nhwc(g2: np.ndarray, xp: np.ndarray, meta: tuple) -> np.ndarray
     """``dW = sum over chunks of cols^T @ g`` (per group), one GEMM per chunk."""
     _, _, w_shape, stride, _, dilation, g, out_hw = meta[:8]
     oc, cg, kh, kw = w_shape
+    if native.usable(xp, g2):  # compiled, no im2col
+        n = xp.shape[0]
+        g4 = g2.reshape(n, *out_hw, oc)
+        nw = _workers(n)
+        dwks = [np.zeros((g, kh * kw * cg, oc // g), dtype=g2.dtype) for _ in range(nw)]
+
+        def native_work(t: int, c0: int, c1: int) -> None:
+            native.conv_weight_grad_nhwc(xp[c0:c1], g4[c0:c1], dwks[t], (kh, kw), stride, dilation)
+
+        parallel.run(parallel.split(n, -(-n // nw), nw), native_work, nw)
+    else:
+        dwks = _weight_grad_im2col(g2, xp, w_shape, stride, dilation, g, out_hw)
+    dwk = dwks[0]
+    for extra in dwks[1:]:
+        dwk += extra
+    # (G, KH, KW, Cg, OCg) -> (G, OCg, Cg, KH, KW)
+    dw = dwk.reshape(g, kh, kw, cg, oc // g).transpose(0, 4, 3, 1, 2)
+    return np.ascontiguousarray(dw).reshape(w_shape)
+
+
+def _weight_grad_im2col(
+    g2: np.ndarray, xp: np.ndarray, w_shape: tuple, stride: Pair, dilation: Pair, g: int,
+    out_hw: Pair,
+) -> list[np.ndarray]:  # fmt: skip
+    """Per worker ``cols^T @ g`` summed over its chunks, as ``(G, KH*KW*Cg, OCg)``."""
+    oc, _, kh, kw = w_shape
     win = _Windows(xp, (kh, kw), stride, dilation, out_hw, g, oc)
     dwks = [np.zeros((g, win.k, oc // g), dtype=g2.dtype) for _ in range(win.nw)]
 
@@ -235,12 +261,7 @@ def _weight_grad_nhwc(g2: np.ndarray, xp: np.ndarray, meta: tuple) -> np.ndarray
         dwks[t] += np.matmul(win.cols(t, c0, c1).transpose(0, 2, 1), gc)
 
     parallel.run(win.chunks, work, win.nw)
-    dwk = dwks[0]
-    for extra in dwks[1:]:
-        dwk += extra
-    # (G, KH, KW, Cg, OCg) -> (G, OCg, Cg, KH, KW)
-    dw = dwk.reshape(g, kh, kw, cg, oc // g).transpose(0, 4, 3, 1, 2)
-    return np.ascontiguousarray(dw).reshape(w_shape)
+    return dwks
 
 
 def _col2im_nhwc(g2: np.ndarray, w: np.ndarray, meta: tuple) -> np.ndarray:
