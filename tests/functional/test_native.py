@@ -117,6 +117,38 @@ def test_weight_grad_kernel_equals_naive_loop(case, rng):
     assert_close(dwk, want, rtol=1e-4, atol=1e-4, what=str(case))
 
 
+NCHW = [
+    # n, c, h, w, oc, kernel, pads (t, b, l, r), dilation, groups: stride 1, channel-first
+    (2, 1, 28, 28, 6, (5, 5), (2, 2, 2, 2), (1, 1), 1),  # LeNet's first layer
+    (3, 6, 14, 14, 16, (5, 5), (0, 0, 0, 0), (1, 1), 1),  # and its second
+    (1, 3, 4, 17, 7, (3, 3), (0, 0, 1, 1), (1, 1), 1),  # 4+2+1 channels, 17 = 16+1 columns
+    (2, 2, 9, 33, 9, (2, 3), (1, 0, 0, 2), (2, 1), 1),  # 8+1 channels, 33 columns, dilation
+    (1, 4, 3, 15, 3, (1, 1), (0, 0, 0, 0), (1, 1), 1),  # rows fewer than a tile
+    (2, 4, 8, 16, 10, (3, 2), (1, 1, 1, 1), (1, 2), 2),  # groups of 5 output channels
+    (1, 6, 7, 5, 12, (3, 3), (1, 1, 1, 1), (1, 1), 3),  # columns fewer than a vector
+]
+
+
+@needs_kernel
+@pytest.mark.parametrize("case", NCHW)
+def test_channel_first_kernel_equals_naive_loop(case, rng):
+    n, c, h, w, oc, kernel, pads, dilation, groups = case
+    x = rng.standard_normal((n, c, h, w)).astype(np.float32)
+    wt = rng.standard_normal((oc, c // groups, *kernel)).astype(np.float32)
+    b = rng.standard_normal(oc).astype(np.float32)
+    xp = np.ascontiguousarray(np.pad(x, ((0, 0), (0, 0), (pads[0], pads[1]), (pads[2], pads[3]))))
+    oh = xp.shape[2] - dilation[0] * (kernel[0] - 1)
+    ow = xp.shape[3] - dilation[1] * (kernel[1] - 1)
+    for bias in (b, None):
+        out = np.full((n, oc, oh, ow), np.nan, dtype=np.float32)
+        native.conv_nchw(xp, native.nchw_weight(wt, groups), bias, out, kernel, dilation)
+        want = naive.conv2d(
+            x.astype(np.float64), wt.astype(np.float64), bias, 1, pads, dilation, groups
+        )
+        assert not np.isnan(out).any(), "an output was left unwritten"
+        assert_close(out, want, rtol=1e-5, atol=1e-5, what=f"{case} bias={bias is not None}")
+
+
 @needs_kernel
 def test_kernel_checks_shapes_before_touching_memory(rng):
     x = np.zeros((1, 5, 5, 4), np.float32)
@@ -134,13 +166,21 @@ def test_kernel_checks_shapes_before_touching_memory(rng):
     with pytest.raises(ValueError, match="C-contiguous"):
         xt = np.zeros((1, 5, 4, 5), np.float32).transpose(0, 1, 3, 2)
         native.conv_nhwc(xt, w, None, out, (3, 3), (1, 1), (1, 1))
+    with pytest.raises(ValueError, match="inconsistent shapes"):  # channel-first, too wide
+        xn, wn = np.zeros((1, 4, 5, 5), np.float32), np.zeros((1, 4, 3, 3, 8), np.float32)
+        native.conv_nchw(xn, wn, None, np.zeros((1, 8, 3, 4), np.float32), (3, 3), (1, 1))
     with pytest.raises(ValueError, match="inconsistent shapes"):  # gradient too large
         g = np.zeros((1, 4, 4, 8), np.float32)
         native.conv_weight_grad_nhwc(x, g, w.copy(), (3, 3), (1, 1), (1, 1))
 
 
 THROUGH_CONV2D = [
-    # n, c, hw, oc, kernel, stride, padding, dilation, groups: wide layers (OC/groups >= 24)
+    # n, c, hw, oc, kernel, stride, padding, dilation, groups
+    # narrow layers, stride 1: the channel-first kernel, also for the input gradient
+    (3, 1, 12, 6, 5, 1, 2, 1, 1),
+    (2, 6, 9, 16, 5, 1, 0, 1, 1),
+    (2, 4, 10, 6, (3, 2), 1, "same", 2, 2),
+    # wide layers (OC/groups >= 24): the channels-last kernels
     (3, 16, 11, 32, 3, 1, 1, 1, 1),
     (2, 32, 9, 40, (2, 3), (2, 1), (1, 0), 1, 1),
     (2, 24, 10, 48, 3, 1, "same", 2, 2),

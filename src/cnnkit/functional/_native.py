@@ -54,6 +54,8 @@ def _load() -> Any:
         return None
     lib.cnnkit_conv_nhwc_f32.restype = None
     lib.cnnkit_conv_nhwc_f32.argtypes = [_P, _P, _P, _P] + [_L] * 14
+    lib.cnnkit_conv_nchw_f32.restype = None
+    lib.cnnkit_conv_nchw_f32.argtypes = [_P, _P, _P, _P] + [_L] * 12
     lib.cnnkit_conv_dw_nhwc_f32.restype = None
     lib.cnnkit_conv_dw_nhwc_f32.argtypes = [_P, _P, _P] + [_L] * 14
     return lib
@@ -105,6 +107,48 @@ def conv_nhwc(
     )  # fmt: skip
 
 
+def conv_nchw(
+    xp: np.ndarray,
+    wn: np.ndarray,
+    bias: np.ndarray | None,
+    out: np.ndarray,
+    kernel: tuple[int, int],
+    dilation: tuple[int, int],
+) -> None:
+    """``out = conv(xp, w) + bias`` with stride 1 for the images of one chunk, channel-first
+    (layers with few output channels: the vectors run along output rows).
+
+    Parameters
+    ----------
+    xp : ndarray, shape (B, C, Hp, Wp), float32, C-contiguous
+        The padded input.
+    wn : ndarray, shape (G, Cg, KH, KW, OCg), float32, C-contiguous
+        The weights, output channels innermost (:func:`nchw_weight`).
+    bias : ndarray, shape (OC,), float32, or None
+    out : ndarray, shape (B, OC, OH, OW), float32, C-contiguous
+        Written in full.
+    kernel, dilation : (int, int)
+    """
+    g, cg, kh, kw, ocg = wn.shape
+    _, _, hp, wp = xp.shape
+    wk = wn.reshape(g, cg * kh * kw, ocg)  # the same checks as the channels-last kernels
+    b, oh, ow, _ = _check(
+        xp.transpose(0, 2, 3, 1), wk, out.transpose(0, 2, 3, 1), kernel, (1, 1), dilation, bias,
+        contiguous=(xp, wn, out),
+    )  # fmt: skip
+    _conv.cnnkit_conv_nchw_f32(
+        xp.ctypes.data, wn.ctypes.data, None if bias is None else bias.ctypes.data,
+        out.ctypes.data, b, hp, wp, g, cg, ocg, kh, kw, *dilation, oh, ow,
+    )  # fmt: skip
+
+
+def nchw_weight(w: np.ndarray, groups: int) -> np.ndarray:
+    """``(OC, Cg, KH, KW)`` weights as the ``(G, Cg, KH, KW, OCg)`` array of :func:`conv_nchw`."""
+    oc, cg, kh, kw = w.shape
+    w5 = w.reshape(groups, oc // groups, cg, kh, kw).transpose(0, 2, 3, 4, 1)
+    return np.ascontiguousarray(w5)
+
+
 def conv_weight_grad_nhwc(
     xp: np.ndarray,
     grad: np.ndarray,
@@ -141,9 +185,11 @@ def _check(
     stride: tuple[int, int],
     dilation: tuple[int, int],
     bias: np.ndarray | None,
+    contiguous: tuple[np.ndarray, ...] | None = None,
 ) -> tuple[int, int, int, int]:
     """``(B, OH, OW, G)`` after checking that the kernel stays inside every array (it
-    reads and writes raw memory): consistent shapes, C-contiguous float32."""
+    reads and writes raw memory): consistent shapes (arrays indexed channels-last),
+    C-contiguous (``contiguous``: the arrays as the kernel gets them) float32."""
     if _conv is None:
         raise RuntimeError("cnnkit: the compiled convolution kernel is not available")
     b, hp, wp, c = xp.shape
@@ -165,7 +211,7 @@ def _check(
             f"cnnkit native convolution: inconsistent shapes: input {xp.shape}, weights "
             f"{wk.shape}, output {out.shape}, kernel {kernel}, stride {stride}, dilation {dilation}"
         )
-    for a in (xp, wk, out) + (() if bias is None else (bias,)):
+    for a in (contiguous or (xp, wk, out)) + (() if bias is None else (bias,)):
         if a.dtype != np.float32 or not a.flags.c_contiguous:
             raise ValueError(
                 f"cnnkit native convolution: expected C-contiguous float32 arrays; got {a.dtype} "

@@ -197,6 +197,105 @@ void cnnkit_conv_dw_nhwc_f32(const float *xp, const float *g, float *dw, long n,
     }
 }
 
+/*
+ * Channel-first (NCHW) forward convolution with stride 1, for layers with few output
+ * channels (LeNet's 6 and 16), where 16 output channels do not fill a vector:
+ *   out[n, o, y, x] = bias[o] + sum_{c, i, j} xp[n, c, y + i*dh, x + j*dw] * w[c, i, j, o]
+ * The vector runs along an output row (16 columns, masked at the row's end), so an
+ * input vector is 16 adjacent values of one input row. The register tile is RO output
+ * channels times R output rows: per kernel tap, R input vectors and RO broadcast
+ * weights make RO*R multiply-adds.
+ */
+typedef struct {
+    long wp, plane, cg, kh, kw, dh, dw, oh, ow, ocg;
+} ngeom;
+
+#define NCHW_BLOCK(NAME, RO, R)                                                            \
+    __attribute__((target("avx512f,fma"), always_inline)) static inline void NAME(         \
+        const float *x, const float *w, const float *bias, float *out, const ngeom *g,     \
+        long y0, long x0, __mmask16 m)                                                     \
+    {                                                                                      \
+        __m512 acc[RO][R];                                                                 \
+        for (int o = 0; o < RO; o++) {                                                     \
+            __m512 b = bias ? _mm512_set1_ps(bias[o]) : _mm512_setzero_ps();               \
+            for (int r = 0; r < R; r++)                                                    \
+                acc[o][r] = b;                                                             \
+        }                                                                                  \
+        for (long c = 0; c < g->cg; c++) {                                                 \
+            for (long i = 0; i < g->kh; i++) {                                             \
+                const float *row = x + c * g->plane + (y0 + i * g->dh) * g->wp + x0;       \
+                const float *pw = w + (c * g->kh + i) * g->kw * g->ocg;                    \
+                for (long j = 0; j < g->kw; j++, pw += g->ocg) {                           \
+                    __m512 xv[R];                                                          \
+                    for (int r = 0; r < R; r++)                                            \
+                        xv[r] = _mm512_maskz_loadu_ps(m, row + r * g->wp + j * g->dw);     \
+                    for (int o = 0; o < RO; o++) {                                         \
+                        __m512 wv = _mm512_set1_ps(pw[o]);                                 \
+                        for (int r = 0; r < R; r++)                                        \
+                            acc[o][r] = _mm512_fmadd_ps(wv, xv[r], acc[o][r]);             \
+                    }                                                                      \
+                }                                                                          \
+            }                                                                              \
+        }                                                                                  \
+        for (int o = 0; o < RO; o++)                                                       \
+            for (int r = 0; r < R; r++)                                                    \
+                _mm512_mask_storeu_ps(out + o * g->oh * g->ow + (y0 + r) * g->ow + x0, m,  \
+                                      acc[o][r]);                                          \
+    }
+
+/* RO output channels from o0, all rows and columns of one image */
+#define NCHW_PANEL(NAME, BIG, ONE, RO, R)                                                  \
+    NCHW_BLOCK(BIG, RO, R)                                                                 \
+    NCHW_BLOCK(ONE, RO, 1)                                                                 \
+    __attribute__((target("avx512f,fma"))) static void NAME(                               \
+        const float *x, const float *w, const float *bias, float *out, const ngeom *g)     \
+    {                                                                                      \
+        for (long x0 = 0; x0 < g->ow; x0 += 16) {                                          \
+            long left = g->ow - x0;                                                        \
+            __mmask16 m = left >= 16 ? 0xFFFF : (__mmask16)((1u << left) - 1);             \
+            long y0 = 0;                                                                   \
+            for (; y0 + R <= g->oh; y0 += R)                                               \
+                BIG(x, w, bias, out, g, y0, x0, m);                                        \
+            if (y0 < g->oh && g->oh >= R)                                                  \
+                BIG(x, w, bias, out, g, g->oh - R, x0, m);                                 \
+            else                                                                           \
+                for (; y0 < g->oh; y0++)                                                   \
+                    ONE(x, w, bias, out, g, y0, x0, m);                                    \
+        }                                                                                  \
+    }
+
+NCHW_PANEL(nchw_panel8, nchw_block8, nchw_single8, 8, 3)
+NCHW_PANEL(nchw_panel4, nchw_block4, nchw_single4, 4, 6)
+NCHW_PANEL(nchw_panel2, nchw_block2, nchw_single2, 2, 6)
+NCHW_PANEL(nchw_panel1, nchw_block1, nchw_single1, 1, 6)
+
+/*
+ * n images of xp (n, groups*cg, hp, wp) -> out (n, groups*ocg, oh, ow), stride 1.
+ * w: (groups, cg, kh, kw, ocg) contiguous; bias: groups*ocg floats or NULL.
+ */
+void cnnkit_conv_nchw_f32(const float *xp, const float *w, const float *bias, float *out,
+                          long n, long hp, long wp, long groups, long cg, long ocg, long kh,
+                          long kw, long dh, long dw, long oh, long ow)
+{
+    ngeom g = {wp, hp * wp, cg, kh, kw, dh, dw, oh, ow, ocg};
+    for (long b = 0; b < n; b++) {
+        for (long grp = 0; grp < groups; grp++) {
+            const float *xb = xp + (b * groups + grp) * cg * g.plane;
+            const float *wg = w + grp * cg * kh * kw * ocg;
+            float *ob = out + (b * groups + grp) * ocg * oh * ow;
+            long o0 = 0;
+            for (; ocg - o0 >= 8; o0 += 8)
+                nchw_panel8(xb, wg + o0, bias ? bias + grp * ocg + o0 : NULL, ob + o0 * oh * ow, &g);
+            for (; ocg - o0 >= 4; o0 += 4)
+                nchw_panel4(xb, wg + o0, bias ? bias + grp * ocg + o0 : NULL, ob + o0 * oh * ow, &g);
+            for (; ocg - o0 >= 2; o0 += 2)
+                nchw_panel2(xb, wg + o0, bias ? bias + grp * ocg + o0 : NULL, ob + o0 * oh * ow, &g);
+            for (; o0 < ocg; o0++)
+                nchw_panel1(xb, wg + o0, bias ? bias + grp * ocg + o0 : NULL, ob + o0 * oh * ow, &g);
+        }
+    }
+}
+
 /* 1 when this CPU runs the kernel (AVX-512F and FMA), else 0 */
 int cnnkit_conv_supported(void)
 {

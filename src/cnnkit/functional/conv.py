@@ -392,11 +392,20 @@ def _forward_nchw(
     plan = _Plan(xp_shape, (kh, kw), stride, dilation, out_hw)
     xp = _pad_for(x, pads, plan.slack)
     nw = _workers(n)
+    out = np.empty((n, oc, *out_hw), dtype=np.result_type(xp, w))
+    if stride == (1, 1) and native.usable(xp, w, *(() if b is None else (b,))):
+        wn = native.nchw_weight(w, g)
+        bc = None if b is None else np.ascontiguousarray(b)
+
+        def native_work(_t: int, c0: int, c1: int) -> None:
+            native.conv_nchw(xp[c0:c1], wn, bc, out[c0:c1], (kh, kw), dilation)
+
+        parallel.run(parallel.split(n, -(-n // nw), nw), native_work, nw)
+        return out, xp
     chunks = parallel.split(n, _chunk(n, c * kh * kw, plan.p), nw)
     bsz = max(c1 - c0 for c0, c1 in chunks)
     bufs = [np.empty((c * kh * kw, bsz * plan.p), dtype=xp.dtype) for _ in range(nw)]
     w3 = w.reshape(g, oc // g, k)
-    out = np.empty((n, oc, *out_hw), dtype=np.result_type(xp, w))
     split = parallel.workers() if nw == 1 and bufs[0].size >= _SPLIT_COPY_MIN else 1
 
     b4 = None if b is None else b.reshape(1, -1, 1, 1)
@@ -559,7 +568,7 @@ class Conv2d(Function):
             if nw:
                 dw = _weight_grad_nchw(grad, xp, self.meta)
         if nx:
-            if stride == (1, 1) and w_shape[1] >= _DX_CONV_MIN_ROWS:
+            if stride == (1, 1) and (w_shape[1] >= _DX_CONV_MIN_ROWS or native.usable(grad, w)):
                 dx = self._input_grad_by_conv(grad, w, wide)
             elif wide:
                 dx = _col2im_nhwc(g2, w, self.meta)
