@@ -150,6 +150,28 @@ def test_channel_first_kernel_equals_naive_loop(case, rng):
 
 
 @needs_kernel
+@pytest.mark.parametrize("case", NCHW)
+def test_channel_first_weight_grad_kernel_equals_naive_loop(case, rng):
+    """Output channels in blocks of 4, 2, 1; taps in blocks of 6 and one by one; rows
+    with a masked last vector; groups."""
+    n, c, h, w, oc, kernel, pads, dilation, groups = case
+    x = rng.standard_normal((n, c, h, w)).astype(np.float32)
+    wt = rng.standard_normal((oc, c // groups, *kernel)).astype(np.float32)
+    xp = np.ascontiguousarray(np.pad(x, ((0, 0), (0, 0), (pads[0], pads[1]), (pads[2], pads[3]))))
+    oh = xp.shape[2] - dilation[0] * (kernel[0] - 1)
+    ow = xp.shape[3] - dilation[1] * (kernel[1] - 1)
+    grad = rng.standard_normal((n, oc, oh, ow)).astype(np.float32)
+    start = rng.standard_normal(wt.shape).astype(np.float32)
+    dw = start.copy()  # the kernel adds to what is there
+    native.conv_weight_grad_nchw(xp, grad, dw, kernel, dilation, groups)
+    _, want, _ = naive.conv2d_backward(
+        x.astype(np.float64), wt.astype(np.float64), grad.astype(np.float64), False, 1,
+        pads, dilation, groups,
+    )  # fmt: skip
+    assert_close(dw, start + want, rtol=1e-4, atol=1e-4, what=str(case))
+
+
+@needs_kernel
 def test_kernel_checks_shapes_before_touching_memory(rng):
     x = np.zeros((1, 5, 5, 4), np.float32)
     w = np.zeros((1, 9 * 4, 8), np.float32)
@@ -169,6 +191,10 @@ def test_kernel_checks_shapes_before_touching_memory(rng):
     with pytest.raises(ValueError, match="inconsistent shapes"):  # channel-first, too wide
         xn, wn = np.zeros((1, 4, 5, 5), np.float32), np.zeros((1, 4, 3, 3, 8), np.float32)
         native.conv_nchw(xn, wn, None, np.zeros((1, 8, 3, 4), np.float32), (3, 3), (1, 1))
+    with pytest.raises(ValueError, match="inconsistent shapes"):  # channel-first gradient
+        xn, dwn = np.zeros((1, 4, 5, 5), np.float32), np.zeros((8, 4, 3, 3), np.float32)
+        gn = np.zeros((1, 8, 4, 3), np.float32)
+        native.conv_weight_grad_nchw(xn, gn, dwn, (3, 3), (1, 1), 1)
     with pytest.raises(ValueError, match="inconsistent shapes"):  # gradient too large
         g = np.zeros((1, 4, 4, 8), np.float32)
         native.conv_weight_grad_nhwc(x, g, w.copy(), (3, 3), (1, 1), (1, 1))

@@ -56,6 +56,8 @@ def _load() -> Any:
     lib.cnnkit_conv_nhwc_f32.argtypes = [_P, _P, _P, _P] + [_L] * 14
     lib.cnnkit_conv_nchw_f32.restype = None
     lib.cnnkit_conv_nchw_f32.argtypes = [_P, _P, _P, _P] + [_L] * 12
+    lib.cnnkit_conv_dw_nchw_f32.restype = ctypes.c_int
+    lib.cnnkit_conv_dw_nchw_f32.argtypes = [_P, _P, _P] + [_L] * 12
     lib.cnnkit_conv_dw_nhwc_f32.restype = None
     lib.cnnkit_conv_dw_nhwc_f32.argtypes = [_P, _P, _P] + [_L] * 14
     return lib
@@ -140,6 +142,41 @@ def conv_nchw(
         xp.ctypes.data, wn.ctypes.data, None if bias is None else bias.ctypes.data,
         out.ctypes.data, b, hp, wp, g, cg, ocg, kh, kw, *dilation, oh, ow,
     )  # fmt: skip
+
+
+def conv_weight_grad_nchw(
+    xp: np.ndarray,
+    grad: np.ndarray,
+    dw: np.ndarray,
+    kernel: tuple[int, int],
+    dilation: tuple[int, int],
+    groups: int,
+) -> None:
+    """``dw += dW`` (stride 1) for the images of one chunk, channel-first.
+
+    Parameters
+    ----------
+    xp : ndarray, shape (B, C, Hp, Wp), float32, C-contiguous
+        The padded input.
+    grad : ndarray, shape (B, OC, OH, OW), float32, C-contiguous
+        The output gradient.
+    dw : ndarray, shape (OC, C/groups, KH, KW), float32, C-contiguous
+        Accumulates the weight gradient.
+    kernel, dilation : (int, int)
+    groups : int
+    """
+    oc, cg, kh, kw = dw.shape
+    wk = dw.reshape(groups, oc // groups, cg * kh * kw).transpose(0, 2, 1)
+    _, _, hp, wp = xp.shape
+    b, oh, ow, _ = _check(
+        xp.transpose(0, 2, 3, 1), wk, grad.transpose(0, 2, 3, 1), kernel, (1, 1), dilation,
+        None, contiguous=(xp, grad, dw),
+    )  # fmt: skip
+    if _conv.cnnkit_conv_dw_nchw_f32(
+        xp.ctypes.data, grad.ctypes.data, dw.ctypes.data, b, hp, wp, groups, cg,
+        oc // groups, kh, kw, *dilation, oh, ow,
+    ):  # fmt: skip
+        raise MemoryError("cnnkit native convolution: no memory for the weight-gradient sums")
 
 
 def nchw_weight(w: np.ndarray, groups: int) -> np.ndarray:

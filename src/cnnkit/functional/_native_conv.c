@@ -15,6 +15,7 @@
  */
 #include <Python.h>
 #include <immintrin.h>
+#include <stdlib.h>
 
 typedef struct {
     long wp;          /* padded input width */
@@ -294,6 +295,115 @@ void cnnkit_conv_nchw_f32(const float *xp, const float *w, const float *bias, fl
                 nchw_panel1(xb, wg + o0, bias ? bias + grp * ocg + o0 : NULL, ob + o0 * oh * ow, &g);
         }
     }
+}
+
+/*
+ * Channel-first weight gradient with stride 1 (narrow layers):
+ *   dw[o, c, i, j] += sum over (n, y, x) of g[n, o, y, x] * xp[n, c, y + i*dh, x + j*dw]
+ * Vectors run along output rows as in the forward. The register tile is RO output
+ * channels times RK kernel taps (k = (c, i, j), each at its own offset in the image):
+ * per 16 positions, RO gradient vectors and RK input vectors make RO*RK multiply-adds.
+ * Per image the tile's vector sums are kept in acc (o, k, 16 lanes), added up across
+ * the lanes at the end.
+ */
+typedef struct {
+    long wp, oh, ow, ktot;
+    const long *off;
+} wgeom;
+
+#define NW_BLOCK(NAME, RO, RK)                                                             \
+    __attribute__((target("avx512f,fma"), always_inline)) static inline void NAME(         \
+        const float *x, const float *g, float *acc, const wgeom *d, long k0)               \
+    {                                                                                      \
+        __m512 a[RO][RK];                                                                  \
+        for (int o = 0; o < RO; o++)                                                       \
+            for (int k = 0; k < RK; k++)                                                   \
+                a[o][k] = _mm512_loadu_ps(acc + (o * d->ktot + k0 + k) * 16);              \
+        const float *xk[RK];                                                               \
+        for (int k = 0; k < RK; k++)                                                       \
+            xk[k] = x + d->off[k0 + k];                                                    \
+        const long plane = d->oh * d->ow;                                                  \
+        for (long y = 0; y < d->oh; y++) {                                                 \
+            for (long x0 = 0; x0 < d->ow; x0 += 16) {                                      \
+                long left = d->ow - x0;                                                    \
+                __mmask16 m = left >= 16 ? 0xFFFF : (__mmask16)((1u << left) - 1);         \
+                __m512 gv[RO];                                                             \
+                for (int o = 0; o < RO; o++)                                               \
+                    gv[o] = _mm512_maskz_loadu_ps(m, g + o * plane + y * d->ow + x0);      \
+                for (int k = 0; k < RK; k++) {                                             \
+                    __m512 xv = _mm512_maskz_loadu_ps(m, xk[k] + y * d->wp + x0);          \
+                    for (int o = 0; o < RO; o++)                                           \
+                        a[o][k] = _mm512_fmadd_ps(gv[o], xv, a[o][k]);                     \
+                }                                                                          \
+            }                                                                              \
+        }                                                                                  \
+        for (int o = 0; o < RO; o++)                                                       \
+            for (int k = 0; k < RK; k++)                                                   \
+                _mm512_storeu_ps(acc + (o * d->ktot + k0 + k) * 16, a[o][k]);              \
+    }
+
+/* RO output channels: the taps in blocks of 6, then one at a time */
+#define NW_PANEL(NAME, BIG, ONE, RO)                                                       \
+    NW_BLOCK(BIG, RO, 6)                                                                   \
+    NW_BLOCK(ONE, RO, 1)                                                                   \
+    __attribute__((target("avx512f,fma"))) static void NAME(                               \
+        const float *x, const float *g, float *acc, const wgeom *d)                        \
+    {                                                                                      \
+        long k0 = 0;                                                                       \
+        for (; k0 + 6 <= d->ktot; k0 += 6)                                                 \
+            BIG(x, g, acc, d, k0);                                                         \
+        for (; k0 < d->ktot; k0++)                                                         \
+            ONE(x, g, acc, d, k0);                                                         \
+    }
+
+NW_PANEL(nw_panel4, nw_block4, nw_single4, 4)
+NW_PANEL(nw_panel2, nw_block2, nw_single2, 2)
+NW_PANEL(nw_panel1, nw_block1, nw_single1, 1)
+
+/*
+ * n images: xp (n, groups*cg, hp, wp), g (n, groups*ocg, oh, ow) -> adds into
+ * dw (groups*ocg, cg, kh, kw). Returns 0, or -1 when memory for the sums is short.
+ */
+int cnnkit_conv_dw_nchw_f32(const float *xp, const float *g, float *dw, long n, long hp,
+                            long wp, long groups, long cg, long ocg, long kh, long kw,
+                            long dh, long dwd, long oh, long ow)
+{
+    long ktot = cg * kh * kw;
+    long *off = malloc(sizeof(long) * ktot);
+    float *acc = calloc((size_t)(groups * ocg * ktot * 16), sizeof(float));
+    if (!off || !acc) {
+        free(off);
+        free(acc);
+        return -1;
+    }
+    for (long c = 0, k = 0; c < cg; c++)
+        for (long i = 0; i < kh; i++)
+            for (long j = 0; j < kw; j++, k++)
+                off[k] = (c * hp + i * dh) * wp + j * dwd;
+    wgeom d = {wp, oh, ow, ktot, off};
+    for (long b = 0; b < n; b++) {
+        for (long grp = 0; grp < groups; grp++) {
+            const float *xb = xp + (b * groups + grp) * cg * hp * wp;
+            const float *gb = g + (b * groups + grp) * ocg * oh * ow;
+            float *ab = acc + grp * ocg * ktot * 16;
+            long o0 = 0;
+            for (; ocg - o0 >= 4; o0 += 4)
+                nw_panel4(xb, gb + o0 * oh * ow, ab + o0 * ktot * 16, &d);
+            for (; ocg - o0 >= 2; o0 += 2)
+                nw_panel2(xb, gb + o0 * oh * ow, ab + o0 * ktot * 16, &d);
+            for (; o0 < ocg; o0++)
+                nw_panel1(xb, gb + o0 * oh * ow, ab + o0 * ktot * 16, &d);
+        }
+    }
+    for (long q = 0; q < groups * ocg * ktot; q++) {
+        float t = 0.0f;
+        for (int l = 0; l < 16; l++)
+            t += acc[q * 16 + l];
+        dw[q] += t;
+    }
+    free(off);
+    free(acc);
+    return 0;
 }
 
 /* 1 when this CPU runs the kernel (AVX-512F and FMA), else 0 */

@@ -430,8 +430,19 @@ def _weight_grad_nchw(grad: np.ndarray, xp: np.ndarray, meta: tuple) -> np.ndarr
     n, c = xp.shape[:2]
     oc, cg, kh, kw = w_shape
     k = cg * kh * kw
-    plan = _Plan(xp.shape, (kh, kw), stride, dilation, out_hw)
     nw = _workers(n)
+    if stride == (1, 1) and native.usable(xp, grad):  # compiled, no im2col
+        gc = np.ascontiguousarray(grad)
+        dws = [np.zeros(w_shape, dtype=grad.dtype) for _ in range(nw)]
+
+        def native_work(t: int, c0: int, c1: int) -> None:
+            native.conv_weight_grad_nchw(xp[c0:c1], gc[c0:c1], dws[t], (kh, kw), dilation, g)
+
+        parallel.run(parallel.split(n, -(-n // nw), nw), native_work, nw)
+        for extra in dws[1:]:
+            dws[0] += extra
+        return dws[0]
+    plan = _Plan(xp.shape, (kh, kw), stride, dilation, out_hw)
     chunks = parallel.split(n, _chunk(n, c * kh * kw, plan.p), nw)
     bsz = max(c1 - c0 for c0, c1 in chunks)
     bufs = [np.empty((c * kh * kw, bsz * plan.p), dtype=xp.dtype) for _ in range(nw)]
