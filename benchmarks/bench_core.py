@@ -344,7 +344,9 @@ def main() -> None:
         ra, rb = peak_rss("cnnkit"), peak_rss("torch")
         rows["rss"] = {"cnnkit_mib": ra, "torch_mib": rb, "ratio": ra / rb}
     if args.json:
-        print(json.dumps({"threads": threads(), "rows": rows}))
+        from cnnkit.functional import _native
+
+        print(json.dumps({"threads": threads(), "native": _native.available(), "rows": rows}))
     else:
         for k, v in rows.items():
             print(f"{k:28s} " + "  ".join(f"{kk}={vv:.4g}" for kk, vv in v.items()))

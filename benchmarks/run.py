@@ -1,8 +1,10 @@
 """`make bench`: cnnkit against PyTorch on the CPU, as throughput ratios.
 
-Runs ``bench_core.py`` twice in child processes: with this machine's environment and
-with ``OPENBLAS_CORETYPE`` / ``OPENBLAS_L2_SIZE`` unset (an ordinary machine; the
-targets refer to it). A ratio is cnnkit throughput / PyTorch throughput (> 1: faster).
+Runs ``bench_core.py`` in child processes: with this machine's environment; with
+``OPENBLAS_CORETYPE`` / ``OPENBLAS_L2_SIZE`` unset (an ordinary machine; the targets
+refer to it); unset with glibc's allocator defaults; and unset with cnnkit's compiled
+convolution kernels turned off (``CNNKIT_NATIVE=0``: what the NumPy path alone does).
+A ratio is cnnkit throughput / PyTorch throughput (> 1: faster).
 """
 
 from __future__ import annotations
@@ -28,16 +30,22 @@ TARGETS = {
 }
 
 
-def run_env(unset: bool, extra: list[str], malloc_default: bool = False) -> dict:
+def run_env(
+    unset: bool, extra: list[str], malloc_default: bool = False, numpy_only: bool = False
+) -> dict:
     """Run one benchmark child; ``unset`` drops the two OpenBLAS variables;
     ``malloc_default`` keeps glibc's allocator settings (cnnkit tunes them on import,
-    process-wide, so in the same process PyTorch profits from the tuning too)."""
+    process-wide, so in the same process PyTorch profits from the tuning too);
+    ``numpy_only`` turns cnnkit's compiled kernels off."""
     env = dict(os.environ)
+    env.pop("CNNKIT_NATIVE", None)
     if unset:
         env.pop("OPENBLAS_CORETYPE", None)
         env.pop("OPENBLAS_L2_SIZE", None)
     if malloc_default:
         env["CNNKIT_MALLOC_TUNING"] = "0"
+    if numpy_only:
+        env["CNNKIT_NATIVE"] = "0"
     cmd = [sys.executable, str(HERE / "bench_core.py"), "--json", *extra]
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=HERE.parent)
     if out.returncode != 0:
@@ -69,18 +77,22 @@ def main() -> None:
         "machine env": run_env(False, extra),
         "OpenBLAS vars unset": run_env(True, extra),
         "unset, glibc malloc defaults": run_env(True, extra, malloc_default=True),
+        "unset, NumPy path only": run_env(True, extra, numpy_only=True),
     }
+    native = results["OpenBLAS vars unset"].get("native")
     print(
         f"cnnkit / PyTorch throughput ratios (> 1 = cnnkit faster); "
         f"threads={results['machine env']['threads']}; machine env: "
         f"OPENBLAS_CORETYPE={here[0]}, OPENBLAS_L2_SIZE={here[1]}.\n"
         "'+malloc dflt': vars unset and CNNKIT_MALLOC_TUNING=0, glibc's allocator defaults "
         "for both libraries (cnnkit's\ntuning is process-wide, so in the other columns "
-        "PyTorch, in the same process, profits from it too)."
+        "PyTorch, in the same process, profits from it too).\n"
+        "'NumPy only': vars unset and CNNKIT_NATIVE=0, cnnkit without its compiled "
+        f"convolution kernels (in the other columns they are {'on' if native else 'OFF'})."
     )
     head = (
         f"{'work':40s} {'machine env':>12s} {'vars unset':>12s} {'+malloc dflt':>12s} "
-        f"{'target':>8s} {'met':>4s}"
+        f"{'NumPy only':>12s} {'target':>8s} {'met':>4s}"
     )
     print(head)
     print("-" * len(head))

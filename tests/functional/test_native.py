@@ -74,6 +74,9 @@ DIRECT = [
     (1, 8, 7, 9, 24, (3, 2), (3, 2), (1, 1, 1, 1), (1, 2), 2, True),  # groups
     (2, 6, 6, 12, 48, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 3, False),  # 16 per group
     (1, 1, 3, 70, 16, (3, 3), (1, 1), (0, 0, 0, 0), (1, 1), 1, True),  # long rows: 68 wide
+    (1, 4, 4, 3, 64, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1, True),  # rows of 3: 2+overlap
+    (2, 4, 6, 1, 40, (3, 1), (1, 1), (1, 1, 0, 0), (1, 1), 1, True),  # rows of 1
+    (1, 8, 6, 13, 32, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1, False),  # rows of 13: 8+overlap
 ]
 
 
@@ -206,7 +209,10 @@ THROUGH_CONV2D = [
     (3, 1, 12, 6, 5, 1, 2, 1, 1),
     (2, 6, 9, 16, 5, 1, 0, 1, 1),
     (2, 4, 10, 6, (3, 2), 1, "same", 2, 2),
-    # wide layers (OC/groups >= 24): the channels-last kernels
+    # wide layers (OC/groups >= 24): the channels-last kernels; the input gradient by
+    # col2im (3 channels), as a masked 8-channel convolution, as a 16-channel one
+    (2, 3, 8, 32, 3, 1, 1, 1, 1),
+    (2, 8, 9, 32, 3, 1, 1, 1, 1),
     (3, 16, 11, 32, 3, 1, 1, 1, 1),
     (2, 32, 9, 40, (2, 3), (2, 1), (1, 0), 1, 1),
     (2, 24, 10, 48, 3, 1, "same", 2, 2),

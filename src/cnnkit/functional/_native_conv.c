@@ -64,12 +64,25 @@ typedef struct {
                 _mm512_mask_storeu_ps(po + r * g->os + 16 * v, mk[v], acc[r][v]);          \
     }
 
-/* All output positions of one image for the V*16 channels from o0. Rows are covered by
- * blocks of RB positions; a row whose width is not a multiple of RB ends with a block
- * that overlaps the previous one (it rewrites a few outputs with the same values). */
-#define PANEL(NAME, BIG, ONE, V, RB)                                                       \
-    BLOCK(BIG, V, RB)                                                                      \
-    BLOCK(ONE, V, 1)                                                                       \
+/* blocks of RB positions along output row y; a row whose width is not a multiple of RB
+ * ends with a block that overlaps the previous one (it rewrites a few outputs with the
+ * same values) */
+#define ROW(BLK, RB)                                                                       \
+    do {                                                                                   \
+        long x0 = 0;                                                                       \
+        for (; x0 + RB <= g->ow; x0 += RB)                                                 \
+            BLK(xp, w, bias, out, g, y, x0, o0, mk);                                       \
+        if (x0 < g->ow)                                                                    \
+            BLK(xp, w, bias, out, g, y, g->ow - RB, o0, mk);                               \
+    } while (0)
+
+/* All output positions of one image for the V*16 channels from o0, in blocks of the
+ * largest of R1 > R2 > R3 positions that fits in a row (one at a time below R3) */
+#define PANEL(NAME, V, R1, R2, R3)                                                         \
+    BLOCK(NAME##_a, V, R1)                                                                 \
+    BLOCK(NAME##_b, V, R2)                                                                 \
+    BLOCK(NAME##_c, V, R3)                                                                 \
+    BLOCK(NAME##_1, V, 1)                                                                  \
     __attribute__((target("avx512f,fma"))) static void NAME(                               \
         const float *xp, const float *w, const float *bias, float *out, const geom *g,     \
         long o0)                                                                           \
@@ -80,22 +93,23 @@ typedef struct {
             mk[v] = left >= 16 ? 0xFFFF : (left <= 0 ? 0 : (__mmask16)((1u << left) - 1)); \
         }                                                                                  \
         for (long y = 0; y < g->oh; y++) {                                                 \
-            long x0 = 0;                                                                   \
-            for (; x0 + RB <= g->ow; x0 += RB)                                             \
-                BIG(xp, w, bias, out, g, y, x0, o0, mk);                                   \
-            if (x0 < g->ow && g->ow >= RB)                                                 \
-                BIG(xp, w, bias, out, g, y, g->ow - RB, o0, mk);                           \
+            if (g->ow >= R1)                                                               \
+                ROW(NAME##_a, R1);                                                         \
+            else if (g->ow >= R2)                                                          \
+                ROW(NAME##_b, R2);                                                         \
+            else if (g->ow >= R3)                                                          \
+                ROW(NAME##_c, R3);                                                         \
             else                                                                           \
-                for (; x0 < g->ow; x0++)                                                   \
-                    ONE(xp, w, bias, out, g, y, x0, o0, mk);                               \
+                ROW(NAME##_1, 1);                                                          \
         }                                                                                  \
     }
 
-/* tile sizes measured on Zen 5 (AVX-512): 8x64, 16x32 and 32x16 positions x channels
- * reach 206-263 GFLOP/s on one core, about the peak of OpenBLAS's sgemm there */
-PANEL(panel64, block64, single64, 4, 8)
-PANEL(panel32, block32, single32, 2, 16)
-PANEL(panel16, block16, single16, 1, 32)
+/* tile sizes measured on Zen 5 (AVX-512), one core, 3x3 kernels: 8x64, 16x32 and 16x16
+ * positions x channels reach 206-263 GFLOP/s for 32 and 64 channels (about the peak of
+ * OpenBLAS's sgemm there) and 151 for 16 channels; more accumulators spill registers */
+PANEL(panel64, 4, 8, 4, 2)
+PANEL(panel32, 2, 16, 8, 4)
+PANEL(panel16, 1, 16, 8, 4)
 
 /*
  * Weight gradient: dw[i, j, c, o] += sum over positions (b, y, x) of
