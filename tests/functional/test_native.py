@@ -175,6 +175,35 @@ def test_channel_first_weight_grad_kernel_equals_naive_loop(case, rng):
 
 
 @needs_kernel
+@pytest.mark.parametrize("layout", ["nchw", "channels_last", "strided"])
+@pytest.mark.parametrize("c, h, w", [(32, 16, 16), (3, 5, 37), (20, 7, 17), (17, 3, 1)])
+def test_kernel_pads_its_input_image_by_image(layout, c, h, w, rng):
+    """The padded copy made inside the call (16x16 transposes for channel-first input,
+    rows for channels-last, element by element otherwise) equals NumPy's padding, and so
+    does the output; widths and channel counts around 16."""
+    base = rng.standard_normal((3, c, h, w + 2)).astype(np.float32)
+    x = {
+        "nchw": np.ascontiguousarray(base[..., :w]),
+        "channels_last": np.ascontiguousarray(base[..., :w].transpose(0, 2, 3, 1)).transpose(
+            0, 3, 1, 2
+        ),
+        "strided": base[:, ::-1, :, 2:][..., ::-1],  # negative and skipping strides
+    }[layout]
+    pads = (1, 2, 0, 3)
+    wt = rng.standard_normal((40, c, 3, 2)).astype(np.float32)
+    xp_want = np.pad(x, ((0, 0), (0, 0), pads[:2], pads[2:])).transpose(0, 2, 3, 1)
+    oh, ow = xp_want.shape[1] - 2, xp_want.shape[2] - 1
+    out_want = np.empty((3, oh, ow, 40), np.float32)
+    wk = _gemm_weight(wt, 1)
+    native.conv_nhwc(np.ascontiguousarray(xp_want), wk, None, out_want, (3, 2), (1, 1), (1, 1))
+    xp = np.full(xp_want.shape, np.nan, np.float32)  # every element must be written
+    out = np.empty_like(out_want)
+    native.conv_nhwc(xp, wk, None, out, (3, 2), (1, 1), (1, 1), x, pads)
+    np.testing.assert_array_equal(xp, xp_want)
+    np.testing.assert_array_equal(out, out_want)
+
+
+@needs_kernel
 def test_kernel_checks_shapes_before_touching_memory(rng):
     x = np.zeros((1, 5, 5, 4), np.float32)
     w = np.zeros((1, 9 * 4, 8), np.float32)
@@ -198,6 +227,11 @@ def test_kernel_checks_shapes_before_touching_memory(rng):
         xn, dwn = np.zeros((1, 4, 5, 5), np.float32), np.zeros((8, 4, 3, 3), np.float32)
         gn = np.zeros((1, 8, 4, 3), np.float32)
         native.conv_weight_grad_nchw(xn, gn, dwn, (3, 3), (1, 1), 1)
+    with pytest.raises(ValueError, match="does not fill"):  # source too small for xp
+        native.conv_nhwc(
+            x.copy(), w, None, out, (3, 3), (1, 1), (1, 1), np.zeros((1, 4, 2, 3), np.float32),
+            (1, 1, 1, 1),
+        )  # fmt: skip
     with pytest.raises(ValueError, match="inconsistent shapes"):  # gradient too large
         g = np.zeros((1, 4, 4, 8), np.float32)
         native.conv_weight_grad_nhwc(x, g, w.copy(), (3, 3), (1, 1), (1, 1))

@@ -53,7 +53,7 @@ def _load() -> Any:
     if not lib.cnnkit_conv_supported():
         return None
     lib.cnnkit_conv_nhwc_f32.restype = None
-    lib.cnnkit_conv_nhwc_f32.argtypes = [_P, _P, _P, _P] + [_L] * 14
+    lib.cnnkit_conv_nhwc_f32.argtypes = [_P] + [_L] * 8 + [_P, _P, _P, _P] + [_L] * 14
     lib.cnnkit_conv_nchw_f32.restype = None
     lib.cnnkit_conv_nchw_f32.argtypes = [_P, _P, _P, _P] + [_L] * 12
     lib.cnnkit_conv_dw_nchw_f32.restype = ctypes.c_int
@@ -84,8 +84,13 @@ def conv_nhwc(
     kernel: tuple[int, int],
     stride: tuple[int, int],
     dilation: tuple[int, int],
+    src: np.ndarray | None = None,
+    pads: tuple[int, int, int, int] = (0, 0, 0, 0),
 ) -> None:
     """``out = conv(xp, wk) + bias`` for the images of one chunk, channels-last.
+
+    With ``src``, ``xp`` is filled first, image by image: ``src`` zero-padded by ``pads``
+    (top, bottom, left, right), so that each image is still in cache when convolved.
 
     Parameters
     ----------
@@ -97,12 +102,31 @@ def conv_nhwc(
     out : ndarray, shape (B, OH, OW, OC), float32, C-contiguous
         Written in full.
     kernel, stride, dilation : (int, int)
+    src : ndarray, shape (B, C, H, W), float32, any strides; optional
+    pads : (int, int, int, int)
 
     The shapes are checked here, since the kernel reads and writes raw memory.
     """
     b, oh, ow, g = _check(xp, wk, out, kernel, stride, dilation, bias)
     _, hp, wp, c = xp.shape
+    fill = (None, 0, 0, 0, 0, 0, 0, 0, 0)
+    if src is not None:
+        top, bottom, left, right = pads
+        _, _, h, w = src.shape
+        if (
+            src.dtype != np.float32
+            or src.shape[:2] != (b, c)
+            or (h + top + bottom, w + left + right) != (hp, wp)
+            or min(pads) < 0
+            or any(st % 4 for st in src.strides)
+        ):
+            raise ValueError(
+                f"cnnkit native convolution: input {src.shape} ({src.dtype}, strides "
+                f"{src.strides}) padded by {pads} does not fill {xp.shape}"
+            )
+        fill = (src.ctypes.data, *(st // 4 for st in src.strides), h, w, top, left)
     _conv.cnnkit_conv_nhwc_f32(
+        *fill,
         xp.ctypes.data, wk.ctypes.data, None if bias is None else bias.ctypes.data,
         out.ctypes.data, b, hp, wp, g, c // g, wk.shape[2], *kernel, *stride, *dilation,
         oh, ow,

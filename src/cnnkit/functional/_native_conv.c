@@ -16,6 +16,7 @@
 #include <Python.h>
 #include <immintrin.h>
 #include <stdlib.h>
+#include <string.h>
 
 typedef struct {
     long wp;          /* padded input width */
@@ -431,12 +432,90 @@ int cnnkit_conv_supported(void)
  * n images of xp (n, hp, wp, groups*cg) -> out (n, oh, ow, groups*ocg).
  * w: (groups, kh, kw, cg, ocg) contiguous; bias: groups*ocg floats or NULL.
  */
-void cnnkit_conv_nhwc_f32(const float *xp, const float *w, const float *bias, float *out,
-                          long n, long hp, long wp, long groups, long cg, long ocg, long kh,
-                          long kw, long sh, long sw, long dh, long dw, long oh, long ow)
+/* 16x16 floats, one row a vector, transposed in registers */
+__attribute__((target("avx512f"), always_inline)) static inline void transpose16(__m512 r[16])
+{
+    __m512 t[16], u[16], v[16];
+    for (int i = 0; i < 8; i++) {
+        t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+    for (int i = 0; i < 4; i++) {
+        u[4 * i + 0] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0x44);
+        u[4 * i + 1] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0xEE);
+        u[4 * i + 2] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0x44);
+        u[4 * i + 3] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0xEE);
+    }
+    for (int i = 0; i < 2; i++)
+        for (int k = 0; k < 4; k++) {
+            v[8 * i + k] = _mm512_shuffle_f32x4(u[8 * i + k], u[8 * i + 4 + k], 0x88);
+            v[8 * i + 4 + k] = _mm512_shuffle_f32x4(u[8 * i + k], u[8 * i + 4 + k], 0xDD);
+        }
+    for (int k = 0; k < 8; k++) {
+        r[k] = _mm512_shuffle_f32x4(v[k], v[8 + k], 0x88);
+        r[8 + k] = _mm512_shuffle_f32x4(v[k], v[8 + k], 0xDD);
+    }
+}
+
+static inline __mmask16 first(long k) { return k >= 16 ? 0xFFFF : (__mmask16)((1u << k) - 1); }
+
+/* One image: xp[top + y, left + x, c] = src[c, y, x] (strides sc, sy, sx in floats),
+ * zero elsewhere. Channel-first sources (sx == 1) go through 16x16 transposes,
+ * channels-last ones (sc == 1, sx == c) row by row. */
+__attribute__((target("avx512f"))) static void pad_image(const float *src, long sc, long sy,
+                                                         long sx, float *xp, long c, long h,
+                                                         long w, long top, long left, long hp,
+                                                         long wp)
+{
+    long right = wp - left - w;
+    memset(xp, 0, sizeof(float) * top * wp * c);
+    memset(xp + (top + h) * wp * c, 0, sizeof(float) * (hp - top - h) * wp * c);
+    for (long y = 0; y < h; y++) {
+        float *row = xp + (top + y) * wp * c;
+        memset(row, 0, sizeof(float) * left * c);
+        memset(row + (left + w) * c, 0, sizeof(float) * right * c);
+        row += left * c;
+        const float *s = src + y * sy;
+        if (sc == 1 && sx == c) {
+            memcpy(row, s, sizeof(float) * w * c);
+        } else if (sx == 1) {
+            for (long x0 = 0; x0 < w; x0 += 16) {
+                long nx = w - x0 < 16 ? w - x0 : 16;
+                for (long c0 = 0; c0 < c; c0 += 16) {
+                    long nc = c - c0 < 16 ? c - c0 : 16;
+                    __m512 r[16];
+                    for (long k = 0; k < 16; k++)
+                        r[k] = k < nc ? _mm512_maskz_loadu_ps(first(nx), s + (c0 + k) * sc + x0)
+                                      : _mm512_setzero_ps();
+                    transpose16(r);
+                    for (long q = 0; q < nx; q++)
+                        _mm512_mask_storeu_ps(row + (x0 + q) * c + c0, first(nc), r[q]);
+                }
+            }
+        } else {
+            for (long x = 0; x < w; x++)
+                for (long k = 0; k < c; k++)
+                    row[x * c + k] = s[k * sc + x * sx];
+        }
+    }
+}
+
+/*
+ * n images of xp (n, hp, wp, groups*cg) -> out (n, oh, ow, groups*ocg).
+ * w: (groups, kh, kw, cg, ocg) contiguous; bias: groups*ocg floats or NULL.
+ * With src, each image is first padded into xp from src (n, c, h, w; strides s in floats,
+ * padding top and left), one image at a time, so it is still in cache when convolved.
+ */
+void cnnkit_conv_nhwc_f32(const float *src, long s0, long s1, long s2, long s3, long h, long w_,
+                          long top, long left, float *xp, const float *w, const float *bias,
+                          float *out, long n, long hp, long wp, long groups, long cg, long ocg,
+                          long kh, long kw, long sh, long sw, long dh, long dw, long oh, long ow)
 {
     geom g = {wp, cg, groups * cg, ocg, groups * ocg, ocg, kh, kw, sh, sw, dh, dw, oh, ow};
     for (long b = 0; b < n; b++) {
+        if (src)
+            pad_image(src + b * s0, s1, s2, s3, xp + b * hp * wp * g.xs, g.xs, h, w_, top, left,
+                      hp, wp);
         for (long grp = 0; grp < groups; grp++) {
             const float *xb = xp + b * hp * wp * g.xs + grp * cg;
             const float *wg = w + grp * kh * kw * cg * ocg;

@@ -208,18 +208,24 @@ def _forward_nhwc(
     """Per chunk one (grouped) GEMM ``cols (G, B*P, K) @ W (G, K, OCg)`` written straight
     into the channels-last output, the bias added while the rows are in cache."""
     n, oc = x.shape[0], w.shape[0]
-    xp = _pad_nhwc(x, pads)
     wk = _gemm_weight(w, g)
-    out = np.empty((n, *out_hw, oc), dtype=np.result_type(xp, w))
-    if native.usable(xp, wk, *(() if b is None else (b,))):  # compiled, no im2col
+    out = np.empty((n, *out_hw, oc), dtype=np.result_type(x, w))
+    if native.usable(x, wk, *(() if b is None else (b,))):  # compiled, no im2col
+        # each worker pads its images and convolves them one by one, in one call
+        c = x.shape[1]
+        hp, wp = x.shape[2] + pads[0] + pads[1], x.shape[3] + pads[2] + pads[3]
+        xp = np.empty((n, hp, wp, c), dtype=x.dtype)
         bc = None if b is None else np.ascontiguousarray(b)
         nw = _workers(n)
 
         def native_work(_t: int, c0: int, c1: int) -> None:
-            native.conv_nhwc(xp[c0:c1], wk, bc, out[c0:c1], w.shape[2:], stride, dilation)
+            native.conv_nhwc(
+                xp[c0:c1], wk, bc, out[c0:c1], w.shape[2:], stride, dilation, x[c0:c1], pads
+            )
 
         parallel.run(parallel.split(n, -(-n // nw), nw), native_work, nw)
         return out.transpose(0, 3, 1, 2), xp
+    xp = _pad_nhwc(x, pads)
     win = _Windows(xp, w.shape[2:], stride, dilation, out_hw, g, oc)
     out2 = out.reshape(n * win.p, oc)
 
