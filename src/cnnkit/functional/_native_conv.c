@@ -18,6 +18,25 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* One step of a register tile: acc[i][v] += s[i * ss] * vec[v] for i < ns, v < nv (ns
+ * broadcast scalars times nv vectors). Inlined with constant ns and nv, the tile stays
+ * in registers. */
+__attribute__((target("avx512f,fma"), always_inline)) static inline void
+rank1(__m512 *acc, int ns, int nv, const float *s, long ss, const __m512 *vec)
+{
+    for (int i = 0; i < ns; i++) {
+        __m512 b = _mm512_set1_ps(s[i * ss]);
+        for (int v = 0; v < nv; v++)
+            acc[i * nv + v] = _mm512_fmadd_ps(b, vec[v], acc[i * nv + v]);
+    }
+}
+
+/* the mask of the first k of 16 lanes (none for k <= 0) */
+static inline __mmask16 first(long k)
+{
+    return k >= 16 ? 0xFFFF : (k <= 0 ? 0 : (__mmask16)((1u << k) - 1));
+}
+
 typedef struct {
     long wp;          /* padded input width */
     long c;           /* input channels (of one group) */
@@ -51,11 +70,7 @@ typedef struct {
                     __m512 wv[V];                                                          \
                     for (int v = 0; v < V; v++)                                            \
                         wv[v] = _mm512_maskz_loadu_ps(mk[v], pw + ci * ws + 16 * v);       \
-                    for (int r = 0; r < RB; r++) {                                         \
-                        __m512 xv = _mm512_set1_ps(px[r * step + ci]);                     \
-                        for (int v = 0; v < V; v++)                                        \
-                            acc[r][v] = _mm512_fmadd_ps(xv, wv[v], acc[r][v]);             \
-                    }                                                                      \
+                    rank1(acc[0], RB, V, px + ci, step, wv);                               \
                 }                                                                          \
             }                                                                              \
         }                                                                                  \
@@ -91,7 +106,7 @@ typedef struct {
         __mmask16 mk[V];                                                                   \
         for (int v = 0; v < V; v++) {                                                      \
             long left = g->oc - o0 - 16 * v;                                               \
-            mk[v] = left >= 16 ? 0xFFFF : (left <= 0 ? 0 : (__mmask16)((1u << left) - 1)); \
+            mk[v] = first(left);                                                           \
         }                                                                                  \
         for (long y = 0; y < g->oh; y++) {                                                 \
             if (g->ow >= R1)                                                               \
@@ -141,11 +156,7 @@ typedef struct {
                 __m512 gv[V];                                                              \
                 for (int v = 0; v < V; v++)                                                \
                     gv[v] = _mm512_maskz_loadu_ps(mk[v], pg + 16 * v);                     \
-                for (int r = 0; r < RC; r++) {                                             \
-                    __m512 xv = _mm512_set1_ps(px[r]);                                     \
-                    for (int v = 0; v < V; v++)                                            \
-                        acc[r][v] = _mm512_fmadd_ps(xv, gv[v], acc[r][v]);                 \
-                }                                                                          \
+                rank1(acc[0], RC, V, px, 1, gv);                                           \
             }                                                                              \
         }                                                                                  \
         for (int r = 0; r < RC; r++)                                                       \
@@ -165,7 +176,7 @@ typedef struct {
         __mmask16 mk[V];                                                                   \
         for (int v = 0; v < V; v++) {                                                      \
             long l = left - 16 * v;                                                        \
-            mk[v] = l >= 16 ? 0xFFFF : (l <= 0 ? 0 : (__mmask16)((1u << l) - 1));         \
+            mk[v] = first(l);                                                              \
         }                                                                                  \
         long c0 = 0;                                                                       \
         for (; c0 + RC <= cg; c0 += RC)                                                    \
@@ -245,11 +256,7 @@ typedef struct {
                     __m512 xv[R];                                                          \
                     for (int r = 0; r < R; r++)                                            \
                         xv[r] = _mm512_maskz_loadu_ps(m, row + r * g->wp + j * g->dw);     \
-                    for (int o = 0; o < RO; o++) {                                         \
-                        __m512 wv = _mm512_set1_ps(pw[o]);                                 \
-                        for (int r = 0; r < R; r++)                                        \
-                            acc[o][r] = _mm512_fmadd_ps(wv, xv[r], acc[o][r]);             \
-                    }                                                                      \
+                    rank1(acc[0], RO, R, pw, 1, xv);                                       \
                 }                                                                          \
             }                                                                              \
         }                                                                                  \
@@ -268,7 +275,7 @@ typedef struct {
     {                                                                                      \
         for (long x0 = 0; x0 < g->ow; x0 += 16) {                                          \
             long left = g->ow - x0;                                                        \
-            __mmask16 m = left >= 16 ? 0xFFFF : (__mmask16)((1u << left) - 1);             \
+            __mmask16 m = first(left);                                                     \
             long y0 = 0;                                                                   \
             for (; y0 + R <= g->oh; y0 += R)                                               \
                 BIG(x, w, bias, out, g, y0, x0, m);                                        \
@@ -341,7 +348,7 @@ typedef struct {
         for (long y = 0; y < d->oh; y++) {                                                 \
             for (long x0 = 0; x0 < d->ow; x0 += 16) {                                      \
                 long left = d->ow - x0;                                                    \
-                __mmask16 m = left >= 16 ? 0xFFFF : (__mmask16)((1u << left) - 1);         \
+                __mmask16 m = first(left);                                                 \
                 __m512 gv[RO];                                                             \
                 for (int o = 0; o < RO; o++)                                               \
                     gv[o] = _mm512_maskz_loadu_ps(m, g + o * plane + y * d->ow + x0);      \
@@ -456,8 +463,6 @@ __attribute__((target("avx512f"), always_inline)) static inline void transpose16
         r[8 + k] = _mm512_shuffle_f32x4(v[k], v[8 + k], 0xDD);
     }
 }
-
-static inline __mmask16 first(long k) { return k >= 16 ? 0xFFFF : (__mmask16)((1u << k) - 1); }
 
 /* One image: xp[top + y, left + x, c] = src[c, y, x] (strides sc, sy, sx in floats),
  * zero elsewhere. Channel-first sources (sx == 1) go through 16x16 transposes,
