@@ -14,7 +14,7 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 
-NATIVE := setup.py src/cnnkit/functional/_native_conv.c
+NATIVE := setup.py $(wildcard src/cnnkit/functional/_native*.c src/cnnkit/functional/_native*.h)
 
 $(STAMP_RUN): pyproject.toml $(NATIVE) | $(PY)
 	$(PIP) install --quiet -e .

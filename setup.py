@@ -1,8 +1,8 @@
 """Build step for the one compiled kernel (everything else is in pyproject.toml).
 
-``cnnkit.functional._native_conv`` is optional: without a C compiler, or on a CPU
-family whose headers lack AVX-512 intrinsics, the build skips it and cnnkit runs its
-NumPy code instead (see ``cnnkit/functional/_native.py``).
+``cnnkit.functional._native_conv`` is optional: without a C compiler, or where the
+compiler lacks x86 vector intrinsics, the build skips it and cnnkit runs its NumPy code
+instead (see ``cnnkit/functional/_native.py``).
 """
 
 from setuptools import Extension, setup
@@ -11,7 +11,12 @@ setup(
     ext_modules=[
         Extension(
             "cnnkit.functional._native_conv",
-            sources=["src/cnnkit/functional/_native_conv.c"],
+            sources=[
+                "src/cnnkit/functional/_native_conv.c",
+                "src/cnnkit/functional/_native_avx512.c",
+                "src/cnnkit/functional/_native_avx2.c",
+            ],
+            depends=["src/cnnkit/functional/_native_kernels.h"],
             extra_compile_args=["-O3"],
             optional=True,
         )

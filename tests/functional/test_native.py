@@ -24,23 +24,34 @@ from tests.conftest import assert_close, torch
 from tests.naive import conv as naive
 
 
-def _cpu_has_avx512() -> bool:
+def _cpu_flags() -> set[str]:
     try:
         with open("/proc/cpuinfo") as f:
-            flags = f.read()
+            return {w for line in f if line.startswith("flags") for w in line.split()}
     except OSError:
-        return False
-    return " avx512f" in flags and " fma" in flags
+        return set()
 
 
 needs_kernel = pytest.mark.skipif(
-    not native.available(), reason="compiled kernel not built or CPU without AVX-512"
+    not native.available(), reason="compiled kernels not built, or a CPU without AVX2/FMA"
 )
 
 
+@pytest.fixture(autouse=True, params=native.supported() or ["none"])
+def kernel_set(request):
+    """Every test once per kernel set this CPU runs (AVX-512 and AVX2 here)."""
+    if request.param == "none":
+        yield None
+        return
+    before = native.isa()
+    native.select(request.param)
+    yield request.param
+    native.select(before)
+
+
 def test_kernel_is_built_and_used_where_it_can_be():
-    """With a C compiler at install time, the extension exists; on an AVX-512 CPU it is
-    used (a silently failed build would otherwise go unnoticed)."""
+    """With a C compiler at install time, the extension exists, and the widest kernel set
+    the CPU runs is in use (a silently failed build would otherwise go unnoticed)."""
     if os.environ.get("CNNKIT_NATIVE") == "0":
         pytest.skip("CNNKIT_NATIVE=0 turns the kernel off")
     if platform.machine() not in ("x86_64", "AMD64") or not (
@@ -49,7 +60,11 @@ def test_kernel_is_built_and_used_where_it_can_be():
         pytest.skip("no C compiler for x86-64 here: the NumPy path is the one in use")
     import cnnkit.functional._native_conv  # noqa: F401  (built by pip install)
 
-    assert native.available() == _cpu_has_avx512()
+    flags = _cpu_flags()
+    want = [
+        k for k, f in (("avx2", "avx2"), ("avx512", "avx512f")) if f in flags and "fma" in flags
+    ]
+    assert native.supported() == want
 
 
 def _direct(x, w, b, stride, pads, dilation, groups):
@@ -286,9 +301,17 @@ def test_conv2d_with_kernel_equals_torch_and_numpy_path(case, threads, rng, monk
         assert_close(a, s, rtol=2e-4, atol=2e-4, what=f"{name} vs NumPy path {case}")
 
 
-def test_turned_off_by_environment():
-    code = "from cnnkit.functional import _native; print(_native.available())"
-    env = {**os.environ, "CNNKIT_NATIVE": "0"}
+@pytest.mark.parametrize("value, want", [("", "best"), ("0", "None"), ("avx2", "avx2")])
+def test_chosen_by_environment(value, want, kernel_set):
+    """By default the widest kernel set the CPU runs; CNNKIT_NATIVE=0 turns them off."""
+    if want == "best":
+        want = str((native.supported() or [None])[-1])
+    if want != "None" and want not in native.supported():
+        pytest.skip(f"this CPU does not run {want}")
+    if kernel_set not in (None, native.supported()[-1]):
+        pytest.skip("once is enough")
+    code = "from cnnkit.functional import _native; print(_native.isa())"
+    env = {**os.environ, "CNNKIT_NATIVE": value}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "False"
+    assert out.stdout.strip() == want

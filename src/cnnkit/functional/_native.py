@@ -1,11 +1,16 @@
 """The compiled convolution kernels (``_native_conv.c``), with the NumPy path as fallback.
 
-Two kernels work on channels-last float32 data straight from the padded input, with no
-im2col matrix: the forward convolution (also used for the stride-1 input gradient,
-which is a convolution) and the weight gradient. The NumPy path writes every window
-into an im2col matrix, and OpenBLAS copies that matrix again into its packed panels
-before it multiplies. Measured on one core of this project's machine (2-core AMD EPYC,
-AVX-512), batch 64 with 3x3 kernels, GFLOP/s on the NumPy path against the kernel:
+The kernels compute float32 convolutions straight from the padded input, with no im2col
+matrix:
+
+- channels-last data (wide layers): the forward, which also serves the stride-1 input
+  gradient (a convolution too), and the weight gradient;
+- channel-first data with stride 1 (narrow layers such as LeNet's): the same two.
+
+The NumPy path writes every window into an im2col matrix, and OpenBLAS copies that
+matrix again into its packed panels before it multiplies. Measured on one core of this
+project's machine (2-core AMD EPYC, AVX-512), batch 64 with 3x3 kernels, channels-last,
+GFLOP/s on the NumPy path against the kernel:
 
 | layer | forward | weight gradient |
 |---|---|---|
@@ -14,16 +19,21 @@ AVX-512), batch 64 with 3x3 kernels, GFLOP/s on the NumPy path against the kerne
 | 32->64 at 16x16 | 171 / 149-253 | 182 / 222 |
 | 64->64 at 16x16 | 172 / 154-258 | 179 / 193 |
 
-(The forward's lower figures include the padding copy; the higher ones are the kernel
-alone.) Calls go through :mod:`ctypes`, which releases the GIL for the whole call: one
-GIL hand-over per worker instead of three per im2col chunk.
+The forward's lower figures include the padding copy; the higher ones are the kernel
+alone. The kernels are compiled for AVX-512 and for AVX2 with FMA, and the widest one
+the CPU runs is used. On this machine the AVX2 forward reaches 87-105 GFLOP/s, about
+80 % of AVX2's peak.
+
+Calls go through :mod:`ctypes`, which releases the GIL for the whole call: one GIL
+hand-over per worker instead of three per im2col chunk.
 
 The kernels are used when all of these hold:
 
 - the extension was built (``pip install`` compiles it when a C compiler is present);
-- the CPU has AVX-512F and FMA;
+- the CPU has AVX2 and FMA;
 - the data are float32;
-- ``CNNKIT_NATIVE`` is not ``0``.
+- ``CNNKIT_NATIVE`` is not ``0``. ``CNNKIT_NATIVE=avx2`` picks the AVX2 kernels on an
+  AVX-512 CPU.
 
 Otherwise, and for float64 (the gradient checks), the NumPy code runs; both compute
 the same convolution, in a different order of float additions.
@@ -41,17 +51,24 @@ _P = ctypes.c_void_p
 _L = ctypes.c_long
 
 
-def _load() -> Any:
-    """The library (its two functions typed), or None when it cannot be used here."""
-    if os.environ.get("CNNKIT_NATIVE", "1") == "0":
-        return None
+ISAS = {"avx2": 1, "avx512": 2}  # kernel sets, as the library counts them
+
+
+def _load() -> tuple[Any, int]:
+    """The library (its functions typed) and the kernel set chosen: the widest this CPU
+    runs, or the one ``CNNKIT_NATIVE`` names; ``(None, 0)`` when it cannot be used."""
+    want = os.environ.get("CNNKIT_NATIVE", "").lower()
+    if want == "0":
+        return None, 0
     try:
         from cnnkit.functional import _native_conv
     except ImportError:  # not built: no compiler at install time, or another platform
-        return None
+        return None, 0
     lib = ctypes.CDLL(_native_conv.__file__)
-    if not lib.cnnkit_conv_supported():
-        return None
+    lib.cnnkit_conv_select.argtypes = [ctypes.c_int]
+    level = lib.cnnkit_conv_select(ISAS.get(want, max(ISAS.values())))
+    if not level:
+        return None, 0  # a CPU without AVX2 and FMA
     lib.cnnkit_conv_nhwc_f32.restype = None
     lib.cnnkit_conv_nhwc_f32.argtypes = [_P] + [_L] * 8 + [_P, _P, _P, _P] + [_L] * 14
     lib.cnnkit_conv_nchw_f32.restype = None
@@ -60,15 +77,35 @@ def _load() -> Any:
     lib.cnnkit_conv_dw_nchw_f32.argtypes = [_P, _P, _P] + [_L] * 12
     lib.cnnkit_conv_dw_nhwc_f32.restype = None
     lib.cnnkit_conv_dw_nhwc_f32.argtypes = [_P, _P, _P] + [_L] * 14
-    return lib
+    return lib, level
 
 
-_conv = _load()
+_conv, _level = _load()
 
 
 def available() -> bool:
-    """Whether the compiled kernel runs on this machine (built, CPU able, not disabled)."""
+    """Whether the compiled kernels run on this machine (built, CPU able, not disabled)."""
     return _conv is not None
+
+
+def isa() -> str | None:
+    """The kernel set in use: ``'avx512'``, ``'avx2'``, or None (the NumPy path)."""
+    return next((k for k, v in ISAS.items() if v == _level), None)
+
+
+def supported() -> list[str]:
+    """The kernel sets this CPU runs (none without the built library)."""
+    best = _conv.cnnkit_conv_supported() if _conv is not None else 0
+    return [k for k, v in ISAS.items() if v <= best]
+
+
+def select(name: str) -> None:
+    """Use kernel set ``name`` (``'avx2'`` or ``'avx512'``) from now on, for tests and
+    benchmarks (``CNNKIT_NATIVE=avx2`` chooses at import)."""
+    global _level
+    if name not in supported():
+        raise ValueError(f"cnnkit native convolution: {name!r} not among {supported()}")
+    _level = _conv.cnnkit_conv_select(ISAS[name])
 
 
 def usable(*arrays: np.ndarray) -> bool:

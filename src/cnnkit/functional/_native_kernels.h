@@ -1,0 +1,637 @@
+/*
+ * The convolution kernels, written once for a vector of VL floats and compiled twice:
+ * for AVX-512 (_native_avx512.c, VL = 16, 32 vector registers) and for AVX2 with FMA
+ * (_native_avx2.c, VL = 8, 16 registers). _native_conv.c picks one at run time.
+ *
+ * The register tiles differ with the register count (an accumulator tile that does not
+ * fit spills to memory and runs at a third of the speed): the settings below give, per
+ * kernel, the tile as vectors x positions (or channels, or rows, or taps).
+ */
+#include <immintrin.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define EXPORT __attribute__((visibility("hidden")))
+
+#ifdef CNNKIT_AVX512
+
+#define ISA "avx512f,fma"
+#define VL 16
+typedef __m512 vec;
+typedef __mmask16 vmask;
+#define FN(name) cnnkit_##name##_avx512
+#define VLOADM(m, p) _mm512_maskz_loadu_ps((m), (p))
+#define VSTOREM(p, m, v) _mm512_mask_storeu_ps((p), (m), (v))
+#define VSET1 _mm512_set1_ps
+#define VFMA _mm512_fmadd_ps
+#define VZERO _mm512_setzero_ps
+#define VLOAD _mm512_loadu_ps
+#define VSTORE _mm512_storeu_ps
+
+/* Zen 5, one core, 3x3 kernels: 8 positions x 64 channels, 16 x 32 and 16 x 16 reach
+ * 206-263 GFLOP/s for 32 and 64 channels (about the peak of OpenBLAS's sgemm there) and
+ * 151 for 16 channels. Forward: vectors, then positions per block (largest fitting) */
+#define FWD_A 4, 8, 4, 2
+#define FWD_B 2, 16, 8, 4
+#define FWD_C 1, 16, 8, 4
+/* weight gradient: vectors, input channels per block */
+#define DW_A 4, 8
+#define DW_B 2, 16
+#define DW_C 1, 32
+/* channel-first forward: output rows per block for 8, 4, 2, 1 output channels */
+#define NCHW_R8 3
+#define NCHW_R4 6
+#define NCHW_R2 6
+#define NCHW_R1 6
+/* channel-first weight gradient: taps per block for 4, 2, 1 output channels */
+#define NW_RK4 6
+#define NW_RK2 6
+#define NW_RK1 6
+
+/* the mask of the first k lanes (none for k <= 0) */
+__attribute__((target(ISA), always_inline)) static inline vmask first(long k)
+{
+    return k >= 16 ? 0xFFFF : (k <= 0 ? 0 : (vmask)((1u << k) - 1));
+}
+
+/* VL x VL floats, one row a vector, transposed in registers */
+__attribute__((target(ISA), always_inline)) static inline void transpose(vec r[VL])
+{
+    vec t[16], u[16], v[16];
+    for (int i = 0; i < 8; i++) {
+        t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+    for (int i = 0; i < 4; i++) {
+        u[4 * i + 0] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0x44);
+        u[4 * i + 1] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0xEE);
+        u[4 * i + 2] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0x44);
+        u[4 * i + 3] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0xEE);
+    }
+    for (int i = 0; i < 2; i++)
+        for (int k = 0; k < 4; k++) {
+            v[8 * i + k] = _mm512_shuffle_f32x4(u[8 * i + k], u[8 * i + 4 + k], 0x88);
+            v[8 * i + 4 + k] = _mm512_shuffle_f32x4(u[8 * i + k], u[8 * i + 4 + k], 0xDD);
+        }
+    for (int k = 0; k < 8; k++) {
+        r[k] = _mm512_shuffle_f32x4(v[k], v[8 + k], 0x88);
+        r[8 + k] = _mm512_shuffle_f32x4(v[k], v[8 + k], 0xDD);
+    }
+}
+
+#else /* AVX2 and FMA */
+
+#define ISA "avx2,fma"
+#define VL 8
+typedef __m256 vec;
+typedef __m256i vmask;
+#define FN(name) cnnkit_##name##_avx2
+#define VLOADM(m, p) _mm256_maskload_ps((p), (m))
+#define VSTOREM(p, m, v) _mm256_maskstore_ps((p), (m), (v))
+#define VSET1 _mm256_set1_ps
+#define VFMA _mm256_fmadd_ps
+#define VZERO _mm256_setzero_ps
+#define VLOAD _mm256_loadu_ps
+#define VSTORE _mm256_storeu_ps
+
+/* 16 registers: at most 12 accumulators beside the operands */
+#define FWD_A 3, 4, 2, 1
+#define FWD_B 1, 12, 8, 4
+#define FWD_C 1, 12, 8, 4
+#define DW_A 3, 4
+#define DW_B 1, 12
+#define DW_C 1, 12
+#define NCHW_R8 1
+#define NCHW_R4 3
+#define NCHW_R2 4
+#define NCHW_R1 6
+#define NW_RK4 2
+#define NW_RK2 3
+#define NW_RK1 6
+
+static const int lanes_[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
+
+/* the mask of the first k lanes (none for k <= 0) */
+__attribute__((target(ISA), always_inline)) static inline vmask first(long k)
+{
+    k = k < 0 ? 0 : (k > 8 ? 8 : k);
+    return _mm256_loadu_si256((const __m256i *)(lanes_ + 8 - k));
+}
+
+/* VL x VL floats, one row a vector, transposed in registers */
+__attribute__((target(ISA), always_inline)) static inline void transpose(vec r[VL])
+{
+    vec t[8], u[8];
+    for (int i = 0; i < 4; i++) {
+        t[2 * i] = _mm256_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm256_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+    for (int i = 0; i < 2; i++) {
+        u[4 * i + 0] = _mm256_shuffle_ps(t[4 * i], t[4 * i + 2], 0x44);
+        u[4 * i + 1] = _mm256_shuffle_ps(t[4 * i], t[4 * i + 2], 0xEE);
+        u[4 * i + 2] = _mm256_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0x44);
+        u[4 * i + 3] = _mm256_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0xEE);
+    }
+    for (int k = 0; k < 4; k++) {
+        r[k] = _mm256_permute2f128_ps(u[k], u[4 + k], 0x20);
+        r[4 + k] = _mm256_permute2f128_ps(u[k], u[4 + k], 0x31);
+    }
+}
+
+#endif
+
+#define ISA_INLINE __attribute__((target(ISA), always_inline)) static inline
+#define ISA_FN __attribute__((target(ISA)))
+
+/* output channels per panel of the channels-last kernels */
+#define VECS_(V, ...) (V)
+#define VECS(...) VECS_(__VA_ARGS__)
+#define WIDTH_A (VECS(FWD_A) * VL)
+#define WIDTH_B (VECS(FWD_B) * VL)
+#define WIDTH_C (VECS(FWD_C) * VL)
+#define DWIDTH_A (VECS(DW_A) * VL)
+#define DWIDTH_B (VECS(DW_B) * VL)
+#define DWIDTH_C (VECS(DW_C) * VL)
+
+/* One step of a register tile: acc[i][v] += s[i * ss] * vv[v] for i < ns, v < nv (ns
+ * broadcast scalars times nv vectors). Inlined with constant ns and nv, the tile stays
+ * in registers. */
+ISA_INLINE void rank1(vec *acc, int ns, int nv, const float *s, long ss, const vec *vv)
+{
+    for (int i = 0; i < ns; i++) {
+        vec b = VSET1(s[i * ss]);
+        for (int v = 0; v < nv; v++)
+            acc[i * nv + v] = VFMA(b, vv[v], acc[i * nv + v]);
+    }
+}
+
+typedef struct {
+    long wp;          /* padded input width */
+    long c;           /* input channels (of one group) */
+    long xs;          /* floats from one input pixel to the next (all channels) */
+    long ws;          /* floats from one weight row (i, j, c) to the next */
+    long os;          /* floats from one output pixel to the next (all channels) */
+    long oc;          /* output channels computed here (of one group) */
+    long kh, kw, sh, sw, dh, dw, oh, ow;
+} geom;
+
+/* RB output positions from (y, x0) times V*VL output channels from o0 */
+#define BLOCK(NAME, V, RB)                                                                 \
+    ISA_INLINE void NAME(         \
+        const float *xp, const float *w, const float *bias, float *out, const geom *g,     \
+        long y, long x0, long o0, const vmask *mk)                                     \
+    {                                                                                      \
+        vec acc[RB][V];                                                                 \
+        for (int v = 0; v < V; v++) {                                                      \
+            vec b = bias ? VLOADM(mk[v], bias + o0 + VL * v)             \
+                            : VZERO();                                         \
+            for (int r = 0; r < RB; r++)                                                   \
+                acc[r][v] = b;                                                             \
+        }                                                                                  \
+        const long c = g->c, ws = g->ws, step = g->sw * g->xs;                             \
+        for (long i = 0; i < g->kh; i++) {                                                 \
+            const float *row = xp + ((y * g->sh + i * g->dh) * g->wp + x0 * g->sw) * g->xs; \
+            for (long j = 0; j < g->kw; j++) {                                             \
+                const float *px = row + j * g->dw * g->xs;                                 \
+                const float *pw = w + (i * g->kw + j) * c * ws + o0;                       \
+                for (long ci = 0; ci < c; ci++) {                                          \
+                    vec wv[V];                                                          \
+                    for (int v = 0; v < V; v++)                                            \
+                        wv[v] = VLOADM(mk[v], pw + ci * ws + VL * v);       \
+                    rank1(acc[0], RB, V, px + ci, step, wv);                               \
+                }                                                                          \
+            }                                                                              \
+        }                                                                                  \
+        float *po = out + (y * g->ow + x0) * g->os + o0;                                   \
+        for (int r = 0; r < RB; r++)                                                       \
+            for (int v = 0; v < V; v++)                                                    \
+                VSTOREM(po + r * g->os + VL * v, mk[v], acc[r][v]);          \
+    }
+
+/* blocks of RB positions along output row y; a row whose width is not a multiple of RB
+ * ends with a block that overlaps the previous one (it rewrites a few outputs with the
+ * same values) */
+#define ROW(BLK, RB)                                                                       \
+    do {                                                                                   \
+        long x0 = 0;                                                                       \
+        for (; x0 + RB <= g->ow; x0 += RB)                                                 \
+            BLK(xp, w, bias, out, g, y, x0, o0, mk);                                       \
+        if (x0 < g->ow)                                                                    \
+            BLK(xp, w, bias, out, g, y, g->ow - RB, o0, mk);                               \
+    } while (0)
+
+/* All output positions of one image for the V*VL channels from o0, in blocks of the
+ * largest of R1 > R2 > R3 positions that fits in a row (one at a time below R3) */
+#define PANEL(NAME, ...) PANEL_(NAME, __VA_ARGS__)
+#define PANEL_(NAME, V, R1, R2, R3)                                                         \
+    BLOCK(NAME##_a, V, R1)                                                                 \
+    BLOCK(NAME##_b, V, R2)                                                                 \
+    BLOCK(NAME##_c, V, R3)                                                                 \
+    BLOCK(NAME##_1, V, 1)                                                                  \
+    ISA_FN static void NAME(                               \
+        const float *xp, const float *w, const float *bias, float *out, const geom *g,     \
+        long o0)                                                                           \
+    {                                                                                      \
+        vmask mk[V];                                                                   \
+        for (int v = 0; v < V; v++) {                                                      \
+            long left = g->oc - o0 - VL * v;                                               \
+            mk[v] = first(left);                                                           \
+        }                                                                                  \
+        for (long y = 0; y < g->oh; y++) {                                                 \
+            if (g->ow >= R1)                                                               \
+                ROW(NAME##_a, R1);                                                         \
+            else if (g->ow >= R2)                                                          \
+                ROW(NAME##_b, R2);                                                         \
+            else if (g->ow >= R3)                                                          \
+                ROW(NAME##_c, R3);                                                         \
+            else                                                                           \
+                ROW(NAME##_1, 1);                                                          \
+        }                                                                                  \
+    }
+
+/* tile sizes: see the ISA settings at the top */
+PANEL(panel_a, FWD_A)
+PANEL(panel_b, FWD_B)
+PANEL(panel_c, FWD_C)
+
+/*
+ * Weight gradient: dw[i, j, c, o] += sum over positions (b, y, x) of
+ *   xp[b, y*sh + i*dh, x*sw + j*dw, c] * g[b, y, x, o]
+ * The register tile is RC input channels times V*VL output channels, reduced over a
+ * block of output positions (whole output rows, at least 64 positions): per position
+ * V vectors of the output gradient, RC broadcast inputs, RC*V multiply-adds. The tile
+ * is loaded from and added back to dw once per block.
+ */
+typedef struct {
+    long wp, xs, os, ws, ow, sh, sw;
+} dgeom;
+
+#define DW_BLOCK(NAME, V, RC)                                                              \
+    ISA_INLINE void NAME(         \
+        const float *x, const float *g, float *dwt, const dgeom *d, long rows,             \
+        const vmask *mk)                                                               \
+    {                                                                                      \
+        vec acc[RC][V];                                                                 \
+        for (int r = 0; r < RC; r++)                                                       \
+            for (int v = 0; v < V; v++)                                                    \
+                acc[r][v] = VLOADM(mk[v], dwt + r * d->ws + VL * v);        \
+        const long step = d->sw * d->xs;                                                   \
+        for (long q = 0; q < rows; q++) {                                                  \
+            const float *px = x + q * d->sh * d->wp * d->xs;                               \
+            const float *pg = g + q * d->ow * d->os;                                       \
+            for (long p = 0; p < d->ow; p++, px += step, pg += d->os) {                    \
+                vec gv[V];                                                              \
+                for (int v = 0; v < V; v++)                                                \
+                    gv[v] = VLOADM(mk[v], pg + VL * v);                     \
+                rank1(acc[0], RC, V, px, 1, gv);                                           \
+            }                                                                              \
+        }                                                                                  \
+        for (int r = 0; r < RC; r++)                                                       \
+            for (int v = 0; v < V; v++)                                                    \
+                VSTOREM(dwt + r * d->ws + VL * v, mk[v], acc[r][v]);         \
+    }
+
+/* the channels of one kernel tap for the V*VL output channels from o0: blocks of RC
+ * channels, then the remaining channels one at a time */
+#define DW_PANEL(NAME, BIG, ONE, ...) DW_PANEL_(NAME, BIG, ONE, __VA_ARGS__)
+#define DW_PANEL_(NAME, BIG, ONE, V, RC)                                                    \
+    DW_BLOCK(BIG, V, RC)                                                                   \
+    DW_BLOCK(ONE, V, 1)                                                                    \
+    ISA_FN static void NAME(                               \
+        const float *x, const float *g, float *dwt, const dgeom *d, long rows, long cg,    \
+        long left)                                                                         \
+    {                                                                                      \
+        vmask mk[V];                                                                   \
+        for (int v = 0; v < V; v++) {                                                      \
+            long l = left - VL * v;                                                        \
+            mk[v] = first(l);                                                              \
+        }                                                                                  \
+        long c0 = 0;                                                                       \
+        for (; c0 + RC <= cg; c0 += RC)                                                    \
+            BIG(x + c0, g, dwt + c0 * d->ws, d, rows, mk);                                 \
+        for (; c0 < cg; c0++)                                                              \
+            ONE(x + c0, g, dwt + c0 * d->ws, d, rows, mk);                                 \
+    }
+
+DW_PANEL(dw_panel_a, dw_block_a, dw_single_a, DW_A)
+DW_PANEL(dw_panel_b, dw_block_b, dw_single_b, DW_B)
+DW_PANEL(dw_panel_c, dw_block_c, dw_single_c, DW_C)
+
+/*
+ * n images: xp (n, hp, wp, groups*cg), g (n, oh, ow, groups*ocg) -> adds into
+ * dw (groups, kh, kw, cg, ocg), which the caller zeroes.
+ */
+EXPORT void FN(conv_dw_nhwc)(const float *xp, const float *g, float *dw, long n, long hp,
+                             long wp, long groups, long cg, long ocg, long kh, long kw,
+                             long sh, long sw, long dh, long dwd, long oh, long ow)
+{
+    dgeom d = {wp, groups * cg, groups * ocg, ocg, ow, sh, sw};
+    long rows = ow >= 64 ? 1 : (64 + ow - 1) / ow; /* output rows per block */
+    for (long b = 0; b < n; b++) {
+        for (long y0 = 0; y0 < oh; y0 += rows) {
+            long nr = oh - y0 < rows ? oh - y0 : rows;
+            const float *gb = g + (b * oh + y0) * ow * d.os;
+            for (long grp = 0; grp < groups; grp++) {
+                for (long i = 0; i < kh; i++) {
+                    for (long j = 0; j < kw; j++) {
+                        const float *xb = xp + ((b * hp + y0 * sh + i * dh) * wp + j * dwd) * d.xs
+                                          + grp * cg;
+                        float *dwt = dw + ((grp * kh + i) * kw + j) * cg * ocg;
+                        const float *gg = gb + grp * ocg;
+                        long o0 = 0;
+                        for (; ocg - o0 > DWIDTH_B; o0 += DWIDTH_A)
+                            dw_panel_a(xb, gg + o0, dwt + o0, &d, nr, cg, ocg - o0);
+                        for (; ocg - o0 > DWIDTH_C; o0 += DWIDTH_B)
+                            dw_panel_b(xb, gg + o0, dwt + o0, &d, nr, cg, ocg - o0);
+                        for (; o0 < ocg; o0 += DWIDTH_C)
+                            dw_panel_c(xb, gg + o0, dwt + o0, &d, nr, cg, ocg - o0);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/*
+ * Channel-first (NCHW) forward convolution with stride 1, for layers with few output
+ * channels (LeNet's 6 and 16), where the output channels do not fill a vector:
+ *   out[n, o, y, x] = bias[o] + sum_{c, i, j} xp[n, c, y + i*dh, x + j*dw] * w[c, i, j, o]
+ * The vector runs along an output row (VL columns, masked at the row's end), so an
+ * input vector is VL adjacent values of one input row. The register tile is RO output
+ * channels times R output rows: per kernel tap, R input vectors and RO broadcast
+ * weights make RO*R multiply-adds.
+ */
+typedef struct {
+    long wp, plane, cg, kh, kw, dh, dw, oh, ow, ocg;
+} ngeom;
+
+#define NCHW_BLOCK(NAME, RO, R)                                                            \
+    ISA_INLINE void NAME(         \
+        const float *x, const float *w, const float *bias, float *out, const ngeom *g,     \
+        long y0, long x0, vmask m)                                                     \
+    {                                                                                      \
+        vec acc[RO][R];                                                                 \
+        for (int o = 0; o < RO; o++) {                                                     \
+            vec b = bias ? VSET1(bias[o]) : VZERO();               \
+            for (int r = 0; r < R; r++)                                                    \
+                acc[o][r] = b;                                                             \
+        }                                                                                  \
+        for (long c = 0; c < g->cg; c++) {                                                 \
+            for (long i = 0; i < g->kh; i++) {                                             \
+                const float *row = x + c * g->plane + (y0 + i * g->dh) * g->wp + x0;       \
+                const float *pw = w + (c * g->kh + i) * g->kw * g->ocg;                    \
+                for (long j = 0; j < g->kw; j++, pw += g->ocg) {                           \
+                    vec xv[R];                                                          \
+                    for (int r = 0; r < R; r++)                                            \
+                        xv[r] = VLOADM(m, row + r * g->wp + j * g->dw);     \
+                    rank1(acc[0], RO, R, pw, 1, xv);                                       \
+                }                                                                          \
+            }                                                                              \
+        }                                                                                  \
+        for (int o = 0; o < RO; o++)                                                       \
+            for (int r = 0; r < R; r++)                                                    \
+                VSTOREM(out + o * g->oh * g->ow + (y0 + r) * g->ow + x0, m,  \
+                                      acc[o][r]);                                          \
+    }
+
+/* RO output channels from o0, all rows and columns of one image */
+#define NCHW_PANEL(...) NCHW_PANEL_(__VA_ARGS__)
+#define NCHW_PANEL_(NAME, BIG, ONE, RO, R)                                                  \
+    NCHW_BLOCK(BIG, RO, R)                                                                 \
+    NCHW_BLOCK(ONE, RO, 1)                                                                 \
+    ISA_FN static void NAME(                               \
+        const float *x, const float *w, const float *bias, float *out, const ngeom *g)     \
+    {                                                                                      \
+        for (long x0 = 0; x0 < g->ow; x0 += VL) {                                          \
+            long left = g->ow - x0;                                                        \
+            vmask m = first(left);                                                     \
+            long y0 = 0;                                                                   \
+            for (; y0 + R <= g->oh; y0 += R)                                               \
+                BIG(x, w, bias, out, g, y0, x0, m);                                        \
+            if (y0 < g->oh && g->oh >= R)                                                  \
+                BIG(x, w, bias, out, g, g->oh - R, x0, m);                                 \
+            else                                                                           \
+                for (; y0 < g->oh; y0++)                                                   \
+                    ONE(x, w, bias, out, g, y0, x0, m);                                    \
+        }                                                                                  \
+    }
+
+NCHW_PANEL(nchw_panel8, nchw_block8, nchw_single8, 8, NCHW_R8)
+NCHW_PANEL(nchw_panel4, nchw_block4, nchw_single4, 4, NCHW_R4)
+NCHW_PANEL(nchw_panel2, nchw_block2, nchw_single2, 2, NCHW_R2)
+NCHW_PANEL(nchw_panel1, nchw_block1, nchw_single1, 1, NCHW_R1)
+
+/*
+ * n images of xp (n, groups*cg, hp, wp) -> out (n, groups*ocg, oh, ow), stride 1.
+ * w: (groups, cg, kh, kw, ocg) contiguous; bias: groups*ocg floats or NULL.
+ */
+EXPORT void FN(conv_nchw)(const float *xp, const float *w, const float *bias, float *out,
+                          long n, long hp, long wp, long groups, long cg, long ocg, long kh,
+                          long kw, long dh, long dw, long oh, long ow)
+{
+    ngeom g = {wp, hp * wp, cg, kh, kw, dh, dw, oh, ow, ocg};
+    for (long b = 0; b < n; b++) {
+        for (long grp = 0; grp < groups; grp++) {
+            const float *xb = xp + (b * groups + grp) * cg * g.plane;
+            const float *wg = w + grp * cg * kh * kw * ocg;
+            float *ob = out + (b * groups + grp) * ocg * oh * ow;
+            long o0 = 0;
+            for (; ocg - o0 >= 8; o0 += 8)
+                nchw_panel8(xb, wg + o0, bias ? bias + grp * ocg + o0 : NULL, ob + o0 * oh * ow, &g);
+            for (; ocg - o0 >= 4; o0 += 4)
+                nchw_panel4(xb, wg + o0, bias ? bias + grp * ocg + o0 : NULL, ob + o0 * oh * ow, &g);
+            for (; ocg - o0 >= 2; o0 += 2)
+                nchw_panel2(xb, wg + o0, bias ? bias + grp * ocg + o0 : NULL, ob + o0 * oh * ow, &g);
+            for (; o0 < ocg; o0++)
+                nchw_panel1(xb, wg + o0, bias ? bias + grp * ocg + o0 : NULL, ob + o0 * oh * ow, &g);
+        }
+    }
+}
+
+/*
+ * Channel-first weight gradient with stride 1 (narrow layers):
+ *   dw[o, c, i, j] += sum over (n, y, x) of g[n, o, y, x] * xp[n, c, y + i*dh, x + j*dw]
+ * Vectors run along output rows as in the forward. The register tile is RO output
+ * channels times RK kernel taps (k = (c, i, j), each at its own offset in the image):
+ * per VL positions, RO gradient vectors and RK input vectors make RO*RK multiply-adds.
+ * Per image the tile's vector sums are kept in acc (o, k, VL lanes), added up across
+ * the lanes at the end.
+ */
+typedef struct {
+    long wp, oh, ow, ktot;
+    const long *off;
+} wgeom;
+
+#define NW_BLOCK(NAME, RO, RK)                                                             \
+    ISA_INLINE void NAME(         \
+        const float *x, const float *g, float *acc, const wgeom *d, long k0)               \
+    {                                                                                      \
+        vec a[RO][RK];                                                                  \
+        for (int o = 0; o < RO; o++)                                                       \
+            for (int k = 0; k < RK; k++)                                                   \
+                a[o][k] = VLOAD(acc + (o * d->ktot + k0 + k) * VL);              \
+        const float *xk[RK];                                                               \
+        for (int k = 0; k < RK; k++)                                                       \
+            xk[k] = x + d->off[k0 + k];                                                    \
+        const long plane = d->oh * d->ow;                                                  \
+        for (long y = 0; y < d->oh; y++) {                                                 \
+            for (long x0 = 0; x0 < d->ow; x0 += VL) {                                      \
+                long left = d->ow - x0;                                                    \
+                vmask m = first(left);                                                 \
+                vec gv[RO];                                                             \
+                for (int o = 0; o < RO; o++)                                               \
+                    gv[o] = VLOADM(m, g + o * plane + y * d->ow + x0);      \
+                for (int k = 0; k < RK; k++) {                                             \
+                    vec xv = VLOADM(m, xk[k] + y * d->wp + x0);          \
+                    for (int o = 0; o < RO; o++)                                           \
+                        a[o][k] = VFMA(gv[o], xv, a[o][k]);                     \
+                }                                                                          \
+            }                                                                              \
+        }                                                                                  \
+        for (int o = 0; o < RO; o++)                                                       \
+            for (int k = 0; k < RK; k++)                                                   \
+                VSTORE(acc + (o * d->ktot + k0 + k) * VL, a[o][k]);              \
+    }
+
+/* RO output channels: the taps in blocks of RK, then one at a time */
+#define NW_PANEL(...) NW_PANEL_(__VA_ARGS__)
+#define NW_PANEL_(NAME, BIG, ONE, RO, RK)                                                  \
+    NW_BLOCK(BIG, RO, RK)                                                                  \
+    NW_BLOCK(ONE, RO, 1)                                                                   \
+    ISA_FN static void NAME(                               \
+        const float *x, const float *g, float *acc, const wgeom *d)                        \
+    {                                                                                      \
+        long k0 = 0;                                                                       \
+        for (; k0 + RK <= d->ktot; k0 += RK)                                               \
+            BIG(x, g, acc, d, k0);                                                         \
+        for (; k0 < d->ktot; k0++)                                                         \
+            ONE(x, g, acc, d, k0);                                                         \
+    }
+
+NW_PANEL(nw_panel4, nw_block4, nw_single4, 4, NW_RK4)
+NW_PANEL(nw_panel2, nw_block2, nw_single2, 2, NW_RK2)
+NW_PANEL(nw_panel1, nw_block1, nw_single1, 1, NW_RK1)
+
+/*
+ * n images: xp (n, groups*cg, hp, wp), g (n, groups*ocg, oh, ow) -> adds into
+ * dw (groups*ocg, cg, kh, kw). Returns 0, or -1 when memory for the sums is short.
+ */
+EXPORT int FN(conv_dw_nchw)(const float *xp, const float *g, float *dw, long n, long hp,
+                            long wp, long groups, long cg, long ocg, long kh, long kw,
+                            long dh, long dwd, long oh, long ow)
+{
+    long ktot = cg * kh * kw;
+    long *off = malloc(sizeof(long) * ktot);
+    float *acc = calloc((size_t)(groups * ocg * ktot * VL), sizeof(float));
+    if (!off || !acc) {
+        free(off);
+        free(acc);
+        return -1;
+    }
+    for (long c = 0, k = 0; c < cg; c++)
+        for (long i = 0; i < kh; i++)
+            for (long j = 0; j < kw; j++, k++)
+                off[k] = (c * hp + i * dh) * wp + j * dwd;
+    wgeom d = {wp, oh, ow, ktot, off};
+    for (long b = 0; b < n; b++) {
+        for (long grp = 0; grp < groups; grp++) {
+            const float *xb = xp + (b * groups + grp) * cg * hp * wp;
+            const float *gb = g + (b * groups + grp) * ocg * oh * ow;
+            float *ab = acc + grp * ocg * ktot * VL;
+            long o0 = 0;
+            for (; ocg - o0 >= 4; o0 += 4)
+                nw_panel4(xb, gb + o0 * oh * ow, ab + o0 * ktot * VL, &d);
+            for (; ocg - o0 >= 2; o0 += 2)
+                nw_panel2(xb, gb + o0 * oh * ow, ab + o0 * ktot * VL, &d);
+            for (; o0 < ocg; o0++)
+                nw_panel1(xb, gb + o0 * oh * ow, ab + o0 * ktot * VL, &d);
+        }
+    }
+    for (long q = 0; q < groups * ocg * ktot; q++) {
+        float t = 0.0f;
+        for (int l = 0; l < VL; l++)
+            t += acc[q * VL + l];
+        dw[q] += t;
+    }
+    free(off);
+    free(acc);
+    return 0;
+}
+
+/*
+ * n images of xp (n, hp, wp, groups*cg) -> out (n, oh, ow, groups*ocg).
+ * w: (groups, kh, kw, cg, ocg) contiguous; bias: groups*ocg floats or NULL.
+ */
+/* One image: xp[top + y, left + x, c] = src[c, y, x] (strides sc, sy, sx in floats),
+ * zero elsewhere. Channel-first sources (sx == 1) go through VLxVL transposes,
+ * channels-last ones (sc == 1, sx == c) row by row. */
+ISA_FN static void pad_image(const float *src, long sc, long sy,
+                                                         long sx, float *xp, long c, long h,
+                                                         long w, long top, long left, long hp,
+                                                         long wp)
+{
+    long right = wp - left - w;
+    memset(xp, 0, sizeof(float) * top * wp * c);
+    memset(xp + (top + h) * wp * c, 0, sizeof(float) * (hp - top - h) * wp * c);
+    for (long y = 0; y < h; y++) {
+        float *row = xp + (top + y) * wp * c;
+        memset(row, 0, sizeof(float) * left * c);
+        memset(row + (left + w) * c, 0, sizeof(float) * right * c);
+        row += left * c;
+        const float *s = src + y * sy;
+        if (sc == 1 && sx == c) {
+            memcpy(row, s, sizeof(float) * w * c);
+        } else if (sx == 1) {
+            for (long x0 = 0; x0 < w; x0 += VL) {
+                long nx = w - x0 < VL ? w - x0 : VL;
+                for (long c0 = 0; c0 < c; c0 += VL) {
+                    long nc = c - c0 < VL ? c - c0 : VL;
+                    vec r[VL];
+                    for (long k = 0; k < VL; k++)
+                        r[k] = k < nc ? VLOADM(first(nx), s + (c0 + k) * sc + x0)
+                                      : VZERO();
+                    transpose(r);
+                    for (long q = 0; q < nx; q++)
+                        VSTOREM(row + (x0 + q) * c + c0, first(nc), r[q]);
+                }
+            }
+        } else {
+            for (long x = 0; x < w; x++)
+                for (long k = 0; k < c; k++)
+                    row[x * c + k] = s[k * sc + x * sx];
+        }
+    }
+}
+
+/*
+ * n images of xp (n, hp, wp, groups*cg) -> out (n, oh, ow, groups*ocg).
+ * w: (groups, kh, kw, cg, ocg) contiguous; bias: groups*ocg floats or NULL.
+ * With src, each image is first padded into xp from src (n, c, h, w; strides s in floats,
+ * padding top and left), one image at a time, so it is still in cache when convolved.
+ */
+EXPORT void FN(conv_nhwc)(const float *src, long s0, long s1, long s2, long s3, long h, long w_,
+                          long top, long left, float *xp, const float *w, const float *bias,
+                          float *out, long n, long hp, long wp, long groups, long cg, long ocg,
+                          long kh, long kw, long sh, long sw, long dh, long dw, long oh, long ow)
+{
+    geom g = {wp, cg, groups * cg, ocg, groups * ocg, ocg, kh, kw, sh, sw, dh, dw, oh, ow};
+    for (long b = 0; b < n; b++) {
+        if (src)
+            pad_image(src + b * s0, s1, s2, s3, xp + b * hp * wp * g.xs, g.xs, h, w_, top, left,
+                      hp, wp);
+        for (long grp = 0; grp < groups; grp++) {
+            const float *xb = xp + b * hp * wp * g.xs + grp * cg;
+            const float *wg = w + grp * kh * kw * cg * ocg;
+            const float *bg = bias ? bias + grp * ocg : NULL;
+            float *ob = out + b * oh * ow * g.os + grp * ocg;
+            long o0 = 0;
+            for (; ocg - o0 > WIDTH_B; o0 += WIDTH_A)
+                panel_a(xb, wg, bg, ob, &g, o0);
+            for (; ocg - o0 > WIDTH_C; o0 += WIDTH_B)
+                panel_b(xb, wg, bg, ob, &g, o0);
+            for (; o0 < ocg; o0 += WIDTH_C)
+                panel_c(xb, wg, bg, ob, &g, o0);
+        }
+    }
+}
+
