@@ -385,3 +385,28 @@ def test_pools_accept_list_arguments_like_tuples():
         got = ck_fn(_ck(x), [3, 2], [2, 1], [1, 0])
         assert_close(got, t_fn(_t(x), [3, 2], [2, 1], [1, 0]), what=ck_fn.__name__)
         assert_close(got, ck_fn(_ck(x), (3, 2), (2, 1), (1, 0)), what="same as tuples")
+
+
+@pytest.mark.parametrize("name", ["max", "avg_tiling", "avg_overlapping", "avg_padded"])
+def test_pools_split_over_two_workers_match_torch(name):
+    """Inputs large enough that the images are split between two worker threads."""
+    from threadpoolctl import threadpool_limits
+
+    rng = np.random.default_rng(63)
+    x = rng.standard_normal((8, 16, 36, 34))  # 156,672 elements: above parallel.COPY_MIN
+    cx, tx = _ck(x), _t(x)
+    with threadpool_limits(2):
+        if name == "max":
+            out, tout = F.max_pool2d(cx, 2), tF.max_pool2d(tx, 2)
+        elif name == "avg_tiling":
+            out, tout = F.avg_pool2d(cx, 2), tF.avg_pool2d(tx, 2)
+        elif name == "avg_overlapping":
+            out, tout = F.avg_pool2d(cx, 3, 2), tF.avg_pool2d(tx, 3, 2)
+        else:
+            out = F.avg_pool2d(cx, 3, 2, 1, True, False)
+            tout = tF.avg_pool2d(tx, 3, 2, 1, ceil_mode=True, count_include_pad=False)
+        g = rng.standard_normal(tuple(tout.shape))
+        out.backward(ck.tensor(g))
+    tout.backward(torch.tensor(g))
+    assert_close(out, tout, what=f"{name} forward")
+    assert_close(cx.grad, tx.grad, what=f"{name} dx")

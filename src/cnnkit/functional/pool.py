@@ -100,7 +100,7 @@ def _geometry(
 
 
 @functools.lru_cache(maxsize=256)
-def _max_plan(kernel: Pair, stride: Pair, dilation: Pair, out: Pair, hw: Pair) -> tuple:
+def _window_plan(kernel: Pair, stride: Pair, dilation: Pair, out: Pair, hw: Pair) -> tuple:
     """The kernel taps (index tuples) and whether windows are disjoint / tile the input
     exactly, for one pooling geometry (cached: the same layers run every step)."""
     taps = tuple(
@@ -130,7 +130,7 @@ class MaxPool2d(Function):
     ) -> np.ndarray:
         fill = -np.inf if x.dtype.kind == "f" else np.iinfo(x.dtype).min
         xp = pad_hw(x, pads, fill)
-        taps, disjoint, covered = _max_plan(kernel, stride, dilation, out, xp.shape[2:])
+        taps, disjoint, covered = _window_plan(kernel, stride, dilation, out, xp.shape[2:])
         best = np.empty_like(xp[taps[0]])  # xp's memory layout
 
         def part(a: int, z: int) -> None:  # images a:z
@@ -203,9 +203,7 @@ class AvgPool2d(Function):
     ) -> np.ndarray:
         h, w = x.shape[2:]
         xp = pad_hw(x, pads, 0.0)
-        acc = xp[kernel_slice(0, 0, stride, (1, 1), out)].copy(order="K")
-        for t in range(1, kernel[0] * kernel[1]):
-            acc += xp[kernel_slice(t // kernel[1], t % kernel[1], stride, (1, 1), out)]
+        taps, disjoint, covered = _window_plan(kernel, stride, (1, 1), out, xp.shape[2:])
         if divisor_override is not None:
             inv = np.full((1, 1), 1.0 / divisor_override)
         else:
@@ -213,18 +211,38 @@ class AvgPool2d(Function):
             dw = _avg_divisor(w, kernel[1], stride[1], pads[2], out[1], count_include_pad)
             inv = 1.0 / np.outer(dh, dw)
         inv = inv.astype(x.dtype)
-        acc *= inv
+        if np.all(inv == inv.flat[0]):
+            inv = inv.flat[0]  # one divisor for all windows: a scalar multiply
+        acc = np.empty_like(xp[taps[0]])  # xp's memory layout
+
+        def part(a: int, z: int) -> None:  # images a:z
+            b, xs = acc[a:z], xp[a:z]
+            np.copyto(b, xs[taps[0]])
+            for sl in taps[1:]:
+                np.add(b, xs[sl], out=b)
+            np.multiply(b, inv, out=b)
+
+        parallel.batches(len(xp), xp.size, part)
         self.channels_last = is_channels_last(acc)
-        self.meta = (x.shape, xp.shape, kernel, stride, pads, out, inv)
+        self.meta = (x.shape, xp.shape, taps, disjoint, covered, pads, inv)
         return acc
 
     def backward(self, grad: np.ndarray) -> np.ndarray:
-        x_shape, xp_shape, kernel, stride, pads, out, inv = self.meta
-        gs = to_layout(grad, self.channels_last) * inv
-        dxp = empty_like_layout(gs, xp_shape)
-        dxp[...] = 0
-        for t in range(kernel[0] * kernel[1]):
-            dxp[kernel_slice(t // kernel[1], t % kernel[1], stride, (1, 1), out)] += gs
+        x_shape, xp_shape, taps, disjoint, covered, pads, inv = self.meta
+        grad = to_layout(grad, self.channels_last)
+        dxp = empty_like_layout(grad, xp_shape)
+
+        def part(a: int, z: int) -> None:  # images a:z
+            gs, ds = grad[a:z] * inv, dxp[a:z]
+            if not covered:  # windows that tile the input write every element once
+                ds[...] = 0
+            for sl in taps:
+                if disjoint:  # each input element belongs to one window: write, do not add
+                    np.copyto(ds[sl], gs)
+                else:
+                    ds[sl] += gs
+
+        parallel.batches(len(dxp), dxp.size, part)
         return unpad_hw(dxp, pads, x_shape[2:])
 
 
