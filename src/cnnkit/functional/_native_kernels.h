@@ -292,10 +292,11 @@ typedef struct {
     }
 
 /* the channels of one kernel tap for the V*VL output channels from o0: blocks of RC
- * channels, then the remaining channels one at a time */
+ * channels, then of 4, then the remaining channels one at a time */
 #define DW_PANEL(NAME, BIG, ONE, ...) DW_PANEL_(NAME, BIG, ONE, __VA_ARGS__)
 #define DW_PANEL_(NAME, BIG, ONE, V, RC)                                                    \
     DW_BLOCK(BIG, V, RC)                                                                   \
+    DW_BLOCK(NAME##_4, V, 4)                                                               \
     DW_BLOCK(ONE, V, 1)                                                                    \
     ISA_FN static void NAME(                               \
         const float *x, const float *g, float *dwt, const dgeom *d, long rows, long cg,    \
@@ -309,6 +310,8 @@ typedef struct {
         long c0 = 0;                                                                       \
         for (; c0 + RC <= cg; c0 += RC)                                                    \
             BIG(x + c0, g, dwt + c0 * d->ws, d, rows, mk);                                 \
+        for (; c0 + 4 <= cg; c0 += 4)                                                      \
+            NAME##_4(x + c0, g, dwt + c0 * d->ws, d, rows, mk);                            \
         for (; c0 < cg; c0++)                                                              \
             ONE(x + c0, g, dwt + c0 * d->ws, d, rows, mk);                                 \
     }
@@ -327,24 +330,32 @@ EXPORT void FN(conv_dw_nhwc)(const float *xp, const float *g, float *dw, long n,
 {
     dgeom d = {wp, groups * cg, groups * ocg, ocg, ow, sh, sw};
     long rows = ow >= 64 ? 1 : (64 + ow - 1) / ow; /* output rows per block */
+    /* one group, no dilation along rows: the kw taps of a kernel row read kw*cg adjacent
+     * input values (and fill kw*cg adjacent rows of dw), so they are one run of
+     * "channels": few input channels (a first layer's 3) still fill the tiles */
+    long runs = kw, run = cg;
+    if (groups == 1 && dwd == 1) {
+        runs = 1;
+        run = kw * cg;
+    }
     for (long b = 0; b < n; b++) {
         for (long y0 = 0; y0 < oh; y0 += rows) {
             long nr = oh - y0 < rows ? oh - y0 : rows;
             const float *gb = g + (b * oh + y0) * ow * d.os;
             for (long grp = 0; grp < groups; grp++) {
                 for (long i = 0; i < kh; i++) {
-                    for (long j = 0; j < kw; j++) {
+                    for (long j = 0; j < runs; j++) {
                         const float *xb = xp + ((b * hp + y0 * sh + i * dh) * wp + j * dwd) * d.xs
                                           + grp * cg;
                         float *dwt = dw + ((grp * kh + i) * kw + j) * cg * ocg;
                         const float *gg = gb + grp * ocg;
                         long o0 = 0;
                         for (; ocg - o0 > DWIDTH_B; o0 += DWIDTH_A)
-                            dw_panel_a(xb, gg + o0, dwt + o0, &d, nr, cg, ocg - o0);
+                            dw_panel_a(xb, gg + o0, dwt + o0, &d, nr, run, ocg - o0);
                         for (; ocg - o0 > DWIDTH_C; o0 += DWIDTH_B)
-                            dw_panel_b(xb, gg + o0, dwt + o0, &d, nr, cg, ocg - o0);
+                            dw_panel_b(xb, gg + o0, dwt + o0, &d, nr, run, ocg - o0);
                         for (; o0 < ocg; o0 += DWIDTH_C)
-                            dw_panel_c(xb, gg + o0, dwt + o0, &d, nr, cg, ocg - o0);
+                            dw_panel_c(xb, gg + o0, dwt + o0, &d, nr, run, ocg - o0);
                     }
                 }
             }
