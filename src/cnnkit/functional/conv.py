@@ -3,6 +3,10 @@
 Both read the input through a strided view of all windows (im2col, one copy into GEMM
 layout) and do the arithmetic as BLAS matrix products; backward uses the same products
 transposed and scatters window gradients back with :func:`col2im`.
+
+For float32 convolutions the compiled kernels of :mod:`cnnkit.functional._native` take
+the place of im2col and BLAS where they are built and the CPU runs them; the NumPy code
+here is the fallback and the float64 path.
 """
 
 from __future__ import annotations
@@ -206,22 +210,27 @@ def _forward_nhwc(
     dilation: Pair, g: int, out_hw: Pair,
 ) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
     """Per chunk one (grouped) GEMM ``cols (G, B*P, K) @ W (G, K, OCg)`` written straight
-    into the channels-last output, the bias added while the rows are in cache."""
+    into the channels-last output, the bias added while the rows are in cache; or, for
+    float32, the compiled kernel on each worker's images."""
     n, oc = x.shape[0], w.shape[0]
     wk = _gemm_weight(w, g)
     out = np.empty((n, *out_hw, oc), dtype=np.result_type(x, w))
     if native.usable(x, wk, *(() if b is None else (b,))):  # compiled, no im2col
-        # each worker pads its images and convolves them one by one, in one call
         c = x.shape[1]
         hp, wp = x.shape[2] + pads[0] + pads[1], x.shape[3] + pads[2] + pads[3]
-        xp = np.empty((n, hp, wp, c), dtype=x.dtype)
+        # each worker pads its images and convolves them one by one, in one call (an
+        # input whose strides are not whole elements is padded by NumPy first)
+        whole = all(st % x.itemsize == 0 for st in x.strides)
+        xp = np.empty((n, hp, wp, c), dtype=x.dtype) if whole else _pad_nhwc(x, pads)
+        src = x if whole else None
         bc = None if b is None else np.ascontiguousarray(b)
         nw = _workers(n)
 
         def native_work(_t: int, c0: int, c1: int) -> None:
             native.conv_nhwc(
-                xp[c0:c1], wk, bc, out[c0:c1], w.shape[2:], stride, dilation, x[c0:c1], pads
-            )
+                xp[c0:c1], wk, bc, out[c0:c1], w.shape[2:], stride, dilation,
+                None if src is None else src[c0:c1], pads,
+            )  # fmt: skip
 
         parallel.run(parallel.split(n, -(-n // nw), nw), native_work, nw)
         return out.transpose(0, 3, 1, 2), xp
@@ -553,6 +562,9 @@ class Conv2d(Function):
     gradient with the flipped kernel (stride 1) or as ``col2im(g @ W^T)``. Only the padded
     input is kept for backward (im2col is recomputed chunk by chunk), not the im2col
     matrix.
+
+    For float32 the compiled kernels (:mod:`cnnkit.functional._native`) compute the
+    forward, the stride-1 input gradient and the weight gradient without im2col.
 
     Wide layers (``OC/groups >= 24``) keep activations channels-last in memory: an
     ``(N, C, H, W)`` view of ``(N, H, W, C)`` data, like PyTorch's ``channels_last``, so
