@@ -21,7 +21,10 @@ import cnnkit.nn.functional as F
 from cnnkit.functional import _native as native
 from cnnkit.functional.conv import _gemm_weight
 from tests.conftest import assert_close, torch
+from tests.functional.test_pool import MAX_SPECIFIC
 from tests.naive import conv as naive
+
+tF = torch.nn.functional
 
 
 def _cpu_flags() -> set[str]:
@@ -315,3 +318,40 @@ def test_chosen_by_environment(value, want, kernel_set):
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == want
+
+
+@needs_kernel
+@pytest.mark.parametrize("channels", [40, 7])  # 2.5 vectors; less than one
+@pytest.mark.parametrize("nan", [False, True])
+@pytest.mark.parametrize("case", MAX_SPECIFIC, ids=[c[0] for c in MAX_SPECIFIC])
+def test_max_pool_backward_kernel_equals_torch_and_numpy_path(case, nan, channels, monkeypatch):
+    """Channels-last float32 max pool: the compiled backward routes each window's gradient
+    like the NumPy path (ties to the first maximum, as in torch; a NaN window to its
+    first NaN) for overlapping windows, padding, dilation and ceil mode."""
+    _, hw, k, s, p, d, ceil = case
+    rng = np.random.default_rng(64)
+    x = rng.integers(0, 3, (2, channels, *hw)).astype(np.float32)  # many ties
+    if nan:
+        x[0, 1, 0, :2] = np.nan
+        x[1, 3, -1, -1] = np.nan
+    g = rng.standard_normal(
+        tuple(tF.max_pool2d(torch.tensor(x), k, s, p, d, ceil_mode=ceil).shape)
+    ).astype(np.float32)
+
+    def run():
+        cx = ck.tensor(np.ascontiguousarray(x.transpose(0, 2, 3, 1)), requires_grad=True)
+        view = cx.permute(0, 3, 1, 2)  # (N, C, H, W) over channels-last memory
+        out = F.max_pool2d(view, k, s, p, d, ceil)
+        out.backward(ck.tensor(g))
+        return out.numpy(), cx.grad.numpy().transpose(0, 3, 1, 2)
+
+    fast = run()
+    monkeypatch.setattr(native, "_conv", None)
+    slow = run()
+    np.testing.assert_array_equal(fast[0], slow[0])
+    # overlapping windows add their gradients in another order: float32 rounding only
+    assert_close(fast[1], slow[1], rtol=1e-6, atol=1e-6, what=f"{case[0]} vs NumPy path")
+    if not nan:  # torch sends a NaN window's gradient to its last NaN (a known deviation)
+        tx = torch.tensor(x, requires_grad=True)
+        tF.max_pool2d(tx, k, s, p, d, ceil_mode=ceil).backward(torch.tensor(g))
+        assert_close(fast[1], tx.grad, rtol=1e-6, atol=1e-6, what=case[0])

@@ -5,7 +5,9 @@ matrix:
 
 - channels-last data (wide layers): the forward, which also serves the stride-1 input
   gradient (a convolution too), and the weight gradient;
-- channel-first data with stride 1 (narrow layers such as LeNet's): the same two.
+- channel-first data with stride 1 (narrow layers such as LeNet's): the same two;
+- and the max-pool backward on channels-last data, one pass instead of a few NumPy
+  passes per kernel tap (fwd+bwd of a 2x2 pool on 128x32x32x32: 4.95 -> 3.95 ms).
 
 The NumPy path writes every window into an im2col matrix, and OpenBLAS copies that
 matrix again into its packed panels before it multiplies. Measured on one core of this
@@ -77,6 +79,8 @@ def _load() -> tuple[Any, int]:
     lib.cnnkit_conv_dw_nchw_f32.argtypes = [_P, _P, _P] + [_L] * 12
     lib.cnnkit_conv_dw_nhwc_f32.restype = None
     lib.cnnkit_conv_dw_nhwc_f32.argtypes = [_P, _P, _P] + [_L] * 14
+    lib.cnnkit_maxpool_bwd_nhwc_f32.restype = None
+    lib.cnnkit_maxpool_bwd_nhwc_f32.argtypes = [_P, _P, _P, _P] + [_L] * 12
     return lib, level
 
 
@@ -316,3 +320,49 @@ def _check(
                 f"(C-contiguous: {a.flags.c_contiguous})"
             )
     return b, oh, ow, g
+
+
+def maxpool_backward_nhwc(
+    xp: np.ndarray,
+    best: np.ndarray,
+    grad: np.ndarray,
+    dxp: np.ndarray,
+    kernel: tuple[int, int],
+    stride: tuple[int, int],
+    dilation: tuple[int, int],
+) -> None:
+    """Max-pool backward for the images of one chunk, channels-last: ``dxp +=`` each
+    window's gradient at its first maximum (or first NaN when the maximum is NaN).
+
+    Parameters
+    ----------
+    xp, dxp : ndarray, shape (B, Hp, Wp, C), float32, C-contiguous
+        The padded input, and its gradient (zeroed by the caller).
+    best, grad : ndarray, shape (B, OH, OW, C), float32, C-contiguous
+        The forward's output and its gradient.
+    kernel, stride, dilation : (int, int)
+    """
+    if _conv is None:
+        raise RuntimeError("cnnkit: the compiled kernels are not available")
+    b, hp, wp, c = xp.shape
+    _, oh, ow, _ = best.shape
+    last_h = (oh - 1) * stride[0] + (kernel[0] - 1) * dilation[0]
+    last_w = (ow - 1) * stride[1] + (kernel[1] - 1) * dilation[1]
+    if (
+        dxp.shape != xp.shape
+        or grad.shape != best.shape
+        or best.shape[::3] != (b, c)
+        or last_h >= hp
+        or last_w >= wp
+    ):
+        raise ValueError(
+            f"cnnkit native max pool: inconsistent shapes: input {xp.shape}, output "
+            f"{best.shape}, gradient {grad.shape}, kernel {kernel}, stride {stride}"
+        )
+    for a in (xp, best, grad, dxp):
+        if a.dtype != np.float32 or not a.flags.c_contiguous:
+            raise ValueError("cnnkit native max pool: expected C-contiguous float32 arrays")
+    _conv.cnnkit_maxpool_bwd_nhwc_f32(
+        xp.ctypes.data, best.ctypes.data, grad.ctypes.data, dxp.ctypes.data, b, hp, wp, c,
+        oh, ow, *kernel, *stride, *dilation,
+    )  # fmt: skip

@@ -32,7 +32,10 @@
                                 long, long, long, long, long, long, long, long, long, long, \
                                 long);                                                     \
     int cnnkit_conv_dw_nchw_##isa(const float *, const float *, float *, long, long, long,  \
-                                  long, long, long, long, long, long, long, long, long);
+                                  long, long, long, long, long, long, long, long, long);   \
+    void cnnkit_maxpool_bwd_nhwc_##isa(const float *, const float *, const float *, float *, \
+                                       long, long, long, long, long, long, long, long, long, \
+                                       long, long, long);
 
 DECLARE(avx512)
 DECLARE(avx2)
@@ -104,6 +107,15 @@ int cnnkit_conv_dw_nchw_f32(const float *xp, const float *g, float *dw, long n, 
 {
 #define ARGS (xp, g, dw, n, hp, wp, groups, cg, ocg, kh, kw, dh, dwd, oh, ow)
     return level == 2 ? cnnkit_conv_dw_nchw_avx512 ARGS : cnnkit_conv_dw_nchw_avx2 ARGS;
+#undef ARGS
+}
+
+void cnnkit_maxpool_bwd_nhwc_f32(const float *xp, const float *best, const float *g,
+                                 float *dxp, long n, long hp, long wp, long c, long oh, long ow,
+                                 long kh, long kw, long sh, long sw, long dh, long dw)
+{
+#define ARGS (xp, best, g, dxp, n, hp, wp, c, oh, ow, kh, kw, sh, sw, dh, dw)
+    DISPATCH(cnnkit_maxpool_bwd_nhwc);
 #undef ARGS
 }
 

@@ -27,6 +27,14 @@ typedef __mmask16 vmask;
 #define VZERO _mm512_setzero_ps
 #define VLOAD _mm512_loadu_ps
 #define VSTORE _mm512_storeu_ps
+typedef __mmask16 cmask; /* lanes selected by a comparison */
+#define CMP_EQ(a, b) _mm512_cmp_ps_mask((a), (b), _CMP_EQ_OQ)
+#define IS_NAN(a) _mm512_cmp_ps_mask((a), (a), _CMP_UNORD_Q)
+#define C_AND(a, b) ((cmask)((a) & (b)))
+#define C_OR(a, b) ((cmask)((a) | (b)))
+#define C_ANDNOT(a, b) ((cmask)(~(a) & (b))) /* b and not a */
+#define C_NONE ((cmask)0)
+#define ADD_WHERE(acc, m, v) _mm512_mask_add_ps((acc), (m), (acc), (v))
 
 /* Zen 5, one core, 3x3 kernels: 8 positions x 64 channels, 16 x 32 and 16 x 16 reach
  * 206-263 GFLOP/s for 32 and 64 channels (about the peak of OpenBLAS's sgemm there) and
@@ -93,6 +101,14 @@ typedef __m256i vmask;
 #define VZERO _mm256_setzero_ps
 #define VLOAD _mm256_loadu_ps
 #define VSTORE _mm256_storeu_ps
+typedef __m256 cmask; /* lanes selected by a comparison: all bits set */
+#define CMP_EQ(a, b) _mm256_cmp_ps((a), (b), _CMP_EQ_OQ)
+#define IS_NAN(a) _mm256_cmp_ps((a), (a), _CMP_UNORD_Q)
+#define C_AND(a, b) _mm256_and_ps((a), (b))
+#define C_OR(a, b) _mm256_or_ps((a), (b))
+#define C_ANDNOT(a, b) _mm256_andnot_ps((a), (b)) /* b and not a */
+#define C_NONE _mm256_setzero_ps()
+#define ADD_WHERE(acc, m, v) _mm256_add_ps((acc), _mm256_and_ps((m), (v)))
 
 /* 16 registers: at most 12 accumulators beside the operands */
 #define FWD_A 3, 4, 2, 1
@@ -646,3 +662,40 @@ EXPORT void FN(conv_nhwc)(const float *src, long s0, long s1, long s2, long s3, 
     }
 }
 
+/*
+ * Max-pool backward on channels-last data: each window's gradient goes to its first tap
+ * (row-major) equal to the window's maximum, or to its first NaN when the maximum is
+ * NaN, as the NumPy path does. Vectors run across channels.
+ * xp (n, hp, wp, c) the padded input, best and g (n, oh, ow, c) the forward's output and
+ * its gradient; adds into dxp (n, hp, wp, c), which the caller zeroes.
+ */
+EXPORT ISA_FN void FN(maxpool_bwd_nhwc)(const float *xp, const float *best, const float *g, float *dxp,
+                                 long n, long hp, long wp, long c, long oh, long ow, long kh,
+                                 long kw, long sh, long sw, long dh, long dw)
+{
+    for (long b = 0; b < n; b++) {
+        const float *xb = xp + b * hp * wp * c;
+        float *db = dxp + b * hp * wp * c;
+        for (long y = 0; y < oh; y++) {
+            for (long x = 0; x < ow; x++) {
+                const long o = ((b * oh + y) * ow + x) * c;
+                for (long c0 = 0; c0 < c; c0 += VL) {
+                    vmask lanes = first(c - c0);
+                    vec m = VLOADM(lanes, best + o + c0);
+                    vec gv = VLOADM(lanes, g + o + c0);
+                    cmask nan_max = IS_NAN(m), found = C_NONE;
+                    for (long i = 0; i < kh; i++) {
+                        for (long j = 0; j < kw; j++) {
+                            long at = ((y * sh + i * dh) * wp + x * sw + j * dw) * c + c0;
+                            vec v = VLOADM(lanes, xb + at);
+                            cmask hit = C_OR(CMP_EQ(v, m), C_AND(IS_NAN(v), nan_max));
+                            hit = C_ANDNOT(found, hit);
+                            found = C_OR(found, hit);
+                            VSTOREM(db + at, lanes, ADD_WHERE(VLOADM(lanes, db + at), hit, gv));
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

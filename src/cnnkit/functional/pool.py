@@ -11,6 +11,7 @@ import functools
 import numpy as np
 
 from cnnkit.autograd import Function
+from cnnkit.functional import _native as native
 from cnnkit.functional import _parallel as parallel
 from cnnkit.functional._windows import (
     Pair,
@@ -142,13 +143,24 @@ class MaxPool2d(Function):
         parallel.batches(len(xp), xp.size, part)
         if self.needs_input_grad[0]:
             self.save_for_backward(xp, best)
-        self.meta = (x.shape, taps, pads, disjoint, covered)
+        self.meta = (x.shape, taps, pads, disjoint, covered, kernel, stride, dilation)
         return best
 
     def backward(self, grad: np.ndarray) -> np.ndarray:
         xp, best = self.saved
-        x_shape, taps, pads, disjoint, covered = self.meta
-        grad = to_layout(grad, is_channels_last(best))
+        x_shape, taps, pads, disjoint, covered = self.meta[:5]
+        cl = is_channels_last(best)
+        grad = to_layout(grad, cl)
+        if cl and native.usable(xp, grad) and is_channels_last(xp):  # compiled, one pass
+            dxp = empty_like_layout(grad, xp.shape)
+            xl, bl, gl, dl = (a.transpose(0, 2, 3, 1) for a in (xp, best, grad, dxp))
+
+            def run(a: int, z: int) -> None:
+                dl[a:z] = 0
+                native.maxpool_backward_nhwc(xl[a:z], bl[a:z], gl[a:z], dl[a:z], *self.meta[5:])
+
+            parallel.batches(len(xp), xp.size, run)
+            return unpad_hw(dxp, pads, x_shape[2:])
         # windows that tile the input exactly: every element is written once, no zeroing
         dxp = (np.empty_like if covered else np.zeros_like)(xp, dtype=grad.dtype)
         nan = np.isnan(best) if best.dtype.kind == "f" else None
