@@ -13,6 +13,25 @@
 
 #define EXPORT __attribute__((visibility("hidden")))
 
+/* The first steps of a VLxVL transpose (rows r, one a vector): within every 128-bit
+ * lane, each group of 4 rows becomes 4x4 transposed blocks in u. */
+#define TRANSPOSE4X4                                                                       \
+    __attribute__((target(ISA), always_inline)) static inline void transpose4x4(          \
+        const vec r[VL], vec u[VL])                                                        \
+    {                                                                                      \
+        vec t[VL];                                                                         \
+        for (int i = 0; i < VL / 2; i++) {                                                 \
+            t[2 * i] = V_UNPACKLO(r[2 * i], r[2 * i + 1]);                                 \
+            t[2 * i + 1] = V_UNPACKHI(r[2 * i], r[2 * i + 1]);                             \
+        }                                                                                  \
+        for (int i = 0; i < VL / 4; i++) {                                                 \
+            u[4 * i + 0] = V_SHUFFLE(t[4 * i], t[4 * i + 2], 0x44);                        \
+            u[4 * i + 1] = V_SHUFFLE(t[4 * i], t[4 * i + 2], 0xEE);                        \
+            u[4 * i + 2] = V_SHUFFLE(t[4 * i + 1], t[4 * i + 3], 0x44);                    \
+            u[4 * i + 3] = V_SHUFFLE(t[4 * i + 1], t[4 * i + 3], 0xEE);                    \
+        }                                                                                  \
+    }
+
 #ifdef CNNKIT_AVX512
 
 #define ISA "avx512f,fma"
@@ -63,19 +82,14 @@ __attribute__((target(ISA), always_inline)) static inline vmask first(long k)
 }
 
 /* VL x VL floats, one row a vector, transposed in registers */
+#define V_UNPACKLO _mm512_unpacklo_ps
+#define V_UNPACKHI _mm512_unpackhi_ps
+#define V_SHUFFLE _mm512_shuffle_ps
+TRANSPOSE4X4
 __attribute__((target(ISA), always_inline)) static inline void transpose(vec r[VL])
 {
-    vec t[16], u[16], v[16];
-    for (int i = 0; i < 8; i++) {
-        t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
-        t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
-    }
-    for (int i = 0; i < 4; i++) {
-        u[4 * i + 0] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0x44);
-        u[4 * i + 1] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0xEE);
-        u[4 * i + 2] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0x44);
-        u[4 * i + 3] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0xEE);
-    }
+    vec u[16], v[16];
+    transpose4x4(r, u);
     for (int i = 0; i < 2; i++)
         for (int k = 0; k < 4; k++) {
             v[8 * i + k] = _mm512_shuffle_f32x4(u[8 * i + k], u[8 * i + 4 + k], 0x88);
@@ -135,19 +149,14 @@ __attribute__((target(ISA), always_inline)) static inline vmask first(long k)
 }
 
 /* VL x VL floats, one row a vector, transposed in registers */
+#define V_UNPACKLO _mm256_unpacklo_ps
+#define V_UNPACKHI _mm256_unpackhi_ps
+#define V_SHUFFLE _mm256_shuffle_ps
+TRANSPOSE4X4
 __attribute__((target(ISA), always_inline)) static inline void transpose(vec r[VL])
 {
-    vec t[8], u[8];
-    for (int i = 0; i < 4; i++) {
-        t[2 * i] = _mm256_unpacklo_ps(r[2 * i], r[2 * i + 1]);
-        t[2 * i + 1] = _mm256_unpackhi_ps(r[2 * i], r[2 * i + 1]);
-    }
-    for (int i = 0; i < 2; i++) {
-        u[4 * i + 0] = _mm256_shuffle_ps(t[4 * i], t[4 * i + 2], 0x44);
-        u[4 * i + 1] = _mm256_shuffle_ps(t[4 * i], t[4 * i + 2], 0xEE);
-        u[4 * i + 2] = _mm256_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0x44);
-        u[4 * i + 3] = _mm256_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0xEE);
-    }
+    vec u[8];
+    transpose4x4(r, u);
     for (int k = 0; k < 4; k++) {
         r[k] = _mm256_permute2f128_ps(u[k], u[4 + k], 0x20);
         r[4 + k] = _mm256_permute2f128_ps(u[k], u[4 + k], 0x31);

@@ -7,6 +7,7 @@ once, so the work is vectorised over batch, channels and positions with no im2co
 from __future__ import annotations
 
 import functools
+from typing import Any
 
 import numpy as np
 
@@ -117,6 +118,23 @@ def _window_plan(kernel: Pair, stride: Pair, dilation: Pair, out: Pair, hw: Pair
     return taps, disjoint, covered
 
 
+def _reduce_windows(xp: np.ndarray, taps: tuple, op: np.ufunc, scale: Any = None) -> np.ndarray:
+    """``op`` (``np.maximum``, ``np.add``) over the kernel taps of every window of ``xp``,
+    times ``scale`` if given, in ``xp``'s memory layout; images split over the workers."""
+    res = np.empty_like(xp[taps[0]])
+
+    def part(a: int, z: int) -> None:  # images a:z
+        b, xs = res[a:z], xp[a:z]
+        np.copyto(b, xs[taps[0]])
+        for sl in taps[1:]:
+            op(b, xs[sl], out=b)
+        if scale is not None:  # while the images are in cache
+            np.multiply(b, scale, out=b)
+
+    parallel.batches(len(xp), xp.size, part)
+    return res
+
+
 class MaxPool2d(Function):
     """Maximum over each window; backward routes the gradient to the (first) maximum.
 
@@ -132,15 +150,7 @@ class MaxPool2d(Function):
         fill = -np.inf if x.dtype.kind == "f" else np.iinfo(x.dtype).min
         xp = pad_hw(x, pads, fill)
         taps, disjoint, covered = _window_plan(kernel, stride, dilation, out, xp.shape[2:])
-        best = np.empty_like(xp[taps[0]])  # xp's memory layout
-
-        def part(a: int, z: int) -> None:  # images a:z
-            b, xs = best[a:z], xp[a:z]
-            np.copyto(b, xs[taps[0]])
-            for sl in taps[1:]:
-                np.maximum(b, xs[sl], out=b)
-
-        parallel.batches(len(xp), xp.size, part)
+        best = _reduce_windows(xp, taps, np.maximum)
         if self.needs_input_grad[0]:
             self.save_for_backward(xp, best)
         self.meta = (x.shape, taps, pads, disjoint, covered, kernel, stride, dilation)
@@ -225,16 +235,7 @@ class AvgPool2d(Function):
         inv = inv.astype(x.dtype)
         if np.all(inv == inv.flat[0]):
             inv = inv.flat[0]  # one divisor for all windows: a scalar multiply
-        acc = np.empty_like(xp[taps[0]])  # xp's memory layout
-
-        def part(a: int, z: int) -> None:  # images a:z
-            b, xs = acc[a:z], xp[a:z]
-            np.copyto(b, xs[taps[0]])
-            for sl in taps[1:]:
-                np.add(b, xs[sl], out=b)
-            np.multiply(b, inv, out=b)
-
-        parallel.batches(len(xp), xp.size, part)
+        acc = _reduce_windows(xp, taps, np.add, inv)
         self.channels_last = is_channels_last(acc)
         self.meta = (x.shape, xp.shape, taps, disjoint, covered, pads, inv)
         return acc
