@@ -296,30 +296,43 @@ def _check(
         raise RuntimeError("cnnkit: the compiled convolution kernel is not available")
     b, hp, wp, c = xp.shape
     g, k, ocg = wk.shape
-    kh, kw = kernel
     oh, ow = out.shape[1:3]
-    last_h = (oh - 1) * stride[0] + (kh - 1) * dilation[0]  # the last row and column read
-    last_w = (ow - 1) * stride[1] + (kw - 1) * dilation[1]
     if (
         c % g
-        or k != kh * kw * (c // g)
+        or k != kernel[0] * kernel[1] * (c // g)
         or out.shape != (b, oh, ow, g * ocg)
         or (bias is not None and bias.shape != (g * ocg,))
-        or last_h >= hp
-        or last_w >= wp
-        or min(oh, ow) < 1
+        or not _windows_fit((oh, ow), kernel, stride, dilation, (hp, wp))
     ):
         raise ValueError(
             f"cnnkit native convolution: inconsistent shapes: input {xp.shape}, weights "
             f"{wk.shape}, output {out.shape}, kernel {kernel}, stride {stride}, dilation {dilation}"
         )
-    for a in (contiguous or (xp, wk, out)) + (() if bias is None else (bias,)):
+    _require_f32((contiguous or (xp, wk, out)) + (() if bias is None else (bias,)), "convolution")
+    return b, oh, ow, g
+
+
+def _windows_fit(
+    out_hw: tuple[int, int],
+    kernel: tuple[int, int],
+    stride: tuple[int, int],
+    dilation: tuple[int, int],
+    in_hw: tuple[int, int],
+) -> bool:
+    """Whether every window of an ``out_hw`` output lies inside the ``in_hw`` input."""
+    return min(out_hw) >= 1 and all(
+        (o - 1) * s + (k - 1) * d < n  # the last row (column) read
+        for o, k, s, d, n in zip(out_hw, kernel, stride, dilation, in_hw, strict=True)
+    )
+
+
+def _require_f32(arrays: tuple[np.ndarray, ...], what: str) -> None:
+    for a in arrays:
         if a.dtype != np.float32 or not a.flags.c_contiguous:
             raise ValueError(
-                f"cnnkit native convolution: expected C-contiguous float32 arrays; got {a.dtype} "
+                f"cnnkit native {what}: expected C-contiguous float32 arrays; got {a.dtype} "
                 f"(C-contiguous: {a.flags.c_contiguous})"
             )
-    return b, oh, ow, g
 
 
 def maxpool_backward_nhwc(
@@ -346,22 +359,17 @@ def maxpool_backward_nhwc(
         raise RuntimeError("cnnkit: the compiled kernels are not available")
     b, hp, wp, c = xp.shape
     _, oh, ow, _ = best.shape
-    last_h = (oh - 1) * stride[0] + (kernel[0] - 1) * dilation[0]
-    last_w = (ow - 1) * stride[1] + (kernel[1] - 1) * dilation[1]
     if (
         dxp.shape != xp.shape
         or grad.shape != best.shape
         or best.shape[::3] != (b, c)
-        or last_h >= hp
-        or last_w >= wp
+        or not _windows_fit((oh, ow), kernel, stride, dilation, (hp, wp))
     ):
         raise ValueError(
             f"cnnkit native max pool: inconsistent shapes: input {xp.shape}, output "
             f"{best.shape}, gradient {grad.shape}, kernel {kernel}, stride {stride}"
         )
-    for a in (xp, best, grad, dxp):
-        if a.dtype != np.float32 or not a.flags.c_contiguous:
-            raise ValueError("cnnkit native max pool: expected C-contiguous float32 arrays")
+    _require_f32((xp, best, grad, dxp), "max pool")
     _conv.cnnkit_maxpool_bwd_nhwc_f32(
         xp.ctypes.data, best.ctypes.data, grad.ctypes.data, dxp.ctypes.data, b, hp, wp, c,
         oh, ow, *kernel, *stride, *dilation,

@@ -232,7 +232,7 @@ def _forward_nhwc(
                 None if src is None else src[c0:c1], pads,
             )  # fmt: skip
 
-        parallel.run(parallel.split(n, -(-n // nw), nw), native_work, nw)
+        parallel.run(parallel.shares(n), native_work, nw)  # one share per worker
         return out.transpose(0, 3, 1, 2), xp
     xp = _pad_nhwc(x, pads)
     win = _Windows(xp, w.shape[2:], stride, dilation, out_hw, g, oc)
@@ -265,7 +265,7 @@ def _weight_grad_nhwc(g2: np.ndarray, xp: np.ndarray, meta: tuple) -> np.ndarray
         def native_work(t: int, c0: int, c1: int) -> None:
             native.conv_weight_grad_nhwc(xp[c0:c1], g4[c0:c1], dwks[t], (kh, kw), stride, dilation)
 
-        parallel.run(parallel.split(n, -(-n // nw), nw), native_work, nw)
+        parallel.run(parallel.shares(n), native_work, nw)  # one share per worker
     else:
         dwks = _weight_grad_im2col(g2, xp, w_shape, stride, dilation, g, out_hw)
     dwk = dwks[0]
@@ -429,7 +429,7 @@ def _forward_nchw(
         def native_work(_t: int, c0: int, c1: int) -> None:
             native.conv_nchw(xp[c0:c1], wn, bc, out[c0:c1], (kh, kw), dilation)
 
-        parallel.run(parallel.split(n, -(-n // nw), nw), native_work, nw)
+        parallel.run(parallel.shares(n), native_work, nw)  # one share per worker
         return out, xp
     chunks = parallel.split(n, _chunk(n, c * kh * kw, plan.p), nw)
     bsz = max(c1 - c0 for c0, c1 in chunks)
@@ -467,7 +467,7 @@ def _weight_grad_nchw(grad: np.ndarray, xp: np.ndarray, meta: tuple) -> np.ndarr
         def native_work(t: int, c0: int, c1: int) -> None:
             native.conv_weight_grad_nchw(xp[c0:c1], gc[c0:c1], dws[t], (kh, kw), dilation, g)
 
-        parallel.run(parallel.split(n, -(-n // nw), nw), native_work, nw)
+        parallel.run(parallel.shares(n), native_work, nw)  # one share per worker
         for extra in dws[1:]:
             dws[0] += extra
         return dws[0]
