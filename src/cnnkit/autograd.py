@@ -66,13 +66,18 @@ class Function:
     input, its gradient (same shape as that input) or ``None``.
     """
 
-    __slots__ = ("__dict__", "needs_input_grad", "params", "parents", "saved")
+    __slots__ = ("__dict__", "needs_input_grad", "params", "parents", "saved", "versions")
+    # inputs (by position) whose in-place change backward reports even when the op did
+    # not keep them (to raise where PyTorch does)
+    version_checked: tuple[int, ...] = ()
 
     def __init__(self) -> None:
         self.needs_input_grad: tuple[bool, ...] = ()
         self.parents: tuple[Tensor | None, ...] = ()
         self.params: dict[str, Any] = {}
         self.saved: tuple[Any, ...] | None = ()
+        # in-place versions of the inputs (then of the output) when the node was recorded
+        self.versions: tuple[int, ...] = ()
 
     def save_for_backward(self, *arrays: Any) -> None:
         """Keep arrays for backward; the engine releases them right after backward ran."""
@@ -102,16 +107,19 @@ class Function:
         fn = cls()
         arrays = []
         needs = []
+        versions = []
         meta = False
         for t in inputs:
             if isinstance(t, Tensor):
                 data = t.array
                 arrays.append(data)
                 needs.append(t.requires_grad)
+                versions.append(0 if t._version is None else t._version[0])
                 meta = meta or type(data) is MetaArray
             else:
                 arrays.append(t)
                 needs.append(False)
+                versions.append(0)
         record = _grad_enabled and True in needs
         fn.needs_input_grad = tuple(needs) if record else (False,) * len(needs)
         if meta:
@@ -131,7 +139,12 @@ class Function:
             return result
         out = fn.forward(*arrays, **params)
         result = Tensor._wrap(out, record)
+        base = getattr(out, "base", None)
+        if base is not None:
+            _share_version(result, base, inputs)
         if record:
+            versions.append(0 if result._version is None else result._version[0])
+            fn.versions = tuple(versions)
             fn.parents = inputs
             fn.params = params  # the op's settings, for graph readers such as the ONNX export
             result._ctx = fn
@@ -146,6 +159,65 @@ class Function:
         self.saved = None
         self.params = {}
         self.__dict__.clear()
+
+
+def _share_version(result: Tensor, base: Any, inputs: tuple[Any, ...]) -> None:
+    """A view of an input shares that input's version counter (as in PyTorch), so an
+    in-place change through either is seen by the nodes that saved the other."""
+    from cnnkit.tensor import Tensor
+
+    for t in inputs:
+        if isinstance(t, Tensor) and (t.array is base or t.array.base is base):
+            if t._version is None:
+                t._version = [0, ""]
+            result._version = t._version
+            return
+
+
+def _saved_array_ids(ctx: Function) -> set[int]:
+    """Ids of the arrays (and of their owners) that ``ctx`` keeps for backward."""
+    ids: set[int] = set()
+    items: list[Any] = list(ctx.saved or ())
+    items.extend(ctx.__dict__.values())
+    while items:
+        a = items.pop()
+        if isinstance(a, np.ndarray):
+            ids.add(id(a))
+            if a.base is not None:
+                ids.add(id(a.base))
+        elif isinstance(a, (tuple, list)):
+            items.extend(a)
+    return ids
+
+
+def _check_versions(ctx: Function, out: Tensor) -> None:
+    """Raise if a tensor whose values ``ctx`` saved was changed in place since the forward
+    pass (PyTorch's version-counter check); changes to inputs it did not keep are fine."""
+    from cnnkit.tensor import Tensor
+
+    tensors = [*ctx.parents, out]
+    changed = []
+    for i, t in enumerate(tensors):
+        if isinstance(t, Tensor) and i < len(ctx.versions):
+            now = 0 if t._version is None else t._version[0]
+            if now != ctx.versions[i]:
+                changed.append((i, t, now))
+    if not changed:
+        return
+    saved = _saved_array_ids(ctx)
+    for i, t, now in changed:
+        arr = t.array
+        kept = i in ctx.version_checked or id(arr) in saved
+        if kept or (arr.base is not None and id(arr.base) in saved):
+            what = "its output" if i == len(tensors) - 1 else f"its input {i}"
+            kind = "Parameter" if type(t).__name__ == "Parameter" else "Tensor"
+            raise RuntimeError(
+                "one of the tensors needed for gradient computation has been modified by an "
+                f"inplace operation: {ctx.name} saved {what}, a {kind} of shape "
+                f"{tuple(arr.shape)} and dtype {arr.dtype}, at version {ctx.versions[i]}; "
+                f"{t._version[1] or 'an in-place op'} changed it to version {now} between "
+                "forward and backward. Run backward() before changing it, or change a clone()"
+            )
 
 
 def _topological_order(root: Tensor, every_parent: bool = False) -> list[Tensor]:
@@ -252,6 +324,8 @@ def _walk(
                 f"backward through {ctx.name} a second time: its saved buffers were freed; "
                 "pass retain_graph=True to the first backward() to keep them"
             )
+        if ctx.versions:
+            _check_versions(ctx, t)
         in_grads = ctx.backward(g)
         if not isinstance(in_grads, tuple):
             in_grads = (in_grads,)

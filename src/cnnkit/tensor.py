@@ -28,7 +28,15 @@ class Tensor:
         only floating dtypes can require gradients.
     """
 
-    __slots__ = ("__weakref__", "_ctx", "_retains_grad", "array", "grad", "requires_grad")
+    __slots__ = (
+        "__weakref__",
+        "_ctx",
+        "_retains_grad",
+        "_version",
+        "array",
+        "grad",
+        "requires_grad",
+    )
     __array_priority__ = 1000  # ndarray <op> Tensor defers to Tensor's reflected op
 
     def __init__(self, data: Any, requires_grad: bool = False) -> None:
@@ -43,6 +51,9 @@ class Tensor:
         self.grad: Tensor | None = None
         self._ctx: autograd.Function | None = None
         self._retains_grad = False
+        # in-place change counter shared with views: ``[count, last in-place op]``, or
+        # None until first needed
+        self._version: list[Any] | None = None
 
     @classmethod
     def _wrap(cls, data: np.ndarray, requires_grad: bool) -> Tensor:
@@ -52,6 +63,7 @@ class Tensor:
         t.grad = None
         t._ctx = None
         t._retains_grad = False
+        t._version = None
         return t
 
     # ----------------------------------------------------------------- properties
@@ -137,8 +149,27 @@ class Tensor:
         return self.array.tolist()
 
     def detach(self) -> Tensor:
-        """A tensor sharing the values, cut from the graph."""
-        return Tensor._wrap(self.array, False)
+        """A tensor sharing the values (and, as in PyTorch, the in-place version counter),
+        cut from the graph."""
+        t = Tensor._wrap(self.array, False)
+        if self._version is None:
+            self._version = [0, ""]
+        t._version = self._version
+        return t
+
+    @property
+    def _version_value(self) -> int:
+        """How many in-place changes this tensor (or a view of it) has seen."""
+        return 0 if self._version is None else self._version[0]
+
+    def _bump_version(self, op: str) -> None:
+        """Record an in-place change by ``op`` (backward checks it against the version
+        its nodes saved)."""
+        if self._version is None:
+            self._version = [1, op]
+        else:
+            self._version[0] += 1
+            self._version[1] = op
 
     def clone(self) -> Tensor:
         return self * 1 if self.requires_grad else Tensor._wrap(self.array.copy(), False)
@@ -177,11 +208,13 @@ class Tensor:
 
     def zero_(self) -> Tensor:
         self.array[...] = 0
+        self._bump_version("zero_")
         return self
 
     def copy_(self, other: Tensor | np.ndarray) -> Tensor:
         src = other.array if isinstance(other, Tensor) else np.asarray(other)
         self.array[...] = src
+        self._bump_version("copy_")
         return self
 
     # ----------------------------------------------------------------- autograd
@@ -430,6 +463,7 @@ class Tensor:
                 "in-place assignment into a tensor that requires grad; wrap it in ck.no_grad()"
             )
         self.array[index] = _raw(value)
+        self._bump_version("__setitem__")
 
 
 class _Cast(autograd.Function):
@@ -544,8 +578,13 @@ def stack(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
 
 
 def where(cond: Tensor | np.ndarray, a: Tensor, b: Tensor | float) -> Tensor:
-    """Elementwise ``a if cond else b``, differentiable in ``a`` and ``b``."""
+    """Elementwise ``a if cond else b`` (broadcast), differentiable in ``a`` and ``b``.
+
+    The gradient flows only into the branch taken at each element: the other branch
+    gets exactly 0 there, even where its value is inf or nan (as PyTorch).
+    """
     c = np.asarray(_raw(cond), dtype=bool)
-    return a * Tensor._wrap(c, False) + (b if isinstance(b, Tensor) else a._other(b)) * (
-        Tensor._wrap(~c, False)
-    )
+    if not isinstance(a, Tensor):
+        a = b._other(a) if isinstance(b, Tensor) else Tensor(np.asarray(a))
+    bt = b if isinstance(b, Tensor) else a._other(b)
+    return arith.Where.apply(Tensor._wrap(c, False), a, bt)

@@ -320,6 +320,26 @@ class TakeAlongDim(Function):
         return g, None
 
 
+class Where(Function):
+    """``out = a where cond else b`` (broadcast). Gradient rule: ``d/da = g`` where
+    ``cond`` and exactly 0 elsewhere, ``d/db = g`` where not ``cond`` and exactly 0
+    elsewhere, so an inf or nan in the branch not taken never reaches the gradient (a
+    select, not ``a * cond + b * ~cond``, as PyTorch)."""
+
+    def forward(self, cond: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        self.shapes = (a.shape, b.shape)
+        self.save_for_backward(cond)
+        return np.where(cond, a, b)
+
+    def backward(self, grad: np.ndarray) -> tuple:
+        (cond,) = self.saved
+        na, nb = self.needs_input_grad[1:3]
+        zero = np.zeros((), grad.dtype)
+        ga = unbroadcast(np.where(cond, grad, zero), self.shapes[0]) if na else None
+        gb = unbroadcast(np.where(cond, zero, grad), self.shapes[1]) if nb else None
+        return None, ga, gb
+
+
 def as_array(value: Any, dtype: np.dtype) -> np.ndarray:
     """A Python scalar or array-like as an array of ``dtype`` (keeps float32 float32)."""
     return np.asarray(value, dtype=dtype)

@@ -572,6 +572,8 @@ class Conv2d(Function):
     columns and spread chunks over worker threads.
     """
 
+    version_checked = (1,)  # PyTorch keeps the weight even when x needs no gradient
+
     def forward(
         self,
         x: np.ndarray,
@@ -721,6 +723,8 @@ class LocallyConnected2d(Function):
     product; backward ``dW_p = g_p^T cols_p``, ``dcols_p = g_p W_p`` — vectorised over
     positions and batch like the forward.
     """
+
+    version_checked = (1,)  # as Conv2d
 
     def forward(
         self, x: np.ndarray, w: np.ndarray, b: np.ndarray | None, stride: Pair, pads: Pads

@@ -207,7 +207,13 @@ class WeightedNLL(Function):
             z = shifted - lse
         else:
             z = x
-        per = -(q * z).sum(axis=1)
+        with np.errstate(invalid="ignore"):
+            per = -(q * z).sum(axis=1)
+        if not np.isfinite(per).all():
+            # a class of weight 0 (not the target) with a log-probability of -inf adds 0,
+            # not 0 * -inf = nan (PyTorch's finite loss for masked logits)
+            with np.errstate(invalid="ignore"):
+                per = -np.where(q != 0, q * z, 0).sum(axis=1).astype(x.dtype, copy=False)
         if reduction == "none":
             out, self.scale = per, 1.0
         elif reduction == "sum":

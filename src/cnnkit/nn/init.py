@@ -42,6 +42,7 @@ def calculate_gain(nonlinearity: str, param: float | None = None) -> float:
 
 def _fill(tensor: Tensor, values: np.ndarray) -> Tensor:
     tensor.array[...] = values.astype(tensor.dtype, copy=False)
+    tensor._bump_version("nn.init")
     return tensor
 
 
@@ -62,6 +63,7 @@ def normal_(tensor: Tensor, mean: float = 0.0, std: float = 1.0) -> Tensor:
 def constant_(tensor: Tensor, val: float) -> Tensor:
     if not backend.is_meta(tensor):
         tensor.array[...] = val
+        tensor._bump_version("nn.init")
     return tensor
 
 

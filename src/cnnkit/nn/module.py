@@ -382,9 +382,16 @@ class Module:
         """Copy values into the parameters and buffers (in place, cast to their dtype).
 
         Values may be cnnkit Tensors, NumPy arrays or anything array-like (a PyTorch
-        tensor too). Shape mismatches always raise; with ``strict``, missing or
-        unexpected keys raise as well.
+        tensor too). Shape and dtype mismatches always raise; with ``strict``, missing or
+        unexpected keys raise as well. All-or-nothing: every key, shape and dtype is
+        checked first (the error lists each problem) and only then are values copied, so
+        a failure leaves the module unchanged.
         """
+        if not hasattr(state_dict, "keys") or not hasattr(state_dict, "__getitem__"):
+            raise TypeError(
+                f"{type(self).__name__}.load_state_dict: expected a mapping of names to "
+                f"tensors; got {type(state_dict).__name__}"
+            )
         own = self.state_dict(keep_vars=True)
         missing = [k for k in own if k not in state_dict]
         unexpected = [k for k in state_dict if k not in own]
@@ -401,11 +408,19 @@ class Module:
             v = state_dict[k]
             if not isinstance(v, (Tensor, np.ndarray)) and hasattr(v, "detach"):
                 v = v.detach()  # e.g. a PyTorch tensor that requires grad
-            arr = v.array if isinstance(v, Tensor) else np.asarray(v)
-            if not isinstance(arr, np.ndarray):
-                arr = np.asarray(arr)
+            try:
+                arr = v.array if isinstance(v, Tensor) else np.asarray(v)
+                if not isinstance(arr, np.ndarray):
+                    arr = np.asarray(arr)
+            except (TypeError, ValueError) as e:
+                errors.append(f"{k}: not an array ({type(v).__name__}: {e})")
+                continue
             if tuple(arr.shape) != tuple(target.shape):
                 errors.append(f"{k}: expected shape {tuple(target.shape)}; got {tuple(arr.shape)}")
+                continue
+            bad_kind = arr.dtype.kind not in "biuf" + ("c" if target.dtype.kind == "c" else "")
+            if bad_kind or (target.dtype.kind in "iu" and arr.dtype.kind == "f"):
+                errors.append(f"{k}: expected dtype {target.dtype}; got {arr.dtype}")
                 continue
             values[k] = arr
         if errors:
@@ -416,9 +431,10 @@ class Module:
                 f"{type(self).__name__}.load_state_dict: {on_meta[0]} (and {len(on_meta) - 1} "
                 "more) is on the 'meta' device and cannot hold values; build the model on 'cpu'"
             )
-        for k, arr in values.items():
-            target = own[k]
-            target.array[...] = arr.astype(target.dtype, copy=False)
+        cast = {k: arr.astype(own[k].dtype, copy=False) for k, arr in values.items()}
+        for k, arr in cast.items():
+            own[k].array[...] = arr
+            own[k]._bump_version("load_state_dict")
         return IncompatibleKeys(missing, unexpected)
 
     # ------------------------------------------------------------------- repr

@@ -208,6 +208,7 @@ class Optimizer:
                     continue
                 g = np.negative(grad) if maximize else grad
                 self._update(p.array, g, self.state.setdefault(p, {}), group)
+                p._bump_version(f"{self._name}.step()")
         return loss
 
     def _update(
