@@ -45,7 +45,9 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--optimizer", choices=["sgd", "adam", "adamw"], default="adam")
+    p.add_argument(
+        "--optimizer", choices=["sgd", "adam", "adamw"], default=None, help="default adam"
+    )
     p.add_argument("--weight-decay", type=float, default=0.0)
     p.add_argument(
         "--scheduler",

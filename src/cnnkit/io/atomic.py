@@ -49,8 +49,7 @@ def resolve_destination(path: str | Path) -> Path:
     if not stat.S_ISREG(st.st_mode):
         kind = _kind(st.st_mode)
         raise UnsafeWriteError(
-            f"{path}: is a {kind}, not a regular file; refusing to replace it (choose "
-            "another path)"
+            f"{path}: is a {kind}, not a regular file; refusing to replace it (choose another path)"
         )
     return path
 

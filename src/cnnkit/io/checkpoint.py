@@ -6,12 +6,21 @@ metadata holds a JSON header: format version, cnnkit version, the architecture (
 rebuild built-in and zoo models), the optimizer's class and hyper-parameters, the
 history and user metadata. Writing goes to a temporary file that is fsynced and
 renamed, so a crash never leaves a half-written checkpoint under the real name.
+
+Integrity (format version 2): the header stores the SHA-256 of every tensor (of its
+dtype, shape and bytes) and the metadata the SHA-256 of the header text; :func:`load`
+verifies both, so a flipped byte anywhere is a :class:`CheckpointError` naming the file
+and the tensor (or the header). Files of format version 1 (written before checksums)
+still load, unverified, with a warning; saving them again adds the checksums. Every
+field of the header is validated before use (:mod:`cnnkit.io.schema`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import struct
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,11 +30,13 @@ import numpy as np
 from cnnkit import nn
 from cnnkit.io.architecture import build, describe
 from cnnkit.io.atomic import atomic_write_bytes
+from cnnkit.io.schema import Schema
 from cnnkit.tensor import Tensor
 from cnnkit.train.history import History
 
 FORMAT = "cnnkit-checkpoint"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)  # 1: no checksums (loaded unverified, with a warning)
 
 
 class CheckpointError(ValueError):
@@ -37,6 +48,15 @@ def _array(v: Any) -> np.ndarray:
     a = v.array if isinstance(v, Tensor) else np.asarray(v)
     # not np.ascontiguousarray: it turns a 0-d array (e.g. num_batches_tracked) into 1-d
     return a if a.flags.c_contiguous else a.copy(order="C")
+
+
+def tensor_digest(a: np.ndarray) -> str:
+    """SHA-256 (hex) of an array's dtype, shape and little-endian bytes."""
+    le = a.astype(a.dtype.newbyteorder("<"), copy=False) if a.dtype.byteorder == ">" else a
+    le = le if le.flags.c_contiguous else np.ascontiguousarray(le)
+    h = hashlib.sha256(f"{le.dtype.name}{tuple(le.shape)}".encode())
+    h.update(le.reshape(-1).view(np.uint8) if le.size else b"")
+    return h.hexdigest()
 
 
 def _split_optimizer(state: dict[str, Any]) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
@@ -111,11 +131,16 @@ def save(
         arrays, rest = _split_optimizer(optimizer.state_dict())
         tensors.update(arrays)
         header["optimizer"] = {"class": type(optimizer).__name__, **rest}
+    header["checksums"] = {
+        "algorithm": "sha256",
+        "tensors": {k: tensor_digest(v) for k, v in tensors.items()},
+    }
     try:
-        text = json.dumps(header)
-    except TypeError as e:
+        text = json.dumps(header, allow_nan=True)
+    except (TypeError, ValueError) as e:
         raise TypeError(f"save({path}): metadata is not JSON-serialisable: {e}") from None
-    data = st_save(tensors, metadata={"format": FORMAT, "cnnkit": text})
+    digest = hashlib.sha256(text.encode()).hexdigest()
+    data = st_save(tensors, metadata={"format": FORMAT, "cnnkit": text, "cnnkit_sha256": digest})
     return atomic_write_bytes(path, data)
 
 
@@ -142,7 +167,13 @@ class Checkpoint:
                 f"{self.path}: saved optimizer is {self.optimizer_class}; "
                 f"got {type(optimizer).__name__}"
             )
-        optimizer.load_state_dict(self.optimizer_state)
+        try:
+            optimizer.load_state_dict(self.optimizer_state)
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError) as e:
+            raise CheckpointError(
+                f"{self.path}: the optimizer state (field 'optimizer') does not fit "
+                f"{type(optimizer).__name__}: {e}"
+            ) from None
         return optimizer
 
     def build_optimizer(self, params: Any = None) -> Any:
@@ -152,16 +183,21 @@ class Checkpoint:
         if self.optimizer_state is None or self.optimizer_class is None:
             raise CheckpointError(f"{self.path}: the checkpoint holds no optimizer state")
         cls = getattr(optim, self.optimizer_class, None)
-        if cls is None:
+        if not (isinstance(cls, type) and hasattr(cls, "load_state_dict")):
             raise CheckpointError(f"{self.path}: unknown optimizer {self.optimizer_class!r}")
         if params is None:
             if self.model is None:
                 raise CheckpointError(f"{self.path}: no model to take parameters from")
             params = list(self.model.parameters())
         group = {k: v for k, v in self.optimizer_state["param_groups"][0].items() if k != "params"}
-        opt = cls(params, **_init_kwargs(cls, group))
-        opt.load_state_dict(self.optimizer_state)
-        return opt
+        try:
+            opt = cls(params, **_init_kwargs(cls, group))
+        except (TypeError, ValueError) as e:
+            raise CheckpointError(
+                f"{self.path}: field 'optimizer.param_groups[0]': cannot build "
+                f"{self.optimizer_class}: {e}"
+            ) from None
+        return self.restore_optimizer(opt)
 
 
 def _init_kwargs(cls: type, group: dict[str, Any]) -> dict[str, Any]:
@@ -173,13 +209,17 @@ def _init_kwargs(cls: type, group: dict[str, Any]) -> dict[str, Any]:
 
 
 def read_header(path: str | Path) -> tuple[dict[str, Any], bytes]:
-    """Validate the safetensors framing and cnnkit header; return (header, file bytes)."""
+    """Validate the safetensors framing and the cnnkit header (its checksum and every
+    field); return (header, file bytes)."""
     path = Path(path)
     if not path.exists():
         raise CheckpointError(f"{path}: no such checkpoint file")
-    if path.is_dir():
-        raise CheckpointError(f"{path}: is a directory, not a checkpoint file")
-    data = path.read_bytes()
+    if not path.is_file():
+        raise CheckpointError(f"{path}: is not a regular file, not a checkpoint file")
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise CheckpointError(f"{path}: cannot read ({e.strerror or e})") from None
     if len(data) < 8:
         raise CheckpointError(f"{path}: truncated ({len(data)} bytes): not a checkpoint")
     (n,) = struct.unpack("<Q", data[:8])
@@ -190,25 +230,121 @@ def read_header(path: str | Path) -> tuple[dict[str, Any], bytes]:
         )
     try:
         raw = json.loads(data[8 : 8 + n].decode("utf-8"))
-        meta = raw.get("__metadata__") or {}
-    except (UnicodeDecodeError, json.JSONDecodeError, AttributeError) as e:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
         raise CheckpointError(f"{path}: corrupt safetensors header ({e})") from None
-    if meta.get("format") != FORMAT or "cnnkit" not in meta:
+    if not isinstance(raw, dict):
+        raise CheckpointError(f"{path}: corrupt safetensors header (not a JSON object)")
+    meta = raw.get("__metadata__") or {}
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT or "cnnkit" not in meta:
         raise CheckpointError(
             f"{path}: not a cnnkit checkpoint (a plain safetensors file? use "
             "cnnkit.io.load_torch_state_dict for bare state dicts)"
         )
+    text = meta["cnnkit"]
+    if not isinstance(text, str):
+        raise CheckpointError(f"{path}: corrupt cnnkit header (not a string)")
     try:
-        header = json.loads(meta["cnnkit"])
-    except json.JSONDecodeError as e:
+        header = json.loads(text)
+    except (json.JSONDecodeError, RecursionError) as e:
         raise CheckpointError(f"{path}: corrupt cnnkit header ({e})") from None
+    sc = Schema(path, CheckpointError)
+    header = sc.obj(header, "header")
     version = header.get("format_version")
-    if version != FORMAT_VERSION:
+    if version not in READABLE_VERSIONS or isinstance(version, bool):
         raise CheckpointError(
-            f"{path}: checkpoint format version {version!r}; this cnnkit reads version "
-            f"{FORMAT_VERSION}"
+            f"{path}: checkpoint format version {version!r}; this cnnkit reads versions "
+            f"{', '.join(map(str, READABLE_VERSIONS))}"
         )
+    if version >= 2:
+        want = meta.get("cnnkit_sha256")
+        if not isinstance(want, str):
+            raise CheckpointError(f"{path}: the header's checksum (cnnkit_sha256) is missing")
+        if hashlib.sha256(text.encode()).hexdigest() != want:
+            raise CheckpointError(
+                f"{path}: header checksum mismatch: the checkpoint's header is corrupt"
+            )
+    _validate_header(header, sc)
     return header, data
+
+
+def _validate_header(h: dict[str, Any], sc: Schema) -> None:
+    """Types and required keys of every header field (see :func:`save`)."""
+    sc.get(h, "cnnkit_version", "str", required=False)
+    sc.get(h, "model_class", "str|null", required=False)
+    sc.get(h, "architecture", "object|null", required=False)
+    sc.get(h, "meta", "object|null", required=False)
+    hist = sc.get(h, "history", "object|null", required=False)
+    if hist is not None:
+        validate_history(hist, sc, "history")
+    opt = sc.get(h, "optimizer", "object|null", required=False)
+    if opt is not None:
+        sc.get(opt, "class", "str", "optimizer.class")
+        groups = sc.get(opt, "param_groups", "list", "optimizer.param_groups")
+        if not groups:
+            sc.fail("optimizer.param_groups", "at least one group", groups)
+        for i, g in enumerate(groups):
+            g = sc.obj(g, f"optimizer.param_groups[{i}]")
+            params = sc.get(g, "params", "list", f"optimizer.param_groups[{i}].params")
+            for j, idx in enumerate(params):
+                sc.value(idx, "int", f"optimizer.param_groups[{i}].params[{j}]", min=0)
+            for key, v in g.items():
+                if key != "params":
+                    _check_hyper(v, sc, f"optimizer.param_groups[{i}].{key}")
+        scalars = sc.get(opt, "scalars", "object", "optimizer.scalars", required=False, default={})
+        for idx, entry in scalars.items():
+            if not idx.isdigit():
+                sc.fail(f"optimizer.scalars.{idx}", "a parameter index (digits)", idx)
+            entry = sc.obj(entry, f"optimizer.scalars.{idx}")
+            for name, v in entry.items():
+                sc.value(v, "number|bool|null", f"optimizer.scalars.{idx}.{name}")
+    if h.get("format_version", 1) >= 2:
+        sums = sc.obj(h.get("checksums"), "checksums")
+        sc.get(sums, "algorithm", "str", "checksums.algorithm", choices=("sha256",))
+        for name, d in sc.get(sums, "tensors", "object", "checksums.tensors").items():
+            sc.value(d, "str", f"checksums.tensors.{name}")
+
+
+def _check_hyper(v: Any, sc: Schema, field: str) -> None:
+    """An optimizer hyper-parameter: a number, bool, string, null or a list of those."""
+    if isinstance(v, list):
+        for i, x in enumerate(v):
+            sc.value(x, "number|bool|str|null", f"{field}[{i}]")
+    else:
+        sc.value(v, "number|bool|str|null", field)
+
+
+def validate_history(d: Any, sc: Schema, field: str = "history") -> None:
+    """A :meth:`History.to_dict` result: ``{"records": [{column: number, ...}, ...]}``."""
+    d = sc.obj(d, field)
+    records = sc.get(d, "records", "list", f"{field}.records", required=False, default=[])
+    for i, r in enumerate(records):
+        r = sc.obj(r, f"{field}.records[{i}]")
+        for k, v in r.items():
+            if not (v is None or (isinstance(v, (int, float, str)) and not isinstance(v, bool))):
+                sc.fail(f"{field}.records[{i}].{k}", "a number", v)
+
+
+def _verify(path: Path, header: dict[str, Any], tensors: dict[str, np.ndarray]) -> None:
+    """Compare every tensor with the checksum stored for it (format version 2)."""
+    if header.get("format_version", 1) < 2:
+        warnings.warn(
+            f"{path}: checkpoint format version 1 has no checksums; loaded unverified "
+            "(save it again to add them)",
+            stacklevel=3,
+        )
+        return
+    sums = header["checksums"]["tensors"]
+    for name in tensors:
+        if name not in sums:
+            raise CheckpointError(f"{path}: tensor {name!r} has no checksum in the header")
+    for name, digest in sums.items():
+        if name not in tensors:
+            raise CheckpointError(f"{path}: tensor {name!r} listed in the header is missing")
+        if tensor_digest(tensors[name]) != digest:
+            raise CheckpointError(
+                f"{path}: checksum mismatch in tensor {name!r} (shape "
+                f"{tuple(tensors[name].shape)}, {tensors[name].dtype}): the file is corrupt"
+            )
 
 
 def load(path: str | Path, model: nn.Module | None = None, strict: bool = True) -> Checkpoint:
@@ -219,18 +355,22 @@ def load(path: str | Path, model: nn.Module | None = None, strict: bool = True) 
     path : str or Path
     model : Module, optional
         Load the weights into this module (needed for custom Module subclasses);
-        otherwise the model is rebuilt from the stored architecture.
+        otherwise the model is rebuilt from the stored architecture (at most
+        :data:`cnnkit.limits.MAX_PARAMETERS` parameters, checked before allocation).
     strict : bool
         Require the state dict keys and shapes to match exactly.
 
     Raises
     ------
     CheckpointError
-        Missing, truncated or corrupt file, wrong format or version, or keys/shapes
-        that do not fit the model (the message lists missing, unexpected and
-        mismatched keys).
+        Missing, truncated or corrupt file (a checksum mismatch names the tensor), wrong
+        format or version, a malformed header field (named), or keys/shapes/dtypes that
+        do not fit the model (the message lists each problem; the model is unchanged).
     """
     from safetensors.numpy import load as st_load
+
+    from cnnkit.limits import LimitError
+    from cnnkit.nn._util import parameter_budget
 
     path = Path(path)
     header, data = read_header(path)
@@ -238,7 +378,11 @@ def load(path: str | Path, model: nn.Module | None = None, strict: bool = True) 
         tensors = st_load(data)
     except Exception as e:  # safetensors raises its own error types for bad offsets
         raise CheckpointError(f"{path}: corrupt tensor data ({e})") from None
+    _verify(path, header, tensors)
     state = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
+    for k in tensors:
+        if not k.startswith(("model.", "optim.")):
+            raise CheckpointError(f"{path}: unexpected tensor {k!r} (not model.* or optim.*)")
     arch = header.get("architecture")
     if model is None:
         if arch is None:
@@ -247,12 +391,26 @@ def load(path: str | Path, model: nn.Module | None = None, strict: bool = True) 
                 "pass model= an instance of it to load the weights"
             )
         try:
-            model = build(arch)
-        except (TypeError, ValueError) as e:
-            raise CheckpointError(f"{path}: cannot rebuild the architecture: {e}") from None
+            with parameter_budget(f"{path}: architecture"):
+                model = build(arch)
+        except LimitError as e:
+            raise CheckpointError(str(e)) from None
+        except (
+            TypeError,
+            ValueError,
+            KeyError,
+            AttributeError,
+            IndexError,
+            MemoryError,
+            RecursionError,
+        ) as e:
+            raise CheckpointError(
+                f"{path}: cannot rebuild the architecture (field 'architecture'): "
+                f"{type(e).__name__}: {e}"
+            ) from None
     try:
         model.load_state_dict(state, strict=strict)
-    except (KeyError, RuntimeError, ValueError) as e:
+    except (KeyError, RuntimeError, ValueError, TypeError) as e:
         raise CheckpointError(f"{path}: weights do not fit the model: {e}") from None
     opt_state = None
     opt_header = header.get("optimizer")
@@ -260,7 +418,12 @@ def load(path: str | Path, model: nn.Module | None = None, strict: bool = True) 
         per_param: dict[int, dict[str, Any]] = {}
         for k, v in tensors.items():
             if k.startswith("optim."):
-                _, idx, name = k.split(".", 2)
+                _, idx, name = [*k.split(".", 2), "", ""][:3]
+                if not idx.isdigit() or not name:
+                    raise CheckpointError(
+                        f"{path}: malformed optimizer tensor name {k!r} (expected "
+                        "optim.<index>.<name>)"
+                    )
                 per_param.setdefault(int(idx), {})[name] = v
         for idx, entry in opt_header.get("scalars", {}).items():
             per_param.setdefault(int(idx), {}).update(entry)
@@ -273,7 +436,7 @@ def load(path: str | Path, model: nn.Module | None = None, strict: bool = True) 
         optimizer_state=opt_state,
         optimizer_class=opt_header.get("class") if opt_header else None,
         history=History.from_dict(hist) if hist is not None else None,
-        meta=header.get("meta", {}),
+        meta=header.get("meta") or {},
         architecture=arch,
         cnnkit_version=header.get("cnnkit_version", ""),
     )

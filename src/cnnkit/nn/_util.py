@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import math
+import threading
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -20,7 +24,39 @@ def empty_param(shape: tuple[int, ...], dtype: Any, device: Any, where: str) -> 
         raise TypeError(f"{where}: dtype must be floating point; got {dt}")
     if dev == "meta":
         return Parameter(backend.meta_array(shape, dt))
+    budget = getattr(_budget, "left", None)
+    if budget is not None:
+        n = math.prod(int(s) for s in shape)
+        _budget.left = budget - n
+        if n > budget:
+            from cnnkit import limits
+
+            limits.check(f"{_budget.where} ({where} asks for shape {tuple(shape)})",
+                         _budget.total + n - budget, "MAX_PARAMETERS", "parameters")  # fmt: skip
     return Parameter(np.zeros(shape, dtype=dt))
+
+
+_budget = threading.local()  # .left, .total, .where while parameter_budget() is active
+
+
+@contextlib.contextmanager
+def parameter_budget(where: str) -> Iterator[None]:
+    """Inside, new parameters count against :data:`cnnkit.limits.MAX_PARAMETERS` and a
+    layer that would exceed it raises :class:`~cnnkit.limits.LimitError` before its
+    memory is allocated (used when a model is rebuilt from an untrusted file)."""
+    from cnnkit import limits
+
+    prev = (
+        getattr(_budget, "left", None),
+        getattr(_budget, "total", 0),
+        getattr(_budget, "where", ""),
+    )
+    _budget.left = _budget.total = int(limits.MAX_PARAMETERS)
+    _budget.where = where
+    try:
+        yield
+    finally:
+        _budget.left, _budget.total, _budget.where = prev
 
 
 def check_input(x: Any, layer: Any, ndims: tuple[int, ...], expected: str) -> None:

@@ -8,6 +8,7 @@ the trained parameters in eval mode without recording a graph.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Iterable, Sequence
@@ -172,12 +173,8 @@ def fit(
                 l = loss_fn(out, y)
                 value = float(l.item())
                 if not math.isfinite(value):
-                    raise TrainingError(
-                        f"fit: the loss became {value} at epoch {state.epoch}, batch {b} of "
-                        f"{len(loader)}; lower the learning rate (lr="
-                        f"{optimizer.param_groups[0]['lr']:g}); checkpoints already "
-                        "written are kept"
-                    )
+                    raise TrainingError(_nonfinite_message(value, x, y, state.epoch, b, loader,
+                                                           optimizer, model))  # fmt: skip
                 optimizer.zero_grad()
                 l.backward()
                 optimizer.step()
@@ -190,6 +187,12 @@ def fit(
                 if verbose and (b % 5 == 0 or b == len(loader)):
                     bar.set_postfix(loss=f"{total / seen:.4f}", refresh=False)
             bar.close()
+            if seen == 0:
+                raise ValueError(
+                    f"fit: the training loader yielded no batch in epoch {state.epoch} "
+                    f"({_describe_loader(loader)}); with drop_last=True a data set smaller "
+                    "than one batch gives none: lower batch_size or set drop_last=False"
+                )
             record: dict[str, Any] = {"epoch": state.epoch, "train_loss": total / max(seen, 1)}
             if task != "none":
                 record["train_acc"] = correct / max(counted, 1)
@@ -216,6 +219,51 @@ def fit(
     return state.history
 
 
+def _describe_loader(loader: Any) -> str:
+    """'N samples, batch_size B, drop_last D' as far as the loader tells."""
+    parts = []
+    ds = getattr(loader, "dataset", None)
+    if ds is not None:
+        with contextlib.suppress(TypeError):
+            parts.append(f"{len(ds)} samples")
+    for key in ("batch_size", "drop_last"):
+        if hasattr(loader, key):
+            parts.append(f"{key}={getattr(loader, key)}")
+    return ", ".join(parts) or type(loader).__name__
+
+
+def _bad_values(a: Any) -> str:
+    """'' or 'NaN' / 'inf' / 'NaN and inf' for the floating values of ``a``."""
+    arr = np.asarray(a.array if isinstance(a, Tensor) else a)
+    if arr.dtype.kind not in "fc":
+        return ""
+    kinds = []
+    if np.isnan(arr).any():
+        kinds.append("NaN")
+    if np.isinf(arr).any():
+        kinds.append("inf")
+    return " and ".join(kinds)
+
+
+def _nonfinite_message(
+    value: float, x: Any, y: Any, epoch: int, b: int, loader: Any, optimizer: Any, model: Any
+) -> str:
+    """Why the loss is not finite: bad inputs/targets, bad weights, or (else) divergence."""
+    where = f"fit: the loss became {value} at epoch {epoch}, batch {b} of {len(loader)}"
+    tail = "; checkpoints already written are kept"
+    bad = [f"the inputs hold {k}" for k in [_bad_values(x)] if k]
+    bad += [f"the targets hold {k}" for k in [_bad_values(y)] if k]
+    if bad:
+        return f"{where}: {' and '.join(bad)} (clean the data set){tail}"
+    weights = [n for n, p in model.named_parameters() if _bad_values(p)]
+    if weights and b == 1 and epoch == 1:
+        return f"{where}: the model's parameters hold NaN/inf ({', '.join(weights[:3])}){tail}"
+    return (
+        f"{where}; the inputs and targets are finite, so training diverged: lower the "
+        f"learning rate (lr={optimizer.param_groups[0]['lr']:g}){tail}"
+    )
+
+
 def _epoch_line(record: dict[str, Any], epochs: int) -> str:
     """One-line epoch summary."""
     parts = [f"epoch {record['epoch']}/{epochs}", f"loss {record['train_loss']:.4f}"]
@@ -235,7 +283,7 @@ def _restore(state: TrainState, resume: Any) -> None:
 
     ckpt = resume if isinstance(resume, Checkpoint) else load(resume, model=state.model)
     if ckpt.optimizer_state is not None:
-        state.optimizer.load_state_dict(ckpt.optimizer_state)
+        ckpt.restore_optimizer(state.optimizer)  # another optimizer class: an error naming both
     state.history = ckpt.history if ckpt.history is not None else History()
     train = ckpt.meta.get("train", {})
     state.epoch = int(train.get("epoch", len(state.history)))

@@ -9,6 +9,7 @@ fails writes ``FAILED.txt`` with the reason instead of ``config.json``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 import traceback
@@ -21,6 +22,9 @@ import numpy as np
 
 from cnnkit import backend, nn
 from cnnkit.io.atomic import atomic_write_text
+from cnnkit.io.schema import Schema
+from cnnkit.train.callbacks import Callback
+from cnnkit.train.claim import LOCK, claim
 
 CONFIG = "config.json"
 WEIGHTS = "model.safetensors"
@@ -193,6 +197,93 @@ def augmented_loader(train: Any, side: int, channels: int, batch_size: int, seed
                       transform=T.Compose(tfs))  # fmt: skip
 
 
+_OPT_CLASSES = {"sgd": "SGD", "adam": "Adam", "adamw": "AdamW"}
+_SCHEDULERS = ("none", "cosine", "step", "plateau")
+
+
+def read_config(path: str | Path, finished: bool = True) -> dict[str, Any]:
+    """A run's ``config.json`` (``finished``) or ``config.json.running``, validated:
+    every field cnnkit relies on has the type and range cnnkit writes.
+
+    Raises
+    ------
+    ValueError
+        Not JSON, or a field missing or malformed (the message names the file and field).
+    """
+    path = Path(path)
+    try:
+        cfg = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
+        raise ValueError(f"{path}: not valid JSON ({e})") from None
+    sc = Schema(path)
+    sc.obj(cfg, "(top level)")
+    sc.get(cfg, "model", "str")
+    sc.get(cfg, "data", "str")
+    sc.get(cfg, "in_channels", "int", min=1, required=finished)
+    sc.get(cfg, "input_size", "int", min=1, required=finished)
+    sc.get(cfg, "num_classes", "int", min=1, required=False)
+    classes = sc.get(cfg, "classes", "list", required=False, default=[])
+    for i, c in enumerate(classes):
+        sc.value(c, "str", f"classes[{i}]")
+    sc.get(cfg, "seed", "int", required=not finished)
+    sc.get(cfg, "model_kwargs", "object|null", required=False)
+    sc.get(cfg, "epochs", "int", min=1, required=not finished)
+    sc.get(cfg, "batch_size", "int", min=1, required=not finished)
+    lr = sc.get(cfg, "lr", "number", required=not finished)
+    if lr is not None and not lr > 0:
+        sc.fail("lr", "a number > 0", lr)
+    sc.get(cfg, "optimizer", "str", choices=tuple(_OPT_CLASSES), required=not finished)
+    sc.get(cfg, "weight_decay", "number", min=0, required=not finished)
+    sc.get(cfg, "scheduler", "str", choices=_SCHEDULERS, required=False)
+    sc.get(cfg, "augment", "bool", required=False)
+    resumed = sc.get(cfg, "resumed", "list", required=False, default=[])
+    for i, r in enumerate(resumed):
+        r = sc.obj(r, f"resumed[{i}]")
+        sc.get(r, "at_epoch", "int", f"resumed[{i}].at_epoch", min=0)
+        sc.get(r, "epochs_before", "int", f"resumed[{i}].epochs_before", min=1)
+    return cfg
+
+
+def _finished_epochs(last: Path) -> int:
+    """Epochs recorded in a run's last checkpoint (0 if there is none yet)."""
+    from cnnkit.io.checkpoint import read_header
+
+    if not last.exists():
+        return 0
+    header, _ = read_header(last)
+    train = (header.get("meta") or {}).get("train") or {}
+    epoch = train.get("epoch", 0) if isinstance(train, dict) else 0
+    if not isinstance(epoch, int) or isinstance(epoch, bool) or epoch < 0:
+        raise ValueError(
+            f"{last}: field 'meta.train.epoch': expected an integer >= 0; got {epoch!r}"
+        )
+    return epoch
+
+
+class _Stretch(Callback):
+    """On ``--resume`` with another ``--epochs``: the cosine and step schedules are
+    recomputed for the new total (stretched), as if the run had been started with it;
+    their learning rate for the next epoch is that schedule's value."""
+
+    def __init__(self, epochs: int, scheduler: str) -> None:
+        self.epochs, self.kind = epochs, scheduler
+
+    def on_train_begin(self, state: Any) -> None:
+        s = state.scheduler
+        if s is None or self.kind not in ("cosine", "step"):
+            return
+        if self.kind == "cosine":
+            s.T_max = self.epochs
+        else:
+            s.milestones = sorted({max(1, self.epochs // 2), max(1, 3 * self.epochs // 4)})
+        lrs = s.get_lr() if self.kind == "cosine" else [
+            base * s.gamma ** sum(m <= s.last_epoch for m in s.milestones) for base in s.base_lrs
+        ]  # fmt: skip
+        for group, lr in zip(state.optimizer.param_groups, lrs, strict=False):
+            group["lr"] = lr
+        s._last_lr = list(lrs)
+
+
 def train_run(
     out: str | Path,
     model: str = "lenet5",
@@ -200,7 +291,7 @@ def train_run(
     epochs: int | None = None,
     batch_size: int = 64,
     lr: float = 1e-3,
-    optimizer: str = "adam",
+    optimizer: str | None = None,
     weight_decay: float = 0.0,
     seed: int = 0,
     model_kwargs: dict[str, Any] | None = None,
@@ -238,64 +329,95 @@ def train_run(
     from cnnkit.viz.curves import plot_history
 
     out = Path(out)
-    if resume:
-        cfg_path = out / "config.json.running"
-        if (out / CONFIG).exists():
-            raise FileExistsError(f"--resume: {out} is a finished run ({CONFIG} exists)")
-        if not cfg_path.exists():
-            raise FileNotFoundError(f"--resume: {out} has no run to resume ({cfg_path} missing)")
-        try:
-            cfg = json.loads(cfg_path.read_text())
-        except json.JSONDecodeError as e:
-            raise ValueError(f"--resume: {cfg_path} is not valid JSON ({e})") from None
-        epochs = int(cfg["epochs"]) if epochs is None else epochs
-        model, data = cfg["model"], cfg["data"]
-        batch_size, lr, optimizer = cfg["batch_size"], cfg["lr"], cfg["optimizer"]
-        weight_decay, seed = cfg["weight_decay"], cfg["seed"]
-        scheduler, augment = cfg.get("scheduler", "none"), cfg.get("augment", False)
-        model_kwargs = cfg.get("model_kwargs") or {}
-    elif out.exists() and not out.is_dir():
+    if resume and not out.is_dir():
+        raise FileNotFoundError(f"--resume: {out} has no run to resume (no such directory)")
+    if out.exists() and not out.is_dir():
         raise FileExistsError(f"{out} exists and is not a directory (choose another --out)")
-    elif out.exists() and any(out.iterdir()) and not overwrite:
-        raise FileExistsError(f"{out} already exists and is not empty (choose another --out)")
-    if epochs is None:
-        epochs = 10
-    if epochs < 1:
-        raise ValueError(f"epochs must be >= 1; got {epochs}")
-    backend.manual_seed(seed)
-    splits = load_data(data, seed=seed)
-    net = build_model(model, splits, **(model_kwargs or {}))
-    opt = make_optimizer(optimizer, net.parameters(), lr, weight_decay)
-    sched = make_scheduler(scheduler, opt, epochs)
-    train_data: Any = splits.train
-    if augment:
-        train_data = augmented_loader(splits.train, splits.input_size, splits.in_channels,
-                                      batch_size, seed)  # fmt: skip
-    config: dict[str, Any] = {
-        "model": model,
-        "model_kwargs": model_kwargs or {},
-        "data": data,
-        "epochs": epochs,
-        "batch_size": batch_size,
-        "lr": lr,
-        "optimizer": optimizer,
-        "weight_decay": weight_decay,
-        "scheduler": scheduler,
-        "augment": augment,
-        "seed": seed,
-        "in_channels": splits.in_channels,
-        "input_size": splits.input_size,
-        "num_classes": splits.num_classes,
-        "classes": splits.classes,
-    }
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "FAILED.txt").unlink(missing_ok=True)
-    (out / CONFIG).unlink(missing_ok=True)  # an overwritten run is unfinished until the end
-    atomic_write_text(out / "config.json.running", json.dumps(config, indent=2))
-    ckpt = ModelCheckpoint(out / "checkpoints", monitor="val_loss")
-    last = ckpt.last_path if resume and ckpt.last_path.exists() else None
-    if resume and last is None:
-        raise FileNotFoundError(f"--resume: no checkpoint at {ckpt.last_path}")
+    created = not out.exists()
+    owned = claim(out, takeover=resume)  # before any data is loaded: one run per directory
+    started = False
+    try:
+        if resume:
+            cfg_path = out / "config.json.running"
+            if (out / CONFIG).exists():
+                raise FileExistsError(f"--resume: {out} is a finished run ({CONFIG} exists)")
+            if not cfg_path.exists():
+                raise FileNotFoundError(
+                    f"--resume: {out} has no run to resume ({cfg_path} missing)"
+                )
+            cfg = read_config(cfg_path, finished=False)
+            if optimizer is not None and optimizer != cfg["optimizer"]:
+                raise ValueError(
+                    f"--resume: {out} was trained with the {_OPT_CLASSES[cfg['optimizer']]} "
+                    f"optimizer ({cfg['optimizer']}); it cannot continue with "
+                    f"{_OPT_CLASSES.get(optimizer, optimizer)} ({optimizer})"
+                )
+            done = _finished_epochs(out / "checkpoints" / "last.safetensors")
+            old_epochs = int(cfg["epochs"])
+            epochs = old_epochs if epochs is None else epochs
+            if epochs < done:
+                raise ValueError(
+                    f"--resume: --epochs {epochs} is fewer than the {done} epochs {out} "
+                    "already finished"
+                )
+            model, data = cfg["model"], cfg["data"]
+            batch_size, lr, optimizer = cfg["batch_size"], cfg["lr"], cfg["optimizer"]
+            weight_decay, seed = cfg["weight_decay"], cfg["seed"]
+            scheduler, augment = cfg.get("scheduler", "none"), cfg.get("augment", False)
+            model_kwargs = cfg.get("model_kwargs") or {}
+            resumes = list(cfg.get("resumed", []))
+            if epochs != old_epochs:
+                resumes.append({"at_epoch": done, "epochs_before": old_epochs})
+        elif [p for p in out.iterdir() if p.name != LOCK] and not overwrite:
+            raise FileExistsError(f"{out} already exists and is not empty (choose another --out)")
+        optimizer = optimizer or "adam"
+        if epochs is None:
+            epochs = 10
+        if epochs < 1:
+            raise ValueError(f"epochs must be >= 1; got {epochs}")
+        backend.manual_seed(seed)
+        splits = load_data(data, seed=seed)
+        net = build_model(model, splits, **(model_kwargs or {}))
+        opt = make_optimizer(optimizer, net.parameters(), lr, weight_decay)
+        sched = make_scheduler(scheduler, opt, epochs)
+        train_data: Any = splits.train
+        if augment:
+            train_data = augmented_loader(splits.train, splits.input_size, splits.in_channels,
+                                          batch_size, seed)  # fmt: skip
+        config: dict[str, Any] = {
+            "model": model,
+            "model_kwargs": model_kwargs or {},
+            "data": data,
+            "epochs": epochs,
+            "batch_size": batch_size,
+            "lr": lr,
+            "optimizer": optimizer,
+            "weight_decay": weight_decay,
+            "scheduler": scheduler,
+            "augment": augment,
+            "seed": seed,
+            "in_channels": splits.in_channels,
+            "input_size": splits.input_size,
+            "num_classes": splits.num_classes,
+            "classes": splits.classes,
+        }
+        if resume and resumes:
+            config["resumed"] = resumes
+        ckpt = ModelCheckpoint(out / "checkpoints", monitor="val_loss")
+        last = ckpt.last_path if resume and ckpt.last_path.exists() else None
+        if resume and last is None:
+            raise FileNotFoundError(f"--resume: no checkpoint at {ckpt.last_path}")
+        (out / "FAILED.txt").unlink(missing_ok=True)
+        (out / CONFIG).unlink(missing_ok=True)  # an overwritten run is unfinished until the end
+        atomic_write_text(out / "config.json.running", json.dumps(config, indent=2))
+        started = True
+    finally:
+        if not started:
+            owned.release()
+            if created:
+                with contextlib.suppress(OSError):
+                    out.rmdir()  # only if still empty
+    extra = [_Stretch(epochs, scheduler)] if resume else []
     t0 = time.perf_counter()
     try:
         history = fit(
@@ -307,7 +429,7 @@ def train_run(
             epochs=epochs,
             batch_size=batch_size,
             scheduler=sched,
-            callbacks=[ckpt, CSVLogger(out / "history.csv"), *callbacks],
+            callbacks=[*extra, ckpt, CSVLogger(out / "history.csv"), *callbacks],
             verbose=verbose,
             seed=seed,
             resume=last,
@@ -346,6 +468,8 @@ def train_run(
         why = f"training did not finish: {type(e).__name__}: {e}\n{hint}"
         atomic_write_text(out / "FAILED.txt", f"{why}\n{traceback.format_exc()}")
         raise
+    finally:
+        owned.release()
     summary["diagnosis_text"] = str(verdict)
     summary["report"] = report
     return summary
@@ -362,13 +486,7 @@ def load_run(run: str | Path) -> tuple[dict[str, Any], nn.Module]:
     if not cfg_path.exists():
         why = " (training did not finish: see FAILED.txt)" if (run / "FAILED.txt").exists() else ""
         raise FileNotFoundError(f"{run}: not a finished run directory: no {CONFIG}{why}")
-    try:
-        cfg = json.loads(cfg_path.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{cfg_path}: not valid JSON ({e})") from None
-    missing = [k for k in ("model", "data", "in_channels", "input_size") if k not in cfg]
-    if missing:
-        raise ValueError(f"{cfg_path}: missing keys {missing}")
+    cfg = read_config(cfg_path, finished=True)
     if not (run / WEIGHTS).exists():
         raise FileNotFoundError(f"{run}: no weights file {WEIGHTS}")
     ckpt = io.load(run / WEIGHTS)

@@ -1,0 +1,161 @@
+"""Run directories owned by one run at a time: an exclusive claim file.
+
+``cnnkit train --out DIR`` claims ``DIR`` before any data is loaded by creating
+``DIR/.cnnkit-run.lock`` with ``O_CREAT | O_EXCL`` (exactly one process can create it)
+and holding an ``flock`` on it for as long as it runs; the file records the process id,
+host and start time. A second run on the same directory stops at once with an error
+naming the owner. When the owner died (SIGKILL, power loss) the lock file stays but its
+``flock`` is gone: the claim is *stale*, reported as such; ``--resume`` takes it over
+(one process wins the takeover, by an atomic rename).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not POSIX: liveness by process id only
+    fcntl = None  # type: ignore[assignment]
+
+LOCK = ".cnnkit-run.lock"
+
+
+class RunDirectoryBusy(FileExistsError):
+    """The run directory is claimed by another run (live, or stale after a kill)."""
+
+
+class RunClaim:
+    """An exclusive claim of a run directory; release it with :meth:`release`
+    (or use it as a context manager)."""
+
+    def __init__(self, folder: Path, fd: int) -> None:
+        self.folder = folder
+        self.path = folder / LOCK
+        self._fd: int | None = fd
+
+    def release(self) -> None:
+        """Give the directory up (remove the claim file); idempotent."""
+        if self._fd is None:
+            return
+        with contextlib.suppress(OSError):
+            self.path.unlink()
+        with contextlib.suppress(OSError):
+            os.close(self._fd)
+        self._fd = None
+
+    def __enter__(self) -> RunClaim:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def _owner(path: Path) -> dict[str, Any]:
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return info if isinstance(info, dict) else {}
+
+
+def _describe(info: dict[str, Any]) -> str:
+    pid, host, started = info.get("pid", "?"), info.get("host", "?"), info.get("started", "?")
+    return f"pid {pid} on {host}, started {started}"
+
+
+def is_live(path: Path) -> bool:
+    """Whether the claim file at ``path`` is held by a running process."""
+    if fcntl is not None:
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            return False
+        except OSError:
+            return True
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError:
+            return True  # someone holds it
+        finally:
+            os.close(fd)
+        return False
+    info = _owner(path)  # pragma: no cover
+    pid = info.get("pid")
+    if info.get("host") != socket.gethostname() or not isinstance(pid, int):
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
+def _young(path: Path) -> bool:
+    try:
+        return time.time() - path.stat().st_mtime < 5.0
+    except OSError:
+        return False
+
+
+def claim(folder: str | Path, takeover: bool = False) -> RunClaim:
+    """Claim ``folder`` (created if missing) for this process.
+
+    Parameters
+    ----------
+    folder : str or Path
+    takeover : bool
+        Take over a stale claim (of a run that was killed), as ``--resume`` does.
+
+    Raises
+    ------
+    RunDirectoryBusy
+        Another live run holds the claim, or (without ``takeover``) a killed run left
+        a stale one; the message names its process, host and start time.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / LOCK
+    for _ in range(3):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o644)
+        except FileExistsError:
+            info = _owner(path)
+            if is_live(path) or (not info and _young(path)):  # a claim being written
+                raise RunDirectoryBusy(
+                    f"{folder} is in use by another cnnkit run ({_describe(info)}); wait for "
+                    "it to finish or choose another --out"
+                ) from None
+            if not takeover:
+                raise RunDirectoryBusy(
+                    f"{folder} holds a stale claim ({path.name}) of a run that was killed "
+                    f"({_describe(info)}); continue it with `cnnkit train --resume --out "
+                    f"{folder}` or remove {path}"
+                ) from None
+            stale = path.with_name(f"{LOCK}.stale.{os.getpid()}")
+            try:
+                os.rename(path, stale)  # one process wins the takeover
+            except FileNotFoundError:
+                continue
+            with contextlib.suppress(OSError):
+                stale.unlink()
+            continue
+        if fcntl is not None:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        info = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+        }
+        os.write(fd, json.dumps(info).encode())
+        os.fsync(fd)
+        return RunClaim(folder, fd)
+    raise RunDirectoryBusy(f"{folder}: could not claim the run directory (contended)")
