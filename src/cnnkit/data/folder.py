@@ -32,7 +32,8 @@ def _size_hw(size: int | Sequence[int] | None) -> tuple[int, int] | None:
 def load_image(
     path: str | os.PathLike, size: tuple[int, int] | None = None, grayscale: bool = False
 ) -> np.ndarray:
-    """Load one image as a float32 ``(C, H, W)`` array in ``[0, 1]``.
+    """Load one image as a float32 ``(C, H, W)`` array in ``[0, 1]`` (see
+    :func:`cnnkit.data.images.decode_image`, the one image decoder).
 
     Parameters
     ----------
@@ -51,23 +52,15 @@ def load_image(
     Raises
     ------
     ValueError
-        Pillow cannot read the file; the message names it.
+        Pillow cannot read the file, or it has more pixels than
+        :data:`cnnkit.limits.MAX_IMAGE_PIXELS`; the message names it.
     """
-    from PIL import Image, UnidentifiedImageError
+    from cnnkit.data.images import decode_image
 
     try:
-        with Image.open(path) as im:
-            im = im.convert("L" if grayscale else "RGB")
-            if size is not None and (im.height, im.width) != size:
-                im = im.resize((size[1], size[0]), Image.Resampling.BILINEAR)
-            arr = np.asarray(im, dtype=np.uint8)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        raise ValueError(f"{path}: cannot read image ({e})") from e
-    if arr.ndim == 2:
-        arr = arr[None]
-    else:
-        arr = arr.transpose(2, 0, 1)
-    return arr.astype(np.float32) / np.float32(255.0)
+        return decode_image(path, size, grayscale)
+    except FileNotFoundError as e:
+        raise ValueError(str(e)) from None
 
 
 class ImageFolder(LabeledArrays):
@@ -98,7 +91,8 @@ class ImageFolder(LabeledArrays):
     Raises
     ------
     FileNotFoundError
-        ``root`` is missing or holds no class folder with images.
+        ``root`` is missing, holds no class folder with images, or a class folder holds
+        no image (refused, as torchvision's default ``allow_empty=False``).
     ValueError
         An image cannot be read, or images differ in size (pass ``size=``).
     """
@@ -118,14 +112,22 @@ class ImageFolder(LabeledArrays):
             d.name for d in self.root.iterdir() if d.is_dir() and not d.name.startswith(".")
         )
         samples: list[tuple[str, int]] = []
+        empty = []
         for k, c in enumerate(classes):
-            for f in sorted((self.root / c).rglob("*")):
-                if (
-                    f.is_file()
-                    and f.suffix.lower() in IMG_EXTENSIONS
-                    and not f.name.startswith(".")
-                ):
-                    samples.append((str(f), k))
+            found = [
+                (str(f), k)
+                for f in sorted((self.root / c).rglob("*"))
+                if f.is_file() and f.suffix.lower() in IMG_EXTENSIONS and not f.name.startswith(".")
+            ]
+            if not found:
+                empty.append(c)
+            samples.extend(found)
+        if empty and samples:  # torchvision's default (allow_empty=False): refuse
+            raise FileNotFoundError(
+                f"ImageFolder: class folder(s) {', '.join(str(self.root / c) for c in empty)} "
+                f"hold no images ({', '.join(IMG_EXTENSIONS)}); add images or remove the "
+                "folder (an empty class would get an index and never a sample)"
+            )
         if not samples:
             raise FileNotFoundError(
                 f"ImageFolder: no images ({', '.join(IMG_EXTENSIONS)}) in class folders "
