@@ -70,13 +70,26 @@ def safe_load_pickle(path: str | os.PathLike) -> Any:
         The file references a forbidden global or is not a valid pickle; the message
         names the file.
     """
+    from cnnkit import limits
+
     path = Path(path)
+    limits.check(str(path), path.stat().st_size, "MAX_DATA_BYTES", "bytes")
     raw = path.read_bytes()
     try:
         return RestrictedUnpickler(io.BytesIO(raw), encoding="latin1").load()
     except pickle.UnpicklingError as e:
         raise pickle.UnpicklingError(f"{path}: {e}") from e
-    except (EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError) as e:
+    except (
+        EOFError,
+        ValueError,
+        TypeError,
+        AttributeError,
+        IndexError,
+        KeyError,
+        MemoryError,
+        RecursionError,
+        OverflowError,
+    ) as e:
         raise pickle.UnpicklingError(f"{path}: not a valid pickle ({e})") from e
 
 
@@ -157,7 +170,17 @@ class CIFAR10(LabeledArrays):
                 "or its parent"
             )
         meta = safe_load_pickle(meta_path)
-        classes = [_as_str(c) for c in _get(meta, "label_names", meta_path)]
+        names = _get(meta, "label_names", meta_path)
+        if not isinstance(names, (list, tuple)) or not all(
+            isinstance(c, (str, bytes)) for c in names
+        ):
+            raise ValueError(
+                f"{meta_path}: field 'label_names': expected a list of strings; got "
+                f"{type(names).__name__}"
+            )
+        if not names:
+            raise ValueError(f"{meta_path}: field 'label_names' is empty (no classes)")
+        classes = [_as_str(c) for c in names]
         xs, ys = [], []
         for name in self.train_files if self.train else self.test_files:
             path = folder / name
@@ -204,14 +227,22 @@ class CIFAR10(LabeledArrays):
         raw = _get(batch, "data", path)
         if isinstance(raw, (bytes, bytearray)):
             raw = np.frombuffer(raw, dtype=np.uint8)
-        data = np.asarray(raw)
+        try:
+            data = np.asarray(raw)
+        except (ValueError, TypeError) as e:
+            raise ValueError(f"{path}: field 'data': not an array ({e})") from None
         if data.dtype != np.uint8:
             raise ValueError(f"{path}: expected data of dtype uint8, got {data.dtype}")
         if data.ndim == 1 and data.size % 3072 == 0:
             data = data.reshape(-1, 3072)
         if data.ndim != 2 or data.shape[1] != 3072:
             raise ValueError(f"{path}: expected data of shape (N, 3072), got {data.shape}")
-        labels = np.asarray(_get(batch, "labels", path))
+        if data.shape[0] == 0:
+            raise ValueError(f"{path}: the batch holds zero images: nothing to load")
+        try:
+            labels = np.asarray(_get(batch, "labels", path))
+        except (ValueError, TypeError) as e:
+            raise ValueError(f"{path}: field 'labels': not a list of integers ({e})") from None
         if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
             raise ValueError(
                 f"{path}: expected a 1-D list of integer labels, got dtype {labels.dtype} "

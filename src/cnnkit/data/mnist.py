@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import gzip
+import math
 import os
 import zlib
 from collections.abc import Callable
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -20,24 +21,35 @@ IDX_IMAGES_MAGIC = 0x00000803
 IDX_LABELS_MAGIC = 0x00000801
 
 
-def _read_bytes(path: Path) -> bytes:
-    """The (decompressed, for ``.gz``) content of ``path``."""
-    raw = path.read_bytes()
-    if path.suffix == ".gz" or raw[:2] == b"\x1f\x8b":
-        try:
-            return gzip.decompress(raw)
-        except (OSError, EOFError, zlib.error) as e:
-            raise ValueError(f"{path}: not a valid gzip file ({e})") from e
-    return raw
+def _open(path: Path) -> Any:
+    """A binary reader of ``path``'s content, decompressing gzip on the fly (so only as
+    many bytes are inflated as are read: a gzip bomb is stopped by the size checks)."""
+    f = open(path, "rb")  # handed to the caller, which closes it
+    head = f.read(2)
+    f.seek(0)
+    if path.suffix == ".gz" or head == b"\x1f\x8b":
+        return gzip.GzipFile(fileobj=f, mode="rb"), f
+    return f, f
+
+
+def _read_exact(stream: Any, n: int, path: Path) -> bytes:
+    try:
+        return stream.read(n)
+    except (OSError, EOFError, zlib.error) as e:
+        raise ValueError(f"{path}: not a valid gzip file ({e})") from None
 
 
 def read_idx(path: str | os.PathLike, magic: int) -> np.ndarray:
     """Read an IDX file of unsigned bytes, checking its header against its size.
 
+    The header is read first; the payload it promises is checked (no zero dimension, at
+    most :data:`cnnkit.limits.MAX_DATA_BYTES`) before it is read or decompressed, so a
+    gzip bomb or a lying header costs no memory.
+
     Parameters
     ----------
     path : path-like
-        The file, gzip-compressed when it ends in ``.gz``.
+        The file, gzip-compressed when it ends in ``.gz`` (or starts with the gzip magic).
     magic : int
         The expected magic number: ``0x00000803`` for images (3 dims),
         ``0x00000801`` for labels (1 dim).
@@ -50,32 +62,52 @@ def read_idx(path: str | os.PathLike, magic: int) -> np.ndarray:
     Raises
     ------
     ValueError
-        Wrong magic number, or a file size that does not match the header; the message
-        names the file and both values.
+        Wrong magic number, a zero dimension (no images), or a file size that does not
+        match the header; the message names the file and both values.
+    cnnkit.limits.LimitError
+        The header promises more than :data:`cnnkit.limits.MAX_DATA_BYTES`.
     """
+    from cnnkit import limits
+
     path = Path(path)
-    buf = _read_bytes(path)
-    if len(buf) < 4:
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such IDX file")
+    stream, raw = _open(path)
+    with raw, stream:
+        buf = _read_exact(stream, 4, path)
+        if len(buf) < 4:
+            raise ValueError(
+                f"{path}: truncated IDX file: expected at least a 4-byte header, got "
+                f"{len(buf)} bytes"
+            )
+        got = int.from_bytes(buf[:4], "big")
+        if got != magic:
+            raise ValueError(
+                f"{path}: bad IDX magic number: expected {magic:#010x}, got {got:#010x}"
+            )
+        ndim = magic & 0xFF
+        header = 4 + 4 * ndim
+        rest = _read_exact(stream, 4 * ndim, path)
+        if len(rest) < 4 * ndim:
+            raise ValueError(
+                f"{path}: truncated IDX file: expected a {header}-byte header, got "
+                f"{4 + len(rest)} bytes"
+            )
+        dims = tuple(int.from_bytes(rest[4 * k : 4 + 4 * k], "big") for k in range(ndim))
+        if 0 in dims:
+            what = "zero images" if dims[0] == 0 else f"a zero dimension (dims {dims})"
+            raise ValueError(f"{path}: the IDX file holds {what}: nothing to load")
+        payload = math.prod(dims)
+        limits.check(f"{path} (IDX header dims {dims})", payload, "MAX_DATA_BYTES", "bytes")
+        body = _read_exact(stream, payload + 1, path)
+    expected = header + payload
+    if len(body) != payload:
+        what = "truncated" if len(body) < payload else "oversized"
+        size = f"{header + len(body)}" if len(body) <= payload else f"more than {expected}"
         raise ValueError(
-            f"{path}: truncated IDX file: expected at least a 4-byte header, got {len(buf)} bytes"
+            f"{path}: {what} IDX file: header dims {dims} promise {expected} bytes, got {size}"
         )
-    got = int.from_bytes(buf[:4], "big")
-    if got != magic:
-        raise ValueError(f"{path}: bad IDX magic number: expected {magic:#010x}, got {got:#010x}")
-    ndim = magic & 0xFF
-    header = 4 + 4 * ndim
-    if len(buf) < header:
-        raise ValueError(
-            f"{path}: truncated IDX file: expected a {header}-byte header, got {len(buf)} bytes"
-        )
-    dims = tuple(int.from_bytes(buf[4 + 4 * k : 8 + 4 * k], "big") for k in range(ndim))
-    expected = header + int(np.prod(dims, dtype=np.int64))
-    if len(buf) != expected:
-        what = "truncated" if len(buf) < expected else "oversized"
-        raise ValueError(
-            f"{path}: {what} IDX file: header dims {dims} promise {expected} bytes, got {len(buf)}"
-        )
-    return np.frombuffer(buf, dtype=np.uint8, offset=header).reshape(dims)
+    return np.frombuffer(body, dtype=np.uint8).reshape(dims)
 
 
 class MNIST(LabeledArrays):
