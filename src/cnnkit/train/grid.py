@@ -167,8 +167,9 @@ def grid_search(
     ------
     ValueError
         An empty grid, an unknown hyper-parameter, ``jobs < 1`` or an unknown metric.
-    RuntimeError
-        Every run failed (the reasons are in each run's ``FAILED.txt``).
+    GridError
+        Every run failed: a one-line summary of the reasons, grouped (``results.csv``
+        and each run's ``FAILED.txt`` are written); a RuntimeError and ValueError.
     """
     from sklearn.model_selection import ParameterGrid
 
@@ -209,8 +210,6 @@ def grid_search(
                     outcome[name] = fut.result()
                     _report(verbose, name, outcome[name])
     rows, curves, configs = _collect(points, outcome)
-    if all(r["status"].startswith("failed") for r in rows):
-        raise RuntimeError(f"grid_search: every run failed; first: {rows[0]['status']}")
     lower = metric.endswith("loss")
     rows.sort(key=lambda r: (r["status"].startswith("failed"), _key(r.get(metric), lower)))
     table = out / "results.csv"
@@ -219,6 +218,8 @@ def grid_search(
         w = csv.DictWriter(f, fieldnames=cols)
         w.writeheader()
         w.writerows(rows)
+    if all(r["status"].startswith("failed") for r in rows):
+        raise GridError(_failure_summary(rows, out))
     best = rows[0]
     plot = _plot_curves(curves, out / "val_curves.png", metric, best["run"])
     best_info = {
@@ -239,6 +240,28 @@ def grid_search(
               f"its weights: {best_info['weights']}")  # fmt: skip
         print(f"wrote {table}, {plot} and {out / 'best.json'}")
     return result
+
+
+class GridError(RuntimeError, ValueError):
+    """Every run of a grid failed; the message sums up the reasons."""
+
+
+def _failure_summary(rows: Sequence[Mapping[str, Any]], out: Path) -> str:
+    """'all N runs failed: REASON (runs a, b); REASON (run c)' on one line."""
+    by_reason: dict[str, list[str]] = {}
+    for r in rows:
+        reason = " ".join(str(r["status"]).removeprefix("failed: ").split())
+        if len(reason) > 200:
+            reason = reason[:197] + "..."
+        by_reason.setdefault(reason, []).append(str(r["run"]))
+    parts = []
+    for reason, runs in by_reason.items():
+        shown = ", ".join(runs[:3]) + (f" and {len(runs) - 3} more" if len(runs) > 3 else "")
+        parts.append(f"{reason} ({'runs' if len(runs) > 1 else 'run'} {shown})")
+    return (
+        f"grid_search: every run failed ({len(rows)} of {len(rows)}): {'; '.join(parts)}; details in each "
+        f"run's FAILED.txt and {out / 'results.csv'}"
+    )
 
 
 _METRICS = ("val_acc", "val_loss", "train_acc", "train_loss", "test_accuracy", "test_loss")
@@ -262,14 +285,22 @@ def _collect(
 ) -> tuple[list[dict[str, Any]], dict[str, Any], dict[str, Any]]:
     """Table rows, validation histories and configs of every grid point."""
     from cnnkit.train.history import History
+    from cnnkit.train.run import read_config
 
     rows, curves, configs = [], {}, {}
     for params, _, run_dir in points:
         row: dict[str, Any] = {"run": run_dir.name, **params}
         done = (run_dir / "config.json").exists()
         if done:
-            cfg = json.loads((run_dir / "config.json").read_text())
-            hist = History.from_csv(run_dir / "history.csv")
+            try:
+                cfg = read_config(run_dir / "config.json")
+                hist = History.from_csv(run_dir / "history.csv")
+                if not hist.records:
+                    raise ValueError(f"{run_dir / 'history.csv'}: no epochs")
+            except (OSError, ValueError, KeyError) as e:
+                done = False
+                outcome = {**outcome, run_dir.name: {"error": f"unreadable results: {e}"}}
+        if done:
             final = hist.records[-1]
             for col in ("train_loss", "train_acc", "val_loss", "val_acc"):
                 row[col] = final.get(col, math.nan)

@@ -80,16 +80,36 @@ class History:
 
     @classmethod
     def from_csv(cls, path: str | Path) -> History:
-        """Read a history written by :meth:`to_csv`."""
+        """Read a history written by :meth:`to_csv`.
+
+        Raises
+        ------
+        ValueError
+            A malformed file: the message names the file, the line and the column.
+        """
         records = []
-        with open(path, newline="") as f:
-            for row in csv.DictReader(f):
-                rec: dict[str, Any] = {}
-                for k, v in row.items():
-                    if v == "":
-                        continue
-                    rec[k] = int(v) if k == "epoch" else float(v)
-                records.append(rec)
+        try:
+            with open(path, newline="", encoding="utf-8") as f:
+                for line, row in enumerate(csv.DictReader(f), 2):
+                    rec: dict[str, Any] = {}
+                    for k, v in row.items():
+                        if k is None or v is None:
+                            raise ValueError(
+                                f"{path}: line {line}: {'more' if k is None else 'fewer'} "
+                                "values than columns"
+                            )
+                        if v == "":
+                            continue
+                        try:
+                            rec[k] = int(v) if k == "epoch" else float(v)
+                        except ValueError:
+                            want = "an integer" if k == "epoch" else "a number"
+                            raise ValueError(
+                                f"{path}: line {line}: column {k!r}: expected {want}; got {v!r}"
+                            ) from None
+                    records.append(rec)
+        except (UnicodeDecodeError, csv.Error) as e:
+            raise ValueError(f"{path}: not a history CSV file ({e})") from None
         return cls(records)
 
 

@@ -334,7 +334,9 @@ def train_run(
     if out.exists() and not out.is_dir():
         raise FileExistsError(f"{out} exists and is not a directory (choose another --out)")
     created = not out.exists()
-    owned = claim(out, takeover=resume)  # before any data is loaded: one run per directory
+    owned = claim(
+        out, takeover=resume or overwrite
+    )  # before any data is loaded: one run per directory
     started = False
     try:
         if resume:
