@@ -259,8 +259,8 @@ def _failure_summary(rows: Sequence[Mapping[str, Any]], out: Path) -> str:
         shown = ", ".join(runs[:3]) + (f" and {len(runs) - 3} more" if len(runs) > 3 else "")
         parts.append(f"{reason} ({'runs' if len(runs) > 1 else 'run'} {shown})")
     return (
-        f"grid_search: every run failed ({len(rows)} of {len(rows)}): {'; '.join(parts)}; details in each "
-        f"run's FAILED.txt and {out / 'results.csv'}"
+        f"grid_search: every run failed ({len(rows)} of {len(rows)}): {'; '.join(parts)}; "
+        f"details in each run's FAILED.txt and {out / 'results.csv'}"
     )
 
 
