@@ -392,7 +392,8 @@ def load(path: str | Path, model: nn.Module | None = None, strict: bool = True) 
             )
         try:
             with parameter_budget(f"{path}: architecture"):
-                model = build(arch)
+                build(arch)  # dry run on 'meta': counts parameters, allocates nothing
+            model = build(arch)
         except LimitError as e:
             raise CheckpointError(str(e)) from None
         except (

@@ -25,7 +25,7 @@ def empty_param(shape: tuple[int, ...], dtype: Any, device: Any, where: str) -> 
     if dev == "meta":
         return Parameter(backend.meta_array(shape, dt))
     budget = getattr(_budget, "left", None)
-    if budget is not None:
+    if budget is not None:  # a dry run: count, raise past the limit, allocate nothing
         n = math.prod(int(s) for s in shape)
         _budget.left = budget - n
         if n > budget:
@@ -33,6 +33,7 @@ def empty_param(shape: tuple[int, ...], dtype: Any, device: Any, where: str) -> 
 
             limits.check(f"{_budget.where} ({where} asks for shape {tuple(shape)})",
                          _budget.total + n - budget, "MAX_PARAMETERS", "parameters")  # fmt: skip
+        return Parameter(backend.meta_array(shape, dt))
     return Parameter(np.zeros(shape, dtype=dt))
 
 
@@ -41,9 +42,11 @@ _budget = threading.local()  # .left, .total, .where while parameter_budget() is
 
 @contextlib.contextmanager
 def parameter_budget(where: str) -> Iterator[None]:
-    """Inside, new parameters count against :data:`cnnkit.limits.MAX_PARAMETERS` and a
-    layer that would exceed it raises :class:`~cnnkit.limits.LimitError` before its
-    memory is allocated (used when a model is rebuilt from an untrusted file)."""
+    """A dry run of model construction: inside, new parameters are 'meta' (no memory)
+    and count against :data:`cnnkit.limits.MAX_PARAMETERS`; the layer that would exceed
+    it raises :class:`~cnnkit.limits.LimitError`. Build the model inside first (what it
+    makes there is to be thrown away), then for real (used when a model is rebuilt from
+    an untrusted file)."""
     from cnnkit import limits
 
     prev = (
