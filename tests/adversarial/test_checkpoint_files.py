@@ -115,14 +115,14 @@ def test_every_single_byte_flip_in_the_header_region_is_an_error(tmp_path: Path)
 def test_missing_checksum_entry(tmp_path: Path) -> None:
     p = _saved(tmp_path)
     _rewrite(p, lambda h: h["checksums"]["tensors"].pop("model.0.bias"))
-    with pytest.raises(CheckpointError, match="tensor 'model.0.bias' has no checksum"):
+    with pytest.raises(CheckpointError, match=r"tensor 'model\.0\.bias' has no checksum"):
         io.load(p)
 
 
 def test_extra_checksum_entry_for_missing_tensor(tmp_path: Path) -> None:
     p = _saved(tmp_path)
     _rewrite(p, lambda h: h["checksums"]["tensors"].update({"model.9.weight": "0" * 64}))
-    with pytest.raises(CheckpointError, match="'model.9.weight' listed in the header is missing"):
+    with pytest.raises(CheckpointError, match=r"'model\.9\.weight' listed in the header"):
         io.load(p)
 
 
@@ -196,7 +196,8 @@ BAD_FIELDS: dict[str, tuple[Callable[[dict[str, Any]], Any], str]] = {
     "opt-lr-object": (lambda h: h["optimizer"]["param_groups"][0].update(lr={"a": 1}),
                       "'optimizer.param_groups[0].lr'"),
     "opt-scalars-list": (lambda h: h["optimizer"].update(scalars=[1]), "'optimizer.scalars'"),
-    "opt-scalars-key": (lambda h: h["optimizer"].update(scalars={"x": {}}), "'optimizer.scalars.x'"),
+    "opt-scalars-key": (lambda h: h["optimizer"].update(scalars={"x": {}}),
+                        "'optimizer.scalars.x'"),
     "opt-scalar-str": (lambda h: h["optimizer"].update(scalars={"0": {"step": "s"}}),
                        "'optimizer.scalars.0.step'"),
     "checksums-missing": (lambda h: h.pop("checksums"), "'checksums'"),
@@ -247,7 +248,7 @@ def test_unexpected_tensor_name(tmp_path: Path) -> None:
     meta["cnnkit"] = json.dumps(header)
     meta["cnnkit_sha256"] = hashlib.sha256(meta["cnnkit"].encode()).hexdigest()
     p.write_bytes(st_save(tensors, metadata=meta))
-    with pytest.raises(CheckpointError, match="unexpected tensor 'evil.x'"):
+    with pytest.raises(CheckpointError, match=r"unexpected tensor 'evil\.x'"):
         io.load(p)
 
 
