@@ -36,18 +36,21 @@ def open_image(path: str | os.PathLike) -> Iterator[Any]:
     if not os.path.isfile(path):
         what = "is not a regular file" if os.path.exists(path) else "no such image file"
         raise FileNotFoundError(f"{path}: {what}")
+    pillow_limit = Image.MAX_IMAGE_PIXELS
     try:
+        # cnnkit's own limit (below, from the header) replaces Pillow's fixed one
+        Image.MAX_IMAGE_PIXELS = None
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             im = Image.open(path)
-    except Image.DecompressionBombError as e:
-        raise limits.LimitError(f"{path}: {e}") from None
     except UnidentifiedImageError:
         raise ValueError(
             f"{path}: cannot read image: not an image file (Pillow cannot identify its format)"
         ) from None
     except (OSError, SyntaxError, ValueError) as e:
         raise ValueError(f"{path}: cannot read image ({e})") from None
+    finally:
+        Image.MAX_IMAGE_PIXELS = pillow_limit
     with im:
         w, h = im.size
         if w < 1 or h < 1:
