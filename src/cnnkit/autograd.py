@@ -107,19 +107,16 @@ class Function:
         fn = cls()
         arrays = []
         needs = []
-        versions = []
         meta = False
         for t in inputs:
             if isinstance(t, Tensor):
                 data = t.array
                 arrays.append(data)
                 needs.append(t.requires_grad)
-                versions.append(0 if t._version is None else t._version[0])
                 meta = meta or type(data) is MetaArray
             else:
                 arrays.append(t)
                 needs.append(False)
-                versions.append(0)
         record = _grad_enabled and True in needs
         fn.needs_input_grad = tuple(needs) if record else (False,) * len(needs)
         if meta:
@@ -143,8 +140,11 @@ class Function:
         if base is not None:
             _share_version(result, base, inputs)
         if record:
-            versions.append(0 if result._version is None else result._version[0])
-            fn.versions = tuple(versions)
+            # in-place versions of the inputs and the output now (checked by backward)
+            fn.versions = tuple(
+                c[0] if (c := getattr(t, "_version", None)) is not None else 0
+                for t in (*inputs, result)
+            )
             fn.parents = inputs
             fn.params = params  # the op's settings, for graph readers such as the ONNX export
             result._ctx = fn
@@ -193,15 +193,12 @@ def _saved_array_ids(ctx: Function) -> set[int]:
 def _check_versions(ctx: Function, out: Tensor) -> None:
     """Raise if a tensor whose values ``ctx`` saved was changed in place since the forward
     pass (PyTorch's version-counter check); changes to inputs it did not keep are fine."""
-    from cnnkit.tensor import Tensor
-
-    tensors = [*ctx.parents, out]
+    tensors = (*ctx.parents, out)
     changed = []
-    for i, t in enumerate(tensors):
-        if isinstance(t, Tensor) and i < len(ctx.versions):
-            now = 0 if t._version is None else t._version[0]
-            if now != ctx.versions[i]:
-                changed.append((i, t, now))
+    for i, (t, then) in enumerate(zip(tensors, ctx.versions, strict=False)):
+        c = getattr(t, "_version", None)
+        if c is not None and c[0] != then:
+            changed.append((i, t, c[0]))
     if not changed:
         return
     saved = _saved_array_ids(ctx)
