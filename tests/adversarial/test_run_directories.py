@@ -181,6 +181,34 @@ def test_fit_resume_with_another_optimizer_class(interrupted: Path) -> None:
             verbose=False)  # fmt: skip
 
 
+BAD_RESUME_STATE = {
+    "train-list": (lambda h: h["meta"].update(train=[1]), "'meta.train'"),
+    "epoch-str": (lambda h: h["meta"]["train"].update(epoch="1"), "'meta.train.epoch'"),
+    "epoch-negative": (lambda h: h["meta"]["train"].update(epoch=-4), "'meta.train.epoch'"),
+    "rng-list": (lambda h: h["meta"]["train"].update(rng=[1]), "'meta.train.rng'"),
+    "rng-garbage": (lambda h: h["meta"]["train"].update(rng={"x": 1}), "'meta.train.rng'"),
+    "scheduler-empty": (lambda h: h["meta"]["train"].update(scheduler={}),
+                        "'meta.train.scheduler'"),
+    "scheduler-str": (lambda h: h["meta"]["train"].update(scheduler="s"),
+                      "'meta.train.scheduler'"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", sorted(BAD_RESUME_STATE))
+def test_malformed_resume_state_in_the_checkpoint(
+    interrupted: Path, tmp_path: Path, case: str
+) -> None:
+    from tests.adversarial.test_checkpoint_files import _rewrite
+
+    out = _copy(interrupted, tmp_path / "cut")
+    last = out / "checkpoints" / "last.safetensors"
+    mutate, field = BAD_RESUME_STATE[case]
+    _rewrite(last, mutate)
+    with pytest.raises(io.CheckpointError) as info:
+        train_run(out, resume=True, verbose=False)
+    assert str(last) in str(info.value) and field in str(info.value)
+
+
 RUNNING = {"model": "mlp", "model_kwargs": {}, "data": "digits", "epochs": 3, "batch_size": 64,
            "lr": 0.001, "optimizer": "adam", "weight_decay": 0.0, "scheduler": "none",
            "augment": False, "seed": 0}  # fmt: skip

@@ -285,14 +285,29 @@ def _restore(state: TrainState, resume: Any) -> None:
     if ckpt.optimizer_state is not None:
         ckpt.restore_optimizer(state.optimizer)  # another optimizer class: an error naming both
     state.history = ckpt.history if ckpt.history is not None else History()
-    train = ckpt.meta.get("train", {})
-    state.epoch = int(train.get("epoch", len(state.history)))
-    if "rng" in train:
-        backend.set_rng_state(train["rng"])
-    if "loader" in train and hasattr(state.loader, "load_state_dict"):
-        state.loader.load_state_dict(train["loader"])
-    if "scheduler" in train and state.scheduler is not None:
-        state.scheduler.load_state_dict(train["scheduler"])
+    from cnnkit.io.checkpoint import CheckpointError
+    from cnnkit.io.schema import Schema
+
+    sc = Schema(ckpt.path, CheckpointError)
+    train = sc.get(ckpt.meta, "train", "object", "meta.train", required=False, default={})
+    state.epoch = sc.get(train, "epoch", "int", "meta.train.epoch", required=False,
+                         default=len(state.history), min=0)  # fmt: skip
+    parts: list[tuple[str, Any]] = [("rng", backend.set_rng_state)]
+    if hasattr(state.loader, "load_state_dict"):
+        parts.append(("loader", state.loader.load_state_dict))
+    if state.scheduler is not None:
+        parts.append(("scheduler", state.scheduler.load_state_dict))
+    for key, restore in parts:
+        if key not in train:
+            continue
+        value = sc.get(train, key, "object", f"meta.train.{key}")
+        try:
+            restore(value)
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
+            raise CheckpointError(
+                f"{ckpt.path}: field 'meta.train.{key}': cannot restore it "
+                f"({type(e).__name__}: {e})"
+            ) from None
 
 
 @dataclass

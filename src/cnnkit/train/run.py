@@ -246,7 +246,7 @@ def read_config(path: str | Path, finished: bool = True) -> dict[str, Any]:
 
 def _finished_epochs(last: Path) -> int:
     """Epochs recorded in a run's last checkpoint (0 if there is none yet)."""
-    from cnnkit.io.checkpoint import read_header
+    from cnnkit.io.checkpoint import CheckpointError, read_header
 
     if not last.exists():
         return 0
@@ -254,7 +254,7 @@ def _finished_epochs(last: Path) -> int:
     train = (header.get("meta") or {}).get("train") or {}
     epoch = train.get("epoch", 0) if isinstance(train, dict) else 0
     if not isinstance(epoch, int) or isinstance(epoch, bool) or epoch < 0:
-        raise ValueError(
+        raise CheckpointError(
             f"{last}: field 'meta.train.epoch': expected an integer >= 0; got {epoch!r}"
         )
     return epoch
