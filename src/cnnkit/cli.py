@@ -169,6 +169,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
     batch = np.stack([load_image(p, cfg["in_channels"], cfg["input_size"]) for p in args.images])
     probs = predict(model, batch)
     classes = cfg.get("classes") or [str(i) for i in range(probs.shape[1])]
+    if len(classes) != probs.shape[1]:
+        raise CLIError(
+            f"{Path(args.run) / 'config.json'}: field 'classes': expected {probs.shape[1]} "
+            f"names (the model's outputs); got {len(classes)}"
+        )
     k = min(args.top_k, probs.shape[1])
     results = []
     for path, p in zip(args.images, probs, strict=True):

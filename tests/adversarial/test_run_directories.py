@@ -344,6 +344,37 @@ def test_cli_predict_bomb_image(finished: Path, tmp_path: Path,
     assert rc == 2 and "40,000 pixels exceeds the limit of 100" in err
 
 
+def test_cli_predict_classes_that_do_not_match_the_model(
+    finished: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from PIL import Image
+
+    cfg = json.loads((finished / "config.json").read_text())
+    (finished / "config.json").write_text(json.dumps({**cfg, "classes": ["a", "b"]}))
+    Image.new("L", (8, 8)).save(tmp_path / "x.png")
+    rc = main(["predict", str(finished), str(tmp_path / "x.png")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "field 'classes': expected 10 names" in err and "got 2" in err
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "epoch,train_loss\n1,abc\n",
+        "epoch,train_loss\nx,1\n",
+        "epoch,train_loss\n1,2,3\n",
+        "epoch,train_loss\n1\n",
+    ],
+)
+def test_cli_visualize_malformed_history(
+    finished: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str
+) -> None:
+    (finished / "history.csv").write_text(text)
+    rc = main(["visualize", str(finished), "--out", str(tmp_path / "v"), "--images", "0"])
+    err = capsys.readouterr().err
+    assert rc == 2 and str(finished / "history.csv") in err and "line 2" in err
+
+
 # ----------------------------------------------------------------- fit
 
 
