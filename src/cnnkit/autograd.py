@@ -77,7 +77,7 @@ class Function:
         self.params: dict[str, Any] = {}
         self.saved: tuple[Any, ...] | None = ()
         # in-place versions of the inputs (then of the output) when the node was recorded
-        self.versions: tuple[int, ...] = ()
+        self.versions: list[int] = []
 
     def save_for_backward(self, *arrays: Any) -> None:
         """Keep arrays for backward; the engine releases them right after backward ran."""
@@ -107,16 +107,19 @@ class Function:
         fn = cls()
         arrays = []
         needs = []
+        counters = []
         meta = False
         for t in inputs:
             if isinstance(t, Tensor):
                 data = t.array
                 arrays.append(data)
                 needs.append(t.requires_grad)
+                counters.append(t._version)
                 meta = meta or type(data) is MetaArray
             else:
                 arrays.append(t)
                 needs.append(False)
+                counters.append(None)
         record = _grad_enabled and True in needs
         fn.needs_input_grad = tuple(needs) if record else (False,) * len(needs)
         if meta:
@@ -141,10 +144,8 @@ class Function:
             _share_version(result, base, inputs)
         if record:
             # in-place versions of the inputs and the output now (checked by backward)
-            fn.versions = tuple(
-                c[0] if (c := getattr(t, "_version", None)) is not None else 0
-                for t in (*inputs, result)
-            )
+            counters.append(result._version)
+            fn.versions = [0 if c is None else c[0] for c in counters]
             fn.parents = inputs
             fn.params = params  # the op's settings, for graph readers such as the ONNX export
             result._ctx = fn
@@ -193,14 +194,18 @@ def _saved_array_ids(ctx: Function) -> set[int]:
 def _check_versions(ctx: Function, out: Tensor) -> None:
     """Raise if a tensor whose values ``ctx`` saved was changed in place since the forward
     pass (PyTorch's version-counter check); changes to inputs it did not keep are fine."""
-    tensors = (*ctx.parents, out)
+    vs = ctx.versions
     changed = []
-    for i, (t, then) in enumerate(zip(tensors, ctx.versions, strict=False)):
+    for i, t in enumerate(ctx.parents):
         c = getattr(t, "_version", None)
-        if c is not None and c[0] != then:
+        if c is not None and c[0] != vs[i]:
             changed.append((i, t, c[0]))
+    c = out._version
+    if c is not None and c[0] != vs[-1]:
+        changed.append((len(vs) - 1, out, c[0]))
     if not changed:
         return
+    tensors = (*ctx.parents, out)
     saved = _saved_array_ids(ctx)
     for i, t, now in changed:
         arr = t.array
