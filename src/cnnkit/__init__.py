@@ -28,9 +28,9 @@ int64 = "int64"
 
 __version__ = "0.1.0"
 
-tune_malloc()
 
 _LAZY = {
+    "set_runtime": "cnnkit.runtime",
     "summary": "cnnkit.inspect.summary",
     "Summary": "cnnkit.inspect.summary",
     "gradcheck": "cnnkit.inspect.gradcheck",
@@ -76,9 +76,11 @@ __all__ = [
     "randn",
     "set_default_dtype",
     "set_grad_enabled",
+    "set_runtime",
     "stack",
     "summary",
     "tensor",
+    "tune_malloc",
     "where",
     "zeros",
     "zeros_like",

@@ -186,9 +186,9 @@ def backward(root: Tensor, grad: np.ndarray, retain_graph: bool = False) -> None
     several nodes. Leaves accumulate into ``.grad``. BLAS runs on one thread meanwhile
     (the ops spread their work over the cores themselves).
     """
-    from cnnkit.functional._parallel import cnnkit_threads
+    from cnnkit.functional._parallel import computing
 
-    with cnnkit_threads():
+    with computing():
         walk(root, grad, retain_graph)
 
 

@@ -1,4 +1,4 @@
-"""A batch runs one share per core through a whole module (``cnnkit.nn._split``) when
+"""A batch runs one share per core through a whole module (``cnnkit.runtime``) when
 every module inside treats samples independently and nothing observes the inside: the
 output, the loss and every gradient equal the serial run's. The suite runs with one BLAS
 thread, so these tests allow two (``threadpool_limits(2)``) to make the split happen."""
