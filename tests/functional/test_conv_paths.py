@@ -68,7 +68,7 @@ def test_float64_runs_the_reference_and_passes_gradcheck():
     assert ck.gradcheck(lambda a, v, c: F.conv2d(a, v, c, stride=2, padding=1), (x, w, b))
 
 
-@pytest.mark.parametrize(("c", "oc", "hw"), [(64, 64, 8), (3, 32, 16)])
+@pytest.mark.parametrize(("c", "oc", "hw"), [(64, 64, 8), (3, 32, 16), (256, 256, 6)])
 def test_float32_error_at_most_twice_torchs(c, oc, hw):
     """Each output and gradient's float32 error against float64 is at most 2x PyTorch's
     float32 error on the same inputs (max relative to the largest magnitude)."""
