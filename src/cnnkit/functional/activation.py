@@ -38,6 +38,36 @@ class ReLU(Function):
         return dx
 
 
+class AddReLU(Function):
+    """``max(a + b, 0)`` (a residual connection's sum and the ReLU after it) as one op;
+    both inputs get the gradient ``g * (out > 0)``."""
+
+    def forward(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        if a.ndim == 4:
+            b = to_layout(b, is_channels_last(a))
+        out = np.empty_like(a)  # a's memory layout
+
+        def part(lo: int, hi: int) -> None:
+            np.add(a[lo:hi], b[lo:hi], out=out[lo:hi])
+            np.maximum(out[lo:hi], 0, out=out[lo:hi])
+
+        parallel.batches(len(a), a.size, part)
+        self.save_for_backward(out)
+        return out
+
+    def backward(self, grad: np.ndarray) -> tuple:
+        (out,) = self.saved
+        if out.ndim == 4 and grad.strides != out.strides:
+            grad = to_layout(grad, is_channels_last(out))
+        dx = np.empty_like(out)
+
+        def part(lo: int, hi: int) -> None:
+            np.multiply(grad[lo:hi], out[lo:hi] > 0, out=dx[lo:hi])
+
+        parallel.batches(len(out), out.size, part)
+        return dx, dx  # (autograd never writes into a gradient it was given)
+
+
 class LeakyReLU(Function):
     """``x if x > 0 else slope * x``."""
 
@@ -140,6 +170,20 @@ def _check_dim(x: Tensor, dim: int | None, name: str) -> int:
 def relu(input: Tensor, inplace: bool = False) -> Tensor:
     """Rectified linear unit, elementwise. ``input``: any shape."""
     return ReLU.apply(input)
+
+
+def add_relu(a: Tensor, b: Tensor) -> Tensor:
+    """``relu(a + b)`` in one op (values and gradients the same); ``a`` and ``b`` of one
+    shape and dtype, else it runs as the two ops."""
+    if (
+        isinstance(a, Tensor)
+        and isinstance(b, Tensor)
+        and a.shape == b.shape
+        and a.dtype == b.dtype
+        and a.ndim >= 1
+    ):
+        return AddReLU.apply(a, b)
+    return ReLU.apply(a + b)
 
 
 def leaky_relu(input: Tensor, negative_slope: float = 0.01, inplace: bool = False) -> Tensor:

@@ -277,6 +277,9 @@ def _emit_linear(b: _Builder, fn: Function, t: Tensor, kw: dict, out: str | None
 
 def _emit_batchnorm(b: _Builder, fn: Function, t: Tensor, kw: dict, out: str | None) -> str:
     x, gamma, beta = fn.parents
+    if kw.get("relu"):  # BatchNorm fused with the ReLU after it: two ONNX nodes
+        y = _emit_batchnorm(b, fn, t, {**kw, "relu": False}, None)
+        return b.node("Relu", [y], out)
     if kw.get("batch_stats", True):
         raise NotImplementedError(
             "export_onnx: BatchNorm with batch statistics (training mode or "
@@ -307,6 +310,11 @@ def _emit_batchnorm(b: _Builder, fn: Function, t: Tensor, kw: dict, out: str | N
     shift = b.ref(beta) if beta is not None else b.const(np.zeros(c), "bn_shift")
     ins = [b.ref(x), scale, shift, b.const(mean, "bn_mean"), b.const(1.0 / invstd**2, "bn_var")]
     return b.node("BatchNormalization", ins, out, epsilon=0.0)
+
+
+def _emit_add_relu(b: _Builder, fn: Function, t: Tensor, kw: dict, out: str | None) -> str:
+    x, y = fn.parents
+    return b.node("Relu", [b.node("Add", [b.ref(x), b.ref(y)])], out)
 
 
 def _unary(op: str, **attrs: Any) -> Emitter:
@@ -373,6 +381,7 @@ _EMITTERS: dict[type, Emitter] = {
     linear.Linear: _emit_linear,
     norm.BatchNorm: _emit_batchnorm,
     activation.ReLU: _unary("Relu"),
+    activation.AddReLU: _emit_add_relu,
     activation.LeakyReLU: _emit_leaky,
     activation.Sigmoid: _unary("Sigmoid"),
     activation.Tanh: _unary("Tanh"),

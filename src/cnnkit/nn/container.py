@@ -8,15 +8,26 @@ from typing import Any
 
 from cnnkit.nn.layers import MaxPool2d, ReLU
 from cnnkit.nn.module import Module
+from cnnkit.nn.norm import _BatchNorm
+
+
+def _unhooked(*mods: Module) -> bool:
+    return not any(m._forward_hooks or m._forward_pre_hooks for m in mods)
 
 
 def _pool_first(a: Module, b: Module) -> bool:
     """``a`` is a plain ReLU and ``b`` a max pool, neither with hooks."""
+    return type(a) is ReLU and type(b) is MaxPool2d and _unhooked(a, b)
+
+
+def bn_relu_fusable(a: Module, b: Module) -> bool:
+    """``a`` is a BatchNorm layer whose ``forward`` is the library's and ``b`` a plain
+    ReLU, neither with hooks: ``b(a(x))`` may run as ``a.forward_relu(x)``."""
     return (
-        type(a) is ReLU
-        and type(b) is MaxPool2d
-        and not (a._forward_hooks or a._forward_pre_hooks)
-        and not (b._forward_hooks or b._forward_pre_hooks)
+        isinstance(a, _BatchNorm)
+        and type(a).forward is _BatchNorm.forward
+        and type(b) is ReLU
+        and _unhooked(a, b)
     )
 
 
@@ -44,6 +55,10 @@ class Sequential(Module):
         mods = list(self._modules.values())
         i = 0
         while i < len(mods):
+            if i + 1 < len(mods) and bn_relu_fusable(mods[i], mods[i + 1]):
+                input = mods[i].forward_relu(input)  # one op: BatchNorm then ReLU
+                i += 2
+                continue
             if i + 1 < len(mods) and _pool_first(mods[i], mods[i + 1]):
                 # ReLU then max pool equals max pool then ReLU, values and gradients: ReLU
                 # is monotonic, so each window's first maximum is the same position (and

@@ -18,6 +18,7 @@ _WHERE = {
     "avg_pool2d": "pool",
     "adaptive_avg_pool2d": "pool",
     "relu": "activation",
+    "add_relu": "activation",
     "leaky_relu": "activation",
     "sigmoid": "activation",
     "tanh": "activation",

@@ -71,6 +71,14 @@ class _BatchNorm(Module):
             self.num_batches_tracked.array[...] = 0
 
     def forward(self, input: Tensor) -> Tensor:
+        return self._normalize(input, relu=False)
+
+    def forward_relu(self, input: Tensor) -> Tensor:
+        """``relu(self.forward(input))`` as one op (the same values and gradients, no
+        intermediate tensor); containers use it where no hook could see the difference."""
+        return self._normalize(input, relu=True)
+
+    def _normalize(self, input: Tensor, relu: bool) -> Tensor:
         check_input(input, self, self._ndims, self._expected.format(c=self.num_features))
         if input.shape[1] != self.num_features:
             raise ValueError(
@@ -93,6 +101,7 @@ class _BatchNorm(Module):
             use_batch,
             factor,
             self.eps,
+            relu=relu,
         )
 
     def extra_repr(self) -> str:
