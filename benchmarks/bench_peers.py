@@ -1,10 +1,10 @@
 """cnnkit against the best peer a user could pick instead, per workload (issue 15).
 
 Peers: PyTorch 2.13 with NCHW tensors, PyTorch with ``channels_last`` tensors and model,
-and, for inference, ONNX Runtime (as many intra-op threads as the others: 2 in ``make bench``) on the same network exported from
-PyTorch. All run in this process on the same data with the same thread count; each
-repeat times every contender once, in turn (interleaved), after a short pause, and the
-table reports medians. A ratio is the best peer's seconds / cnnkit's (> 1: cnnkit
+and, for inference, ONNX Runtime (as many intra-op threads as the others: 2 in
+``make bench``) on the same network exported from PyTorch. All run in this process on
+the same data with the same thread count; each repeat times every contender once, in
+turn (interleaved), after a short pause, and the table reports medians. A ratio is the best peer's seconds / cnnkit's (> 1: cnnkit
 faster).
 
 Workloads: the small ResNet with BatchNorm (conv-BN-ReLU, stages 16/32/64, stride-2
