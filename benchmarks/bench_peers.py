@@ -4,8 +4,8 @@ Peers: PyTorch 2.13 with NCHW tensors, PyTorch with ``channels_last`` tensors an
 and, for inference, ONNX Runtime (as many intra-op threads as the others: 2 in
 ``make bench``) on the same network exported from PyTorch. All run in this process on
 the same data with the same thread count; each repeat times every contender once, in
-turn (interleaved), after a short pause, and the table reports medians. A ratio is the best peer's seconds / cnnkit's (> 1: cnnkit
-faster).
+turn (interleaved), after a short pause, and the table reports medians. A ratio is the
+best peer's seconds / cnnkit's (> 1: cnnkit faster).
 
 Workloads: the small ResNet with BatchNorm (conv-BN-ReLU, stages 16/32/64, stride-2
 stages with 1x1 conv+BN shortcuts, global average pool) training at batch 128 with SGD
