@@ -92,3 +92,48 @@ def test_resnet_fused_equals_unfused_and_running_stats():
     after = [m.running_var.numpy() for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
     for a, b in zip(stats, after, strict=True):
         assert_close(a, b)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_eval_folds_batchnorm_into_conv_like_torch(dtype):
+    ck.manual_seed(5)
+    model = SmallResNet()
+    model = model.double() if dtype == np.float64 else model
+    rng = np.random.default_rng(5)
+    for m in model.modules():  # non-trivial running statistics and affine parameters
+        if isinstance(m, nn.BatchNorm2d):
+            c = m.num_features
+            m.running_mean.array[...] = rng.standard_normal(c)
+            m.running_var.array[...] = rng.uniform(0.5, 2.0, c)
+            m.weight.array[...] = rng.standard_normal(c)
+            m.bias.array[...] = rng.standard_normal(c)
+    model.eval()
+    x = rng.standard_normal((3, 3, 8, 8)).astype(dtype)
+    from cnnkit.nn import container
+
+    calls = []
+    real = container.conv2d
+    container.conv2d = lambda *a, **k: calls.append(1) or real(*a, **k)
+    try:
+        with ck.no_grad():
+            folded = model(ck.tensor(x)).numpy()
+    finally:
+        container.conv2d = real
+    assert len(calls) == 9  # every convolution ran with its BatchNorm folded in
+    unfolded = model(ck.tensor(x))  # grad enabled: no folding, the graph is recorded
+    tol = {"rtol": 1e-4, "atol": 1e-5} if dtype == np.float32 else {}
+    assert_close(folded, unfolded.numpy(), **tol)
+    seq = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU())
+    seq = seq.double() if dtype == np.float64 else seq
+    seq[1].running_mean.array[...] = rng.standard_normal(4)
+    seq.eval()
+    th = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.BatchNorm2d(4),
+                             torch.nn.ReLU())  # fmt: skip
+    th = th.double() if dtype == np.float64 else th
+    th.load_state_dict({k: torch.tensor(v.numpy()) for k, v in seq.state_dict().items()})
+    th.eval()
+    with ck.no_grad():
+        ours = seq(ck.tensor(x)).numpy()
+    with torch.no_grad():
+        theirs = th(torch.tensor(x)).numpy()
+    assert_close(ours, theirs, **tol)

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from cnnkit import nn
 from cnnkit.functional.activation import add_relu
-from cnnkit.nn.container import bn_relu_fusable
+from cnnkit.nn.container import bn_relu_fusable, conv_bn
 from cnnkit.tensor import Tensor
 
 
@@ -39,8 +39,8 @@ class BasicBlock(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         if bn_relu_fusable(self.bn1, self.relu):  # the same maths, fewer passes over memory
-            out = self.bn1.forward_relu(self.conv1(x))
-            out = self.bn2(self.conv2(out))
+            out = conv_bn(self.conv1, self.bn1, x, relu=True)  # (folded in inference)
+            out = conv_bn(self.conv2, self.bn2, out)
             return add_relu(out, self.shortcut(x))
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
