@@ -39,6 +39,7 @@ lint: $(STAMP_TEST)
 
 bench: $(STAMP_TEST)
 	$(PY) benchmarks/run.py
+	OMP_NUM_THREADS=2 OPENBLAS_NUM_THREADS=2 $(PY) benchmarks/bench_peers.py --envs
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis build

@@ -204,13 +204,71 @@ WORKLOADS = {
 }
 
 
+def run_envs(args: Any) -> None:
+    """The table for ``make bench``: one child process per environment."""
+    import os
+    import subprocess
+
+    base = {k: v for k, v in os.environ.items() if k != "CNNKIT_NATIVE"}
+    unset = {k: v for k, v in base.items() if k not in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}
+    envs = {
+        "vars unset": unset,
+        "unset, AVX2 kernels": {**unset, "CNNKIT_NATIVE": "avx2"},
+        "machine env": base,
+    }
+    extra = ["--repeats", str(args.repeats), "--min-time", str(args.min_time)]
+    if args.only:
+        extra += ["--only", args.only]
+    results = {}
+    for name, env in envs.items():
+        out = subprocess.run([sys.executable, __file__, "--json", *extra], env=env,
+                             capture_output=True, text=True)  # fmt: skip
+        if out.returncode != 0:
+            sys.exit(f"benchmark child failed:\n{out.stderr[-3000:]}")
+        results[name] = json.loads(out.stdout.strip().splitlines()[-1])
+    first = next(iter(results.values()))
+    print(f"cnnkit / best peer (> 1: cnnkit faster); CPU: {first['cpu']}; threads: "
+          f"{first['threads']}; medians of {args.repeats} interleaved repeats; machine "
+          f"env: OPENBLAS_CORETYPE={base.get('OPENBLAS_CORETYPE')}, "
+          f"OPENBLAS_L2_SIZE={base.get('OPENBLAS_L2_SIZE')}")  # fmt: skip
+    head = f"{'work':42s}" + "".join(f"{k:>22s}" for k in envs) + f"{'goal':>7s}"
+    print(head)
+    print("-" * len(head))
+    for name, (title, goal) in WORKLOADS.items():
+        cells = []
+        for res in results.values():
+            row = res["rows"].get(name)
+            cells.append(f"{row['ratio']:.2f} ({row['best_peer'][:13]})" if row else "-")
+        print(f"{title:42s}" + "".join(f"{c:>22s}" for c in cells) + f"{goal:>7.1f}")
+    cells = []
+    for res in results.values():
+        g = res["rows"].get("gemm")
+        cells.append(
+            f"{g['conv_gflops']:.0f}/{g['sgemm_gflops']:.0f}={g['ratio']:.2f}" if g else "-"
+        )
+    print(f"{'conv fwd GFLOP/s / sgemm peak':42s}" + "".join(f"{c:>22s}" for c in cells))
+    for k, res in results.items():
+        print(f"[{k}] kernels {res['isa']}: " + "; ".join(
+            f"{n}: " + ", ".join(f"{c} {t * 1e3:.1f} ms" for c, t in r["seconds"].items())
+            for n, r in res["rows"].items() if n != "gemm"))  # fmt: skip
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--min-time", type=float, default=0.3)
     p.add_argument("--only", default="", help="comma-separated subset of workloads")
     p.add_argument("--json", action="store_true")
+    p.add_argument(
+        "--envs",
+        action="store_true",
+        help="run in child processes: OpenBLAS vars unset (widest kernels), unset with "
+        "CNNKIT_NATIVE=avx2, and this machine's environment; one table",
+    )
     args = p.parse_args()
+    if args.envs:
+        run_envs(args)
+        return
 
     import torch
     from bench_core import conv_gflops, sgemm_gflops

@@ -34,8 +34,8 @@ def run_env(
     unset: bool, extra: list[str], malloc_default: bool = False, numpy_only: bool = False
 ) -> dict:
     """Run one benchmark child; ``unset`` drops the two OpenBLAS variables;
-    ``malloc_default`` keeps glibc's allocator settings (cnnkit tunes them on import,
-    process-wide, so in the same process PyTorch profits from the tuning too);
+    ``malloc_default`` keeps glibc's allocator settings (cnnkit applies its own only
+    while it computes, and restores glibc's defaults afterwards);
     ``numpy_only`` turns cnnkit's compiled kernels off."""
     env = dict(os.environ)
     env.pop("CNNKIT_NATIVE", None)
@@ -85,8 +85,8 @@ def main() -> None:
         f"threads={results['machine env']['threads']}; machine env: "
         f"OPENBLAS_CORETYPE={here[0]}, OPENBLAS_L2_SIZE={here[1]}.\n"
         "'+malloc dflt': vars unset and CNNKIT_MALLOC_TUNING=0, glibc's allocator defaults "
-        "for both libraries (cnnkit's\ntuning is process-wide, so in the other columns "
-        "PyTorch, in the same process, profits from it too).\n"
+        "for cnnkit too (cnnkit's\nsettings apply only while it computes, so PyTorch runs "
+        "with glibc's defaults in every column).\n"
         "'NumPy only': vars unset and CNNKIT_NATIVE=0, cnnkit without its compiled "
         f"convolution kernels (in the other columns they are {'on' if native else 'OFF'})."
     )
