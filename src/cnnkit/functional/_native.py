@@ -382,12 +382,10 @@ _D = ctypes.c_double
 
 
 def _type_bn(lib: Any) -> None:
-    lib.cnnkit_bn_stats_f32.restype = None
-    lib.cnnkit_bn_stats_f32.argtypes = [_P, _L, _L, _L, ctypes.c_int, _P, _P, _P, _P, _P]
+    lib.cnnkit_bn_sums_f32.restype = None
+    lib.cnnkit_bn_sums_f32.argtypes = [_P, _P, _P, _L, _L, _L, ctypes.c_int] + [_P] * 5
     lib.cnnkit_bn_apply_f32.restype = None
     lib.cnnkit_bn_apply_f32.argtypes = [_P, _P, _L, _L, _L, ctypes.c_int, _P, _P, ctypes.c_int]
-    lib.cnnkit_bn_bwd_reduce_f32.restype = None
-    lib.cnnkit_bn_bwd_reduce_f32.argtypes = [_P, _P, _P, _L, _L, _L, ctypes.c_int] + [_P] * 5
     lib.cnnkit_bn_bwd_apply_f32.restype = None
     lib.cnnkit_bn_bwd_apply_f32.argtypes = [_P, _P, _P, _P, _L, _L, _L, ctypes.c_int] + [_P] * 4
 
@@ -419,14 +417,7 @@ def _bn_dims(x: np.ndarray, nhwc: bool) -> tuple[int, int, int]:
 
 def bn_stats(x: np.ndarray, nhwc: bool, shift: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per channel ``(sum(x - shift), sum((x - shift)**2))`` in float64."""
-    n, c, hw = _bn_dims(x, nhwc)
-    s, q = np.zeros(c), np.zeros(c)
-    fa, fb = np.empty(c, np.float32), np.empty(c, np.float32)
-    sh = np.ascontiguousarray(shift, dtype=np.float32)
-    _bn_lib().cnnkit_bn_stats_f32(
-        _ptr(x), n, c, hw, int(nhwc), _ptr(sh), _ptr(s), _ptr(q), _ptr(fa), _ptr(fb)
-    )
-    return s, q
+    return bn_backward_sums(None, x, None, nhwc, shift)
 
 
 def bn_apply(
@@ -441,10 +432,11 @@ def bn_apply(
 
 
 def bn_backward_sums(
-    g: np.ndarray, x: np.ndarray, y: np.ndarray | None, nhwc: bool, mean: np.ndarray
+    g: np.ndarray | None, x: np.ndarray, y: np.ndarray | None, nhwc: bool, mean: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per channel ``(sum(g'), sum(g' * (x - mean)))`` in float64, ``g'`` being ``g``
-    where ``y > 0`` when ``y`` is given (BatchNorm fused with ReLU), else ``g``."""
+    where ``y > 0`` when ``y`` is given (BatchNorm fused with ReLU), else ``g``; without
+    ``g``, ``g' = x - mean`` (the shifted sum and sum of squares)."""
     n, c, hw = _bn_dims(x, nhwc)
     for a in (g, y):
         if a is not None:
@@ -452,7 +444,7 @@ def bn_backward_sums(
     sg, sgx = np.zeros(c), np.zeros(c)
     fa, fb = np.empty(c, np.float32), np.empty(c, np.float32)
     m32 = np.ascontiguousarray(mean, dtype=np.float32)
-    _bn_lib().cnnkit_bn_bwd_reduce_f32(_ptr(g), _ptr(x), _ptr(y), n, c, hw, int(nhwc), _ptr(m32),
+    _bn_lib().cnnkit_bn_sums_f32(_ptr(g), _ptr(x), _ptr(y), n, c, hw, int(nhwc), _ptr(m32),
                                        _ptr(sg), _ptr(sgx), _ptr(fa), _ptr(fb))  # fmt: skip
     return sg, sgx
 

@@ -15,63 +15,71 @@
 #define LANES 16
 #define BLK 32 /* values per lane summed in float before the double accumulators */
 
-/* sum and sum of squares of (x[i] - shift) over len contiguous values, added to *s, *q */
-static void sums_run(const float *x, long len, float shift, double *s, double *q)
+/* The two per-channel sums both passes need: s1[c] += sum of g', s2[c] += sum of
+ * g' * (x - center[c]), where g' is g, or x - center[c] when g is NULL (then s1, s2 are
+ * the shifted sum and sum of squares: the batch statistics), and is zeroed where y <= 0
+ * when y is given (BatchNorm fused with ReLU). fa, fb: c floats of scratch. */
+static inline float gprime(const float *g, const float *x, const float *y, long i, float m)
 {
-    long i = 0;
-    while (i < len) {
-        float a[LANES] = {0}, b[LANES] = {0};
-        long end = i + (long)LANES * BLK;
-        if (end > len)
-            end = len;
-        for (; i + LANES <= end; i += LANES)
-            for (int k = 0; k < LANES; k++) {
-                float d = x[i + k] - shift;
-                a[k] += d;
-                b[k] += d * d;
-            }
-        for (; i < end; i++) {
-            float d = x[i] - shift;
-            a[0] += d;
-            b[0] += d * d;
-        }
-        double sa = 0, sb = 0;
-        for (int k = 0; k < LANES; k++) {
-            sa += a[k];
-            sb += b[k];
-        }
-        *s += sa;
-        *q += sb;
-    }
+    float gv = g ? g[i] : x[i] - m;
+    return (y && !(y[i] > 0.0f)) ? 0.0f : gv;
 }
 
-void cnnkit_bn_stats_f32(const float *x, long n, long c, long hw, int nhwc, const float *shift,
-                         double *s, double *q, float *fa, float *fb)
+void cnnkit_bn_sums_f32(const float *g, const float *x, const float *y, long n, long c, long hw,
+                        int nhwc, const float *center, double *s1, double *s2, float *fa,
+                        float *fb)
 {
     if (!nhwc) {
-        for (long b = 0; b < n; b++)
-            for (long ch = 0; ch < c; ch++)
-                sums_run(x + (b * c + ch) * hw, hw, shift[ch], s + ch, q + ch);
+        for (long i = 0; i < n * c; i++) { /* one image's channel: hw contiguous values */
+            const long ch = i % c, off = i * hw;
+            const float m = center[ch];
+            const float *gs = g ? g + off : NULL, *xs = x + off, *ys = y ? y + off : NULL;
+            long p = 0;
+            while (p < hw) {
+                float a[LANES] = {0}, b[LANES] = {0};
+                long end = p + (long)LANES * BLK;
+                if (end > hw)
+                    end = hw;
+                for (; p + LANES <= end; p += LANES)
+                    for (int k = 0; k < LANES; k++) {
+                        float gv = gprime(gs, xs, ys, p + k, m);
+                        a[k] += gv;
+                        b[k] += gv * (xs[p + k] - m);
+                    }
+                for (; p < end; p++) {
+                    float gv = gprime(gs, xs, ys, p, m);
+                    a[0] += gv;
+                    b[0] += gv * (xs[p] - m);
+                }
+                double sa = 0, sb = 0;
+                for (int k = 0; k < LANES; k++) {
+                    sa += a[k];
+                    sb += b[k];
+                }
+                s1[ch] += sa;
+                s2[ch] += sb;
+            }
+        }
         return;
     }
-    /* channels-last: per-channel float partials (fa, fb: c floats each, scratch) over
-     * BLK rows, then into the doubles */
+    /* channels-last: per-channel float partials over BLK rows, then into the doubles */
     long rows = n * hw;
     for (long r0 = 0; r0 < rows; r0 += BLK) {
         long r1 = r0 + BLK < rows ? r0 + BLK : rows;
         for (long ch = 0; ch < c; ch++)
             fa[ch] = fb[ch] = 0.0f;
         for (long r = r0; r < r1; r++) {
-            const float *row = x + r * c;
+            const long off = r * c;
+            const float *gs = g ? g + off : NULL, *xs = x + off, *ys = y ? y + off : NULL;
             for (long ch = 0; ch < c; ch++) {
-                float d = row[ch] - shift[ch];
-                fa[ch] += d;
-                fb[ch] += d * d;
+                float gv = gprime(gs, xs, ys, ch, center[ch]);
+                fa[ch] += gv;
+                fb[ch] += gv * (xs[ch] - center[ch]);
             }
         }
         for (long ch = 0; ch < c; ch++) {
-            s[ch] += fa[ch];
-            q[ch] += fb[ch];
+            s1[ch] += fa[ch];
+            s2[ch] += fb[ch];
         }
     }
 }
@@ -107,71 +115,6 @@ void cnnkit_bn_apply_f32(const float *x, float *y, long n, long c, long hw, int 
         else
             for (long ch = 0; ch < c; ch++)
                 ys[ch] = xs[ch] * a[ch] + b[ch];
-    }
-}
-
-/* sg[c] += sum of g', sgx[c] += sum of g' * (x - mean[c]), with g' = g where y > 0 (y
- * given: BatchNorm fused with ReLU) or g */
-void cnnkit_bn_bwd_reduce_f32(const float *g, const float *x, const float *y, long n, long c,
-                              long hw, int nhwc, const float *mean, double *sg, double *sgx,
-                              float *fa, float *fb)
-{
-    if (!nhwc) {
-        for (long i = 0; i < n * c; i++) {
-            const long ch = i % c;
-            const float m = mean[ch];
-            const float *gs = g + i * hw, *xs = x + i * hw, *ys = y ? y + i * hw : NULL;
-            long p = 0;
-            while (p < hw) {
-                float a[LANES] = {0}, b[LANES] = {0};
-                long end = p + (long)LANES * BLK;
-                if (end > hw)
-                    end = hw;
-                for (; p + LANES <= end; p += LANES)
-                    for (int k = 0; k < LANES; k++) {
-                        float gv = gs[p + k];
-                        if (ys)
-                            gv = ys[p + k] > 0.0f ? gv : 0.0f;
-                        a[k] += gv;
-                        b[k] += gv * (xs[p + k] - m);
-                    }
-                for (; p < end; p++) {
-                    float gv = gs[p];
-                    if (ys)
-                        gv = ys[p] > 0.0f ? gv : 0.0f;
-                    a[0] += gv;
-                    b[0] += gv * (xs[p] - m);
-                }
-                double sa = 0, sb = 0;
-                for (int k = 0; k < LANES; k++) {
-                    sa += a[k];
-                    sb += b[k];
-                }
-                sg[ch] += sa;
-                sgx[ch] += sb;
-            }
-        }
-        return;
-    }
-    long rows = n * hw;
-    for (long r0 = 0; r0 < rows; r0 += BLK) {
-        long r1 = r0 + BLK < rows ? r0 + BLK : rows;
-        for (long ch = 0; ch < c; ch++)
-            fa[ch] = fb[ch] = 0.0f;
-        for (long r = r0; r < r1; r++) {
-            const float *gs = g + r * c, *xs = x + r * c, *ys = y ? y + r * c : NULL;
-            for (long ch = 0; ch < c; ch++) {
-                float gv = gs[ch];
-                if (ys)
-                    gv = ys[ch] > 0.0f ? gv : 0.0f;
-                fa[ch] += gv;
-                fb[ch] += gv * (xs[ch] - mean[ch]);
-            }
-        }
-        for (long ch = 0; ch < c; ch++) {
-            sg[ch] += fa[ch];
-            sgx[ch] += fb[ch];
-        }
     }
 }
 

@@ -164,13 +164,8 @@ def _forward_nhwc(
     """Per chunk one (grouped) GEMM ``cols (G, B*P, K) @ W (G, K, OCg)`` written straight
     into the channels-last output, the bias added while the rows are in cache; or, for
     float32, the compiled kernel on each worker's images."""
-    pads, stride, dilation, g, out_hw = (
-        geom.pads,
-        geom.stride,
-        geom.dilation,
-        geom.groups,
-        geom.out_hw,
-    )
+    pads, stride, dilation = geom.pads, geom.stride, geom.dilation
+    g, out_hw = geom.groups, geom.out_hw
     n, oc = x.shape[0], w.shape[0]
     wk = _gemm_weight(w, g)
     out = np.empty((n, *out_hw, oc), dtype=np.result_type(x, w))
@@ -213,13 +208,8 @@ def _forward_nhwc(
 
 def _weight_grad_nhwc(g2: np.ndarray, xp: np.ndarray, geom: ConvGeometry) -> np.ndarray:
     """``dW = sum over chunks of cols^T @ g`` (per group), one GEMM per chunk."""
-    w_shape, stride, dilation, g, out_hw = (
-        geom.w_shape,
-        geom.stride,
-        geom.dilation,
-        geom.groups,
-        geom.out_hw,
-    )
+    w_shape, stride, dilation = geom.w_shape, geom.stride, geom.dilation
+    g, out_hw = geom.groups, geom.out_hw
     oc, cg, kh, kw = w_shape
     if native.usable(xp, g2):  # compiled, no im2col
         n = xp.shape[0]
@@ -257,14 +247,8 @@ def _weight_grad_im2col(g2: np.ndarray, xp: np.ndarray, geom: ConvGeometry) -> l
 
 def _col2im_nhwc(g2: np.ndarray, w: np.ndarray, geom: ConvGeometry) -> np.ndarray:
     """``dcols = g @ W^T`` per chunk, scattered back by one strided add per kernel tap."""
-    x_shape, stride, pads, dilation, g, out_hw = (
-        geom.x_shape,
-        geom.stride,
-        geom.pads,
-        geom.dilation,
-        geom.groups,
-        geom.out_hw,
-    )
+    x_shape, stride, pads, dilation = geom.x_shape, geom.stride, geom.pads, geom.dilation
+    g, out_hw = geom.groups, geom.out_hw
     oc, cg, kh, kw = geom.w_shape
     n, c = x_shape[:2]
     xp_shape = (n, *geom.padded_hw, c)
@@ -383,13 +367,8 @@ def _forward_nchw(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per chunk one (grouped) GEMM ``W (G, OCg, K) @ cols (G, K, B*p)``, chunks spread
     over worker threads."""
-    pads, stride, dilation, g, out_hw = (
-        geom.pads,
-        geom.stride,
-        geom.dilation,
-        geom.groups,
-        geom.out_hw,
-    )
+    pads, stride, dilation = geom.pads, geom.stride, geom.dilation
+    g, out_hw = geom.groups, geom.out_hw
     n, c = x.shape[:2]
     oc, cg, kh, kw = w.shape
     k = cg * kh * kw
@@ -431,13 +410,8 @@ def _forward_nchw(
 
 def _weight_grad_nchw(grad: np.ndarray, xp: np.ndarray, geom: ConvGeometry) -> np.ndarray:
     """``dW^T = sum over chunks of cols @ g^T`` (per group), one GEMM per chunk."""
-    w_shape, stride, dilation, g, out_hw = (
-        geom.w_shape,
-        geom.stride,
-        geom.dilation,
-        geom.groups,
-        geom.out_hw,
-    )
+    w_shape, stride, dilation = geom.w_shape, geom.stride, geom.dilation
+    g, out_hw = geom.groups, geom.out_hw
     n, c = xp.shape[:2]
     oc, cg, kh, kw = w_shape
     k = cg * kh * kw
@@ -483,10 +457,8 @@ def _col2im_nchw(grad: np.ndarray, w: np.ndarray, geom: ConvGeometry) -> np.ndar
     ``OH*Wp`` values (the extra columns carry zero gradient); other strides use
     :func:`col2im` on plain columns.
     """
-    x_shape, w_shape, stride, pads, dilation, g, out_hw = (
-        geom.x_shape, geom.w_shape, geom.stride, geom.pads, geom.dilation, geom.groups,
-        geom.out_hw,
-    )  # fmt: skip
+    x_shape, w_shape, stride, pads = geom.x_shape, geom.w_shape, geom.stride, geom.pads
+    dilation, g, out_hw = geom.dilation, geom.groups, geom.out_hw
     n = grad.shape[0]
     xp_shape = (*x_shape[:2], *geom.padded_hw)
     oc, cg, kh, kw = w_shape
