@@ -56,6 +56,15 @@ _L = ctypes.c_long
 ISAS = {"avx2": 1, "avx512": 2}  # kernel sets, as the library counts them
 
 
+def _type_bn(lib: Any) -> None:
+    lib.cnnkit_bn_sums_f32.restype = None
+    lib.cnnkit_bn_sums_f32.argtypes = [_P, _P, _P, _L, _L, _L, ctypes.c_int] + [_P] * 5
+    lib.cnnkit_bn_apply_f32.restype = None
+    lib.cnnkit_bn_apply_f32.argtypes = [_P, _P, _L, _L, _L, ctypes.c_int, _P, _P, ctypes.c_int]
+    lib.cnnkit_bn_bwd_apply_f32.restype = None
+    lib.cnnkit_bn_bwd_apply_f32.argtypes = [_P, _P, _P, _P, _L, _L, _L, ctypes.c_int] + [_P] * 4
+
+
 def _load() -> tuple[Any, int]:
     """The library (its functions typed) and the kernel set chosen: the widest this CPU
     runs, or the one ``CNNKIT_NATIVE`` names; ``(None, 0)`` when it cannot be used."""
@@ -81,6 +90,7 @@ def _load() -> tuple[Any, int]:
     lib.cnnkit_conv_dw_nhwc_f32.argtypes = [_P, _P, _P] + [_L] * 14
     lib.cnnkit_maxpool_bwd_nhwc_f32.restype = None
     lib.cnnkit_maxpool_bwd_nhwc_f32.argtypes = [_P, _P, _P, _P] + [_L] * 12
+    _type_bn(lib)
     return lib, level
 
 
@@ -378,23 +388,9 @@ def maxpool_backward_nhwc(
 
 # --- BatchNorm (``_native_bn.c``): plain C, float32 data, double statistics ------------
 
-_D = ctypes.c_double
-
-
-def _type_bn(lib: Any) -> None:
-    lib.cnnkit_bn_sums_f32.restype = None
-    lib.cnnkit_bn_sums_f32.argtypes = [_P, _P, _P, _L, _L, _L, ctypes.c_int] + [_P] * 5
-    lib.cnnkit_bn_apply_f32.restype = None
-    lib.cnnkit_bn_apply_f32.argtypes = [_P, _P, _L, _L, _L, ctypes.c_int, _P, _P, ctypes.c_int]
-    lib.cnnkit_bn_bwd_apply_f32.restype = None
-    lib.cnnkit_bn_bwd_apply_f32.argtypes = [_P, _P, _P, _P, _L, _L, _L, ctypes.c_int] + [_P] * 4
-
 
 def _bn_lib() -> Any:
-    """The library with the BatchNorm kernels typed (None when the kernels are off)."""
-    if _conv is not None and not getattr(_conv, "_bn_typed", False):
-        _type_bn(_conv)
-        _conv._bn_typed = True
+    """The library, whose BatchNorm kernels :func:`_load` typed (None when off)."""
     return _conv
 
 
