@@ -43,8 +43,8 @@ def test_tune_malloc_can_be_turned_off(monkeypatch):
 
 
 def test_import_leaves_the_allocator_and_blas_alone():
-    """Importing cnnkit changes nothing in the process; a computation tunes the allocator
-    and pins BLAS only while it runs, and restores both afterwards."""
+    """Importing cnnkit changes nothing in the process; a computation pins BLAS (and, when
+    asked, tunes the allocator) only while it runs, and restores both afterwards."""
     code = """
 import cnnkit.backend as b
 calls = []
@@ -52,6 +52,9 @@ b.malloc_tuned = lambda on: calls.append(on) or True
 from threadpoolctl import threadpool_info, threadpool_limits
 import cnnkit as ck, cnnkit.nn as nn
 assert calls == [], calls
+nn.Linear(4, 3)(ck.randn(8, 4))
+assert calls == [], calls  # off by default
+ck.set_runtime(malloc_tuning=True)
 blas = lambda: min(i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas")
 with threadpool_limits(2, user_api="blas"):
     seen = []

@@ -4,9 +4,11 @@ Everything here is explicit machinery around the maths, kept out of ``Module``:
 
 - **The compute scope** (:func:`computing`): while cnnkit computes (a module call on a
   batch, a backward pass, one chunked op) BLAS is held at one thread, because cnnkit's own
-  worker threads spread the work over the cores, and glibc's allocator keeps freed large
-  blocks for reuse (:func:`cnnkit.backend.malloc_tuned`). Both are undone when the
-  outermost scope ends, so the host program never sees them.
+  worker threads spread the work over the cores, and, if asked
+  (``set_runtime(malloc_tuning=True)``), glibc's allocator keeps freed large blocks for
+  reuse (:func:`cnnkit.backend.malloc_tuned`). Both are undone when the outermost scope
+  ends, so the host program never sees them. ``ck.tune_malloc()`` applies the allocator
+  settings to the whole process instead (the fastest; only when called).
 - **The batch split** (:func:`call_module`): when every module inside treats samples
   independently (no batch statistics, nothing hooked), each core runs the whole module on
   its own share of the batch, with no hand-over between threads inside the network.
@@ -15,7 +17,7 @@ Everything here is explicit machinery around the maths, kept out of ``Module``:
   its own thread and returns the summed gradients like any other op.
 
 :func:`set_runtime` switches each part on or off for the process (the environment
-variables ``CNNKIT_MALLOC_TUNING=0``, ``CNNKIT_BLAS_PINNING=0`` and ``CNNKIT_BATCH_SPLIT=0``
+variables ``CNNKIT_MALLOC_TUNING=1``, ``CNNKIT_BLAS_PINNING=0`` and ``CNNKIT_BATCH_SPLIT=0``
 set the defaults).
 """
 
