@@ -22,9 +22,48 @@ from cnnkit.tensor import (
     zeros_like,
 )
 
+from cnnkit.device import device
+from cnnkit.torch_functions import (
+    Generator,
+    abs,
+    argmax,
+    argmin,
+    clamp,
+    eq,
+    exp,
+    flatten,
+    from_numpy,
+    inference_mode,
+    is_tensor,
+    log,
+    matmul,
+    max,
+    mean,
+    min,
+    numel,
+    permute,
+    reshape,
+    sigmoid,
+    sqrt,
+    squeeze,
+    sum,
+    tanh,
+    transpose,
+    unsqueeze,
+)
+
 float32 = "float32"
 float64 = "float64"
+float16 = "float16"
 int64 = "int64"
+int32 = "int32"
+uint8 = "uint8"
+# PyTorch's short dtype names (they shadow the builtins only inside this namespace)
+float = "float32"  # noqa: A001
+double = "float64"
+long = "int64"
+int = "int32"  # noqa: A001
+bool = "bool"  # noqa: A001
 
 __version__ = "0.1.0"
 
@@ -36,6 +75,27 @@ _LAZY = {
     "gradcheck": "cnnkit.inspect.gradcheck",
     "gradcheck_module": "cnnkit.inspect.gradcheck",
     "GradcheckError": "cnnkit.inspect.gradcheck",
+    "save": "cnnkit.io.torch_save",
+    "load": "cnnkit.io.torch_save",
+}
+# subpackages reachable as attributes after ``import cnnkit`` (as ``torch.nn`` after
+# ``import torch``), imported on first use
+_SUBMODULES = {
+    "nn",
+    "optim",
+    "utils",
+    "vision",
+    "data",
+    "io",
+    "cuda",
+    "accelerator",
+    "backends",
+    "onnx",
+    "functional",
+    "inspect",
+    "models",
+    "train",
+    "viz",
 }
 
 
@@ -47,6 +107,10 @@ def __getattr__(name: str) -> object:
         value = getattr(importlib.import_module(_LAZY[name]), name)
         globals()[name] = value
         return value
+    if name in _SUBMODULES:
+        import importlib
+
+        return importlib.import_module(f"cnnkit.{name}")
     raise AttributeError(f"module 'cnnkit' has no attribute {name!r}")
 
 
