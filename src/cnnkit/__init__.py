@@ -5,6 +5,7 @@
 
 from cnnkit.autograd import Function, enable_grad, is_grad_enabled, no_grad, set_grad_enabled
 from cnnkit.backend import get_default_dtype, manual_seed, set_default_dtype, tune_malloc
+from cnnkit._device import device
 from cnnkit.tensor import (
     Tensor,
     arange,
@@ -21,8 +22,6 @@ from cnnkit.tensor import (
     zeros,
     zeros_like,
 )
-
-from cnnkit.device import device
 from cnnkit.torch_functions import (
     Generator,
     abs,
@@ -59,11 +58,11 @@ int64 = "int64"
 int32 = "int32"
 uint8 = "uint8"
 # PyTorch's short dtype names (they shadow the builtins only inside this namespace)
-float = "float32"  # noqa: A001
+float = "float32"
 double = "float64"
 long = "int64"
-int = "int32"  # noqa: A001
-bool = "bool"  # noqa: A001
+int = "int32"
+bool = "bool"
 
 __version__ = "0.1.0"
 

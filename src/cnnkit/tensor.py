@@ -112,7 +112,14 @@ class Tensor:
         return int(self.array.size)
 
     def __len__(self) -> int:
+        if self.array.ndim == 0:
+            raise TypeError("len() of a 0-d tensor")
         return len(self.array)
+
+    def __iter__(self) -> Any:
+        if self.array.ndim == 0:
+            raise TypeError("iteration over a 0-d tensor")
+        return (self[i] for i in range(len(self.array)))
 
     def __repr__(self) -> str:
         extra = ", requires_grad=True" if self.requires_grad else ""
@@ -157,9 +164,9 @@ class Tensor:
 
     def to(self, *args: Any, dtype: Any = None, device: Any = None, **_kw: Any) -> Tensor:
         """``to(dtype)``, ``to(device)``, ``to(other)`` or ``to(device, dtype)`` as in PyTorch;
-        the only device is the CPU (another raises :class:`cnnkit.device.DeviceError`)."""
-        from cnnkit.device import check_device
-        from cnnkit.device import device as device_cls
+        the only device is the CPU (another raises :class:`cnnkit._device.DeviceError`)."""
+        from cnnkit._device import check_device
+        from cnnkit._device import device as device_cls
 
         for a in args:
             if isinstance(a, Tensor):
@@ -175,7 +182,7 @@ class Tensor:
         return self
 
     def cuda(self, *_args: Any, **_kw: Any) -> Tensor:
-        from cnnkit.device import check_device
+        from cnnkit._device import check_device
 
         check_device("cuda", "Tensor.cuda")
         return self
@@ -429,9 +436,7 @@ class Tensor:
         dim, keepdim = _aliases(dim, keepdim, alias, "amin")
         return arith.Amin.apply(self, dim=dim, keepdim=keepdim)
 
-    def max(
-        self, dim: Any = None, keepdim: bool = False, **alias: Any
-    ) -> Tensor | MinMax:
+    def max(self, dim: Any = None, keepdim: bool = False, **alias: Any) -> Tensor | MinMax:
         """Largest value; with ``dim``, a ``(values, indices)`` pair as in PyTorch."""
         if isinstance(dim, Tensor):  # max(other): element-wise
             return where(self >= dim, self, dim)
@@ -442,9 +447,7 @@ class Tensor:
         vals = arith.TakeAlongDim.apply(self, idx, dim=dim, keepdim=keepdim)
         return MinMax(vals, Tensor._wrap(idx if keepdim else np.squeeze(idx, dim), False))
 
-    def min(
-        self, dim: Any = None, keepdim: bool = False, **alias: Any
-    ) -> Tensor | MinMax:
+    def min(self, dim: Any = None, keepdim: bool = False, **alias: Any) -> Tensor | MinMax:
         """Smallest value; with ``dim``, a ``(values, indices)`` pair as in PyTorch."""
         if isinstance(dim, Tensor):  # max(other): element-wise
             return where(self <= dim, self, dim)
@@ -607,7 +610,7 @@ def as_tensor(data: Any, dtype: Any = None) -> Tensor:
 
 def _factory_shape(shape: tuple, size: Any, kw: dict[str, Any], where: str) -> tuple:
     """``zeros(2, 3)``, ``zeros((2, 3))`` or ``zeros(size=(2, 3))``; device= must be the CPU."""
-    from cnnkit.device import check_device
+    from cnnkit._device import check_device
 
     check_device(kw.pop("device", None), where)
     kw.pop("generator", None)

@@ -43,13 +43,13 @@ __all__ = [
 ]
 
 
-def max(input: Tensor, dim: Any = None, keepdim: bool = False, **alias: Any) -> Any:  # noqa: A001
+def max(input: Tensor, dim: Any = None, keepdim: bool = False, **alias: Any) -> Any:
     """``max(x)`` the largest value; ``max(x, dim)`` a ``(values, indices)`` pair;
     ``max(x, y)`` the element-wise maximum."""
     return input.max(dim, keepdim, **alias)
 
 
-def min(input: Tensor, dim: Any = None, keepdim: bool = False, **alias: Any) -> Any:  # noqa: A001
+def min(input: Tensor, dim: Any = None, keepdim: bool = False, **alias: Any) -> Any:
     """``min(x)``, ``min(x, dim)`` -> ``(values, indices)``, or ``min(x, y)`` element-wise."""
     return input.min(dim, keepdim, **alias)
 
@@ -64,7 +64,7 @@ def argmin(input: Tensor, dim: int | None = None, keepdim: bool = False, **alias
     return input.argmin(dim, keepdim, **alias)
 
 
-def sum(input: Tensor, dim: Any = None, keepdim: bool = False, **alias: Any) -> Tensor:  # noqa: A001
+def sum(input: Tensor, dim: Any = None, keepdim: bool = False, **alias: Any) -> Tensor:
     """Sum over all elements or along ``dim``."""
     return _tensor(input).sum(dim, keepdim, **alias)
 
@@ -113,7 +113,7 @@ def sqrt(input: Tensor) -> Tensor:
     return input.sqrt()
 
 
-def abs(input: Tensor) -> Tensor:  # noqa: A001
+def abs(input: Tensor) -> Tensor:
     return input.abs()
 
 
@@ -125,7 +125,7 @@ def tanh(input: Tensor) -> Tensor:
     return input.tanh()
 
 
-def clamp(input: Tensor, min: float | None = None, max: float | None = None) -> Tensor:  # noqa: A002
+def clamp(input: Tensor, min: float | None = None, max: float | None = None) -> Tensor:
     return input.clamp(min, max)
 
 
@@ -177,7 +177,7 @@ class Generator:
     """
 
     def __init__(self, device: Any = "cpu") -> None:
-        from cnnkit.device import check_device
+        from cnnkit._device import check_device
 
         check_device(device, "Generator")
         self.rng = np.random.default_rng(int(backend.default_rng().integers(0, 2**63 - 1)))

@@ -4,11 +4,6 @@ They are accepted and have no effect: cnnkit computes on the CPU with NumPy and 
 kernels.
 """
 
-from __future__ import annotations
-
-from types import SimpleNamespace
+from cnnkit.backends import cudnn, mps
 
 __all__ = ["cudnn", "mps"]
-
-cudnn = SimpleNamespace(benchmark=False, deterministic=False, enabled=True, is_available=lambda: False)
-mps = SimpleNamespace(is_available=lambda: False, is_built=lambda: False)

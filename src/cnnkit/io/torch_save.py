@@ -244,7 +244,7 @@ def load(
     cnnkit.io.checkpoint.CheckpointError
         Missing, corrupt or legacy (non-zip) files.
     """
-    from cnnkit.device import check_device
+    from cnnkit._device import check_device
     from cnnkit.io import torch_io
     from cnnkit.io.checkpoint import CheckpointError
 

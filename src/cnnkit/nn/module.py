@@ -333,8 +333,8 @@ class Module:
 
     def to(self, *args: Any, dtype: Any = None, device: Any = None) -> Module:
         """Cast floating parameters and buffers in place (``to(float64)``, ``to('cpu')``)."""
-        from cnnkit.device import check_device
-        from cnnkit.device import device as device_cls
+        from cnnkit._device import check_device
+        from cnnkit._device import device as device_cls
 
         for a in args:
             if isinstance(a, device_cls) or (isinstance(a, str) and not _is_dtype_name(a)):
@@ -358,8 +358,8 @@ class Module:
         return self
 
     def cuda(self, device: Any = None) -> Module:
-        """Raises :class:`cnnkit.device.DeviceError`: cnnkit runs on the CPU."""
-        from cnnkit.device import check_device
+        """Raises :class:`cnnkit._device.DeviceError`: cnnkit runs on the CPU."""
+        from cnnkit._device import check_device
 
         check_device("cuda", f"{type(self).__name__}.cuda")
         return self

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["DeviceError", "device", "check_device"]
+__all__ = ["DeviceError", "check_device", "device"]
 
 
 class DeviceError(ValueError, RuntimeError):
     """A device other than the CPU was asked for."""
 
 
-class device:  # noqa: N801 - PyTorch's name
+class device:
     """A device, ``device("cpu")`` or ``device("cpu", 0)``, as ``torch.device``.
 
     Parameters
@@ -30,7 +30,7 @@ class device:  # noqa: N801 - PyTorch's name
 
     __slots__ = ("index", "type")
 
-    def __init__(self, type: Any = "cpu", index: int | None = None) -> None:  # noqa: A002
+    def __init__(self, type: Any = "cpu", index: int | None = None) -> None:
         if isinstance(type, device):
             self.type, self.index = type.type, type.index
             return
@@ -44,8 +44,10 @@ class device:  # noqa: N801 - PyTorch's name
         return self.type if self.index is None else f"{self.type}:{self.index}"
 
     def __repr__(self) -> str:
-        return f"device(type='{self.type}')" if self.index is None else (
-            f"device(type='{self.type}', index={self.index})"
+        return (
+            f"device(type='{self.type}')"
+            if self.index is None
+            else (f"device(type='{self.type}', index={self.index})")
         )
 
     def __eq__(self, other: object) -> bool:
