@@ -129,7 +129,10 @@ class _PickleWriter:
         name = _STORAGE_NAMES.get(dt)
         if name is None:
             raise TypeError(f"save: tensor {where} has dtype {a.dtype}, which torch cannot store")
-        a = np.ascontiguousarray(a, dtype=dt.newbyteorder("<"))
+        # not np.ascontiguousarray: it turns a 0-d array (num_batches_tracked) into 1-d
+        a = np.asarray(a, dtype=dt.newbyteorder("<"))
+        if not a.flags.c_contiguous:
+            a = a.copy(order="C")
         key = len(self.storages)
         self.storages.append(a)
         stride, acc = [], 1
