@@ -64,7 +64,9 @@ def test_free_functions_match_torch() -> None:
     tv, ti = torch.min(t, dim=1)
     np.testing.assert_array_equal(vals.numpy(), tv.numpy())
     np.testing.assert_array_equal(idx.numpy(), ti.numpy())
-    np.testing.assert_array_equal(ck.max(a, ck.zeros_like(a)).numpy(), torch.max(t, torch.zeros_like(t)).numpy())
+    np.testing.assert_array_equal(
+        ck.max(a, ck.zeros_like(a)).numpy(), torch.max(t, torch.zeros_like(t)).numpy()
+    )
     arr = np.arange(4.0)
     shared = ck.from_numpy(arr)
     arr[0] = 9

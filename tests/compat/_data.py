@@ -84,7 +84,9 @@ def cifar_like(n: int, seed: int) -> tuple[np.ndarray, list[int]]:
         angle = np.pi * (k % 5) / 5
         freq = 2 + 2 * (k // 5)
         phase = rng.uniform(0, 2 * np.pi)
-        wave = 0.5 + 0.5 * np.sin(2 * np.pi * freq * (np.cos(angle) * xx + np.sin(angle) * yy) + phase)
+        wave = 0.5 + 0.5 * np.sin(
+            2 * np.pi * freq * (np.cos(angle) * xx + np.sin(angle) * yy) + phase
+        )
         colour = _PALETTE[k]
         imgs[i] = colour[:, None, None] * (0.55 + 0.45 * wave[None])
     imgs += rng.normal(0, 0.05, imgs.shape)

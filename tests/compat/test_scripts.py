@@ -58,7 +58,9 @@ def run(script: str, lib: str, cwd: Path, *args: str) -> str:
         [sys.executable, str(path), *args], cwd=cwd, env=env, capture_output=True, text=True,
         timeout=600,
     )  # fmt: skip
-    assert proc.returncode == 0, f"{script} under {lib} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}"
+    assert proc.returncode == 0, (
+        f"{script} under {lib} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}"
+    )
     return proc.stdout
 
 
@@ -115,7 +117,9 @@ def test_mnist_adadelta_steplr(data_root: Path, tmp_path: Path) -> None:
     net_t = tm.Net()
     net_t.load_state_dict(torch.load(tmp_path / "c" / "mnist_cnn.pt", weights_only=True))
     for k, v in net_t.state_dict().items():
-        np.testing.assert_array_equal(v.numpy(), ck.load(tmp_path / "c" / "mnist_cnn.pt")[k].numpy())
+        np.testing.assert_array_equal(
+            v.numpy(), ck.load(tmp_path / "c" / "mnist_cnn.pt")[k].numpy()
+        )
 
 
 def test_cifar_tutorial_per_class_accuracy(data_root: Path, tmp_path: Path) -> None:
@@ -172,7 +176,9 @@ def test_resnet18_checkpoint_and_resume(data_root: Path, tmp_path: Path) -> None
     net.eval()
     tf = ck.vision.transforms
     norm = tf.Normalize((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010))
-    ds = ck.vision.datasets.CIFAR10(data_root, train=False, transform=tf.Compose([tf.ToTensor(), norm]))
+    ds = ck.vision.datasets.CIFAR10(
+        data_root, train=False, transform=tf.Compose([tf.ToTensor(), norm])
+    )
     correct = 0
     with ck.no_grad():
         for x, y in ck.utils.data.DataLoader(ds, batch_size=100):
@@ -198,4 +204,6 @@ def test_lenet_lazy_layers(data_root: Path, tmp_path: Path) -> None:
     assert acc_t > 90 and abs(acc_t - acc_c) <= 1.0, (acc_t, acc_c)
     sd_c = torch.load(tmp_path / "c" / "lenet.pt", weights_only=True)
     sd_t = ck.load(tmp_path / "t" / "lenet.pt", weights_only=True)
-    assert {k: tuple(v.shape) for k, v in sd_c.items()} == {k: tuple(v.shape) for k, v in sd_t.items()}
+    assert {k: tuple(v.shape) for k, v in sd_c.items()} == {
+        k: tuple(v.shape) for k, v in sd_t.items()
+    }

@@ -22,14 +22,17 @@ def test_checkpoint_dict_written_by_cnnkit_loads_in_torch_weights_only(tmp_path:
     opt = ck.optim.SGD(m.parameters(), lr=0.1, momentum=0.9)
     m(ck.randn(2, 1, 4, 4)).sum().backward()
     opt.step()
-    obj = {"net": m.state_dict(), "opt": opt.state_dict(), "acc": 91.25, "epoch": 7,
-           "names": ["a", "b"], "pair": (1, None, True), "big": 2**40, "half": ck.zeros(2, dtype="float16")}  # fmt: skip
+    obj = {"net": m.state_dict(), "opt": opt.state_dict(), "acc": 91.25, "epoch": 7}
+    obj.update(names=["a", "b"], pair=(1, None, True), big=2**40, half=ck.zeros(2, dtype="float16"))
     ck.save(obj, tmp_path / "ckpt.pth")
     t = torch.load(tmp_path / "ckpt.pth", weights_only=True)
     assert isinstance(t["net"], OrderedDict) and list(t["net"]) == list(m.state_dict())
     assert t["acc"] == 91.25 and t["epoch"] == 7 and t["names"] == ["a", "b"]
     assert t["pair"] == (1, None, True) and t["big"] == 2**40 and t["half"].dtype == torch.float16
-    assert t["net"]["1.num_batches_tracked"].shape == () and t["net"]["1.num_batches_tracked"].dtype == torch.int64
+    assert (
+        t["net"]["1.num_batches_tracked"].shape == ()
+        and t["net"]["1.num_batches_tracked"].dtype == torch.int64
+    )
     for k, v in m.state_dict().items():
         np.testing.assert_array_equal(t["net"][k].numpy(), v.numpy())
     buf = t["opt"]["state"][0]["momentum_buffer"]
@@ -77,7 +80,7 @@ def test_load_never_runs_code_from_the_file(tmp_path: Path, capsys: pytest.Captu
         z.writestr("archive/data.pkl", pickle.dumps({"a": _Evil()}, protocol=2))
         z.writestr("archive/version", "3\n")
     (tmp_path / "evil.pt").write_bytes(buf.getvalue())
-    with pytest.raises(pickle.UnpicklingError, match="refused to load global .*print"):
+    with pytest.raises(pickle.UnpicklingError, match=r"refused to load global .*print"):
         ck.load(tmp_path / "evil.pt", weights_only=False)
     assert "pwned" not in capsys.readouterr().out
     with pytest.raises(ValueError, match="cnnkit runs on the CPU"):

@@ -32,8 +32,10 @@ def _run(tcls, ccls, steps: int = 6, **kw) -> float:
         ("RMSprop", {}),
         ("RMSprop", {"lr": 0.01, "momentum": 0.9, "centered": True, "weight_decay": 0.1}),
         ("Adagrad", {}),
-        ("Adagrad", {"lr": 0.1, "lr_decay": 0.01, "initial_accumulator_value": 0.1,
-                     "weight_decay": 0.1}),  # fmt: skip
+        (
+            "Adagrad",
+            {"lr": 0.1, "lr_decay": 0.01, "initial_accumulator_value": 0.1, "weight_decay": 0.1},
+        ),
         ("SGD", {"lr": 0.1, "momentum": 0.9, "nesterov": True, "weight_decay": 1e-3}),
     ],
 )

@@ -96,7 +96,7 @@ def interpolate(
         oh, ow = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
     else:
         sh, sw = scale_factor if isinstance(scale_factor, (tuple, list)) else (scale_factor,) * 2  # type: ignore[misc]
-        oh, ow = int(math.floor(h * float(sh))), int(math.floor(w * float(sw)))
+        oh, ow = math.floor(h * float(sh)), math.floor(w * float(sw))
         if not recompute_scale_factor:
             scales = (1.0 / float(sh), 1.0 / float(sw))
     if oh < 1 or ow < 1:

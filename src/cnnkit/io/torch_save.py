@@ -1,4 +1,4 @@
-"""``ck.save`` / ``ck.load``: PyTorch's zip checkpoint format, without torch and without pickled code.
+"""``ck.save`` / ``ck.load``: PyTorch's zip checkpoint format, no torch, no pickled code.
 
 :func:`save` writes what ``torch.save`` writes for tensors, containers and plain values
 (``{'net': model.state_dict(), 'acc': 91.2, 'epoch': 7}``, optimizer states, lists of

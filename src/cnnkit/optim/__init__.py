@@ -1,4 +1,4 @@
-"""Optimizers (SGD, Adam, AdamW, Adadelta, Adagrad, RMSprop) and learning-rate schedulers, with PyTorch's API."""
+"""Optimizers (SGD, Adam, AdamW, Adadelta, Adagrad, RMSprop) and LR schedulers (PyTorch's API)."""
 
 from cnnkit.optim import lr_scheduler
 from cnnkit.optim.adadelta import Adadelta

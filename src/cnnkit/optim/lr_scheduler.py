@@ -509,7 +509,7 @@ class ReduceLROnPlateau:
 
 class OneCycleLR(LRScheduler):
     """The 1cycle policy (Smith & Topin 2018): per batch, warm up to ``max_lr``, then anneal
-    far below the start; momentum moves the opposite way, as ``torch.optim.lr_scheduler.OneCycleLR``.
+    far below the start; momentum moves the opposite way (``lr_scheduler.OneCycleLR``).
 
     Parameters
     ----------

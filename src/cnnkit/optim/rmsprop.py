@@ -21,7 +21,8 @@ class RMSprop(Optimizer):
         g &\leftarrow g + \lambda p \\
         v &\leftarrow \alpha v + (1 - \alpha) g^2 \\
         \bar g &\leftarrow \alpha \bar g + (1 - \alpha) g \quad (\text{centered}) \\
-        d &= g / (\sqrt{v - \bar g^2} + \epsilon) \quad (\sqrt{v} + \epsilon \text{ if not centered}) \\
+        d &= g / (\sqrt{v - \bar g^2} + \epsilon) \quad
+            (\sqrt{v} + \epsilon \text{ if not centered}) \\
         b &\leftarrow \mu b + d, \; p \leftarrow p - \eta b \quad
         (p \leftarrow p - \eta d \text{ without momentum})
 

@@ -243,7 +243,8 @@ def get_worker_info() -> WorkerInfo | None:
 
 
 def worker_rng() -> np.random.Generator:
-    """The generator random transforms draw from: the batch's own in a loader, else the global one."""
+    """The generator random transforms draw from: the batch's own in a loader, else the
+    global one."""
     rng = getattr(_local, "rng", None)
     return rng if rng is not None else backend.default_rng()
 

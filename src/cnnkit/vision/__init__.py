@@ -1,4 +1,4 @@
-"""``cnnkit.vision``: torchvision's ``datasets``, ``transforms`` and ``utils`` over :mod:`cnnkit.data`.
+"""``cnnkit.vision``: torchvision's ``datasets``, ``transforms``, ``utils`` over :mod:`cnnkit.data`.
 
 ``from torchvision import datasets, transforms`` becomes
 ``from cnnkit.vision import datasets, transforms``.

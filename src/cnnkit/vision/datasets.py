@@ -53,7 +53,10 @@ class _VisionDataset(Dataset):
         return {c: i for i, c in enumerate(self.classes)}
 
     def __repr__(self) -> str:
-        return f"Dataset {type(self).__name__}\n    Number of datapoints: {len(self)}\n    Root location: {self.root}"
+        return (
+            f"Dataset {type(self).__name__}\n    Number of datapoints: {len(self)}\n"
+            f"    Root location: {self.root}"
+        )
 
 
 class MNIST(_VisionDataset):
@@ -125,7 +128,8 @@ class FashionMNIST(MNIST):
 
 
 class CIFAR10(_VisionDataset):
-    """CIFAR-10 as ``torchvision.datasets.CIFAR10(root, train, transform, target_transform, download)``.
+    """CIFAR-10 as ``torchvision.datasets.CIFAR10(root, train, transform, target_transform,
+    download)``.
 
     Parameters
     ----------
@@ -207,7 +211,7 @@ class ImageFolder(_VisionDataset):
             raise FileNotFoundError(f"ImageFolder: no such folder {base}")
         self.loader = loader or _pil_loader
         ok = is_valid_file or (
-            lambda p: p.lower().endswith(IMG_EXTENSIONS + (".ppm", ".tif", ".tiff", ".webp"))
+            lambda p: p.lower().endswith((*IMG_EXTENSIONS, ".ppm", ".tif", ".tiff", ".webp"))
         )
         self.classes = sorted(e.name for e in os.scandir(base) if e.is_dir())
         self.samples: list[tuple[str, int]] = []

@@ -264,7 +264,7 @@ class CenterCrop:
         if th > h or tw > w:
             img = _pad_to(img, th, tw)
             h, w = _hw(img)
-        top, left = int(round((h - th) / 2.0)), int(round((w - tw) / 2.0))
+        top, left = round((h - th) / 2.0), round((w - tw) / 2.0)
         return _crop(img, top, left, th, tw)
 
 
@@ -275,7 +275,7 @@ def _crop(img: Any, top: int, left: int, h: int, w: int) -> Any:
 
 
 def _pad_to(img: Any, th: int, tw: int) -> Any:
-    """Zero-pad (torchvision's rule: split evenly, extra on the right/bottom) to at least (th, tw)."""
+    """Zero-pad to at least (th, tw), split evenly, extra on the right/bottom (torchvision)."""
     h, w = _hw(img)
     ph, pw = max(th - h, 0), max(tw - w, 0)
     return Pad((pw // 2, ph // 2, (pw + 1) // 2, (ph + 1) // 2))(img)

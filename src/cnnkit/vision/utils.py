@@ -55,7 +55,7 @@ def make_grid(
     if b == 1:
         return Tensor(arr[0])
     xmaps = min(nrow, b)
-    ymaps = int(math.ceil(b / xmaps))
+    ymaps = math.ceil(b / xmaps)
     hh, ww = h + padding, w + padding
     grid = np.full((c, hh * ymaps + padding, ww * xmaps + padding), pad_value, dtype=arr.dtype)
     for k in range(b):
