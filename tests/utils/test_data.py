@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 import time
 
 import numpy as np
@@ -38,26 +37,33 @@ def test_default_collate_matches_torch() -> None:
     np.testing.assert_array_equal(got[3]["id"].numpy(), want[3]["id"].numpy())
 
 
-def test_workers_load_in_parallel_and_keep_order() -> None:
-    ds = Squares(16, delay=0.02)
-    seen: list[int] = []
-    lock = threading.Lock()
+class WhoLoads(Squares):
+    def __getitem__(self, i: int):
+        time.sleep(self.delay)
+        info = ud.get_worker_info()
+        return i, -1 if info is None else info.id
 
-    def init(wid: int) -> None:
-        with lock:
-            seen.append(wid)
-        assert ud.get_worker_info().id == wid
 
+@pytest.mark.parametrize("mode", ["process", "thread"])
+def test_workers_load_in_parallel_and_keep_order(mode: str) -> None:
+    ds = WhoLoads(16, delay=0.05)
     t0 = time.perf_counter()
-    serial = [b[1].tolist() for b in ud.DataLoader(ds, batch_size=2)]
+    serial = [b[0].tolist() for b in ud.DataLoader(ds, batch_size=2)]
     t_serial = time.perf_counter() - t0
+    seen: list[int] = []
     t0 = time.perf_counter()
-    loader = ud.DataLoader(ds, batch_size=2, num_workers=4, worker_init_fn=init, pin_memory=True)
-    par = [b[1].tolist() for b in loader]
+    loader = ud.DataLoader(
+        ds, batch_size=2, num_workers=4, worker_init_fn=seen.append, pin_memory=True,
+        worker_mode=mode,
+    )  # fmt: skip
+    batches = list(loader)
     t_par = time.perf_counter() - t0
-    assert par == serial == [[2 * k, 2 * k + 1] for k in range(8)]
-    assert sorted(seen) == [0, 1, 2, 3]
-    assert t_par < t_serial  # sleeping samples overlap in the worker threads
+    assert [b[0].tolist() for b in batches] == serial == [[2 * k, 2 * k + 1] for k in range(8)]
+    workers = {w for b in batches for w in b[1].tolist()}
+    assert workers <= {0, 1, 2, 3} and len(workers) > 1
+    if mode == "thread":
+        assert sorted(seen) == [0, 1, 2, 3]
+    assert t_par < t_serial  # sleeping samples overlap in the workers
     assert ud.get_worker_info() is None
 
 
@@ -73,11 +79,15 @@ def test_shuffle_is_seeded_and_independent_of_num_workers() -> None:
             return tf(ck.tensor(x[i % 3])), i
 
     runs = []
-    for workers in (0, 3):
+    for workers, mode in ((0, "thread"), (3, "thread"), (2, "process")):
         ck.manual_seed(5)
-        loader = ud.DataLoader(Flip(), batch_size=4, shuffle=True, num_workers=workers)
+        loader = ud.DataLoader(
+            Flip(), batch_size=4, shuffle=True, num_workers=workers, worker_mode=mode
+        )
         runs.append([(b[0].numpy().copy(), b[1].tolist()) for b in loader])
-    for (xa, ya), (xb, yb) in zip(*runs, strict=True):
+    for (xa, ya), (xb, yb), (xc, yc) in zip(*runs, strict=True):
+        assert ya == yc
+        np.testing.assert_array_equal(xa, xc)
         assert ya == yb
         np.testing.assert_array_equal(xa, xb)
     assert sorted(i for _, y in runs[0] for i in y) == list(range(12))

