@@ -49,6 +49,7 @@ def test_scalar_conversions_and_index() -> None:
     t = ck.tensor([2.5])
     assert float(t) == 2.5 and int(t) == 2 and bool(ck.tensor(0)) is False
     assert [10, 20, 30][ck.tensor(2)] == 30
+    assert f"{ck.tensor(0.123456):.3f}" == f"{torch.tensor(0.123456):.3f}" == "0.123"
     with pytest.raises(ValueError, match="one-element"):
         float(ck.tensor([1.0, 2.0]))
     with pytest.raises(TypeError, match="integer"):

@@ -219,6 +219,12 @@ class Tensor:
     def __bool__(self) -> bool:
         return bool(self._one("bool"))
 
+    def __format__(self, spec: str) -> str:
+        # f"{loss:.4f}" on a one-element tensor formats its value, as in PyTorch
+        if spec and self.array.size == 1:
+            return format(self.array.reshape(()).item(), spec)
+        return format(repr(self), spec)
+
     def __index__(self) -> int:
         if self.dtype.kind not in "iub" or self.array.size != 1:
             raise TypeError(
