@@ -108,3 +108,13 @@ def test_import_cnnkit_reaches_the_subpackages_and_inference_mode() -> None:
         return w * 2
 
     assert not f().requires_grad
+
+
+@pytest.mark.parametrize("shape", [(5,), (2, 5), (2, 3, 4), (2, 3, 4, 5)])
+def test_softmax_implicit_dim_as_torch(shape: tuple[int, ...]) -> None:
+    x = np.random.default_rng(0).normal(size=shape)
+    with pytest.warns(UserWarning, match="implicit dim"):
+        got = ck.nn.functional.log_softmax(ck.tensor(x))
+    with pytest.warns(UserWarning):
+        want = torch.nn.functional.log_softmax(torch.tensor(x))
+    np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-12)

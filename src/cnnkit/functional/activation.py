@@ -133,7 +133,15 @@ class DropoutMask(Function):
 
 def _check_dim(x: Tensor, dim: int | None, name: str) -> int:
     if dim is None:
-        raise TypeError(f"{name}: dim is required (e.g. dim=1 for (N, C) logits)")
+        # PyTorch's implicit choice (deprecated there, still common in old scripts)
+        import warnings
+
+        dim = 0 if x.ndim in (0, 1, 3) else 1
+        warnings.warn(
+            f"{name}: implicit dim is deprecated; chose dim={dim} as PyTorch does "
+            f"(pass dim= explicitly)",
+            stacklevel=3,
+        )
     if not -x.ndim <= dim < x.ndim:
         raise ValueError(f"{name}: dim {dim} is out of range for input of shape {x.shape}")
     return dim % x.ndim
