@@ -136,7 +136,7 @@ def test_cifar_tutorial_per_class_accuracy(data_root: Path, tmp_path: Path) -> N
     for k, (i, o) in {"fc1": (400, 120), "fc2": (120, 84), "fc3": (84, 10)}.items():
         net[k] = torch.nn.Linear(i, o)
     torch.save(net.state_dict(), init)
-    args = ("--data", str(data_root), "--epochs", "2", "--lr", "0.003", "--init", str(init))
+    args = ("--data", str(data_root), "--epochs", "3", "--lr", "0.003", "--init", str(init))
     out_t = run("cifar_tutorial", "torch", tmp_path / "t", *args)
     out_c = run("cifar_tutorial", "cnnkit", tmp_path / "c", *args)
     acc_t, acc_c = values(out_t, "FINAL_ACC")[-1], values(out_c, "FINAL_ACC")[-1]

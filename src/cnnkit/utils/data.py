@@ -7,13 +7,15 @@ fast path) with PyTorch's signature added on top: ``sampler``, ``num_workers``,
 to pin on the CPU), ``persistent_workers`` and a ``Generator``.
 
 With ``num_workers > 0`` each batch is fetched and collated by one of ``num_workers``
-worker processes (forked where the OS allows; ``worker_mode="thread"`` uses threads),
+worker threads (``worker_mode="process"``: forked worker processes),
 ``prefetch_factor * num_workers`` batches ahead, and delivered in order. Each batch's
 random transforms draw from a generator seeded from the loader's base seed and the batch
 index, so a seeded run gives the same batches whatever ``num_workers`` is. Measured on a
 2-core Xeon (CIFAR-10 with RandomCrop/Flip/ToTensor/Normalize, 32 per batch, loaded
 machine): 255 us/sample in the main thread, 360 with 2 threads (the transforms hold the
-GIL), so processes are the default.
+GIL), 222-243 with 2 processes. Threads are the default nonetheless: forking a process
+that holds other threads (an earlier iterator's pool, BLAS) can deadlock, which a
+training script must never risk; pick processes for CPU-heavy Python transforms.
 """
 
 from __future__ import annotations
@@ -267,7 +269,7 @@ class DataLoader(_BaseLoader):
     sampler : Sampler or iterable of int, optional
         The order of indices.
     num_workers : int
-        0 loads in the calling thread; ``k > 0`` uses ``k`` worker processes.
+        0 loads in the calling thread; ``k > 0`` uses ``k`` workers (threads by default).
     collate_fn : callable, optional
         List of samples -> batch; default :func:`default_collate`.
     pin_memory : bool
@@ -279,11 +281,12 @@ class DataLoader(_BaseLoader):
     generator : cnnkit.Generator or numpy.random.Generator, optional
         Source of shuffling and of the workers' base seed.
     persistent_workers : bool
-        Keep the worker threads between epochs (accepted for processes, which restart).
+        Keep the worker threads between epochs (processes restart each epoch).
     multiprocessing_context : str or context, optional
         Start method of the worker processes (default ``fork`` where available).
-    worker_mode : {'process', 'thread'}
-        cnnkit's addition: threads suit loading that waits on files or releases the GIL.
+    worker_mode : {'thread', 'process'}
+        cnnkit's addition: threads (safe, best when loading waits on files or releases
+        the GIL) or forked processes (faster for Python-heavy transforms).
     """
 
     def __init__(
@@ -306,7 +309,7 @@ class DataLoader(_BaseLoader):
         persistent_workers: bool = False,
         pin_memory_device: str = "",
         in_order: bool = True,
-        worker_mode: str = "process",
+        worker_mode: str = "thread",
     ) -> None:
         if sampler is not None and shuffle:
             raise ValueError("DataLoader: sampler option is mutually exclusive with shuffle")
@@ -437,7 +440,14 @@ class DataLoader(_BaseLoader):
             methods = mp.get_all_start_methods()
             ctx = mp.get_context(ctx or ("fork" if "fork" in methods else "spawn"))
         counter = ctx.Value("i", 0)
+        # an iterator left half-way (``next(iter(loader))``) must not keep its pool alive
+        # while the next one forks
+        old = getattr(self, "_live_pool", None)
+        if old is not None:
+            old.terminate()
+            old.join()
         pool = ctx.Pool(self.num_workers, _process_init, (self, base_seed, counter))
+        self._live_pool = pool
         pending: deque = deque()
         ahead = max(1, self.prefetch_factor * self.num_workers)
         try:
@@ -450,6 +460,8 @@ class DataLoader(_BaseLoader):
         finally:
             pool.terminate()
             pool.join()
+            if getattr(self, "_live_pool", None) is pool:
+                self._live_pool = None
 
     def _stream(self, base_seed: int) -> Iterator[Any]:
         _local.rng = np.random.default_rng([base_seed, 0])
