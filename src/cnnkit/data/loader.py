@@ -66,7 +66,9 @@ def _resolve_fast(dataset: Any) -> tuple[TensorDataset, np.ndarray | None] | Non
         idx = np.asarray(ds.indices, dtype=np.int64)
         index_map = idx if index_map is None else idx[index_map]
         ds = ds.dataset
-    if not isinstance(ds, TensorDataset) or type(ds).__getitem__ is not _TD_GETITEM:
+    # a subclass may override __getitem__ only to wrap the same samples (``_same_samples``)
+    same = type(ds).__getitem__ is _TD_GETITEM or getattr(type(ds), "_same_samples", False)
+    if not isinstance(ds, TensorDataset) or not same:
         return None
     if index_map is not None:
         n = len(ds)

@@ -304,3 +304,64 @@ def adaptive_avg_pool2d(input: Tensor, output_size: int | tuple[int | None, int 
     ah = _adaptive_matrix(h, oh, input.dtype)
     aw = _adaptive_matrix(w, ow, input.dtype)
     return AdaptiveAvgPool2d.apply(input, ah, aw)
+
+
+def _adaptive_bounds(size: int, n_out: int) -> list[tuple[int, int]]:
+    """PyTorch's adaptive windows: ``[floor(i*size/n), ceil((i+1)*size/n))``."""
+    return [((i * size) // n_out, -((-(i + 1) * size) // n_out)) for i in range(n_out)]
+
+
+class AdaptiveMaxPool2d(Function):
+    """Max over PyTorch's adaptive windows; the gradient goes to each window's (first) maximum."""
+
+    def forward(self, x: np.ndarray, out_hw: tuple[int, int]) -> np.ndarray:
+        n, c, h, w = x.shape
+        oh, ow = out_hw
+        out = np.empty((n, c, oh, ow), dtype=x.dtype)
+        self.argmax = np.empty((n, c, oh, ow), dtype=np.int64)  # flat index into (h, w)
+        self.x_shape = x.shape
+        for i, (h0, h1) in enumerate(_adaptive_bounds(h, oh)):
+            for j, (w0, w1) in enumerate(_adaptive_bounds(w, ow)):
+                win = x[:, :, h0:h1, w0:w1].reshape(n, c, -1)
+                k = win.argmax(axis=2)
+                out[:, :, i, j] = np.take_along_axis(win, k[..., None], 2)[..., 0]
+                kh, kw = np.divmod(k, w1 - w0)
+                self.argmax[:, :, i, j] = (h0 + kh) * w + (w0 + kw)
+        return out
+
+    def backward(self, grad: np.ndarray) -> np.ndarray:
+        n, c, h, w = self.x_shape
+        gx = np.zeros((n * c, h * w), dtype=grad.dtype)
+        rows = np.repeat(np.arange(n * c), grad.shape[2] * grad.shape[3])
+        np.add.at(gx, (rows, self.argmax.reshape(-1)), grad.reshape(-1))
+        return gx.reshape(self.x_shape)
+
+
+def adaptive_max_pool2d(
+    input: Tensor, output_size: int | tuple[int | None, int | None], return_indices: bool = False
+) -> Tensor:
+    """Max pooling to a fixed output size (PyTorch's window rule).
+
+    Parameters
+    ----------
+    input : Tensor, shape (N, C, H, W) or (C, H, W)
+    output_size : int or (int or None, int or None)
+        ``None`` keeps that input size.
+
+    Returns
+    -------
+    Tensor, shape (N, C, output_size[0], output_size[1])
+    """
+    if return_indices:
+        raise NotImplementedError("adaptive_max_pool2d: return_indices=True is not supported")
+    if input.ndim not in (3, 4):
+        raise ValueError(
+            f"adaptive_max_pool2d: expected input (N, C, H, W) or (C, H, W); got {input.shape}"
+        )
+    h, w = input.shape[-2:]
+    size = (output_size, output_size) if isinstance(output_size, int) else tuple(output_size)
+    oh = h if size[0] is None else int(size[0])
+    ow = w if size[1] is None else int(size[1])
+    if oh < 1 or ow < 1:
+        raise ValueError(f"adaptive_max_pool2d: output_size must be positive; got {output_size}")
+    return _unbatched(input, AdaptiveMaxPool2d, out_hw=(oh, ow))

@@ -289,15 +289,15 @@ class Module:
 
     def to(self, *args: Any, dtype: Any = None, device: Any = None) -> Module:
         """Cast floating parameters and buffers in place (``to(float64)``, ``to('cpu')``)."""
+        from cnnkit._device import check_device
+        from cnnkit._device import device as device_cls
+
         for a in args:
-            if isinstance(a, str) and not _is_dtype_name(a):
+            if isinstance(a, device_cls) or (isinstance(a, str) and not _is_dtype_name(a)):
                 device = a
             else:
                 dtype = a
-        if device is not None and str(device) != "cpu":
-            raise ValueError(
-                f"{type(self).__name__}.to: only device 'cpu' is supported; got {device!r}"
-            )
+        check_device(device, f"{type(self).__name__}.to")
         if dtype is None:
             return self
         dt = np.dtype(dtype)
@@ -308,6 +308,16 @@ class Module:
                 t.array = meta_array(t.shape, dt) if is_meta(t) else t.array.astype(dt)
                 if t.grad is not None:
                     t.grad = Tensor(t.grad.array.astype(dt))
+        return self
+
+    def cpu(self) -> Module:
+        return self
+
+    def cuda(self, device: Any = None) -> Module:
+        """Raises :class:`cnnkit._device.DeviceError`: cnnkit runs on the CPU."""
+        from cnnkit._device import check_device
+
+        check_device("cuda", f"{type(self).__name__}.cuda")
         return self
 
     def double(self) -> Module:
