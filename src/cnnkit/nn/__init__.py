@@ -1,6 +1,6 @@
 """``cnnkit.nn``: Module, Parameter, layers, losses and initialisation (PyTorch's names)."""
 
-from cnnkit.nn import functional, init
+from cnnkit.nn import functional, init, parallel
 from cnnkit.nn.container import ModuleDict, ModuleList, Sequential
 from cnnkit.nn.layers import (
     AdaptiveAvgPool2d,
@@ -25,7 +25,7 @@ from cnnkit.nn.loss import (
     NLLLoss,
 )
 from cnnkit.nn.module import Module, Parameter
-from cnnkit.nn.norm import BatchNorm1d, BatchNorm2d
+from cnnkit.nn.norm import BatchNorm1d, BatchNorm2d, SyncBatchNorm
 
 __all__ = [
     "AdaptiveAvgPool2d",
@@ -55,7 +55,9 @@ __all__ = [
     "Sequential",
     "Sigmoid",
     "Softmax",
+    "SyncBatchNorm",
     "Tanh",
     "functional",
     "init",
+    "parallel",
 ]
