@@ -215,9 +215,7 @@ class HookHandle:
                 _leaf_hooks.pop(self.key, None)
 
 
-def register_post_accumulate_grad_hook(
-    leaf: Tensor, hook: Callable[[Tensor], None]
-) -> HookHandle:
+def register_post_accumulate_grad_hook(leaf: Tensor, hook: Callable[[Tensor], None]) -> HookHandle:
     """Call ``hook(leaf)`` during backward right after ``leaf.grad`` received this pass's
     gradient (complete: all of the graph's contributions to it were summed first).
     PyTorch's ``Tensor.register_post_accumulate_grad_hook``; hooks do not run in the

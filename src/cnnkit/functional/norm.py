@@ -191,7 +191,7 @@ def sync_batch_norm(
     axes = (0, *range(2, x.ndim))
     first = np.concatenate([x.sum(axis=axes, dtype=np.float64), [x.size // c]])
     dist.all_reduce(first)
-    m = int(round(first[-1]))
+    m = round(float(first[-1]))
     if m <= 1:
         raise ValueError(
             f"sync_batch_norm: expected more than 1 value per channel over all ranks when "

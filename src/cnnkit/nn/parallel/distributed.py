@@ -320,11 +320,16 @@ def _check_same_model(module: Module) -> None:
     for r, theirs in enumerate(every[1:], 1):
         if theirs == ref:
             continue
+        names = {e[0] for e in ref} ^ {e[0] for e in theirs}
         for k in range(max(len(ref), len(theirs))):
             a = ref[k] if k < len(ref) else None
             b = theirs[k] if k < len(theirs) else None
             if a != b:
                 what = a[0] if a is not None else b[0]
+                if b is not None and a is not None and a[0] != b[0] and names:
+                    what = sorted(names)[0]
+                    a = next((e for e in ref if e[0] == what), None)
+                    b = next((e for e in theirs if e[0] == what), None)
                 raise ValueError(
                     f"DistributedDataParallel: the models differ between ranks at parameter "
                     f"{what!r}: rank 0 has {_describe(a)}, rank {r} has {_describe(b)}; every "
@@ -335,4 +340,4 @@ def _check_same_model(module: Module) -> None:
 def _describe(entry: Any) -> str:
     if entry is None:
         return "no such parameter"
-    return f"{entry[0]!r} of shape {tuple(entry[1])} ({entry[2]})"
+    return f"shape {tuple(entry[1])} ({entry[2]})"

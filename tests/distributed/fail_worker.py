@@ -1,0 +1,45 @@
+"""Failure cases, run under ``mpiexec -n 2 python fail_worker.py CASE``.
+
+raise     rank 1 raises while rank 0 waits in a barrier: the job must abort, showing
+          rank 1's error
+hang      rank 1 stops taking part (sleeps) while rank 0 all-reduces with a 2 s timeout
+mismatch  the ranks build models of different widths: DDP names the parameter
+ddp_raise rank 1's model raises in forward inside train-like code
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import numpy as np
+
+from cnnkit import distributed as dist
+from cnnkit import nn
+from cnnkit.tensor import Tensor
+
+
+def main() -> None:
+    case = sys.argv[1]
+    dist.init_process_group("mpi", timeout=2.0)
+    rank = dist.get_rank()
+    if case == "raise":
+        if rank == 1:
+            raise ValueError("boom from the data of rank 1")
+        dist.barrier()
+    elif case == "hang":
+        if rank == 1:
+            time.sleep(30)
+        else:
+            dist.all_reduce(Tensor(np.ones(4)))
+    elif case == "mismatch":
+        from cnnkit.nn.parallel import DistributedDataParallel
+
+        width = 8 if rank == 0 else 9
+        net = nn.Sequential(nn.Linear(4, width), nn.ReLU(), nn.Linear(width, 2))
+        DistributedDataParallel(net)
+    print(f"rank {rank} finished", flush=True)
+
+
+if __name__ == "__main__":
+    main()
