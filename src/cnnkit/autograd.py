@@ -170,7 +170,12 @@ def _topological_order(root: Tensor, every_parent: bool = False) -> list[Tensor]
         stack.append((t, True))
         ctx = t._ctx
         if ctx is not None:
-            parents = reversed(ctx.parents) if every_parent else ctx.parents
+            if every_parent:
+                parents: Any = reversed(ctx.parents)
+            else:  # leaves onto the stack first: they finish last, so the backward walk
+                # reaches a parameter right after the node that uses it (its gradient is
+                # complete then; data-parallel training starts reducing it early)
+                parents = sorted(ctx.parents, key=lambda p: getattr(p, "_ctx", None) is not None)
             for p in parents:
                 if not hasattr(p, "_ctx") or id(p) in visited:
                     continue

@@ -8,6 +8,7 @@ global batches ``P * B_PER_RANK`` that the ranks see together. The tests compare
 
 from __future__ import annotations
 
+import contextlib
 import sys
 
 import numpy as np
@@ -17,7 +18,7 @@ from cnnkit.data import DataLoader, Digits, DistributedSampler, Subset, TensorDa
 from cnnkit.models import LeNet5
 
 N_SAMPLES = 230  # 2 ranks x 6: 19 full steps + a last one of 2; 3 ranks x 4: padded by 1
-CONFIGS = ("lenet_sgd", "lenet_adam", "bn_sgd")
+CONFIGS = ("lenet_sgd", "lenet_adam", "bn_sgd", "lenet_accum")
 SEED = 3
 
 
@@ -46,12 +47,23 @@ def optimizer(config: str, params) -> optim.Optimizer:
 
 
 def train(net: nn.Module, step_model: nn.Module, loader: DataLoader, config: str) -> int:
+    """SGD/Adam steps; ``*_accum``: each batch in two halves, the first one's gradient
+    accumulated without reduction (``no_sync``), each half's mean loss weighted by its
+    share of the batch, so the step's gradient is that of the whole batch."""
     opt = optimizer(config, net.parameters())
     loss_fn = nn.CrossEntropyLoss()
     steps = 0
     for x, y in loader:
         opt.zero_grad()
-        loss_fn(step_model(x), y).backward()
+        if config.endswith("accum"):
+            n, h = len(x), len(x) // 2
+            if h:
+                sync_off = getattr(step_model, "no_sync", contextlib.nullcontext)
+                with sync_off():
+                    (loss_fn(step_model(x[:h]), y[:h]) * (h / n)).backward()
+            (loss_fn(step_model(x[h:]), y[h:]) * ((n - h) / n)).backward()
+        else:
+            loss_fn(step_model(x), y).backward()
         opt.step()
         steps += 1
     return steps
