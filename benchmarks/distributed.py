@@ -4,8 +4,9 @@
    with 2 threads against ``mpiexec -n 2`` with 1 thread each (batch ``b`` per rank,
    DistributedDataParallel). Reported: img/s; the time a blocking ``Allreduce`` of the
    step's gradient buckets takes alone (the communication to hide); the time the step
-   still waited for the reductions after backward (exposed); hidden = 1 - exposed /
-   communication. The configurations alternate (interleaved rounds, medians).
+   still waited for the reductions after the last rank's backward ended (exposed; the
+   ranks' skew is not counted); hidden = 1 - exposed / communication. The
+   configurations alternate (interleaved rounds, medians).
 2. ``MPI_Allreduce`` of 1 KB ... 64 MB on 2 ranks, fitted by the ring model
    ``T = 2(P-1) alpha + 2(P-1)/P x bytes / beta`` (least squares, P = 2).
 3. The cost model for P ranks on 10/25/100 Gb/s links: the per-rank batch from which
@@ -91,7 +92,16 @@ def child_train(per_rank: int, steps: int) -> dict[str, Any]:
         opt.step()
         if i >= 2:  # warm-up steps
             times.append(time.perf_counter() - t0)
-            waits.append(ddp.last_wait_seconds if ddp is not None else 0.0)
+            if ddp is not None:
+                # exposed communication: from the last rank's end of backward until the
+                # reductions finished (perf_counter is the system's monotonic clock, the
+                # same in every process on one machine), so rank skew does not count
+                t = np.array([ddp.last_backward_end, ddp.last_reduced])
+                g = dist.process_group._current("bench")
+                g.comm.Allreduce(g.MPI.IN_PLACE, t, op=g.MPI.MAX)
+                waits.append(max(0.0, t[1] - t[0]))
+            else:
+                waits.append(0.0)
     out: dict[str, Any] = {"step_s": statistics.median(times), "wait_s": statistics.median(waits)}
     if ddp is not None:
         # the same buckets reduced with blocking Allreduce and nothing else running
@@ -116,20 +126,23 @@ def child_train(per_rank: int, steps: int) -> dict[str, Any]:
 
 
 def child_allreduce(sizes: list[int], repeats: int) -> dict[str, Any]:
-    """Median blocking Allreduce time (float32 sum) per message size, on all ranks."""
+    """Blocking Allreduce time (float32 sum) per message size: the median over 5
+    batches of back-to-back calls (as OSU's benchmark: a barrier, then a timed loop)."""
     from mpi4py import MPI
 
     comm = MPI.COMM_WORLD
     res = {}
     for n in sizes:
         buf = np.ones(n // 4, dtype=np.float32)
-        reps = max(3, min(repeats, int(2e8 // max(n, 1))))
+        reps = max(2, min(repeats, int(1e8 // max(n, 1))))
+        comm.Allreduce(MPI.IN_PLACE, buf, op=MPI.SUM)  # warm-up
         ts = []
-        for _ in range(reps):
+        for _ in range(5):
             comm.Barrier()
             t0 = time.perf_counter()
-            comm.Allreduce(MPI.IN_PLACE, buf, op=MPI.SUM)
-            ts.append(time.perf_counter() - t0)
+            for _ in range(reps):
+                comm.Allreduce(MPI.IN_PLACE, buf, op=MPI.SUM)
+            ts.append((time.perf_counter() - t0) / reps)
         t = np.array([statistics.median(ts)])
         comm.Allreduce(MPI.IN_PLACE, t, op=MPI.MAX)
         res[str(n)] = float(t[0])
@@ -261,7 +274,7 @@ def main() -> None:
 
     # ----- allreduce sweep and the ring model
     sizes = [2**k for k in range(10, 27, 2 if args.quick else 1)]
-    ar = run_child(["allreduce", "20" if args.quick else "40", *map(str, sizes)], 2, 1)
+    ar = run_child(["allreduce", "50" if args.quick else "200", *map(str, sizes)], 2, 1)
     alpha, beta = fit_ring(ar)
     print(f"\nMPI_Allreduce on 2 ranks (shared memory, MPICH), float32 sum, median; ring model "
           f"fit: alpha = {alpha * 1e6:.1f} us, beta = {beta / 1e9:.2f} GB/s")  # fmt: skip

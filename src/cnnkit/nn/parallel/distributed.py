@@ -17,13 +17,17 @@ How a training step runs on P ranks (each with its own shard of the data):
    back into ``.grad``: every rank then holds the gradient of the mean loss over the
    global batch (when each rank's loss is the mean over its equally sized batch).
 
-MPICH advances a non-blocking collective only inside MPI calls, so every hook also
-tests the requests in flight: that drives the reductions forward during backward.
+MPICH advances a non-blocking collective only inside MPI calls. While reductions are in
+flight a helper thread therefore tests them every ~0.1 ms (it sleeps in between and
+NumPy releases the GIL in its heavy work, so it costs little); without
+``MPI_THREAD_MULTIPLE`` every hook tests them instead, which drives them less often.
 """
 
 from __future__ import annotations
 
 import contextlib
+import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -137,11 +141,16 @@ class DistributedDataParallel(Module):
             "_handles",
             [p.register_post_accumulate_grad_hook(self._grad_ready) for _, p in named],
         )
+        from mpi4py import MPI
+
+        threaded = MPI.Query_thread() == MPI.THREAD_MULTIPLE and self.world_size > 1
+        object.__setattr__(self, "_progress", _Progress() if threaded else None)
         self._require_sync = True
         self._armed = False  # a forward that will be followed by a reducing backward
         self._next = 0  # next bucket to start
-        #: seconds spent waiting for reductions after the last bucket started (per step)
-        self.last_wait_seconds = 0.0
+        #: of the last step: ``time.perf_counter()`` when the last bucket started (this
+        #: rank's backward is done) and when all reductions had finished
+        self.last_backward_end = self.last_reduced = 0.0
 
     # ------------------------------------------------------------------ set-up
     def _sync_state(self) -> None:
@@ -233,9 +242,10 @@ class DistributedDataParallel(Module):
 
         g = dist.process_group._current("DistributedDataParallel")
         buckets = self._buckets
-        for b in buckets[: self._next]:  # drive MPI's progress on the ones in flight
-            if b.request is not None and b.request is not _DONE and b.request.Test():
-                b.request = _DONE
+        if self._progress is None:
+            for b in buckets[: self._next]:  # drive MPI's progress on the ones in flight
+                if b.request is not None and b.request is not _DONE and b.request.Test():
+                    b.request = _DONE
         while self._next < len(buckets) and len(buckets[self._next].ready) == len(
             buckets[self._next].params
         ):
@@ -247,20 +257,24 @@ class DistributedDataParallel(Module):
                 else:
                     b.buffer[a:z] = p.grad.numpy().reshape(-1)
             b.request = g.comm.Iallreduce(g.MPI.IN_PLACE, b.buffer, op=g.MPI.SUM)
+            if self._progress is not None:
+                self._progress.submit(b)
             self._next += 1
         if self._next == len(buckets):
             self._finish()
 
     def _finish(self) -> None:
-        import time
-
+        from cnnkit import distributed as dist
         from cnnkit.distributed.process_group import wait_request
 
         t0 = time.perf_counter()
+        what = "DistributedDataParallel: allreduce of the gradient buckets"
+        if self._progress is not None:
+            self._progress.wait_all(dist.process_group._current(what).timeout, what)
         for b in self._buckets:
             if b.request is not _DONE:
-                wait_request(b.request, f"DistributedDataParallel: allreduce of bucket {b.index}")
-        self.last_wait_seconds = time.perf_counter() - t0
+                wait_request(b.request, what)
+        self.last_backward_end, self.last_reduced = t0, time.perf_counter()
         scale = 1.0 / self.world_size
         for b in self._buckets:
             b.buffer *= scale
@@ -281,6 +295,50 @@ class DistributedDataParallel(Module):
             f"world_size={self.world_size}, buckets={len(self._buckets)} "
             f"({', '.join(f'{n / 1e6:.2f} MB' for n in self.bucket_sizes)})"
         )
+
+
+class _Progress:
+    """A helper thread that tests the reductions in flight until none is left."""
+
+    def __init__(self) -> None:
+        self._cv = threading.Condition()
+        self._pending: list[_Bucket] = []
+        self._running = False
+
+    def submit(self, bucket: _Bucket) -> None:
+        with self._cv:
+            self._pending.append(bucket)
+            if not self._running:
+                self._running = True
+                threading.Thread(target=self._run, name="cnnkit-ddp-progress", daemon=True).start()
+
+    def _run(self) -> None:
+        while True:
+            with self._cv:
+                for b in self._pending:
+                    if b.request.Test():
+                        b.request = _DONE
+                self._pending = [b for b in self._pending if b.request is not _DONE]
+                if not self._pending:
+                    self._running = False
+                    self._cv.notify_all()
+                    return
+            time.sleep(1e-4)
+
+    def wait_all(self, timeout: float, what: str) -> None:
+        from cnnkit import distributed as dist
+
+        deadline = time.monotonic() + timeout
+        with self._cv:
+            while self._pending:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    g = dist.process_group._current(what)
+                    raise dist.DistributedTimeoutError(
+                        f"{what}: rank {g.rank} of {g.size} waited {timeout:g} s for the other "
+                        "ranks and gave up: a rank has died, hangs, or took a different code path"
+                    )
+                self._cv.wait(min(left, 0.05))
 
 
 class _Done:
