@@ -4,7 +4,8 @@ raise     rank 1 raises while rank 0 waits in a barrier: the job must abort, sho
           rank 1's error
 hang      rank 1 stops taking part (sleeps) while rank 0 all-reduces with a 2 s timeout
 mismatch  the ranks build models of different widths: DDP names the parameter
-ddp_raise rank 1's model raises in forward inside train-like code
+unused    a model with a parameter the loss does not use: without
+          find_unused_parameters the next forward names it; with it, the step completes
 """
 
 from __future__ import annotations
@@ -38,6 +39,29 @@ def main() -> None:
         width = 8 if rank == 0 else 9
         net = nn.Sequential(nn.Linear(4, width), nn.ReLU(), nn.Linear(width, 2))
         DistributedDataParallel(net)
+    elif case == "unused":
+        from cnnkit.nn.parallel import DistributedDataParallel
+
+        class TwoHeads(nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.body = nn.Linear(3, 4)
+                self.spare = nn.Linear(4, 2)  # never used
+
+            def forward(self, x: Tensor) -> Tensor:
+                return self.body(x)
+
+        x = Tensor(np.full((2, 3), float(rank + 1), dtype=np.float32))
+        for find in (True, False):
+            ddp = DistributedDataParallel(TwoHeads(), find_unused_parameters=find)
+            ddp(x).sum().backward()
+            g = ddp.module.body.weight.grad.numpy()[0, 0]
+            print(f"rank {rank} find={find} weight grad {g}", flush=True)
+            try:
+                ddp(x)
+            except RuntimeError as e:
+                print(f"rank {rank} error: {e}", flush=True)
+            ddp.remove_hooks()
     print(f"rank {rank} finished", flush=True)
 
 

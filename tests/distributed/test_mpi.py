@@ -142,3 +142,15 @@ def test_cnnkit_train_under_mpiexec_writes_one_run_and_resumes_exactly(tmp_path)
     for (na, pa), (nb, pb) in zip(a.named_parameters(), b.named_parameters(), strict=True):
         assert na == nb
         np.testing.assert_array_equal(pa.numpy(), pb.numpy())
+
+
+def test_unused_parameters_are_named_or_found():
+    res = mpiexec(2, sys.executable, str(HERE / "fail_worker.py"), "unused", timeout=60)
+    assert res.returncode == 0, res.stderr[-3000:]
+    for rank in (0, 1):
+        # found: the step completes, the used weight's gradient is the ranks' mean
+        assert f"rank {rank} find=True weight grad 3.0" in res.stdout
+        assert (
+            f"rank {rank} error: DistributedDataParallel: the reduction of the last backward "
+            "pass did not finish: parameters ['spare.bias', 'spare.weight'] received no gradient"
+        ) in res.stdout

@@ -146,6 +146,7 @@ class DistributedDataParallel(Module):
         threaded = MPI.Query_thread() == MPI.THREAD_MULTIPLE and self.world_size > 1
         object.__setattr__(self, "_progress", _Progress() if threaded else None)
         self._require_sync = True
+        self._hooks_fired = False
         self._armed = False  # a forward that will be followed by a reducing backward
         self._next = 0  # next bucket to start
         #: of the last step: ``time.perf_counter()`` when the last bucket started (this
@@ -199,6 +200,7 @@ class DistributedDataParallel(Module):
             self._require_sync = prev
 
     def _reset(self) -> None:
+        self._hooks_fired = False
         for b in self._buckets:
             b.ready.clear()
             b.request = None
@@ -217,7 +219,7 @@ class DistributedDataParallel(Module):
         self._launch_ready()
 
     def _check_previous_step(self) -> None:
-        if not self._armed or self._next == 0:
+        if not (self._armed and self._hooks_fired):
             return  # no backward after the last forward, or its reduction is complete
         missing = [n for b in self._buckets for i, n in enumerate(b.names) if i not in b.ready]
         self._armed = False
@@ -233,6 +235,7 @@ class DistributedDataParallel(Module):
         """Per-parameter hook: the gradient is complete; start full buckets in order."""
         if not self._armed:
             return
+        self._hooks_fired = True
         b, i = self._where[id(param)]
         b.ready.add(i)
         self._launch_ready()
