@@ -130,6 +130,15 @@ def test_cnnkit_train_under_mpiexec_writes_one_run_and_resumes_exactly(tmp_path)
         "checkpoints", "config.json", "curves.png", "diagnosis.txt", "history.csv",
         "model.safetensors", "report.txt",
     ]  # fmt: skip
+    # validation figures are those of the whole validation set (shards summed)
+    from cnnkit.train.loop import evaluate
+    from cnnkit.train.run import load_data
+
+    last = history_rows(full)[-1]
+    model = load_run(full)[1]
+    whole = evaluate(model, load_data("digits", seed=0).val, report=False)
+    assert abs(last["val_loss"] - whole.loss) < 1e-5
+    assert abs(last["val_acc"] - whole.accuracy) < 1e-9
     res = mpiexec(2, sys.executable, str(HERE / "run_worker.py"), str(cut), "cut")
     assert res.returncode != 0  # the interrupt on rank 0 aborted both ranks
     assert "KeyboardInterrupt" in res.stderr and "MPI.COMM_WORLD.Abort" in res.stderr
