@@ -238,7 +238,7 @@ def register_post_accumulate_grad_hook(leaf: Tensor, hook: Callable[[Tensor], No
     key = id(leaf)
     entry = _leaf_hooks.get(key)
     if entry is None or entry[0]() is not leaf:
-        ref = weakref.ref(leaf, lambda r, key=key: _drop_hooks(key, r))
+        ref = weakref.ref(leaf, lambda r, key=key, hooks=_leaf_hooks: _drop_hooks(hooks, key, r))
         entry = (ref, {})
         _leaf_hooks[key] = entry
     _next_hook_id[0] += 1
@@ -246,10 +246,11 @@ def register_post_accumulate_grad_hook(leaf: Tensor, hook: Callable[[Tensor], No
     return HookHandle(key, _next_hook_id[0])
 
 
-def _drop_hooks(key: int, ref: weakref.ref) -> None:
-    entry = _leaf_hooks.get(key)
+def _drop_hooks(hooks: dict, key: int, ref: weakref.ref) -> None:
+    # the registry comes bound: at interpreter exit the module's globals may be gone
+    entry = hooks.get(key)
     if entry is not None and entry[0] is ref:
-        del _leaf_hooks[key]
+        del hooks[key]
 
 
 def _run_leaf_hooks(leaf: Tensor) -> None:
