@@ -3,6 +3,7 @@
 raise     rank 1 raises while rank 0 waits in a barrier: the job must abort, showing
           rank 1's error
 hang      rank 1 stops taking part (sleeps) while rank 0 all-reduces with a 2 s timeout
+die       rank 1 is killed (SIGKILL) while rank 0 all-reduces
 mismatch  the ranks build models of different widths: DDP names the parameter
 unused    a model with a parameter the loss does not use: without
           find_unused_parameters the next forward names it; with it, the step completes
@@ -10,6 +11,8 @@ unused    a model with a parameter the loss does not use: without
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
 import time
 
@@ -33,6 +36,10 @@ def main() -> None:
             time.sleep(30)
         else:
             dist.all_reduce(Tensor(np.ones(4)))
+    elif case == "die":
+        if rank == 1:
+            os.kill(os.getpid(), signal.SIGKILL)
+        dist.all_reduce(Tensor(np.ones(4)))
     elif case == "mismatch":
         from cnnkit.nn.parallel import DistributedDataParallel
 

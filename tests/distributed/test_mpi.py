@@ -81,6 +81,12 @@ def test_a_hanging_rank_is_reported_by_the_collective_timeout():
     assert "rank 0 finished" not in res.stdout
 
 
+def test_a_killed_rank_ends_the_job():
+    res = mpiexec(2, sys.executable, str(HERE / "fail_worker.py"), "die", timeout=60)
+    assert res.returncode != 0
+    assert "rank 0 finished" not in res.stdout
+
+
 def test_different_models_are_named_at_ddp_construction():
     res = mpiexec(2, sys.executable, str(HERE / "fail_worker.py"), "mismatch", timeout=60)
     assert res.returncode != 0
