@@ -1,6 +1,6 @@
 """``mpiexec -n P python run_worker.py OUT full|cut``: ``train_run`` of LeNet-5 on the
-digits for 3 epochs, either whole or interrupted (KeyboardInterrupt on rank 0) after
-epoch 2, to be resumed with ``mpiexec -n P cnnkit train --resume --out OUT``."""
+digits for 2 epochs, either whole or interrupted (KeyboardInterrupt on rank 0) after
+epoch 1, to be resumed with ``mpiexec -n P cnnkit train --resume --out OUT``."""
 
 from __future__ import annotations
 
@@ -22,8 +22,8 @@ class InterruptAfter(Callback):
 
 def main() -> None:
     out, mode = sys.argv[1], sys.argv[2]
-    callbacks = [InterruptAfter(2)] if mode == "cut" else []
-    train_run(out, model="lenet5", data="digits", epochs=3, batch_size=32, verbose=False,
+    callbacks = [InterruptAfter(1)] if mode == "cut" else []
+    train_run(out, model="lenet5", data="digits", epochs=2, batch_size=32, verbose=False,
               callbacks=callbacks)  # fmt: skip
 
 

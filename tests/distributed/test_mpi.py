@@ -127,7 +127,7 @@ def test_cnnkit_train_under_mpiexec_writes_one_run_and_resumes_exactly(tmp_path)
 
     cnnkit = str(Path(sys.executable).parent / "cnnkit")
     full, cut = tmp_path / "full", tmp_path / "cut"
-    res = mpiexec(2, cnnkit, "train", "--model", "lenet5", "--data", "digits", "--epochs", "3",
+    res = mpiexec(2, cnnkit, "train", "--model", "lenet5", "--data", "digits", "--epochs", "2",
                   "--batch-size", "32", "--out", str(full), "--quiet")  # fmt: skip
     assert res.returncode == 0, res.stderr[-3000:]
     assert res.stdout.count("test accuracy") == 1  # one report, from rank 0

@@ -98,12 +98,13 @@ class DataParallelFit:
 
     def describe(self) -> str:
         b = self.loader.batch_size
-        return (
+        text = (
             f"distributed: {self.world_size} ranks over MPI, batch size {b} per rank, global "
             f"batch {self.world_size} x {b} = {self.world_size * b} (the learning rate is not "
             f"scaled); each rank trains on {len(self.sampler)} of {len(self.loader.dataset)} "
             "samples per epoch"
         )
+        return text + _oversubscription_hint()
 
     def set_epoch(self, epoch: int) -> None:
         """Use the shard order of ``epoch`` (1-based, as ``fit`` counts)."""
@@ -150,6 +151,25 @@ class DataParallelFit:
     def close(self) -> None:
         if self.ddp is not None:
             self.ddp.remove_hooks()
+
+
+def _oversubscription_hint() -> str:
+    """A note when the ranks on this machine run more threads than it has cores."""
+    import os
+
+    from cnnkit.functional import _parallel
+
+    local = os.environ.get("MPI_LOCALNRANKS") or os.environ.get("OMPI_COMM_WORLD_LOCAL_SIZE")
+    cores = os.cpu_count() or 1
+    if not (local and local.isdigit()):
+        return ""
+    threads = _parallel.workers()
+    if int(local) * threads <= cores:
+        return ""
+    return (
+        f"\nnote: {local} ranks on this machine x {threads} threads each > {cores} cores; "
+        "export OPENBLAS_NUM_THREADS=1 (or fewer ranks) so they do not compete"
+    )
 
 
 def prepare(model: Any, loader: Any) -> DataParallelFit | None:
