@@ -3,6 +3,7 @@
 raise     rank 1 raises while rank 0 waits in a barrier: the job must abort, showing
           rank 1's error
 hang      rank 1 stops taking part (sleeps) while rank 0 all-reduces with a 2 s timeout
+collectives  all_reduce with every op, async and non-contiguous, broadcast, gather
 die       rank 1 is killed (SIGKILL) while rank 0 all-reduces
 mismatch  the ranks build models of different widths: DDP names the parameter
 unused    a model with a parameter the loss does not use: without
@@ -36,6 +37,26 @@ def main() -> None:
             time.sleep(30)
         else:
             dist.all_reduce(Tensor(np.ones(4)))
+    elif case == "collectives":
+
+        def show(name: str, t: Tensor) -> None:
+            print(f"rank {rank} {name} {t.numpy().tolist()}", flush=True)
+
+        for op in (dist.ReduceOp.SUM, dist.ReduceOp.AVG, dist.ReduceOp.MAX, dist.ReduceOp.MIN,
+                   dist.ReduceOp.PRODUCT):  # fmt: skip
+            t = Tensor(np.array([1.0, 2.0]) * (rank + 1))
+            dist.all_reduce(t, op=op)
+            show(op.name, t)
+        t = Tensor(np.arange(6.0).reshape(2, 3).T * (rank + 1))  # not contiguous
+        work = dist.all_reduce(t, async_op=True)
+        work.wait()
+        show("async_noncontig", t)
+        t = Tensor(np.full(3, float(rank)))
+        dist.broadcast(t, src=1)
+        show("broadcast_from_1", t)
+        got: list = [None] * dist.get_world_size()
+        dist.all_gather_object(got, {"rank": rank})
+        print(f"rank {rank} gathered {got}", flush=True)
     elif case == "die":
         if rank == 1:
             os.kill(os.getpid(), signal.SIGKILL)

@@ -169,3 +169,15 @@ def test_unused_parameters_are_named_or_found():
             f"rank {rank} error: DistributedDataParallel: the reduction of the last backward "
             "pass did not finish: parameters ['spare.bias', 'spare.weight'] received no gradient"
         ) in res.stdout
+
+
+def test_collectives_on_two_ranks():
+    res = mpiexec(2, sys.executable, str(HERE / "fail_worker.py"), "collectives", timeout=60)
+    assert res.returncode == 0, res.stderr[-3000:]
+    for rank in (0, 1):
+        for line in (
+            "SUM [3.0, 6.0]", "AVG [1.5, 3.0]", "MAX [2.0, 4.0]", "MIN [1.0, 2.0]",
+            "PRODUCT [2.0, 8.0]", "async_noncontig [[0.0, 9.0], [3.0, 12.0], [6.0, 15.0]]",
+            "broadcast_from_1 [1.0, 1.0, 1.0]", "gathered [{'rank': 0}, {'rank': 1}]",
+        ):  # fmt: skip
+            assert f"rank {rank} {line}" in res.stdout
