@@ -31,6 +31,8 @@ def test_calls_before_init_say_what_to_do():
 
     with pytest.raises(RuntimeError, match="process group has not been initialized"):
         DistributedDataParallel(nn.Linear(2, 2))
+    with pytest.raises(TypeError, match=r"unexpected keyword arguments \['bogus'\]"):
+        DistributedDataParallel(nn.Linear(2, 2), bogus=1)
 
 
 def test_launcher_detection(monkeypatch):

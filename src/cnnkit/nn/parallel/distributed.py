@@ -37,6 +37,20 @@ from cnnkit import autograd
 from cnnkit.nn.module import Module
 from cnnkit.tensor import Tensor
 
+#: PyTorch options that change nothing on CPUs over MPI (accepted so scripts run as is)
+_ACCEPTED = frozenset(
+    {
+        "check_reduction",
+        "gradient_as_bucket_view",
+        "static_graph",
+        "init_sync",
+        "mixed_precision",
+        "delay_all_reduce_named_params",
+        "param_to_hook_all_reduce",
+        "device_mesh",
+        "skip_all_reduce_unused_params",
+    }
+)
 _FIRST_BUCKET_MB = 1.0  # PyTorch's first bucket is small, so the first reduction starts early
 
 
@@ -67,7 +81,9 @@ class DistributedDataParallel(Module):
     module : Module
         The model; the same architecture on every rank.
     device_ids, output_device, dim : ignored
-        Accepted for PyTorch compatibility (CPU only, batch dimension 0).
+        Accepted for PyTorch compatibility (CPU only, batch dimension 0), as are
+        ``check_reduction``, ``gradient_as_bucket_view``, ``static_graph`` and
+        PyTorch's other tuning options; an unknown keyword is a ``TypeError``.
     broadcast_buffers : bool
         Copy rank 0's buffers (batch-norm running statistics) to every rank at the
         start of each forward that records a graph.
@@ -105,11 +121,17 @@ class DistributedDataParallel(Module):
         process_group: Any = None,
         bucket_cap_mb: float | None = None,
         find_unused_parameters: bool = False,
-        **_ignored: Any,
+        **torch_options: Any,
     ) -> None:
         from cnnkit import distributed as dist
 
         super().__init__()
+        unknown = sorted(set(torch_options) - _ACCEPTED)
+        if unknown:
+            raise TypeError(
+                f"DistributedDataParallel: unexpected keyword arguments {unknown}; PyTorch's "
+                f"{sorted(_ACCEPTED)} are accepted and have no effect here"
+            )
         if not isinstance(module, Module):
             raise TypeError(
                 f"DistributedDataParallel: expected a Module; got {type(module).__name__}"
