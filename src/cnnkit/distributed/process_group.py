@@ -97,12 +97,12 @@ def _import_mpi(where: str) -> Any:
     return MPI
 
 
-def _seconds(timeout: timedelta | float | None) -> float:
+def _seconds(timeout: timedelta | float | None, where: str = "init_process_group") -> float:
     if timeout is None:
         return DEFAULT_TIMEOUT.total_seconds()
     sec = timeout.total_seconds() if isinstance(timeout, timedelta) else float(timeout)
     if not sec > 0:
-        raise ValueError(f"init_process_group: timeout must be positive; got {timeout!r}")
+        raise ValueError(f"{where}: timeout must be positive; got {timeout!r}")
     return sec
 
 
@@ -264,7 +264,9 @@ class Work:
             The other ranks did not take part within the timeout.
         """
         if not self._done:
-            seconds = _current("Work.wait").timeout if timeout is None else _seconds(timeout)
+            seconds = _current("Work.wait").timeout
+            if timeout is not None:
+                seconds = _seconds(timeout, "Work.wait")
             wait_request(self._request, self._what, seconds)
             self._complete()
         return True
