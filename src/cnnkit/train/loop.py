@@ -21,6 +21,7 @@ from cnnkit.autograd import no_grad
 from cnnkit.data import DataLoader, Dataset, TensorDataset
 from cnnkit.optim import SGD, Optimizer
 from cnnkit.tensor import Tensor
+from cnnkit.train import data_parallel
 from cnnkit.train.callbacks import Callback, TrainState
 from cnnkit.train.history import History
 
@@ -145,8 +146,6 @@ def fit(
     if optimizer is None:
         optimizer = SGD(model.parameters(), lr=0.01, momentum=0.9)
     task = _task(loss_fn)
-    from cnnkit.train import data_parallel
-
     par = data_parallel.prepare(model, loader)
     if par is not None:
         loader = par.loader

@@ -225,7 +225,8 @@ def train_run(
 
     Started by ``mpiexec -n N``, every rank trains on its shard (global batch ``N x
     batch_size``) and only rank 0 writes the run directory; the other ranks return
-    ``{"rank": r}`` once training is done (see :mod:`cnnkit.train.data_parallel`).
+    ``{"rank": r, "history": History}`` once training is done (see
+    :mod:`cnnkit.train.data_parallel`).
 
     Raises
     ------
