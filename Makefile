@@ -8,7 +8,7 @@ STAMP_TEST := $(VENV)/.installed-test
 # pytest workers: all cores, capped at 4 (CI has 2)
 JOBS ?= $(shell $(PYTHON) -c "import os; print(min(4, os.cpu_count() or 1))")
 
-.PHONY: demo test lint format bench clean
+.PHONY: demo test lint format bench bench-distributed clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,11 @@ lint: $(STAMP_TEST)
 bench: $(STAMP_TEST)
 	$(PY) benchmarks/run.py
 	OMP_NUM_THREADS=2 OPENBLAS_NUM_THREADS=2 $(PY) benchmarks/bench_peers.py --envs
+	$(PY) benchmarks/distributed.py
+
+# the data-parallel part of `make bench` alone (mpiexec over the [mpi] extra)
+bench-distributed: $(STAMP_TEST)
+	$(PY) benchmarks/distributed.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis build

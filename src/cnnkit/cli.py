@@ -97,6 +97,11 @@ def cmd_train(args: argparse.Namespace) -> int:
             scheduler=args.scheduler,
             augment=args.augment,
         )
+    if s.get("rank", 0) != 0:  # mpiexec: rank 0 reports
+        return 0
+    if s.get("world_size", 1) > 1:
+        n, b = s["world_size"], s["batch_size"]
+        print(f"data parallel: {n} ranks x batch size {b} = global batch {n * b}")
     print(f"test accuracy {s['test_accuracy']:.2%} (loss {s['test_loss']:.4f})")
     print(f"diagnosis: {s['diagnosis_text']}")
     print(f"run directory: {args.out}")

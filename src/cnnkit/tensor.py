@@ -158,6 +158,11 @@ class Tensor:
         self.requires_grad = requires_grad
         return self
 
+    def register_post_accumulate_grad_hook(self, hook: Any) -> autograd.HookHandle:
+        """Call ``hook(self)`` in backward once this leaf's ``.grad`` holds the pass's
+        complete gradient (PyTorch's name); returns a handle with ``remove()``."""
+        return autograd.register_post_accumulate_grad_hook(self, hook)
+
     def retain_grad(self) -> None:
         """Keep ``.grad`` for this non-leaf tensor during backward."""
         self._retains_grad = True

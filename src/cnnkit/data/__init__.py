@@ -15,6 +15,7 @@ from cnnkit.data.dataset import (
     random_split,
 )
 from cnnkit.data.digits import Digits
+from cnnkit.data.distributed import DistributedSampler
 from cnnkit.data.download import DownloadError, download_from_mirrors, download_url, md5sum
 from cnnkit.data.folder import IMG_EXTENSIONS, ImageFolder, load_image
 from cnnkit.data.loader import DataLoader, default_collate
@@ -30,6 +31,7 @@ __all__ = [
     "DataLoader",
     "Dataset",
     "Digits",
+    "DistributedSampler",
     "DownloadError",
     "FashionMNIST",
     "ImageFolder",

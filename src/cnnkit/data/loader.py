@@ -104,6 +104,9 @@ class DataLoader:
         :func:`default_collate`. Setting it disables the array fast path.
     generator : numpy.random.Generator, optional
         Use this generator for shuffling instead of one seeded from ``seed``.
+    sampler : iterable of int, optional
+        Gives the sample indices of an epoch in order (for example a
+        :class:`~cnnkit.data.DistributedSampler`); excludes ``shuffle``.
 
     Notes
     -----
@@ -123,7 +126,10 @@ class DataLoader:
         transform: Callable[[np.ndarray], np.ndarray] | None = None,
         collate_fn: Callable[[list[Any]], Any] | None = None,
         generator: np.random.Generator | None = None,
+        sampler: Any = None,
     ) -> None:
+        if sampler is not None and shuffle:
+            raise ValueError("DataLoader: sampler option is mutually exclusive with shuffle")
         if generator is not None and seed is not None:
             raise ValueError("DataLoader: pass either seed or generator, not both")
         if generator is not None and not isinstance(generator, np.random.Generator):
@@ -134,6 +140,7 @@ class DataLoader:
         if isinstance(batch_size, bool) or int(batch_size) != batch_size or batch_size < 1:
             raise ValueError(f"DataLoader: batch_size must be a positive integer; got {batch_size}")
         self.dataset = dataset
+        self.sampler = sampler
         self.batch_size = int(batch_size)
         self.shuffle = bool(shuffle)
         self.drop_last = bool(drop_last)
@@ -152,7 +159,7 @@ class DataLoader:
 
     # ------------------------------------------------------------------ sizes
     def __len__(self) -> int:
-        n = len(self.dataset)
+        n = len(self.dataset) if self.sampler is None else len(self.sampler)
         if self.drop_last:
             return n // self.batch_size
         return -(-n // self.batch_size)
@@ -218,6 +225,8 @@ class DataLoader:
 
     # ------------------------------------------------------------------ iteration
     def _order(self) -> np.ndarray:
+        if self.sampler is not None:
+            return np.fromiter(iter(self.sampler), dtype=np.int64)
         n = len(self.dataset)
         if self.shuffle:
             return self._rng.permutation(n)

@@ -183,3 +183,100 @@ def batch_norm(
         batch_stats=training,
         relu=bool(relu),
     )
+
+
+class SyncBatchNorm(BatchNorm):
+    """Batch normalisation with statistics over every rank's batch (data parallel).
+
+    The forward is :class:`BatchNorm`'s with the global mean and variance. In backward
+    the two per-channel sums of the input gradient formula, ``sum(g)`` and
+    ``sum(g * xh)``, are summed over all ranks (one allreduce of ``2C`` values) and
+    divided by the global count ``M``; ``dgamma`` and ``dbeta`` stay this rank's sums
+    (data-parallel training averages them like every other parameter gradient).
+    """
+
+    def forward(self, x: np.ndarray, gamma: np.ndarray | None, beta: np.ndarray | None,
+                mean: np.ndarray, invstd: np.ndarray, batch_stats: bool,
+                count: int = 0) -> np.ndarray:  # fmt: skip
+        self.count = count  # values per channel over all ranks
+        return super().forward(x, gamma, beta, mean, invstd, batch_stats)
+
+    def backward(self, grad: np.ndarray) -> tuple:
+        from cnnkit import distributed as dist
+
+        xh, invstd, gamma = self.saved
+        nx, ng, nb = self.needs_input_grad
+        shape, axes = self.shape, self.axes
+        dgamma = (grad * xh).sum(axis=axes)
+        dbeta = grad.sum(axis=axes)
+        dx = None
+        if nx:
+            sums = np.concatenate([dbeta, dgamma])
+            dist.all_reduce(sums)
+            c = dbeta.shape[0]
+            m = self.count
+            scale = invstd if gamma is None else gamma * invstd
+            dx = grad - (sums[:c] / m).reshape(shape) - xh * (sums[c:] / m).reshape(shape)
+            dx *= scale.reshape(shape)
+        return dx, (dgamma if ng else None), (dbeta if nb else None)
+
+
+def sync_batch_norm(
+    input: Tensor,
+    running_mean: Tensor | None,
+    running_var: Tensor | None,
+    weight: Tensor | None = None,
+    bias: Tensor | None = None,
+    momentum: float = 0.1,
+    eps: float = 1e-5,
+) -> Tensor:
+    """Training-mode batch normalisation over the union of all ranks' batches.
+
+    Per channel, over ``M`` values of all ranks: ``mean = sum(x) / M`` (one allreduce
+    of ``C`` sums and the count), ``var = sum((x - mean)^2) / M`` (a second allreduce,
+    so the variance is as accurate as the one-process two-pass formula). The running
+    statistics are updated as in :func:`batch_norm` with the global ``M``.
+
+    Parameters
+    ----------
+    input : Tensor, shape (N, C, *)
+        This rank's batch (``N`` may differ between ranks).
+    running_mean, running_var : Tensor, shape (C,), optional
+    weight, bias : Tensor, shape (C,), optional
+
+    Returns
+    -------
+    Tensor, same shape as ``input``
+    """
+    from cnnkit import distributed as dist
+
+    if input.ndim < 2:
+        raise ValueError(f"sync_batch_norm: expected input (N, C, *); got {tuple(input.shape)}")
+    x = input.numpy()
+    c = x.shape[1]
+    axes = (0, *range(2, x.ndim))
+    first = np.concatenate([x.sum(axis=axes, dtype=np.float64), [x.size // c]])
+    dist.all_reduce(first)
+    m = round(float(first[-1]))
+    if m <= 1:
+        raise ValueError(
+            f"sync_batch_norm: expected more than 1 value per channel over all ranks when "
+            f"training; got {m} (input {tuple(input.shape)} on this rank)"
+        )
+    mean = first[:c] / m
+    shape = (1, -1) + (1,) * (x.ndim - 2)
+    sq = ((x - mean.astype(x.dtype).reshape(shape)) ** 2).sum(axis=axes, dtype=np.float64)
+    dist.all_reduce(sq)
+    var = sq / m
+    if running_mean is not None:
+        rm = running_mean.numpy()
+        rm *= 1 - momentum
+        rm += momentum * mean.astype(rm.dtype)
+    if running_var is not None:
+        rv = running_var.numpy()
+        rv *= 1 - momentum
+        rv += momentum * (var * (m / (m - 1))).astype(rv.dtype)
+    invstd = (1.0 / np.sqrt(var + eps)).astype(x.dtype)
+    return SyncBatchNorm.apply(
+        input, weight, bias, mean=mean.astype(x.dtype), invstd=invstd, batch_stats=True, count=m
+    )

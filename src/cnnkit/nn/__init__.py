@@ -1,6 +1,6 @@
 """``cnnkit.nn``: Module, Parameter, layers, losses and initialisation (PyTorch's names)."""
 
-from cnnkit.nn import functional, init, utils
+from cnnkit.nn import functional, init, parallel, utils
 from cnnkit.nn.container import ModuleDict, ModuleList, Sequential
 from cnnkit.nn.layers import (
     GELU,
@@ -30,7 +30,7 @@ from cnnkit.nn.loss import (
     NLLLoss,
 )
 from cnnkit.nn.module import Module, Parameter
-from cnnkit.nn.norm import BatchNorm1d, BatchNorm2d
+from cnnkit.nn.norm import BatchNorm1d, BatchNorm2d, SyncBatchNorm
 
 __all__ = [
     "GELU",
@@ -66,8 +66,10 @@ __all__ = [
     "Sigmoid",
     "Softmax",
     "Softmax2d",
+    "SyncBatchNorm",
     "Tanh",
     "functional",
     "init",
+    "parallel",
     "utils",
 ]

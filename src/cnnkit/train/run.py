@@ -21,6 +21,7 @@ import numpy as np
 
 from cnnkit import backend, nn
 from cnnkit.io.atomic import atomic_write_text
+from cnnkit.train import data_parallel
 
 CONFIG = "config.json"
 WEIGHTS = "model.safetensors"
@@ -193,6 +194,7 @@ def augmented_loader(train: Any, side: int, channels: int, batch_size: int, seed
                       transform=T.Compose(tfs))  # fmt: skip
 
 
+@data_parallel.abort_on_error  # under mpiexec: a failing rank stops every rank
 def train_run(
     out: str | Path,
     model: str = "lenet5",
@@ -221,6 +223,11 @@ def train_run(
 
     Returns the run's summary (the content of ``config.json``).
 
+    Started by ``mpiexec -n N``, every rank trains on its shard (global batch ``N x
+    batch_size``) and only rank 0 writes the run directory; the other ranks return
+    ``{"rank": r, "history": History}`` once training is done (see
+    :mod:`cnnkit.train.data_parallel`).
+
     Raises
     ------
     FileNotFoundError, ValueError, pickle.UnpicklingError
@@ -238,6 +245,7 @@ def train_run(
     from cnnkit.viz.curves import plot_history
 
     out = Path(out)
+    rank, world_size = data_parallel.world()
     if resume:
         cfg_path = out / "config.json.running"
         if (out / CONFIG).exists():
@@ -288,10 +296,14 @@ def train_run(
         "num_classes": splits.num_classes,
         "classes": splits.classes,
     }
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "FAILED.txt").unlink(missing_ok=True)
-    (out / CONFIG).unlink(missing_ok=True)  # an overwritten run is unfinished until the end
-    atomic_write_text(out / "config.json.running", json.dumps(config, indent=2))
+    if world_size > 1:  # a record of the launch; a resumed run may use another N
+        config.update(world_size=world_size, global_batch_size=world_size * batch_size)
+    data_parallel.barrier()  # every rank checked `out` before rank 0 writes to it
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "FAILED.txt").unlink(missing_ok=True)
+        (out / CONFIG).unlink(missing_ok=True)  # an overwritten run is unfinished until the end
+        atomic_write_text(out / "config.json.running", json.dumps(config, indent=2))
     ckpt = ModelCheckpoint(out / "checkpoints", monitor="val_loss")
     last = ckpt.last_path if resume and ckpt.last_path.exists() else None
     if resume and last is None:
@@ -313,6 +325,8 @@ def train_run(
             resume=last,
         )
         train_seconds = time.perf_counter() - t0
+        if rank != 0:  # rank 0 evaluates and writes the run directory
+            return {"rank": rank, "history": history}
         result = evaluate(net, splits.test, classes=splits.classes or None)
         verdict = diagnose(history)
         io.save(out / WEIGHTS, net, optimizer=opt, history=history, meta={"config": config})
