@@ -57,6 +57,9 @@ def test_demo_lenet5_on_digits_reaches_97_percent(tmp_path: Path) -> None:
     assert cfg["test_accuracy"] == pytest.approx(summary["test_accuracy"])
     assert f"test accuracy {summary['test_accuracy']:.4f}" in (run / "report.txt").read_text()
     assert (run / "diagnosis.txt").read_text().startswith(summary["diagnosis"])
+    # the demo's curves are noisy from epoch to epoch (360 validation images), but the
+    # gap is small: the slide's ideal, not over-fitting
+    assert summary["diagnosis"] == "good fit", summary["diagnosis_text"]
 
     # the saved weights, rebuilt from the stored architecture, give the same accuracy
     cfg, model = load_run(run)
