@@ -189,8 +189,9 @@ def test_predict(run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert load_image(a, 3, 12).shape == (3, 12, 12)
     assert main(["predict", str(run_dir), str(a), str(b)]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
-    assert len(lines) == 2 and lines[0].startswith(f"{a}: ") and lines[1].startswith(f"{b}: ")
+    assert len(lines) == 4 and lines[0].startswith(f"{a}: ") and lines[2].startswith(f"{b}: ")
     assert lines[0].count("%") == 3
+    assert lines[1].startswith("  preprocessing: ") and "8x8" in lines[1]
     assert main(["predict", str(run_dir), str(a), "--top-k", "10", "--json"]) == 0
     (res,) = json.loads(capsys.readouterr().out)
     probs = [p for _, p in res["top"]]

@@ -137,21 +137,39 @@ def _check_fits(cfg: dict[str, Any], splits: Any) -> None:
 def _predict_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("run", help="a run directory written by `cnnkit train`")
     p.add_argument("images", nargs="+", help="image files (png, jpg, ...)")
-    p.add_argument("--top-k", type=int, default=3)
+    p.add_argument("--top-k", type=int, default=3, help="how many classes to show")
+    p.add_argument(
+        "--preprocess",
+        choices=["auto", "mnist", "digits8", "fashion", "plain"],
+        default="auto",
+        help="auto: the run's data set's own preprocessing (digits: invert dark-on-light, "
+        "crop, scale and centre as MNIST or scikit-learn's digits); plain: resize only",
+    )
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
 
 
-def load_image(path: str | Path, channels: int, size: int) -> Any:
-    """An image file as a float32 ``(channels, size, size)`` array in [0, 1], converted
-    and resized as :class:`cnnkit.data.ImageFolder` does for training."""
-    from cnnkit.data.folder import load_image as _load
+def prepare_input(
+    path: str | Path, channels: int, size: int, data: str = "", style: str = "auto"
+) -> Any:
+    """An image file made ready for a run's model (a
+    :class:`cnnkit.data.preprocess.Prepared`: the array and the steps taken); ``style``
+    ``auto`` picks the preprocessing of the run's data spec ``data``."""
+    from cnnkit.data.preprocess import prepare_image, style_for
 
     if not Path(path).is_file():
         raise CLIError(f"{path}: no such image file")
+    if style == "auto":
+        style = style_for(data, size)
     try:
-        return _load(path, (size, size), grayscale=channels == 1)
+        return prepare_image(path, channels, size, style)
     except ValueError as e:
-        raise CLIError(str(e)) from None
+        raise CLIError(f"{path}: {e}" if str(path) not in str(e) else str(e)) from None
+
+
+def load_image(path: str | Path, channels: int, size: int, data: str = "") -> Any:
+    """An image file as a float32 ``(channels, size, size)`` array in [0, 1], prepared as
+    :func:`prepare_input` does for the run's data ``data`` (a plain resize without it)."""
+    return prepare_input(path, channels, size, data).image
 
 
 @command("predict", "top-k classes with probabilities for image files")(_predict_args)
@@ -164,19 +182,29 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.top_k < 1:
         raise CLIError(f"--top-k must be >= 1; got {args.top_k}")
     cfg, model = load_run(args.run)
-    batch = np.stack([load_image(p, cfg["in_channels"], cfg["input_size"]) for p in args.images])
-    probs = predict(model, batch)
+    prepared = [
+        prepare_input(p, cfg["in_channels"], cfg["input_size"], cfg["data"], args.preprocess)
+        for p in args.images
+    ]
+    probs = predict(model, np.stack([p.image for p in prepared]))
     classes = cfg.get("classes") or [str(i) for i in range(probs.shape[1])]
     k = min(args.top_k, probs.shape[1])
     results = []
-    for path, p in zip(args.images, probs, strict=True):
+    for path, p, prep in zip(args.images, probs, prepared, strict=True):
         top = np.argsort(-p)[:k]
-        results.append({"image": path, "top": [[classes[i], float(p[i])] for i in top]})
+        results.append(
+            {
+                "image": path,
+                "top": [[classes[i], float(p[i])] for i in top],
+                "preprocessing": prep.steps,
+            }
+        )
     if args.json:
         print(json.dumps(results, indent=2))
     else:
-        for r in results:
+        for r, prep in zip(results, prepared, strict=True):
             print(r["image"] + ": " + ", ".join(f"{c} {pr:.1%}" for c, pr in r["top"]))
+            print(f"  preprocessing: {prep.describe()}")
     return 0
 
 
@@ -356,7 +384,7 @@ def cmd_dream(args: argparse.Namespace) -> int:
     if args.steps < 1:
         raise CLIError(f"--steps must be >= 1; got {args.steps}")
     cfg, model = load_run(args.run)
-    img = load_image(args.image, cfg["in_channels"], cfg["input_size"])
+    img = load_image(args.image, cfg["in_channels"], cfg["input_size"], cfg["data"])
     layer = _layer_alias(model, args.layer)
     before = viz.layer_activation(model, img, layer, args.channel)
     backend.manual_seed(args.seed)
