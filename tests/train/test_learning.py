@@ -73,6 +73,8 @@ def test_lenet5_on_real_mnist_reaches_98_percent(mnist_dir: Path) -> None:
     backend.manual_seed(0)
     splits = load_data("mnist:" + str(mnist_dir), seed=0)
     assert (len(splits.train), len(splits.val), len(splits.test)) == (7200, 800, 2000)
+    assert "the first 8,000 split into 7,200 training and 800 validation images, the last " \
+        "2,000 for testing" in splits.note  # fmt: skip
     model = LeNet5(num_classes=10, in_channels=1, input_size=28)  # classic 6/16 channels
     epochs = 8
     opt = make_optimizer("sgd", model.parameters(), lr=0.05)  # momentum 0.9

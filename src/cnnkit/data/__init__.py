@@ -15,7 +15,13 @@ from cnnkit.data.dataset import (
     random_split,
 )
 from cnnkit.data.digits import Digits
-from cnnkit.data.download import DownloadError, download_from_mirrors, download_url, md5sum
+from cnnkit.data.download import (
+    DownloadError,
+    download_dataset,
+    download_from_mirrors,
+    download_url,
+    md5sum,
+)
 from cnnkit.data.folder import IMG_EXTENSIONS, ImageFolder, load_image
 from cnnkit.data.loader import DataLoader, default_collate
 from cnnkit.data.mnist import MNIST, FashionMNIST, read_idx
@@ -42,6 +48,7 @@ __all__ = [
     "TensorDataset",
     "ToFloat",
     "default_collate",
+    "download_dataset",
     "download_from_mirrors",
     "download_url",
     "load_image",
