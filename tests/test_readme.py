@@ -150,8 +150,8 @@ def _plain_env() -> dict[str, str]:
     """A terminal's environment: no virtual environment on PATH, no PYTHONPATH."""
     venv_bin = str(Path(sys.executable).parent)
     path = [p for p in os.environ.get("PATH", "").split(os.pathsep) if p and p != venv_bin]
-    env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH",
-                                                              "PYTHONHOME", "MPLBACKEND")}  # fmt: skip
+    drop = ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME", "MPLBACKEND")
+    env = {k: v for k, v in os.environ.items() if k not in drop}
     env["PATH"] = os.pathsep.join(path or ["/usr/bin", "/bin"])
     env.update(OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
     return env
@@ -183,16 +183,19 @@ def test_the_readme_runs_as_written_on_a_fresh_clone(tmp_path: Path) -> None:
     for k, b in enumerate(run):
         path = scripts / f"block{k}.{'sh' if b.lang == 'bash' else 'py'}"
         path.write_text(b.code)
-        driver.append(f"echo '{MARK} {k}'")
+        driver.append(f"echo '{MARK} {k}' $(date +%s.%N)")
         if b.lang == "bash":
             driver.append(f"source {shlex.quote(str(path))}")
         else:
             driver.append(f"python {shlex.quote(str(path))}")
-    driver.append(f"echo '{MARK} end'")
-    proc = subprocess.run(["bash", "--noprofile", "--norc", "-c", "\n".join(driver)],
-                          capture_output=True, text=True, env=_plain_env(), timeout=900)  # fmt: skip
+    driver.append(f"echo '{MARK} end' $(date +%s.%N)")
+    argv = ["bash", "--noprofile", "--norc", "-c", "\n".join(driver)]
+    proc = subprocess.run(argv, capture_output=True, text=True, env=_plain_env(), timeout=900)
     parts = proc.stdout.split(f"{MARK} ")
-    outputs = {p.split("\n", 1)[0]: p.partition("\n")[2] for p in parts[1:]}
+    outputs = {p.split()[0]: p.partition("\n")[2] for p in parts[1:]}
+    starts = [float(p.split("\n", 1)[0].split()[1]) for p in parts[1:]]
+    for k, b in enumerate(run[: len(starts) - 1]):  # shown with -s, or on failure
+        print(f"README line {b.line}: {starts[k + 1] - starts[k]:.1f} s")
     done = [k for k in range(len(run)) if str(k) in outputs]
     failed = run[done[-1]] if done else run[0]
     assert proc.returncode == 0 and "end" in outputs, (
@@ -215,7 +218,7 @@ def test_the_readme_runs_as_written_on_a_fresh_clone(tmp_path: Path) -> None:
         out = outputs[str(k)]
         if "print(diagnose(" in b.code:
             assert not re.search(r"^overfitting:", out, re.M), out
-        for m in re.finditer(r"cnnkit predict \S+ examples/digit\.png", b.code):
+        if re.search(r"cnnkit predict \S+ examples/digit\.png", b.code):
             line = next(x for x in out.splitlines() if x.startswith("examples/digit.png: "))
             assert line.split(": ", 1)[1].startswith("3 "), line  # the sample is a 3
             assert "inverted" in out and "centre of mass" in out, out
