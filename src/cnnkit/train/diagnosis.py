@@ -86,7 +86,7 @@ def _mean(values: list[float]) -> float:
     return sum(values) / len(values)
 
 
-def noise_level(values: list[float]) -> float:
+def noise_level(values: list[float], relative: bool = False) -> float:
     """Epoch-to-epoch noise (a standard deviation) of a curve, from the first and second
     differences of its second half (at least 5 epochs of it); 0.0 with fewer than 3 values.
 
@@ -94,6 +94,10 @@ def noise_level(values: list[float]) -> float:
     ----------
     values : list of float
         One value per epoch.
+    relative : bool
+        Measure on the logarithm of the (positive) values: the noise as a fraction of the
+        level. A loss falling exponentially is a straight line there, so the steep start
+        of a short run is not mistaken for noise.
 
     Returns
     -------
@@ -102,6 +106,8 @@ def noise_level(values: list[float]) -> float:
         ``d = x[i+1] - x[i]`` and ``median(|x[i+1] - 2 x[i] + x[i-1]|) / (0.6745 * sqrt(6))``.
     """
     tail = [v for v in values[-max(5, len(values) // 2) :] if math.isfinite(v)]
+    if relative:
+        tail = [math.log(v) for v in tail if v > 0]
     if len(tail) < 3:
         return 0.0
     d1 = [tail[i + 1] - tail[i] for i in range(len(tail) - 1)]
@@ -358,9 +364,12 @@ def diagnose(
     slope = _slope(tail)
     level = _mean(tail)
     rel_slope = slope / level if level > 0 else 0.0
-    fall = -slope * (m - 1)
-    improving = rel_slope < -plateau and fall > noise_factor * noise_train
-    figs.update(train_trend_per_epoch=rel_slope, train_noise=noise_train, trend_epochs=m)
+    # the fall must stand out from the noise, both measured relative to the level
+    noise_rel = noise_level(train, relative=True)
+    log_fall = math.log(tail[0] / tail[-1]) if tail[0] > 0 and tail[-1] > 0 else 0.0
+    improving = rel_slope < -plateau and log_fall > noise_factor * noise_rel
+    figs.update(train_trend_per_epoch=rel_slope, train_noise_relative=noise_rel,
+                trend_epochs=m)  # fmt: skip
     if has_acc:
         high = tacc / 100 < underfit_acc
         level_txt = f"training accuracy {tacc:.1f} %"
@@ -370,45 +379,53 @@ def diagnose(
         high = ratio > underfit_loss_ratio
         level_txt = f"training loss {_sig(train_now):.3g} ({ratio:.0%} of the first epoch's)"
     nearly_perfect = has_acc and tacc >= 99.0
-    trend_txt = f"{-rel_slope:.1%} per epoch over the last {m} epochs"
-    if rel_slope > 0:
-        trend_txt = f"rising {rel_slope:.1%} per epoch over the last {m} epochs"
+    first, last = _sig(tail[0]), _sig(tail[-1])
+    # the rate shown is the one the two numbers shown give: (last / first) ** (1 / (m - 1))
+    rate = (last / first) ** (1 / (m - 1)) - 1 if first > 0 and last > 0 else 0.0
+    figs["train_change_per_epoch"] = rate
+    how = f"{-rate:.1%} per epoch" if rate <= 0 else f"rising {rate:.1%} per epoch"
+    trend_txt = f"{first:.3g} -> {last:.3g} over the last {m} epochs, {how}"
     gap_txt = ""
     if has_val_acc:
         gap_txt = f", validation {vacc:.1f} % ({_gap_points(tacc, vacc)})"
     elif has_val:
+        shown_gap = (_sig(val_now) - _sig(train_now)) / scale
         gap_txt = (
-            f", validation loss {_sig(val_now):.3g} (a gap of {loss_gap / scale:.0%} of the "
-            "first epoch's loss)"
+            f", validation loss {_sig(val_now):.3g} (a gap of {shown_gap:.0%} of the first "
+            f"epoch's loss {scale:.3g})"
         )
 
     if high and not improving:
         return verdict(
             "underfitting",
-            f"{level_txt}{gap_txt}{suffix} with the training loss flat ({trend_txt}): "
+            f"{level_txt}{gap_txt}{suffix}, and the training loss is flat ({trend_txt}): "
             "no big gap but a high error, so the model cannot fit even the training set",
         )
     if improving and not nearly_perfect:
         return verdict(
             "not converged",
-            f"the training loss is still falling {trend_txt} "
-            f"({_sig(tail[0]):.3g} -> {_sig(tail[-1]):.3g}), well beyond its noise",
+            f"the training loss is still falling ({trend_txt}), well beyond its "
+            "epoch-to-epoch noise",
         )
     if high:
         return verdict(
-            "underfitting", f"{level_txt}{gap_txt}{suffix} is still poor and improves slowly"
+            "underfitting",
+            f"{level_txt}{gap_txt}{suffix} is still poor and improves slowly ({trend_txt})",
         )
     if has_val:
+        t, v = _sig(train_now), _sig(val_now)
         evidence = (
-            f"training loss {_sig(train_now):.3g} and validation loss {_sig(val_now):.3g} "
-            f"are low and close{suffix}"
+            f"training loss {t:.3g} and validation loss {v:.3g}{suffix} are low and close: "
+            f"the gap is {(v - t) / scale:.1%} of the first epoch's loss {scale:.3g}"
         )
-        evidence += f" (the gap is {loss_gap / scale:.1%} of the first epoch's loss {scale:.3g})"
         if has_val_acc:
             evidence += (
                 f"; training accuracy {tacc:.1f} %, validation {vacc:.1f} % "
                 f"({_gap_points(tacc, vacc)})"
             )
     else:
-        evidence = f"the training loss {_sig(train_now):.3g} is low and no longer falling fast"
+        evidence = (
+            f"the training loss {_sig(train_now):.3g}{suffix} is low and no longer falling fast "
+            f"({trend_txt})"
+        )
     return verdict("good fit", evidence)
