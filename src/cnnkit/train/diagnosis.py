@@ -47,7 +47,7 @@ ADVICE = {
     "diverging": "lower the learning rate (by 3-10x) or clip the gradients",
     "overfitting": (
         "add regularisation (dropout, weight decay, augmentation), get more data, or stop "
-        "at the best validation epoch (checkpoints/best.safetensors keeps it)"
+        "at the best validation epoch (a run directory keeps it in checkpoints/best.safetensors)"
     ),
     "underfitting": (
         "add capacity (more filters or layers), train longer, or raise the learning rate"
@@ -66,7 +66,7 @@ class Diagnosis:
     verdict : str
         One of :data:`VERDICTS`.
     explanation : str
-        The evidence, then the advice (``"<evidence>: <advice>"``).
+        The evidence, then the advice (``"<evidence>; <advice>"``).
     figures : dict
         The measures the verdict was drawn from (named as in the module docstring).
     advice : str
@@ -127,6 +127,25 @@ def _slope(values: list[float]) -> float:
     ybar = _mean(values)
     num = sum((i - xbar) * (v - ybar) for i, v in enumerate(values))
     return num / sum((i - xbar) ** 2 for i in range(m))
+
+
+def _log_trend(values: list[float]) -> tuple[float, float]:
+    """Least-squares slope of ``log(values)`` per epoch, and its t statistic (slope over
+    its standard error; -inf for a perfect fall, 0.0 with under 3 positive values)."""
+    ys = [math.log(v) for v in values if v > 0 and math.isfinite(v)]
+    m = len(ys)
+    if m < 2:
+        return 0.0, 0.0
+    slope = _slope(ys)
+    if m < 3:
+        return slope, 0.0
+    xbar, ybar = (m - 1) / 2, _mean(ys)
+    resid = [y - ybar - slope * (i - xbar) for i, y in enumerate(ys)]
+    s2 = sum(r * r for r in resid) / (m - 2)
+    se = math.sqrt(s2 / sum((i - xbar) ** 2 for i in range(m)))
+    if se == 0:
+        return slope, -math.inf if slope < 0 else (math.inf if slope > 0 else 0.0)
+    return slope, slope / se
 
 
 def _times(a: float, b: float) -> str:
@@ -225,7 +244,7 @@ def diagnose(
     figs: dict[str, Any] = {"epochs": n, "final_train_loss": train[-1]}
 
     def verdict(name: str, evidence: str) -> Diagnosis:
-        return Diagnosis(name, f"{evidence}: {ADVICE[name]}", figs, ADVICE[name])
+        return Diagnosis(name, f"{evidence}; {ADVICE[name]}", figs, ADVICE[name])
 
     # 1. diverging: a non-finite loss, a training loss that climbs, or a collapsed network
     for key in ("train_loss", "val_loss"):
@@ -331,10 +350,11 @@ def diagnose(
                     + _gap_points(tacc, vacc)
                 )
             parts.append(
-                f"validation loss {v:.3g} against training loss {t:.3g} ({_times(v, t)}; "
-                f"the gap is {(v - t) / scale:.0%} of the first epoch's loss {scale:.3g})"
+                f"validation loss {v:.3g} is {_times(v, t)} training loss {t:.3g} (the loss "
+                f"gap is {(v - t) / scale:.0%} of the first epoch's loss {scale:.3g})"
             )
-            return verdict("overfitting", " and ".join(parts) + suffix + ": a big gap")
+            where = f" ({suffix.strip()[1:-1]})" if suffix else ""
+            return verdict("overfitting", f"a big gap{where}: " + ", and ".join(parts))
         if since >= patience:
             val_recent = min(val[-patience:])  # every one of them: a rise, not a bad epoch
             val_at_best = _mean(val[max(0, best_v - 1) : best_v + 2])
@@ -358,18 +378,15 @@ def diagnose(
                     "rise",
                 )
 
-    # 4. is training still improving?
-    m = min(n, max(window, 3, n // 4))
+    # 4. is training still improving? A straight line through log(loss) over the last
+    # `m` epochs (a loss falling exponentially is straight there): its slope is the rate
+    # per epoch, and it must stand out from the scatter around the line (a t statistic)
+    m = min(n, max(5, n // 3))
     tail = train[-m:]
-    slope = _slope(tail)
-    level = _mean(tail)
-    rel_slope = slope / level if level > 0 else 0.0
-    # the fall must stand out from the noise, both measured relative to the level
-    noise_rel = noise_level(train, relative=True)
-    log_fall = math.log(tail[0] / tail[-1]) if tail[0] > 0 and tail[-1] > 0 else 0.0
-    improving = rel_slope < -plateau and log_fall > noise_factor * noise_rel
-    figs.update(train_trend_per_epoch=rel_slope, train_noise_relative=noise_rel,
-                trend_epochs=m)  # fmt: skip
+    slope, t_stat = _log_trend(tail)
+    rel_slope = math.expm1(slope)
+    improving = rel_slope < -plateau and (m < 5 or t_stat < -noise_factor)
+    figs.update(train_trend_per_epoch=rel_slope, train_trend_t=t_stat, trend_epochs=m)
     if has_acc:
         high = tacc / 100 < underfit_acc
         level_txt = f"training accuracy {tacc:.1f} %"
@@ -385,6 +402,10 @@ def diagnose(
     figs["train_change_per_epoch"] = rate
     how = f"{-rate:.1%} per epoch" if rate <= 0 else f"rising {rate:.1%} per epoch"
     trend_txt = f"{first:.3g} -> {last:.3g} over the last {m} epochs, {how}"
+    if abs(rel_slope) < plateau:
+        state = f"flat ({trend_txt})"
+    else:
+        state = f"not clearly falling ({trend_txt}, within its epoch-to-epoch noise)"
     gap_txt = ""
     if has_val_acc:
         gap_txt = f", validation {vacc:.1f} % ({_gap_points(tacc, vacc)})"
@@ -398,14 +419,14 @@ def diagnose(
     if high and not improving:
         return verdict(
             "underfitting",
-            f"{level_txt}{gap_txt}{suffix}, and the training loss is flat ({trend_txt}): "
+            f"{level_txt}{gap_txt}{suffix}, and the training loss is {state}: "
             "no big gap but a high error, so the model cannot fit even the training set",
         )
     if improving and not nearly_perfect:
         return verdict(
             "not converged",
-            f"the training loss is still falling ({trend_txt}), well beyond its "
-            "epoch-to-epoch noise",
+            f"the training loss is still falling ({trend_txt})"
+            + (", well beyond its epoch-to-epoch noise" if m >= 5 else ""),
         )
     if high:
         return verdict(
