@@ -461,3 +461,49 @@ def test_missing_mnist_names_the_download_command(
         assert f"`cnnkit download mnist --root {root}`" in assert_one_line_error(capsys, rc)
     rc = main(["train", "--data", f"fashion:{tmp_path}", "--out", str(tmp_path / "y"), "--quiet"])
     assert f"`cnnkit download fashion --root {tmp_path}`" in assert_one_line_error(capsys, rc)
+
+
+def test_predict_prepares_the_example_digit_and_says_how(
+    run_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    digit = Path(__file__).resolve().parents[1] / "examples" / "digit.png"
+    assert main(["predict", str(run_dir), str(digit), "--json"]) == 0
+    (res,) = json.loads(capsys.readouterr().out)
+    steps = res["preprocessing"]
+    assert steps[0] == "colour -> greyscale (ITU-R 601 luma)"
+    assert steps[1].startswith("inverted")
+    assert steps[-1].endswith("to 8x8 (scikit-learn's digits)")  # the run is on 8x8 digits
+    assert main(["predict", str(run_dir), str(digit), "--preprocess", "plain"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert (
+        lines[1] == "  preprocessing: colour -> greyscale (ITU-R 601 luma); resized 200x240 -> 8x8"
+    )
+    rc = main(["predict", str(run_dir), str(digit), "--preprocess", "mnist"])
+    assert "style 'mnist' does not fit a 8x8 input" in assert_one_line_error(capsys, rc)
+
+
+@pytest.mark.slow
+def test_a_real_ctrl_c_prints_the_resume_command(tmp_path: Path) -> None:
+    import signal
+    import time
+
+    exe = Path(sys.executable).parent / "cnnkit"
+    if not exe.exists():
+        pytest.skip(f"console script not installed next to {sys.executable}")
+    out = tmp_path / "run"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+    proc = subprocess.Popen(
+        [exe, "train", "--epochs", "200", "--out", str(out)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # as in a terminal
+    )  # fmt: skip
+    deadline = time.monotonic() + 120
+    while not (out / "checkpoints" / "last.safetensors").exists():
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    last = err.replace("\r", "\n").strip().splitlines()[-1]
+    assert last == f"cnnkit train: interrupted; continue with: cnnkit train --resume --out {out}"
+    assert (out / "config.json.running").exists() and not (out / "config.json").exists()

@@ -217,3 +217,16 @@ def test_the_shipped_example_digit_is_dark_on_light_rgb():
     assert any("colour -> greyscale" in s for s in p.steps)
     cy, cx = centre_of_mass(p.image[0])
     assert abs(cy - 14) <= 0.5 and abs(cx - 14) <= 0.5
+
+
+def test_a_canvas_array_with_alpha_prepares_like_the_drawing():
+    # the dashboard's draw-a-digit canvas: black strokes, transparent elsewhere (uint8 RGBA)
+    ink = ring(120, 100, 10, 20) < 0.5
+    rgba = np.zeros((120, 100, 4), dtype=np.uint8)
+    rgba[..., 3] = np.where(ink, 255, 0)
+    p = prepare_image(rgba, 1, 28, "mnist")
+    q = prepare_image(np.where(ink, 0.0, 1.0).astype(np.float32), 1, 28, "mnist")
+    np.testing.assert_allclose(p.image, q.image, atol=1e-6)
+    assert p.steps[0] == "transparent background filled with white (the strokes are dark)"
+    with pytest.raises(ValueError, match=r"C = 1, 2 \(grey \+ alpha\), 3 or 4"):
+        prepare_image(np.zeros((5, 5, 5)), 1, 28, "mnist")

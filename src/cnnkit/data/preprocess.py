@@ -369,8 +369,9 @@ def prepare_image(
     Parameters
     ----------
     image : path-like or np.ndarray
-        An image file, or an ``(H, W)`` / ``(H, W, C)`` float array in ``[0, 1]``
-        (uint8 arrays are divided by 255).
+        An image file, or an ``(H, W)`` / ``(H, W, C)`` float array in ``[0, 1]`` with
+        C = 1, 2 (grey + alpha), 3 or 4 (RGBA, e.g. a drawing canvas); uint8 arrays are
+        divided by 255.
     channels : int
         The model's input channels (1 or 3).
     size : int
@@ -400,9 +401,15 @@ def prepare_image(
         arr = np.asarray(arr, dtype=np.float32)
         if arr.ndim == 2:
             arr = arr[..., None]
-        if arr.ndim != 3 or arr.shape[-1] not in (1, 3):
-            raise ValueError(f"prepare_image: expected (H, W) or (H, W, 1|3); got {arr.shape}")
+        if arr.ndim != 3 or arr.shape[-1] not in (1, 2, 3, 4):
+            raise ValueError(
+                f"prepare_image: expected (H, W) or (H, W, C) with C = 1, 2 (grey + alpha), "
+                f"3 or 4 (RGBA); got {arr.shape}"
+            )
         steps: list[str] = []
+        if arr.shape[-1] in (2, 4):  # a drawing canvas: transparent where nothing is drawn
+            arr, note = flatten_alpha(arr[..., :-1], arr[..., -1])
+            steps += [note] if note else []
     else:
         arr, steps = read_image(image)
     h0, w0 = arr.shape[:2]
