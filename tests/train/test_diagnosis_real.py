@@ -148,3 +148,16 @@ def test_tiny_learning_rate_is_not_called_diverging(digits) -> None:
     history = fit(model, train, test, optimizer=opt, epochs=8, batch_size=32, seed=0, verbose=False)
     d = diagnose(history)
     assert d.verdict == "underfitting", str(d)
+
+
+def test_a_run_cut_short_is_not_converged(digits) -> None:
+    train, test = digits
+    backend.manual_seed(0)
+    model = LeNet5(10, 1, 8)
+    opt = optim.Adam(model.parameters(), lr=1e-3)
+    history = fit(model, train, test, optimizer=opt, epochs=6, batch_size=32, seed=0,
+                  verbose=False)  # fmt: skip
+    d = diagnose(history)
+    assert d.verdict == "not converged", str(d)
+    assert history["train_loss"][-1] < 0.8 * history["train_loss"][-3]  # still falling fast
+    assert "train for more epochs" in d.explanation
