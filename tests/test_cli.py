@@ -172,6 +172,10 @@ def test_evaluate(run_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     cfg = json.loads((run_dir / "config.json").read_text())
     assert out.startswith(f"loss {cfg['test_loss']:.4f}, accuracy {cfg['test_accuracy']:.2%}")
     assert "precision" in out and "confusion matrix" in out
+    assert out.strip().splitlines()[-1] == (
+        "evaluated on the 360 test images of digits: 1,293 training, 144 validation and 360 "
+        "test images"
+    )
     assert main(["evaluate", str(run_dir), "--data", "digits"]) == 0
 
 

@@ -143,6 +143,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     print(result)
     print("confusion matrix (rows: true, columns: predicted)")
     print(result.confusion_matrix)
+    print(f"evaluated on the {len(splits.test):,} test images of {splits.note}")
     return 0
 
 
