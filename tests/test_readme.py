@@ -7,7 +7,8 @@ the environment running the tests (so nothing is reinstalled). It then runs ever
 ```` ```bash ```` block as typed, one after the other in one plain ``bash`` whose
 ``PATH`` does not hold the environment (so ``source .venv/bin/activate`` must do its
 job), and every ```` ```python ```` block with the ``python`` that activation put on
-the ``PATH``. A block preceded by ``<!-- readme-test: skip (REASON) -->`` is not run.
+the ``PATH``, each as a script of its own (a Python block must be self-contained). A
+block preceded by ``<!-- readme-test: skip (REASON) -->`` is not run.
 
 Checked: every command exits 0 (bash's ERR trap stops at the first that does not, and
 says which), the files a block names (``--out``/``--onnx``/``--torch``/``--root``
