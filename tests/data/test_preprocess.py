@@ -230,3 +230,20 @@ def test_a_canvas_array_with_alpha_prepares_like_the_drawing():
     assert p.steps[0] == "transparent background filled with white (the strokes are dark)"
     with pytest.raises(ValueError, match=r"C = 1, 2 \(grey \+ alpha\), 3 or 4"):
         prepare_image(np.zeros((5, 5, 5)), 1, 28, "mnist")
+
+
+def test_fashion_convention_trims_scales_the_longest_side_and_centres():
+    # a dark 60x30 bag on a white 200x150 photo -> light on black, 28 tall, centred
+    photo = np.ones((200, 150), dtype=np.float32)
+    photo[50:110, 20:50] = 0.2
+    p = prepare_image(photo, 1, 28, "fashion")
+    x = p.image[0]
+    assert bbox(x > 0.05) == (28, 14)
+    cols = np.nonzero((x > 0.05).any(axis=0))[0]
+    assert (cols.min(), cols.max()) == (7, 20)  # (28 - 14) / 2 on each side
+    assert x.max() == pytest.approx(0.8, abs=0.02) and x[0, 0] == 0
+    assert [s.split(" (")[0] for s in p.steps] == [
+        "inverted",
+        "trimmed to the object",
+        "longest side scaled to 28 and centred in 28x28",
+    ]
