@@ -19,11 +19,14 @@ epochs and compared with the epoch-to-epoch noise:
   (so every one of them has risen: one or two noisy epochs do not count) against its
   best value, which must lie at least ``patience`` epochs back; the rise must exceed
   ``noise_factor`` times the noise and 5 % of the best value;
-* whether training **still improves**: the least-squares slope of the training loss
-  over the last ``window_trend`` epochs, relative to its level, and whether that fall
-  is larger than the noise.
+* whether training **still improves**: a least-squares line through the logarithm of
+  the training loss over the last ``max(5, n // 3)`` epochs (a loss falling
+  exponentially is straight there, so a short steep run is not mistaken for noise); it
+  improves when the line falls faster than ``plateau`` per epoch and its slope is more
+  than ``noise_factor`` standard errors below zero (the scatter around the line).
 
-The noise of a curve is estimated over the second half of the run from its differences,
+The noise of the validation loss is estimated over the second half of the run from its
+differences,
 which a smooth trend barely touches: for independent noise of standard deviation ``s``,
 ``x[i+1] - x[i]`` (less its median, the local slope) has standard deviation ``sqrt(2) s``
 and ``x[i+1] - 2 x[i] + x[i-1]`` has ``sqrt(6) s``; the median absolute value of a
