@@ -17,7 +17,7 @@ $(PY):
 NATIVE := setup.py $(wildcard src/cnnkit/functional/_native*.c src/cnnkit/functional/_native*.h)
 
 $(STAMP_RUN): pyproject.toml $(NATIVE) | $(PY)
-	$(PIP) install --quiet -e .
+	$(PIP) install --quiet -e '.[onnx]'
 	touch $@
 
 $(STAMP_TEST): pyproject.toml $(NATIVE) | $(PY)

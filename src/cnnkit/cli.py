@@ -6,9 +6,10 @@ Bad arguments and bad files give a one-line error and exit status 2, not a trace
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -43,10 +44,17 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--epochs", type=int, default=None, help="default 10 (with --resume: the run's own)"
     )
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--optimizer", choices=["sgd", "adam", "adamw"], default="adam")
-    p.add_argument("--weight-decay", type=float, default=0.0)
+    p.add_argument("--batch-size", type=int, default=64, help="mini-batch size")
+    p.add_argument(
+        "--lr", type=float, default=1e-3, help="learning rate (about 1e-3 for adam, 0.05 for sgd)"
+    )
+    p.add_argument(
+        "--optimizer",
+        choices=["sgd", "adam", "adamw"],
+        default="adam",
+        help="sgd has momentum 0.9",
+    )
+    p.add_argument("--weight-decay", type=float, default=0.0, help="L2 penalty")
     p.add_argument(
         "--scheduler",
         choices=["none", "cosine", "step", "plateau"],
@@ -56,7 +64,7 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--augment", action="store_true", help="random shifts (and flips for colour images)"
     )
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="initialisation, shuffling, split")
     p.add_argument("--out", required=True, help="run directory to create (runs/NAME)")
     p.add_argument(
         "--resume",
@@ -64,6 +72,21 @@ def _train_args(p: argparse.ArgumentParser) -> None:
         help="continue the interrupted run in --out with its own settings",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+@contextlib.contextmanager
+def _resume_hint(out: str) -> Iterator[None]:
+    """On Ctrl-C, say how to continue the run (once it has started in ``out``)."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        from cnnkit.train.run import resume_command
+
+        if (Path(out) / "config.json.running").exists():
+            print(f"\ncnnkit train: interrupted; continue with: {resume_command(out)}",
+                  file=sys.stderr)  # fmt: skip
+            raise SystemExit(130) from None
+        raise
 
 
 @command("train", "train a zoo model and write a run directory")(_train_args)
@@ -81,7 +104,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if not args.weight_decay >= 0:
         raise CLIError(f"--weight-decay must be >= 0; got {args.weight_decay}")
     # a diverging run is reported by fit (NaN loss: epoch and batch), not by NumPy warnings
-    with np.errstate(over="ignore", invalid="ignore"):
+    with np.errstate(over="ignore", invalid="ignore"), _resume_hint(args.out):
         s = train_run(
             args.out,
             model=args.model,
@@ -125,6 +148,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     print(result)
     print("confusion matrix (rows: true, columns: predicted)")
     print(result.confusion_matrix)
+    print(f"evaluated on the {len(splits.test):,} test images of {splits.note}")
     return 0
 
 
@@ -142,21 +166,39 @@ def _check_fits(cfg: dict[str, Any], splits: Any) -> None:
 def _predict_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("run", help="a run directory written by `cnnkit train`")
     p.add_argument("images", nargs="+", help="image files (png, jpg, ...)")
-    p.add_argument("--top-k", type=int, default=3)
+    p.add_argument("--top-k", type=int, default=3, help="how many classes to show")
+    p.add_argument(
+        "--preprocess",
+        choices=["auto", "mnist", "digits8", "fashion", "plain"],
+        default="auto",
+        help="auto: the run's data set's own preprocessing (digits: invert dark-on-light, "
+        "crop, scale and centre as MNIST or scikit-learn's digits); plain: resize only",
+    )
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
 
 
-def load_image(path: str | Path, channels: int, size: int) -> Any:
-    """An image file as a float32 ``(channels, size, size)`` array in [0, 1], converted
-    and resized as :class:`cnnkit.data.ImageFolder` does for training."""
-    from cnnkit.data.folder import load_image as _load
+def prepare_input(
+    path: str | Path, channels: int, size: int, data: str = "", style: str = "auto"
+) -> Any:
+    """An image file made ready for a run's model (a
+    :class:`cnnkit.data.preprocess.Prepared`: the array and the steps taken); ``style``
+    ``auto`` picks the preprocessing of the run's data spec ``data``."""
+    from cnnkit.data.preprocess import prepare_image, style_for
 
     if not Path(path).is_file():
         raise CLIError(f"{path}: no such image file")
+    if style == "auto":
+        style = style_for(data, size)
     try:
-        return _load(path, (size, size), grayscale=channels == 1)
+        return prepare_image(path, channels, size, style)
     except ValueError as e:
-        raise CLIError(str(e)) from None
+        raise CLIError(f"{path}: {e}" if str(path) not in str(e) else str(e)) from None
+
+
+def load_image(path: str | Path, channels: int, size: int, data: str = "") -> Any:
+    """An image file as a float32 ``(channels, size, size)`` array in [0, 1], prepared as
+    :func:`prepare_input` does for the run's data ``data`` (a plain resize without it)."""
+    return prepare_input(path, channels, size, data).image
 
 
 @command("predict", "top-k classes with probabilities for image files")(_predict_args)
@@ -169,19 +211,29 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.top_k < 1:
         raise CLIError(f"--top-k must be >= 1; got {args.top_k}")
     cfg, model = load_run(args.run)
-    batch = np.stack([load_image(p, cfg["in_channels"], cfg["input_size"]) for p in args.images])
-    probs = predict(model, batch)
+    prepared = [
+        prepare_input(p, cfg["in_channels"], cfg["input_size"], cfg["data"], args.preprocess)
+        for p in args.images
+    ]
+    probs = predict(model, np.stack([p.image for p in prepared]))
     classes = cfg.get("classes") or [str(i) for i in range(probs.shape[1])]
     k = min(args.top_k, probs.shape[1])
     results = []
-    for path, p in zip(args.images, probs, strict=True):
+    for path, p, prep in zip(args.images, probs, prepared, strict=True):
         top = np.argsort(-p)[:k]
-        results.append({"image": path, "top": [[classes[i], float(p[i])] for i in top]})
+        results.append(
+            {
+                "image": path,
+                "top": [[classes[i], float(p[i])] for i in top],
+                "preprocessing": prep.steps,
+            }
+        )
     if args.json:
         print(json.dumps(results, indent=2))
     else:
-        for r in results:
+        for r, prep in zip(results, prepared, strict=True):
             print(r["image"] + ": " + ", ".join(f"{c} {pr:.1%}" for c, pr in r["top"]))
+            print(f"  preprocessing: {prep.describe()}")
     return 0
 
 
@@ -360,7 +412,7 @@ def cmd_dream(args: argparse.Namespace) -> int:
     if args.steps < 1:
         raise CLIError(f"--steps must be >= 1; got {args.steps}")
     cfg, model = load_run(args.run)
-    img = load_image(args.image, cfg["in_channels"], cfg["input_size"])
+    img = load_image(args.image, cfg["in_channels"], cfg["input_size"], cfg["data"])
     layer = _layer_alias(model, args.layer)
     before = viz.layer_activation(model, img, layer, args.channel)
     backend.manual_seed(args.seed)
@@ -496,6 +548,41 @@ def cmd_grid(args: argparse.Namespace) -> int:
     return 0
 
 
+def _download_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("dataset", choices=["mnist", "fashion"], help="MNIST or Fashion-MNIST")
+    p.add_argument("--root", required=True, help="folder for the files (then --data mnist:ROOT)")
+    p.add_argument(
+        "--split",
+        choices=["all", "train", "test"],
+        default="all",
+        help="test: only the 10,000 t10k images",
+    )
+    p.add_argument(
+        "--mirror", action="append", default=[], metavar="URL",
+        help="base URL to fetch from instead of the data set's own mirrors; repeatable",
+    )  # fmt: skip
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+@command("download", "fetch MNIST or Fashion-MNIST, checking MD5s and resuming")(_download_args)
+def cmd_download(args: argparse.Namespace) -> int:
+    from cnnkit.data.download import DownloadError, download_dataset
+
+    try:
+        files = download_dataset(
+            args.dataset,
+            args.root,
+            split=args.split,
+            mirrors=args.mirror or None,
+            progress=not args.quiet,
+            log=print,
+        )
+    except DownloadError as e:
+        raise CLIError(f"{e} (run the command again to resume)") from None
+    print(f"{len(files)} files in {args.root}; train with --data {args.dataset}:{args.root}")
+    return 0
+
+
 def _export_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("run", help="a run directory written by `cnnkit train`")
     p.add_argument("--onnx", metavar="PATH", help="write an ONNX model (opset 17)")
@@ -529,6 +616,30 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+class _HelpFormatter(argparse.HelpFormatter):
+    """Every option's help ends with its default (or says it is required), as
+    ``argparse.ArgumentDefaultsHelpFormatter`` does, also for options without help text;
+    on/off flags are off unless given, and help that states its default is kept."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        flag = isinstance(action.const, bool) and action.nargs == 0
+        if (
+            not action.option_strings
+            or flag
+            or action.default is argparse.SUPPRESS
+            or "default" in text
+        ):
+            return text
+        if action.required:
+            return f"{text} (required)".lstrip()
+        if action.default is None:
+            return f"{text} (default: none)".lstrip()
+        if action.default == []:
+            return f"{text} (default: none)".lstrip()
+        return f"{text} (default: %(default)s)".lstrip()
+
+
 class _Parser(argparse.ArgumentParser):
     """An argument parser whose errors are one line (no usage block) with exit status 2."""
 
@@ -539,13 +650,23 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every registered subcommand."""
     parser = _Parser(
-        prog="cnnkit", description="Train, inspect and use convolutional networks on NumPy."
+        prog="cnnkit",
+        description="Train, inspect and use convolutional networks on NumPy.",
+        formatter_class=_HelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name, (setup, run) in COMMANDS.items():
-        p = sub.add_parser(name, help=run.help, description=run.help)  # type: ignore[attr-defined]
+        p = sub.add_parser(
+            name,
+            help=run.help,  # type: ignore[attr-defined]
+            description=run.help,  # type: ignore[attr-defined]
+            formatter_class=_HelpFormatter,
+        )
         setup(p)
+        for action in p._actions:  # options registered without help still show a default
+            if action.help is None and action.option_strings:
+                action.help = _HelpFormatter(name)._get_help_string(action)
         p.set_defaults(func=run)
     return parser
 
@@ -569,6 +690,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return e.code if isinstance(e.code, int) else 2
     try:
         return int(args.func(args) or 0)
+    except SystemExit as e:  # a command that has said why it stops (Ctrl-C in train)
+        return e.code if isinstance(e.code, int) else 1
     except KeyboardInterrupt:
         print(f"cnnkit {args.command}: interrupted", file=sys.stderr)
         return 130

@@ -16,7 +16,13 @@ from cnnkit.data.dataset import (
 )
 from cnnkit.data.digits import Digits
 from cnnkit.data.distributed import DistributedSampler
-from cnnkit.data.download import DownloadError, download_from_mirrors, download_url, md5sum
+from cnnkit.data.download import (
+    DownloadError,
+    download_dataset,
+    download_from_mirrors,
+    download_url,
+    md5sum,
+)
 from cnnkit.data.folder import IMG_EXTENSIONS, ImageFolder, load_image
 from cnnkit.data.loader import DataLoader, default_collate
 from cnnkit.data.mnist import MNIST, FashionMNIST, read_idx
@@ -44,6 +50,7 @@ __all__ = [
     "TensorDataset",
     "ToFloat",
     "default_collate",
+    "download_dataset",
     "download_from_mirrors",
     "download_url",
     "load_image",

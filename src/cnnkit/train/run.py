@@ -39,6 +39,7 @@ class DataSplits:
     num_classes: int
     classes: list[str]
     spec: str
+    note: str = ""
 
 
 def _shape_info(ds: Any) -> tuple[int, int]:
@@ -57,6 +58,7 @@ def load_data(spec: str, seed: int = 0, val_fraction: float = 0.1) -> DataSplits
     MNIST-style folders holding only the t10k files (as the shared test set) are split
     into the first 8,000 images for training and the last 2,000 for testing.
     A fraction ``val_fraction`` of the training part is held out for validation.
+    ``DataSplits.note`` says how the data was split, in words.
     """
     from cnnkit import data as D
 
@@ -70,26 +72,35 @@ def load_data(spec: str, seed: int = 0, val_fraction: float = 0.1) -> DataSplits
     if kind != "digits" and not path:
         raise ValueError(f"data spec {spec!r} needs a path: {kind}:PATH")
     classes: list[str]
+    t10k_only = False
     if kind == "digits":
         full_train = D.Digits(split="train")
         test = D.Digits(split="test")
     elif kind in ("mnist", "fashion", "fashionmnist"):
         cls = D.MNIST if kind == "mnist" else D.FashionMNIST
         root = Path(path)
+        fetch = f"`cnnkit download {'mnist' if kind == 'mnist' else 'fashion'} --root {path}`"
         if not root.exists():
-            raise FileNotFoundError(f"{kind}: no such folder {root}")
+            raise FileNotFoundError(f"{kind}: no such folder {root}; fetch the files with {fetch}")
         has_train = any(root.glob("train-images-idx3-ubyte*")) or any(
             root.glob("*/train-images-idx3-ubyte*")
         )
-        if has_train:
-            full_train = cls(root, train=True)
-            test = cls(root, train=False)
-        else:
-            t10k = cls(root, train=False)
-            n = len(t10k)
-            cut = round(n * 0.8)
-            full_train = D.Subset(t10k, list(range(cut)))
-            test = D.Subset(t10k, list(range(cut, n)))
+        try:
+            if has_train:
+                full_train = cls(root, train=True)
+                test = cls(root, train=False)
+            else:
+                t10k = cls(root, train=False)
+                n = len(t10k)
+                cut = round(n * 0.8)
+                full_train = D.Subset(t10k, list(range(cut)))
+                test = D.Subset(t10k, list(range(cut, n)))
+                t10k_only = True
+        except FileNotFoundError as e:
+            raise FileNotFoundError(
+                f"{kind}: {root} does not hold the {cls.__name__} IDX files "
+                f"({str(e).partition(': ')[2].partition(' (also')[0]}); fetch them with {fetch}"
+            ) from None
     elif kind == "cifar10":
         full_train = D.CIFAR10(path, train=True)
         test = D.CIFAR10(path, train=False)
@@ -113,7 +124,15 @@ def load_data(spec: str, seed: int = 0, val_fraction: float = 0.1) -> DataSplits
     classes = [str(c) for c in getattr(base, "classes", [])]
     c, side = _shape_info(full_train)
     num_classes = len(classes) if classes else int(np.max(_targets(full_train))) + 1
-    return DataSplits(train, val, test, c, side, num_classes, classes, spec)
+    n_train, n_val, n_test = n - n_val, n_val, len(test)
+    note = f"{n_train:,} training, {n_val:,} validation and {n_test:,} test images"
+    if t10k_only:
+        note = (
+            f"only the {n + n_test:,} t10k images are in {path}: the first {n:,} split into "
+            f"{n_train:,} training and {n_val:,} validation images, the last {n_test:,} for "
+            "testing (add the train-* files for the full 60,000)"
+        )
+    return DataSplits(train, val, test, c, side, num_classes, classes, spec, f"{spec}: {note}")
 
 
 def _base(ds: Any) -> Any:
@@ -265,13 +284,15 @@ def train_run(
     elif out.exists() and not out.is_dir():
         raise FileExistsError(f"{out} exists and is not a directory (choose another --out)")
     elif out.exists() and any(out.iterdir()) and not overwrite:
-        raise FileExistsError(f"{out} already exists and is not empty (choose another --out)")
+        raise FileExistsError(_occupied(out))
     if epochs is None:
         epochs = 10
     if epochs < 1:
         raise ValueError(f"epochs must be >= 1; got {epochs}")
     backend.manual_seed(seed)
     splits = load_data(data, seed=seed)
+    if verbose:
+        print(f"data: {splits.note}", flush=True)
     net = build_model(model, splits, **(model_kwargs or {}))
     opt = make_optimizer(optimizer, net.parameters(), lr, weight_decay)
     sched = make_scheduler(scheduler, opt, epochs)
@@ -305,9 +326,8 @@ def train_run(
         (out / CONFIG).unlink(missing_ok=True)  # an overwritten run is unfinished until the end
         atomic_write_text(out / "config.json.running", json.dumps(config, indent=2))
     ckpt = ModelCheckpoint(out / "checkpoints", monitor="val_loss")
+    # interrupted before its first epoch ended: --resume starts it over, with its settings
     last = ckpt.last_path if resume and ckpt.last_path.exists() else None
-    if resume and last is None:
-        raise FileNotFoundError(f"--resume: no checkpoint at {ckpt.last_path}")
     t0 = time.perf_counter()
     try:
         history = fit(
@@ -351,18 +371,43 @@ def train_run(
         atomic_write_text(out / CONFIG, json.dumps(summary, indent=2))
         (out / "config.json.running").unlink(missing_ok=True)
     except BaseException as e:
-        hint = ""
+        hint = f"continue with `{resume_command(out)}`\n"
         if ckpt.last_path.exists():
-            hint = (
-                f"the checkpoints of the finished epochs are in {ckpt.dirpath}; continue with "
-                f"`cnnkit train --resume --out {out}`\n"
-            )
+            hint = f"the checkpoints of the finished epochs are in {ckpt.dirpath}; {hint}"
         why = f"training did not finish: {type(e).__name__}: {e}\n{hint}"
         atomic_write_text(out / "FAILED.txt", f"{why}\n{traceback.format_exc()}")
         raise
     summary["diagnosis_text"] = str(verdict)
     summary["report"] = report
     return summary
+
+
+def resume_command(out: str | Path) -> str:
+    """The command line that continues the interrupted run in ``out``."""
+    import shlex
+
+    return f"cnnkit train --resume --out {shlex.quote(str(out))}"
+
+
+def _free_name(out: Path) -> Path:
+    """``runs/x-2`` (or -3, ...): the first sibling of ``out`` that does not exist."""
+    k = 2
+    while (free := out.with_name(f"{out.name}-{k}")).exists():
+        k += 1
+    return free
+
+
+def _occupied(out: Path) -> str:
+    """Why ``out`` cannot take a new run, and what to do instead."""
+    other = f"choose another --out (e.g. {_free_name(out)})"
+    if (out / CONFIG).exists():
+        return f"{out} already exists and is not empty: it holds a finished run; {other}"
+    if (out / "config.json.running").exists():
+        return (
+            f"{out} already exists and is not empty: it holds an interrupted run; continue "
+            f"it with `{resume_command(out)}`, or {other}"
+        )
+    return f"{out} already exists and is not empty; {other}"
 
 
 def load_run(run: str | Path) -> tuple[dict[str, Any], nn.Module]:
