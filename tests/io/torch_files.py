@@ -144,13 +144,17 @@ def write_legacy(path: Path, obj: Any, sys_info: dict | None = None) -> Path:
 
 
 def write_zip(
-    path: Path, obj: Any, compression: int = zipfile.ZIP_STORED, storages_override=None
+    path: Path,
+    obj: Any,
+    compression: int = zipfile.ZIP_STORED,
+    storages_override: dict | None = None,
+    byteorder: str = "little",
 ) -> Path:
     """The zip-format ``torch.save`` archive of ``obj`` (tensors as :class:`T`)."""
     data, storages = _pickle(obj, legacy=False)
     with zipfile.ZipFile(path, "w", compression=compression) as z:
         z.writestr("archive/data.pkl", data)
-        z.writestr("archive/byteorder", "little")
+        z.writestr("archive/byteorder", byteorder)
         z.writestr("archive/version", "3\n")
         for k, s in storages.items():
             raw = (storages_override or {}).get(
