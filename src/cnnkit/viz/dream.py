@@ -271,8 +271,8 @@ def plot_dream(
     else the two images' common minimum and maximum, with a colour bar for grayscale.
     The difference uses a diverging map centred on zero.
     """
-    a = _batch(original).data[0].astype(np.float64)
-    b = _batch(dreamed).data[0].astype(np.float64)
+    a = _batch(original).array[0].astype(np.float64)
+    b = _batch(dreamed).array[0].astype(np.float64)
     if a.shape != b.shape:
         raise ValueError(f"plot_dream: image shapes differ: {a.shape} and {b.shape}")
     plt = pyplot()
