@@ -139,6 +139,7 @@ def deep_dream(
     channel: int | None = None,
     clip: Clip | None = (0.0, 1.0),
     objective: str = "norm",
+    keep: float | None = 0.5,
 ) -> np.ndarray:
     """DeepDream (Mordvintsev et al., 2015): change the image to excite ``layer``.
 
@@ -151,7 +152,9 @@ def deep_dream(
     2. moves it along the gradient normalised by its mean magnitude,
        ``x += lr * (high - low) * g / mean|g|`` (steps of the same size whatever the layer's scale);
     3. clips it to ``clip``, the range of the data the model was trained on (see
-       :func:`data_range`; pixels outside it are inputs the model never saw).
+       :func:`data_range`; pixels outside it are inputs the model never saw);
+    4. stops the ascent if the step would take the dream's correlation with the
+       original below ``keep`` (the dream elaborates the image; it does not replace it).
 
     The ascent runs at ``octaves`` scales, from ``1 / octave_scale**(octaves - 1)`` of
     the size up to the full one; the detail added at one scale is resized up and kept
@@ -161,9 +164,15 @@ def deep_dream(
     it with :func:`cnnkit.manual_seed`). The model's parameters, their gradients and
     its train/eval mode are left as they were.
 
-    With the defaults, on the demo LeNet-5 and on a ResNet imported from PyTorch, the
-    target's L2 norm at least doubles while the dream keeps the original's structure
-    (Pearson correlation >= 0.5), every pixel in the data range (tests/viz/test_dream.py).
+    Pixels held at a bound of ``clip`` are left out of the step (projected ascent), so
+    the step is spent on pixels that can still move.
+
+    Measured at the defaults on 8 test digits (tests/viz/test_dream_goals.py): every
+    pixel stays in the data range and the correlation with the original stays >= 0.5;
+    on the demo LeNet-5 the L2 norm of ``classifier.4`` grows x2.4 (median; smallest
+    x1.8) and of ``features.1`` x2.0; on a LeNet-5 trained in PyTorch on normalised
+    digits only x1.5, because 64 pixels leave little room to grow the activations
+    without losing the digit.
 
     Parameters
     ----------
@@ -192,6 +201,10 @@ def deep_dream(
         Pixel range kept after every step: floats or one value per channel. ``None``
         turns clipping off (the image may leave the data range).
     objective : {"norm", "mean"}
+    keep : float or None
+        Keep the original's structure: the ascent stops before a step that would
+        bring the dream's Pearson correlation with the original below ``keep``
+        (default 0.5; ``None`` climbs for all the steps).
 
     Returns
     -------
@@ -205,6 +218,8 @@ def deep_dream(
             f"jitter >= 0; got steps={steps}, lr={lr}, octaves={octaves}, "
             f"octave_scale={octave_scale}, jitter={jitter}"
         )
+    if keep is not None and not -1 <= keep <= 1:
+        raise ValueError(f"deep_dream: keep must be a correlation in [-1, 1]; got {keep}")
     if objective not in ("norm", "mean"):
         raise ValueError(f"deep_dream: objective must be 'norm' or 'mean'; got {objective!r}")
     src = image.numpy() if isinstance(image, Tensor) else np.asarray(image)
@@ -221,6 +236,15 @@ def deep_dream(
     _, mod = resolve_layer(model, layer)
     rng = backend.default_rng()
     img = base
+
+    def at_full_size(img: np.ndarray, shrunk: np.ndarray) -> np.ndarray:
+        """The image the next octave would start from: the original plus the detail."""
+        if img.shape == base.shape:
+            return img
+        full = base + resize_bilinear(img - shrunk, (h, w))
+        return np.clip(full, lo, hi) if lo is not None else full
+
+    img = shrunk = base
     with frozen(model):
         sizes = _octave_sizes(model, mod, base, octaves, octave_scale)
         detail = np.zeros((c, *sizes[0]), dtype=dtype)
@@ -230,6 +254,7 @@ def deep_dream(
             img = shrunk + detail
             if lo is not None:
                 img = np.clip(img, lo, hi)
+            stop = False
             for _ in range(steps):
                 dy, dx = (
                     (int(v) for v in rng.integers(-jitter, jitter + 1, 2)) if jitter else (0, 0)
@@ -237,14 +262,30 @@ def deep_dream(
                 shifted = np.roll(img, (dy, dx), axis=(1, 2))
                 g, _ = _objective_grad(model, mod, shifted, channel, objective)
                 g = np.roll(g, (-dy, -dx), axis=(1, 2))
+                if lo is not None:  # projected ascent: pixels held at a bound cannot move
+                    g = np.where(((img <= lo) & (g < 0)) | ((img >= hi) & (g > 0)), 0, g)
                 scale = np.abs(g).mean()
                 if not scale > 0:  # a dead layer (all-zero gradient): nothing to climb
                     break
-                img = (img + (lr / scale) * width * g).astype(dtype)
+                step = (img + (lr / scale) * width * g).astype(dtype)
                 if lo is not None:
-                    img = np.clip(img, lo, hi)
+                    step = np.clip(step, lo, hi)
+                if keep is not None and _pearson(at_full_size(step, shrunk), base) < keep:
+                    stop = True  # one more step would wash out the original's structure
+                    break
+                img = step
             detail = img - shrunk
-    return img.astype(out_dtype).reshape(src.shape)
+            if stop:
+                break
+    return at_full_size(img, shrunk).astype(out_dtype).reshape(src.shape)
+
+
+def _pearson(a: np.ndarray, b: np.ndarray) -> float:
+    """Pearson correlation of two images (1 where either is constant)."""
+    a = a.astype(np.float64).ravel() - a.mean()
+    b = b.astype(np.float64).ravel() - b.mean()
+    den = float(np.sqrt((a * a).sum() * (b * b).sum()))
+    return float((a * b).sum() / den) if den > 0 else 1.0
 
 
 def layer_activation(
