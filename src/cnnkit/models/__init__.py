@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from cnnkit.models.inception import Inception, MiniInception
 from cnnkit.models.lenet import LeNet5
 from cnnkit.models.mlp import MLP
 from cnnkit.models.resnet import BasicBlock, SmallResNet
@@ -23,6 +24,8 @@ MODELS: dict[str, type] = {
     "smallresnet": SmallResNet,
     "resnet": SmallResNet,
     "resnetcifar": ResNetCIFAR,
+    "miniinception": MiniInception,
+    "inception": MiniInception,
 }
 
 
@@ -38,7 +41,9 @@ __all__ = [
     "MLP",
     "MODELS",
     "BasicBlock",
+    "Inception",
     "LeNet5",
+    "MiniInception",
     "ResNetCIFAR",
     "SmallResNet",
     "SmallVGG",

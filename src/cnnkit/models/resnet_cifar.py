@@ -76,11 +76,19 @@ class ResNetCIFAR(nn.Module):
 
     Shapes: input ``(n, in_channels, h, w)`` (32x32 in the paper), output
     ``(n, num_classes)``. ResNet-20 has 269,722 parameters (0.27M, as in table 6).
+    ``input_size`` is accepted for symmetry with the other zoo models and unused (any
+    side of at least 4 works: the pooling before ``linear`` is global).
     """
 
     _samplewise = True
 
-    def __init__(self, depth: int = 20, num_classes: int = 10, in_channels: int = 3) -> None:
+    def __init__(
+        self,
+        depth: int = 20,
+        num_classes: int = 10,
+        in_channels: int = 3,
+        input_size: int | None = None,
+    ) -> None:
         super().__init__()
         if not isinstance(depth, int) or depth < 8 or (depth - 2) % 6:
             raise ValueError(
