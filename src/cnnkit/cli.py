@@ -34,7 +34,11 @@ def command(name: str, help: str) -> Callable:
 
 
 def _train_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default="lenet5", help="lenet5 | mlp | smallvgg | smallresnet")
+    p.add_argument(
+        "--model",
+        default="lenet5",
+        help="lenet5 | mlp | smallvgg | smallresnet | miniinception | resnetcifar",
+    )
     p.add_argument(
         "--data",
         default="digits",
@@ -323,7 +327,14 @@ def cmd_visualize(args: argparse.Namespace) -> int:
 
 def _dream_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("run", help="a run directory written by `cnnkit train`")
-    p.add_argument("image", help="start image (png, jpg, ...)")
+    p.add_argument("image", nargs="?", default=None, help="start image (png, jpg, ...)")
+    p.add_argument(
+        "--test-image",
+        type=int,
+        default=None,
+        metavar="INDEX",
+        help="start from this image of the run's test set instead of an image file",
+    )
     p.add_argument(
         "--layer",
         required=True,
@@ -385,8 +396,18 @@ def cmd_dream(args: argparse.Namespace) -> int:
 
     if args.steps < 1:
         raise CLIError(f"--steps must be >= 1; got {args.steps}")
+    if (args.image is None) == (args.test_image is None):
+        raise CLIError("give either an image file or --test-image INDEX (not both)")
     cfg, model = load_run(args.run)
-    img = load_image(args.image, cfg["in_channels"], cfg["input_size"])
+    if args.image is not None:
+        img = load_image(args.image, cfg["in_channels"], cfg["input_size"])
+    else:
+        from cnnkit.train.run import load_data
+
+        test = load_data(cfg["data"], seed=cfg.get("seed", 0)).test
+        if not 0 <= args.test_image < len(test):
+            raise CLIError(f"--test-image must be in 0..{len(test) - 1}; got {args.test_image}")
+        img = _sample(test[args.test_image])[0]
     layer = _layer_alias(model, args.layer)
     from cnnkit.viz.dream import data_range, layer_norm
 

@@ -64,5 +64,13 @@ def test_cli_top_patches_and_dream(digits_run: Path, tmp_path: Path, capsys) -> 
                  str(tmp_path / "dream.png")]) == 0  # fmt: skip
     text = capsys.readouterr().out
     assert "activation L2 norm" in text and "correlation with the original" in text
+    assert main(["dream", str(digits_run), "--test-image", "3", "--layer", "conv1", "--out",
+                 str(tmp_path / "t.png")]) == 0  # fmt: skip
+    assert (tmp_path / "t.png").read_bytes()[:4] == b"\x89PNG"
+    assert main(["dream", str(digits_run), "--test-image", "100000", "--layer", "conv1",
+                 "--out", str(tmp_path / "t.png")]) == 2  # fmt: skip
+    assert (
+        main(["dream", str(digits_run), "--layer", "conv1", "--out", str(tmp_path / "t.png")]) == 2
+    )
     assert main(["dream", str(digits_run), str(img), "--layer", "fc2", "--channel", "999",
                  "--out", str(tmp_path / "x.png")]) == 2  # fmt: skip
