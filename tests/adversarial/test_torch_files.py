@@ -278,6 +278,10 @@ def test_two_pickles_and_missing_byteorder_value(tmp_path):
         z.writestr("b/data.pkl", pickle.dumps({}))
     with pytest.raises(CheckpointError, match=r"two\.pt: .*found 2"):
         load_torch_state_dict(path)
+    path = _good(tmp_path, "huge.pt", byteorder="little" + " " * 10_000_000,
+                 compression=zipfile.ZIP_DEFLATED)  # fmt: skip
+    with pytest.raises(CheckpointError, match=r"huge\.pt: archive/byteorder declares 10,000,006"):
+        load_torch_state_dict(path)
     path = _good(tmp_path, "order.pt", byteorder="middle")
     with pytest.raises(CheckpointError, match=r"order\.pt: unknown byteorder 'middle'"):
         load_torch_state_dict(path)

@@ -546,6 +546,12 @@ def _load_zip(path: Path, limits: TorchLoadLimits) -> Any:
         names = set(archive.namelist())
         order = "little"
         if f"{prefix}byteorder" in names:
+            if archive.getinfo(f"{prefix}byteorder").file_size > 64:
+                raise CheckpointError(
+                    f"{path}: {prefix}byteorder declares "
+                    f"{archive.getinfo(f'{prefix}byteorder').file_size:,} bytes; expected "
+                    "'little' or 'big'"
+                )
             raw_order = _zip_entry(archive, f"{prefix}byteorder", path)
             order = raw_order[:16].decode("ascii", "replace").strip()
             if order not in ("little", "big"):
