@@ -78,7 +78,8 @@ def test_console_script() -> None:
     assert bad.returncode == 2
     assert bad.stderr.strip().splitlines() == [
         "cnnkit summary: error: unknown model 'nope'; choose one of "
-        "['lenet5', 'mlp', 'resnet', 'smallresnet', 'smallvgg', 'vgg']"
+        "['inception', 'lenet5', 'miniinception', 'mlp', 'resnet', 'resnetcifar', "
+        "'smallresnet', 'smallvgg', 'vgg']"
     ]
 
 

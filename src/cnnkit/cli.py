@@ -35,7 +35,11 @@ def command(name: str, help: str) -> Callable:
 
 
 def _train_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default="lenet5", help="lenet5 | mlp | smallvgg | smallresnet")
+    p.add_argument(
+        "--model",
+        default="lenet5",
+        help="lenet5 | mlp | smallvgg | smallresnet | miniinception | resnetcifar",
+    )
     p.add_argument(
         "--data",
         default="digits",
@@ -301,6 +305,13 @@ def _visualize_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("run", help="a run directory written by `cnnkit train`")
     p.add_argument("--out", required=True, help="folder for the PNG files")
     p.add_argument("--images", type=int, default=3, help="test images to show (default 3)")
+    p.add_argument(
+        "--top-patches",
+        default=None,
+        metavar="LAYER",
+        help="also write top_patches.png: for each channel of LAYER (e.g. conv2 or "
+        "features.4) the 9 test-set input patches that excite it most (default: off)",
+    )
 
 
 def _sample(item: Any) -> tuple[Any, int]:
@@ -351,6 +362,17 @@ def cmd_visualize(args: argparse.Namespace) -> int:
             )
         written.append(out / f"saliency_{i}.png")
         viz.plot_saliency(model, img, written[-1], target=label, class_name=name)
+    if args.top_patches:
+        from cnnkit.viz.patches import plot_top_patches, top_patches
+
+        splits = splits or load_data(cfg["data"], seed=cfg.get("seed", 0))
+        layer = _layer_alias(model, args.top_patches)
+        try:
+            found = top_patches(model, splits.test, layer, k=9)
+        except ValueError as e:
+            raise CLIError(f"--top-patches {args.top_patches}: {e}") from None
+        written.append(out / "top_patches.png")
+        plot_top_patches(found, written[-1])
     written.append(out / "curves.png")
     viz.plot_history(
         History.from_csv(history_csv), written[-1], title=f"{cfg['model']} on {cfg['data']}"
@@ -362,7 +384,14 @@ def cmd_visualize(args: argparse.Namespace) -> int:
 
 def _dream_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("run", help="a run directory written by `cnnkit train`")
-    p.add_argument("image", help="start image (png, jpg, ...)")
+    p.add_argument("image", nargs="?", default=None, help="start image (png, jpg, ...)")
+    p.add_argument(
+        "--test-image",
+        type=int,
+        default=None,
+        metavar="INDEX",
+        help="start from this image of the run's test set instead of an image file",
+    )
     p.add_argument(
         "--layer",
         required=True,
@@ -370,13 +399,24 @@ def _dream_args(p: argparse.ArgumentParser) -> None:
         "Conv2d / MaxPool2d / Linear",
     )
     p.add_argument("--out", required=True, help="output PNG (original, dream, difference)")
-    p.add_argument("--steps", type=int, default=20, help="ascent steps per octave")
-    p.add_argument("--lr", type=float, default=0.05, help="step size (normalised gradient)")
-    p.add_argument("--octaves", type=int, default=1)
-    p.add_argument("--octave-scale", type=float, default=1.4)
-    p.add_argument("--jitter", type=int, default=0, help="random shift in pixels per step")
+    p.add_argument("--steps", type=int, default=20, help="ascent steps per octave (default 20)")
+    p.add_argument(
+        "--lr",
+        type=float,
+        default=0.05,
+        help="step size as a fraction of the data range (normalised gradient; default 0.05)",
+    )
+    p.add_argument("--octaves", type=int, default=3, help="number of scales (default 3)")
+    p.add_argument("--octave-scale", type=float, default=1.4, help="default 1.4")
+    p.add_argument(
+        "--jitter",
+        type=int,
+        default=None,
+        help="largest random shift in pixels per step (default: image side // 16)",
+    )
     p.add_argument("--channel", type=int, default=None, help="excite only this channel")
-    p.add_argument("--seed", type=int, default=0, help="seed of the jitter")
+    p.add_argument("--objective", choices=["norm", "mean"], default="norm", help="default: L2 norm")
+    p.add_argument("--seed", type=int, default=0, help="seed of the jitter (default 0)")
 
 
 _ALIASES = (("conv", "Conv2d"), ("pool", "MaxPool2d"), ("fc", "Linear"))
@@ -406,37 +446,62 @@ def _layer_alias(model: Any, name: str) -> str:
 
 @command("dream", "DeepDream: excite a layer by gradient ascent on an image")(_dream_args)
 def cmd_dream(args: argparse.Namespace) -> int:
+    import numpy as np
+
     from cnnkit import backend, viz
     from cnnkit.train.run import load_run
 
     if args.steps < 1:
         raise CLIError(f"--steps must be >= 1; got {args.steps}")
+    if (args.image is None) == (args.test_image is None):
+        raise CLIError("give either an image file or --test-image INDEX (not both)")
     cfg, model = load_run(args.run)
-    img = load_image(args.image, cfg["in_channels"], cfg["input_size"], cfg["data"])
+    if args.image is not None:
+        img = load_image(args.image, cfg["in_channels"], cfg["input_size"], cfg["data"])
+    else:
+        from cnnkit.train.run import load_data
+
+        test = load_data(cfg["data"], seed=cfg.get("seed", 0)).test
+        if not 0 <= args.test_image < len(test):
+            raise CLIError(f"--test-image must be in 0..{len(test) - 1}; got {args.test_image}")
+        img = _sample(test[args.test_image])[0]
     layer = _layer_alias(model, args.layer)
-    before = viz.layer_activation(model, img, layer, args.channel)
+    from cnnkit.viz.dream import data_range, layer_norm
+
+    clip = data_range(cfg, cfg["in_channels"])
+    before = layer_norm(model, img, layer, args.channel)
     backend.manual_seed(args.seed)
-    dreamed = viz.deep_dream(
-        model,
-        img,
-        layer,
-        steps=args.steps,
-        lr=args.lr,
-        octaves=args.octaves,
-        octave_scale=args.octave_scale,
-        jitter=args.jitter,
-        channel=args.channel,
-    )
-    after = viz.layer_activation(model, dreamed, layer, args.channel)
+    try:
+        dreamed = viz.deep_dream(
+            model,
+            img,
+            layer,
+            steps=args.steps,
+            lr=args.lr,
+            octaves=args.octaves,
+            octave_scale=args.octave_scale,
+            jitter=args.jitter,
+            channel=args.channel,
+            clip=clip,
+            objective=args.objective,
+        )
+    except ValueError as e:
+        raise CLIError(str(e)) from None
+    after = layer_norm(model, dreamed, layer, args.channel)
+    corr = float(np.corrcoef(np.ravel(img), np.ravel(dreamed))[0, 1])
     what = layer if args.layer == layer else f"{args.layer} ({layer})"
     if args.channel is not None:
         what += f" channel {args.channel}"
     title = (
-        f"DeepDream on {what}: mean activation {before:.3g} -> {after:.3g} "
+        f"DeepDream on {what}: L2 norm {before:.3g} -> {after:.3g} "
         f"({args.steps} steps x {args.octaves} octaves)"
     )
-    viz.plot_dream(img, dreamed, args.out, title=title)
-    print(f"{what}: mean activation {before:.4g} -> {after:.4g}; wrote {args.out}")
+    viz.plot_dream(img, dreamed, args.out, title=title, value_range=clip)
+    print(
+        f"{what}: activation L2 norm {before:.4g} -> {after:.4g} "
+        f"(x{after / max(before, 1e-12):.2f}); "
+        f"correlation with the original {corr:.2f}; wrote {args.out}"
+    )
     return 0
 
 

@@ -115,7 +115,8 @@ def test_every_zoo_layer_has_pytorch_parameter_counts(name):
         assert own == sum(p.numel() for p in ref.parameters()), (name, d)
         checked += 1
     assert checked > 0
-    shape = (2, 1, 28, 28) if name in ("lenet5",) else (2, 3, 32, 32)
+    c = getattr(model, "config", {}).get("in_channels", 3)
+    shape = (2, 1, 28, 28) if name in ("lenet5",) else (2, c, 32, 32)
     if name == "mlp":
         shape = (2, 64)
     s = ck.summary(model, shape)
