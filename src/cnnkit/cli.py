@@ -34,24 +34,27 @@ def command(name: str, help: str) -> Callable:
 
 
 def _train_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default="lenet5", help="lenet5 | mlp | smallvgg | smallresnet")
+    p.add_argument(
+        "--model", default="lenet5", help="lenet5 | mlp | smallvgg | smallresnet | tinyyolo"
+    )
     p.add_argument(
         "--data",
         default="digits",
-        help="digits | mnist:PATH | fashion:PATH | cifar10:PATH | folder:PATH",
+        help="digits | mnist:PATH | fashion:PATH | cifar10:PATH | folder:PATH | "
+        "digit-scenes:PATH (detection, with --model tinyyolo)",
     )
     p.add_argument(
         "--epochs", type=int, default=None, help="default 10 (with --resume: the run's own)"
     )
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--batch-size", type=int, default=None, help="default 64 (tinyyolo: 32)")
+    p.add_argument("--lr", type=float, default=None, help="default 1e-3 (tinyyolo: 2e-3)")
     p.add_argument("--optimizer", choices=["sgd", "adam", "adamw"], default="adam")
     p.add_argument("--weight-decay", type=float, default=0.0)
     p.add_argument(
         "--scheduler",
         choices=["none", "cosine", "step", "plateau"],
-        default="none",
-        help="learning-rate schedule, stepped once per epoch",
+        default=None,
+        help="learning-rate schedule, stepped once per epoch (default none; tinyyolo: cosine)",
     )
     p.add_argument(
         "--augment", action="store_true", help="random shifts (and flips for colour images)"
@@ -70,12 +73,22 @@ def _train_args(p: argparse.ArgumentParser) -> None:
 def cmd_train(args: argparse.Namespace) -> int:
     import numpy as np
 
+    from cnnkit.detect.run import is_detection
     from cnnkit.train.run import train_run
 
     if args.epochs is not None and args.epochs < 1:
         raise CLIError(f"--epochs must be >= 1; got {args.epochs}")
-    if args.batch_size < 1:
+    if args.batch_size is not None and args.batch_size < 1:
         raise CLIError(f"--batch-size must be >= 1; got {args.batch_size}")
+    if args.lr is not None and not args.lr > 0:
+        raise CLIError(f"--lr must be > 0; got {args.lr}")
+    if _is_detection_run(args.out) if args.resume else is_detection(args.model, args.data):
+        from cnnkit.detect.cli import run_train
+
+        return run_train(args)
+    args.batch_size = 64 if args.batch_size is None else args.batch_size
+    args.lr = 1e-3 if args.lr is None else args.lr
+    args.scheduler = args.scheduler or "none"
     if not args.lr > 0:
         raise CLIError(f"--lr must be > 0; got {args.lr}")
     if not args.weight_decay >= 0:
@@ -103,17 +116,34 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _is_detection_run(out: str) -> bool:
+    """Whether ``out`` holds an (interrupted) detection run."""
+    for name in ("config.json.running", "config.json"):
+        try:
+            return json.loads((Path(out) / name).read_text()).get("task") == "detection"
+        except (OSError, ValueError, AttributeError):
+            continue
+    return False
+
+
 def _evaluate_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("run", help="a run directory written by `cnnkit train`")
     p.add_argument("--data", default=None, help="data spec (default: the run's own)")
 
 
-@command("evaluate", "test loss, accuracy and per-class report of a trained run")(_evaluate_args)
+@command(
+    "evaluate",
+    "test loss, accuracy and per-class report of a trained run (detection: mAP@0.5, per-class AP)",
+)(_evaluate_args)
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from cnnkit.train.loop import evaluate
     from cnnkit.train.run import load_data, load_run
 
     cfg, model = load_run(args.run)
+    if cfg.get("task") == "detection":
+        from cnnkit.detect.cli import run_evaluate
+
+        return run_evaluate(args, cfg, model)
     splits = load_data(args.data or cfg["data"], seed=cfg.get("seed", 0))
     _check_fits(cfg, splits)
     result = evaluate(model, splits.test, classes=splits.classes or None)
@@ -178,6 +208,21 @@ def cmd_predict(args: argparse.Namespace) -> int:
         for r in results:
             print(r["image"] + ": " + ", ".join(f"{c} {pr:.1%}" for c, pr in r["top"]))
     return 0
+
+
+def _detect_args(p: argparse.ArgumentParser) -> None:
+    from cnnkit.detect.cli import detect_args
+
+    detect_args(p)
+
+
+@command("detect", "boxes, labels and scores of the objects in scene images (TinyYOLO runs)")(
+    _detect_args
+)
+def cmd_detect(args: argparse.Namespace) -> int:
+    from cnnkit.detect.cli import run_detect
+
+    return run_detect(args)
 
 
 def _summary_args(p: argparse.ArgumentParser) -> None:

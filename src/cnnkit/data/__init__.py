@@ -19,6 +19,7 @@ from cnnkit.data.download import DownloadError, download_from_mirrors, download_
 from cnnkit.data.folder import IMG_EXTENSIONS, ImageFolder, load_image
 from cnnkit.data.loader import DataLoader, default_collate
 from cnnkit.data.mnist import MNIST, FashionMNIST, read_idx
+from cnnkit.data.scenes import DigitScenes, detection_collate
 from cnnkit.data.transforms import Compose, Normalize, RandomCrop, RandomHorizontalFlip, ToFloat
 
 __all__ = [
@@ -29,6 +30,7 @@ __all__ = [
     "ConcatDataset",
     "DataLoader",
     "Dataset",
+    "DigitScenes",
     "Digits",
     "DownloadError",
     "FashionMNIST",
@@ -42,6 +44,7 @@ __all__ = [
     "TensorDataset",
     "ToFloat",
     "default_collate",
+    "detection_collate",
     "download_from_mirrors",
     "download_url",
     "load_image",

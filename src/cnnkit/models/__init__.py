@@ -1,4 +1,5 @@
-"""The model zoo: LeNet-5, an MLP, a small VGG-style net and a small ResNet.
+"""The model zoo: LeNet-5, an MLP, a small VGG-style net, a small ResNet
+and TinyYOLO (detection).
 
 Each class records its constructor arguments in ``self.config`` so a checkpoint can
 rebuild it; :func:`get_model` builds one by name (used by the CLI).
@@ -12,6 +13,7 @@ from cnnkit.models.lenet import LeNet5
 from cnnkit.models.mlp import MLP
 from cnnkit.models.resnet import BasicBlock, SmallResNet
 from cnnkit.models.vgg import SmallVGG
+from cnnkit.models.yolo import TinyYOLO
 
 MODELS: dict[str, type] = {
     "lenet5": LeNet5,
@@ -20,6 +22,8 @@ MODELS: dict[str, type] = {
     "vgg": SmallVGG,
     "smallresnet": SmallResNet,
     "resnet": SmallResNet,
+    "tinyyolo": TinyYOLO,
+    "yolo": TinyYOLO,
 }
 
 
@@ -31,4 +35,13 @@ def get_model(name: str, **kwargs: Any) -> Any:
     return MODELS[key](**kwargs)
 
 
-__all__ = ["MLP", "MODELS", "BasicBlock", "LeNet5", "SmallResNet", "SmallVGG", "get_model"]
+__all__ = [
+    "MLP",
+    "MODELS",
+    "BasicBlock",
+    "LeNet5",
+    "SmallResNet",
+    "SmallVGG",
+    "TinyYOLO",
+    "get_model",
+]

@@ -2,6 +2,7 @@
 
 from cnnkit.nn import functional, init
 from cnnkit.nn.container import ModuleDict, ModuleList, Sequential
+from cnnkit.nn.detection import YOLOv1Loss
 from cnnkit.nn.layers import (
     AdaptiveAvgPool2d,
     AvgPool2d,
@@ -56,6 +57,7 @@ __all__ = [
     "Sigmoid",
     "Softmax",
     "Tanh",
+    "YOLOv1Loss",
     "functional",
     "init",
 ]

@@ -304,7 +304,7 @@ def evaluate(
                     thr = 0.0 if task == "binary_logits" else 0.5
                     preds.append((out.data > thr).astype(np.int64).ravel())
                     targets.append((y.data > 0.5).astype(np.int64).ravel())
-                else:
+                elif isinstance(y, Tensor):
                     preds.append(out.data)
                     targets.append(y.data)
     finally:
