@@ -170,10 +170,12 @@ def train_detection_run(
     resume: bool = False,
     overwrite: bool = False,
     train_scenes: int | None = None,
+    test_scenes: int | None = None,
 ) -> dict[str, Any]:
     """Train TinyYOLO on digit scenes and write a complete run directory.
 
-    Settings left ``None`` take :data:`DETECTION_DEFAULTS`. ``resume=True`` continues an
+    Settings left ``None`` take :data:`DETECTION_DEFAULTS` (``train_scenes`` and
+    ``test_scenes``: the number of training and test scenes). ``resume=True`` continues an
     interrupted run in ``out`` with its own settings.
 
     Returns
@@ -211,6 +213,7 @@ def train_detection_run(
         model, data, batch_size, lr = cfg["model"], cfg["data"], cfg["batch_size"], cfg["lr"]
         optimizer, weight_decay, seed = cfg["optimizer"], cfg["weight_decay"], cfg["seed"]
         scheduler, train_scenes = cfg["scheduler"], cfg["train_scenes"]
+        test_scenes = cfg["test_scenes"]
         model_kwargs = cfg.get("model_kwargs") or {}
     elif out.exists() and not out.is_dir():
         raise FileExistsError(f"{out} exists and is not a directory (choose another --out)")
@@ -224,13 +227,14 @@ def train_detection_run(
     optimizer = optimizer or d["optimizer"]
     scheduler = scheduler or d["scheduler"]
     train_scenes = d["train_scenes"] if train_scenes is None else int(train_scenes)
-    if epochs < 1 or batch_size < 1 or train_scenes < 1:
+    test_scenes = d["test_scenes"] if test_scenes is None else int(test_scenes)
+    if min(epochs, batch_size, train_scenes, test_scenes) < 1:
         raise ValueError(
-            f"epochs, batch size and train scenes must be >= 1; got {epochs}, {batch_size}, "
-            f"{train_scenes}"
+            "epochs, batch size, train and test scenes must be >= 1; got "
+            f"{epochs}, {batch_size}, {train_scenes}, {test_scenes}"
         )
     backend.manual_seed(seed)
-    splits = load_detection_data(data, seed, train_scenes, d["val_scenes"], d["test_scenes"])
+    splits = load_detection_data(data, seed, train_scenes, d["val_scenes"], test_scenes)
     kwargs = dict(model_kwargs or {})
     net = TinyYOLO(num_classes=splits.num_classes, in_channels=splits.in_channels, **kwargs)
     if net.input_size != splits.input_size:
@@ -258,7 +262,7 @@ def train_detection_run(
         "seed": seed,
         "train_scenes": train_scenes,
         "val_scenes": d["val_scenes"],
-        "test_scenes": d["test_scenes"],
+        "test_scenes": test_scenes,
         "in_channels": splits.in_channels,
         "input_size": splits.input_size,
         "num_classes": splits.num_classes,
@@ -305,7 +309,7 @@ def train_detection_run(
         atomic_write_text(out / "diagnosis.txt", str(verdict) + "\n")
         report = _report(result, len(splits.test), det_seconds, at_default)
         atomic_write_text(out / "report.txt", report)
-        shown = list(range(16))
+        shown = list(range(min(16, len(splits.test))))
         images = np.stack([splits.test[i][0] for i in shown])
         shown_preds = net.detect(images)
         plot_detections(
