@@ -194,6 +194,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.top_k < 1:
         raise CLIError(f"--top-k must be >= 1; got {args.top_k}")
     cfg, model = load_run(args.run)
+    if cfg.get("task") == "detection":
+        raise CLIError(f"{args.run} is a detection run: use `cnnkit detect {args.run} IMAGE ...`")
     batch = np.stack([load_image(p, cfg["in_channels"], cfg["input_size"]) for p in args.images])
     probs = predict(model, batch)
     classes = cfg.get("classes") or [str(i) for i in range(probs.shape[1])]
@@ -314,6 +316,11 @@ def cmd_visualize(args: argparse.Namespace) -> int:
     if args.images < 0:
         raise CLIError(f"--images must be >= 0; got {args.images}")
     cfg, model = load_run(args.run)
+    if cfg.get("task") == "detection" and args.images:
+        raise CLIError(
+            f"{args.run} is a detection run: activation and saliency pictures are for "
+            "classifiers; use --images 0 (filters and curves) and `cnnkit detect --draw`"
+        )
     history_csv = Path(args.run) / "history.csv"
     if not history_csv.is_file():
         raise CLIError(f"{args.run}: no history.csv (not a run written by `cnnkit train`)")

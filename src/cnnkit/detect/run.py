@@ -36,7 +36,7 @@ DETECTION_MODELS = ("tinyyolo", "yolo")
 #: Defaults of ``cnnkit train --model tinyyolo`` (chosen to reach mAP@0.5 >= 0.9 in
 #: about ten minutes on two loaded cores; see the README).
 DETECTION_DEFAULTS: dict[str, Any] = {
-    "epochs": 8,
+    "epochs": 5,
     "batch_size": 32,
     "lr": 2e-3,
     "optimizer": "adam",
@@ -278,7 +278,7 @@ def train_detection_run(
     last = ckpt.last_path if resume and ckpt.last_path.exists() else None
     if resume and last is None:
         raise FileNotFoundError(f"--resume: no checkpoint at {ckpt.last_path}")
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     try:
         history = fit(
             net,
@@ -293,6 +293,7 @@ def train_detection_run(
             resume=last,
         )
         train_seconds = time.perf_counter() - t0
+        train_cpu_seconds = time.process_time() - cpu0
         seen = len(splits.train) * len(history)
         result, _, targets, det_seconds = evaluate_detection(net, splits.test)
         at_default, _, _, _ = evaluate_detection(net, splits.test, conf_threshold=0.25)
@@ -331,6 +332,7 @@ def train_detection_run(
             test_map_conf_0_25=at_default.map,
             detect_ms_per_scene=1000 * det_seconds / len(splits.test),
             train_seconds=train_seconds,
+            train_cpu_seconds=train_cpu_seconds,
             train_images_per_second=seen / max(train_seconds, 1e-9),
             diagnosis=verdict.verdict,
             parameters=sum(p.numel() for p in net.parameters()),
