@@ -21,11 +21,12 @@ class TinyYOLO(nn.Module):
     and ``C`` class logits. Train it with :class:`cnnkit.nn.YOLOv1Loss`; :meth:`detect`
     decodes boxes and applies per-class non-max suppression.
 
-    The backbone is ``conv3x3-BN-ReLU`` blocks of ``widths``, each but the last
-    followed by a 2x2 max pooling, so ``input_size`` must equal
-    ``grid * 2 ** (len(widths) - 1)`` (96 for the defaults). With the defaults the model
-    has 166,932 parameters, and the last block sees 94x94 pixels (receptive field) -
-    the whole scene.
+    The backbone is ``conv3x3-BN-ReLU`` blocks of ``widths``, the first
+    ``min(len(widths) - 1, 4)`` followed by a 2x2 max pooling, so ``input_size`` must equal
+    ``grid * 2 ** min(len(widths) - 1, 4)`` (96 for the defaults). With the defaults
+    (widths 16, 32, 64, 64, 128, 128) the model has 284,676 parameters and 35.9 million
+    multiply-accumulates per 96x96 scene; a cell's prediction sees 110x110 pixels
+    (receptive field), the whole scene, as YOLO's global reasoning asks.
 
     Parameters
     ----------
