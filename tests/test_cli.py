@@ -78,7 +78,7 @@ def test_console_script() -> None:
     assert bad.returncode == 2
     assert bad.stderr.strip().splitlines() == [
         "cnnkit summary: error: unknown model 'nope'; choose one of "
-        "['lenet5', 'mlp', 'resnet', 'smallresnet', 'smallvgg', 'vgg']"
+        "['lenet5', 'mlp', 'resnet', 'smallresnet', 'smallvgg', 'tinyyolo', 'vgg', 'yolo']"
     ]
 
 
