@@ -82,7 +82,7 @@ def test_training_smoke_run_and_cli(tmp_path, mnist_dir, capsys) -> None:
 
     run = tmp_path / "yolo"
     s = train_detection_run(run, data=f"digit-scenes:{mnist_dir}", epochs=2, batch_size=32,
-                            train_scenes=384, test_scenes=40, verbose=False,
+                            train_scenes=384, val_scenes=64, test_scenes=40, verbose=False,
                             model_kwargs={"widths": [8, 16, 16, 32, 32]})  # fmt: skip
     hist = [float(r.split(",")[1]) for r in (run / "history.csv").read_text().split()[1:]]
     assert hist[1] < hist[0]

@@ -171,11 +171,12 @@ def train_detection_run(
     overwrite: bool = False,
     train_scenes: int | None = None,
     test_scenes: int | None = None,
+    val_scenes: int | None = None,
 ) -> dict[str, Any]:
     """Train TinyYOLO on digit scenes and write a complete run directory.
 
-    Settings left ``None`` take :data:`DETECTION_DEFAULTS` (``train_scenes`` and
-    ``test_scenes``: the number of training and test scenes). ``resume=True`` continues an
+    Settings left ``None`` take :data:`DETECTION_DEFAULTS` (``train_scenes``,
+    ``val_scenes`` and ``test_scenes``: the numbers of scenes). ``resume=True`` continues an
     interrupted run in ``out`` with its own settings.
 
     Returns
@@ -213,7 +214,7 @@ def train_detection_run(
         model, data, batch_size, lr = cfg["model"], cfg["data"], cfg["batch_size"], cfg["lr"]
         optimizer, weight_decay, seed = cfg["optimizer"], cfg["weight_decay"], cfg["seed"]
         scheduler, train_scenes = cfg["scheduler"], cfg["train_scenes"]
-        test_scenes = cfg["test_scenes"]
+        test_scenes, val_scenes = cfg["test_scenes"], cfg["val_scenes"]
         model_kwargs = cfg.get("model_kwargs") or {}
     elif out.exists() and not out.is_dir():
         raise FileExistsError(f"{out} exists and is not a directory (choose another --out)")
@@ -228,13 +229,14 @@ def train_detection_run(
     scheduler = scheduler or d["scheduler"]
     train_scenes = d["train_scenes"] if train_scenes is None else int(train_scenes)
     test_scenes = d["test_scenes"] if test_scenes is None else int(test_scenes)
-    if min(epochs, batch_size, train_scenes, test_scenes) < 1:
+    val_scenes = d["val_scenes"] if val_scenes is None else int(val_scenes)
+    if min(epochs, batch_size, train_scenes, val_scenes, test_scenes) < 1:
         raise ValueError(
-            "epochs, batch size, train and test scenes must be >= 1; got "
-            f"{epochs}, {batch_size}, {train_scenes}, {test_scenes}"
+            "epochs, batch size and the numbers of train, validation and test scenes must be "
+            f">= 1; got {epochs}, {batch_size}, {train_scenes}, {val_scenes}, {test_scenes}"
         )
     backend.manual_seed(seed)
-    splits = load_detection_data(data, seed, train_scenes, d["val_scenes"], test_scenes)
+    splits = load_detection_data(data, seed, train_scenes, val_scenes, test_scenes)
     kwargs = dict(model_kwargs or {})
     net = TinyYOLO(num_classes=splits.num_classes, in_channels=splits.in_channels, **kwargs)
     if net.input_size != splits.input_size:
@@ -261,7 +263,7 @@ def train_detection_run(
         "augment": False,
         "seed": seed,
         "train_scenes": train_scenes,
-        "val_scenes": d["val_scenes"],
+        "val_scenes": val_scenes,
         "test_scenes": test_scenes,
         "in_channels": splits.in_channels,
         "input_size": splits.input_size,
