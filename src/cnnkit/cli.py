@@ -82,6 +82,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise CLIError(f"--batch-size must be >= 1; got {args.batch_size}")
     if args.lr is not None and not args.lr > 0:
         raise CLIError(f"--lr must be > 0; got {args.lr}")
+    if not args.weight_decay >= 0:
+        raise CLIError(f"--weight-decay must be >= 0; got {args.weight_decay}")
     if _is_detection_run(args.out) if args.resume else is_detection(args.model, args.data):
         from cnnkit.detect.cli import run_train
 
@@ -89,10 +91,6 @@ def cmd_train(args: argparse.Namespace) -> int:
     args.batch_size = 64 if args.batch_size is None else args.batch_size
     args.lr = 1e-3 if args.lr is None else args.lr
     args.scheduler = args.scheduler or "none"
-    if not args.lr > 0:
-        raise CLIError(f"--lr must be > 0; got {args.lr}")
-    if not args.weight_decay >= 0:
-        raise CLIError(f"--weight-decay must be >= 0; got {args.weight_decay}")
     # a diverging run is reported by fit (NaN loss: epoch and batch), not by NumPy warnings
     with np.errstate(over="ignore", invalid="ignore"):
         s = train_run(
