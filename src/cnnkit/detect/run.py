@@ -143,12 +143,17 @@ def evaluate_detection(
     return result, preds, targets, seconds
 
 
-def _report(result: Any, n: int, detect_seconds: float, at_default: Any) -> str:
+def _report(
+    result: Any, n: int, detect_seconds: float, at_default: Any, wall: float, cpu: float, seen: int
+) -> str:
     return (
         f"mAP@0.5 {result.map:.4f} on {n} test scenes (digits never seen in training; "
         f"detections scoring > {EVAL_CONF_THRESHOLD} after per-class NMS at IoU 0.45)\n"
         f"mAP@0.5 with model.detect's default conf_threshold 0.25: {at_default.map:.4f}\n"
-        f"detection time: {1000 * detect_seconds / max(n, 1):.2f} ms per scene\n\n"
+        f"detection time: {1000 * detect_seconds / max(n, 1):.2f} ms per scene (batches of 100)\n"
+        f"training: {seen} scenes in {wall:.0f} s of wall time ({seen / max(wall, 1e-9):.0f} "
+        f"scenes/s) and {cpu:.0f} CPU-seconds (all threads; on an idle machine with k cores "
+        "the wall time is about CPU-seconds / k or more)\n\n"
         f"per-class average precision (VOC all-points interpolation, IoU >= 0.5)\n"
         f"{result.table()}\n"
     )
@@ -310,7 +315,15 @@ def train_detection_run(
         history.to_csv(out / "history.csv")
         plot_history(history, out / "curves.png", verdict, title=f"{model} on {data}")
         atomic_write_text(out / "diagnosis.txt", str(verdict) + "\n")
-        report = _report(result, len(splits.test), det_seconds, at_default)
+        report = _report(
+            result,
+            len(splits.test),
+            det_seconds,
+            at_default,
+            train_seconds,
+            train_cpu_seconds,
+            seen,
+        )
         atomic_write_text(out / "report.txt", report)
         shown = list(range(min(16, len(splits.test))))
         images = np.stack([splits.test[i][0] for i in shown])
