@@ -8,7 +8,7 @@ STAMP_TEST := $(VENV)/.installed-test
 # pytest workers: all cores, capped at 4 (CI has 2)
 JOBS ?= $(shell $(PYTHON) -c "import os; print(min(4, os.cpu_count() or 1))")
 
-.PHONY: demo test lint format bench bench-distributed clean
+.PHONY: demo detect-demo test lint format bench bench-distributed clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,18 @@ $(STAMP_TEST): pyproject.toml $(NATIVE) | $(PY)
 
 demo: $(STAMP_RUN)
 	$(PY) examples/demo.py
+
+# the lecture's YOLO example end to end: train TinyYOLO on digit scenes (once; an
+# interrupted run is resumed), evaluate mAP@0.5, detect on four new scenes
+MNIST ?= ../shared/data/mnist
+detect-demo: $(STAMP_RUN)
+	@if [ -f runs/yolo/config.json ]; then echo "runs/yolo is trained already"; \
+	elif [ -f runs/yolo/config.json.running ]; then $(VENV)/bin/cnnkit train --resume --out runs/yolo; \
+	else $(VENV)/bin/cnnkit train --model tinyyolo --data digit-scenes:$(MNIST) --out runs/yolo; fi
+	$(VENV)/bin/cnnkit evaluate runs/yolo
+	$(PY) examples/make_scenes.py $(MNIST) runs/scenes --n 4
+	$(VENV)/bin/cnnkit detect runs/yolo runs/scenes/scene_0.png runs/scenes/scene_1.png \
+		runs/scenes/scene_2.png runs/scenes/scene_3.png --out runs/boxes.json --draw runs/detect.png
 
 test: $(STAMP_TEST)
 	$(VENV)/bin/ruff check .

@@ -79,7 +79,7 @@ def test_console_script() -> None:
     assert bad.stderr.strip().splitlines() == [
         "cnnkit summary: error: unknown model 'nope'; choose one of "
         "['inception', 'lenet5', 'miniinception', 'mlp', 'resnet', 'resnetcifar', "
-        "'smallresnet', 'smallvgg', 'vgg']"
+        "'smallresnet', 'smallvgg', 'tinyyolo', 'vgg', 'yolo']"
     ]
 
 

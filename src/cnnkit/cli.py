@@ -38,19 +38,23 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--model",
         default="lenet5",
-        help="lenet5 | mlp | smallvgg | smallresnet | miniinception | resnetcifar",
+        help="lenet5 | mlp | smallvgg | smallresnet | miniinception | resnetcifar | tinyyolo",
     )
     p.add_argument(
         "--data",
         default="digits",
-        help="digits | mnist:PATH | fashion:PATH | cifar10:PATH | folder:PATH",
+        help="digits | mnist:PATH | fashion:PATH | cifar10:PATH | folder:PATH | "
+        "digit-scenes:PATH (detection, with --model tinyyolo)",
     )
     p.add_argument(
         "--epochs", type=int, default=None, help="default 10 (with --resume: the run's own)"
     )
-    p.add_argument("--batch-size", type=int, default=64, help="mini-batch size")
+    p.add_argument("--batch-size", type=int, default=None, help="default 64 (tinyyolo: 32)")
     p.add_argument(
-        "--lr", type=float, default=1e-3, help="learning rate (about 1e-3 for adam, 0.05 for sgd)"
+        "--lr",
+        type=float,
+        default=None,
+        help="learning rate; default 1e-3 (tinyyolo: 2e-3); about 1e-3 suits adam, 0.05 sgd",
     )
     p.add_argument(
         "--optimizer",
@@ -62,8 +66,8 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--scheduler",
         choices=["none", "cosine", "step", "plateau"],
-        default="none",
-        help="learning-rate schedule, stepped once per epoch",
+        default=None,
+        help="learning-rate schedule, stepped once per epoch (default none; tinyyolo: cosine)",
     )
     p.add_argument(
         "--augment", action="store_true", help="random shifts (and flips for colour images)"
@@ -97,16 +101,24 @@ def _resume_hint(out: str) -> Iterator[None]:
 def cmd_train(args: argparse.Namespace) -> int:
     import numpy as np
 
+    from cnnkit.detect.run import is_detection
     from cnnkit.train.run import train_run
 
     if args.epochs is not None and args.epochs < 1:
         raise CLIError(f"--epochs must be >= 1; got {args.epochs}")
-    if args.batch_size < 1:
+    if args.batch_size is not None and args.batch_size < 1:
         raise CLIError(f"--batch-size must be >= 1; got {args.batch_size}")
-    if not args.lr > 0:
+    if args.lr is not None and not args.lr > 0:
         raise CLIError(f"--lr must be > 0; got {args.lr}")
     if not args.weight_decay >= 0:
         raise CLIError(f"--weight-decay must be >= 0; got {args.weight_decay}")
+    if _is_detection_run(args.out) if args.resume else is_detection(args.model, args.data):
+        from cnnkit.detect.cli import run_train
+
+        return run_train(args)
+    args.batch_size = 64 if args.batch_size is None else args.batch_size
+    args.lr = 1e-3 if args.lr is None else args.lr
+    args.scheduler = args.scheduler or "none"
     # a diverging run is reported by fit (NaN loss: epoch and batch), not by NumPy warnings
     with np.errstate(over="ignore", invalid="ignore"), _resume_hint(args.out):
         s = train_run(
@@ -135,17 +147,34 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _is_detection_run(out: str) -> bool:
+    """Whether ``out`` holds an (interrupted) detection run."""
+    for name in ("config.json.running", "config.json"):
+        try:
+            return json.loads((Path(out) / name).read_text()).get("task") == "detection"
+        except (OSError, ValueError, AttributeError):
+            continue
+    return False
+
+
 def _evaluate_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("run", help="a run directory written by `cnnkit train`")
     p.add_argument("--data", default=None, help="data spec (default: the run's own)")
 
 
-@command("evaluate", "test loss, accuracy and per-class report of a trained run")(_evaluate_args)
+@command(
+    "evaluate",
+    "test loss, accuracy and per-class report of a trained run (detection: mAP@0.5, per-class AP)",
+)(_evaluate_args)
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from cnnkit.train.loop import evaluate
     from cnnkit.train.run import load_data, load_run
 
     cfg, model = load_run(args.run)
+    if cfg.get("task") == "detection":
+        from cnnkit.detect.cli import run_evaluate
+
+        return run_evaluate(args, cfg, model)
     splits = load_data(args.data or cfg["data"], seed=cfg.get("seed", 0))
     _check_fits(cfg, splits)
     result = evaluate(model, splits.test, classes=splits.classes or None)
@@ -215,6 +244,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.top_k < 1:
         raise CLIError(f"--top-k must be >= 1; got {args.top_k}")
     cfg, model = load_run(args.run)
+    if cfg.get("task") == "detection":
+        raise CLIError(f"{args.run} is a detection run: use `cnnkit detect {args.run} IMAGE ...`")
     prepared = [
         prepare_input(p, cfg["in_channels"], cfg["input_size"], cfg["data"], args.preprocess)
         for p in args.images
@@ -239,6 +270,21 @@ def cmd_predict(args: argparse.Namespace) -> int:
             print(r["image"] + ": " + ", ".join(f"{c} {pr:.1%}" for c, pr in r["top"]))
             print(f"  preprocessing: {prep.describe()}")
     return 0
+
+
+def _detect_args(p: argparse.ArgumentParser) -> None:
+    from cnnkit.detect.cli import detect_args
+
+    detect_args(p)
+
+
+@command("detect", "boxes, labels and scores of the objects in scene images (TinyYOLO runs)")(
+    _detect_args
+)
+def cmd_detect(args: argparse.Namespace) -> int:
+    from cnnkit.detect.cli import run_detect
+
+    return run_detect(args)
 
 
 def _summary_args(p: argparse.ArgumentParser) -> None:
@@ -337,6 +383,11 @@ def cmd_visualize(args: argparse.Namespace) -> int:
     if args.images < 0:
         raise CLIError(f"--images must be >= 0; got {args.images}")
     cfg, model = load_run(args.run)
+    if cfg.get("task") == "detection" and args.images:
+        raise CLIError(
+            f"{args.run} is a detection run: activation and saliency pictures are for "
+            "classifiers; use --images 0 (filters and curves) and `cnnkit detect --draw`"
+        )
     history_csv = Path(args.run) / "history.csv"
     if not history_csv.is_file():
         raise CLIError(f"{args.run}: no history.csv (not a run written by `cnnkit train`)")

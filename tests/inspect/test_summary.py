@@ -119,5 +119,7 @@ def test_every_zoo_layer_has_pytorch_parameter_counts(name):
     shape = (2, 1, 28, 28) if name in ("lenet5",) else (2, c, 32, 32)
     if name == "mlp":
         shape = (2, 64)
+    elif name in ("tinyyolo", "yolo"):
+        shape = (2, 1, 96, 96)
     s = ck.summary(model, shape)
     assert s.total_params == sum(p.numel() for p in model.parameters())

@@ -26,6 +26,7 @@ from cnnkit.data.download import (
 from cnnkit.data.folder import IMG_EXTENSIONS, ImageFolder, load_image
 from cnnkit.data.loader import DataLoader, default_collate
 from cnnkit.data.mnist import MNIST, FashionMNIST, read_idx
+from cnnkit.data.scenes import DigitScenes, detection_collate
 from cnnkit.data.transforms import Compose, Normalize, RandomCrop, RandomHorizontalFlip, ToFloat
 
 __all__ = [
@@ -36,6 +37,7 @@ __all__ = [
     "ConcatDataset",
     "DataLoader",
     "Dataset",
+    "DigitScenes",
     "Digits",
     "DistributedSampler",
     "DownloadError",
@@ -51,6 +53,7 @@ __all__ = [
     "ToFloat",
     "default_collate",
     "download_dataset",
+    "detection_collate",
     "download_from_mirrors",
     "download_url",
     "load_image",

@@ -253,7 +253,8 @@ class DataLoader:
                 arrays = self._fast_batch(base, idx)
             else:
                 arrays = self._slow_batch(idx)
-            yield tuple(Tensor(a) for a in arrays)
+            # a collate_fn may keep a field as a list (detection targets: one dict per image)
+            yield tuple(Tensor(a) if isinstance(a, np.ndarray) else a for a in arrays)
 
     def _fast_batch(self, base: TensorDataset, idx: np.ndarray) -> list[np.ndarray]:
         out = [a[idx] for a in base.arrays]

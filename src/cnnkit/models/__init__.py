@@ -1,5 +1,5 @@
 """The model zoo: LeNet-5, an MLP, a small VGG-style net, ResNets (small, and the CIFAR
-ResNet-20/32/44/56/110 of He et al.) and MiniInception.
+ResNet-20/32/44/56/110 of He et al.), MiniInception and TinyYOLO (detection).
 
 Each class records its constructor arguments in ``self.config`` so a checkpoint can
 rebuild it; :func:`get_model` builds one by name (used by the CLI).
@@ -15,6 +15,7 @@ from cnnkit.models.mlp import MLP
 from cnnkit.models.resnet import BasicBlock, SmallResNet
 from cnnkit.models.resnet_cifar import ResNetCIFAR, resnet_cifar
 from cnnkit.models.vgg import SmallVGG
+from cnnkit.models.yolo import TinyYOLO
 
 MODELS: dict[str, type] = {
     "lenet5": LeNet5,
@@ -26,6 +27,8 @@ MODELS: dict[str, type] = {
     "resnetcifar": ResNetCIFAR,
     "miniinception": MiniInception,
     "inception": MiniInception,
+    "tinyyolo": TinyYOLO,
+    "yolo": TinyYOLO,
 }
 
 
@@ -47,6 +50,7 @@ __all__ = [
     "ResNetCIFAR",
     "SmallResNet",
     "SmallVGG",
+    "TinyYOLO",
     "get_model",
     "resnet_cifar",
 ]

@@ -2,6 +2,7 @@
 
 from cnnkit.nn import functional, init, parallel, utils
 from cnnkit.nn.container import ModuleDict, ModuleList, Sequential
+from cnnkit.nn.detection import YOLOv1Loss
 from cnnkit.nn.layers import (
     GELU,
     AdaptiveAvgPool2d,
@@ -68,6 +69,7 @@ __all__ = [
     "Softmax2d",
     "SyncBatchNorm",
     "Tanh",
+    "YOLOv1Loss",
     "functional",
     "init",
     "parallel",

@@ -333,7 +333,7 @@ def evaluate(
                     thr = 0.0 if task == "binary_logits" else 0.5
                     preds.append((out.array > thr).astype(np.int64).ravel())
                     targets.append((y.array > 0.5).astype(np.int64).ravel())
-                else:
+                elif isinstance(y, Tensor):  # detection targets stay a list of dicts
                     preds.append(out.array)
                     targets.append(y.array)
     finally:
