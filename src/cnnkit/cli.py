@@ -64,6 +64,11 @@ def _train_args(p: argparse.ArgumentParser) -> None:
         help="continue the interrupted run in --out with its own settings",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--tensorboard",
+        action="store_true",
+        help="also write TensorBoard event files to OUT/tensorboard (needs tensorboardX)",
+    )
 
 
 @command("train", "train a zoo model and write a run directory")(_train_args)
@@ -80,6 +85,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise CLIError(f"--lr must be > 0; got {args.lr}")
     if not args.weight_decay >= 0:
         raise CLIError(f"--weight-decay must be >= 0; got {args.weight_decay}")
+    if args.tensorboard:
+        _need_tensorboard()
     # a diverging run is reported by fit (NaN loss: epoch and batch), not by NumPy warnings
     with np.errstate(over="ignore", invalid="ignore"):
         s = train_run(
@@ -96,11 +103,22 @@ def cmd_train(args: argparse.Namespace) -> int:
             resume=args.resume,
             scheduler=args.scheduler,
             augment=args.augment,
+            tensorboard=args.tensorboard,
         )
     print(f"test accuracy {s['test_accuracy']:.2%} (loss {s['test_loss']:.4f})")
     print(f"diagnosis: {s['diagnosis_text']}")
     print(f"run directory: {args.out}")
     return 0
+
+
+def _need_tensorboard() -> None:
+    """--tensorboard without tensorboardX: a one-line error saying what to install."""
+    from cnnkit.train.tensorboard import _writer_class
+
+    try:
+        _writer_class()
+    except ImportError as e:
+        raise CLIError(str(e)) from None
 
 
 def _evaluate_args(p: argparse.ArgumentParser) -> None:
@@ -411,6 +429,11 @@ def _grid_args(p: argparse.ArgumentParser) -> None:
         help="ranking column (default val_acc; losses: lower is better)",
     )
     p.add_argument("--jobs", type=int, default=1, help="parallel worker processes")
+    p.add_argument(
+        "--tensorboard",
+        action="store_true",
+        help="TensorBoard events per run, hyper-parameters side by side in the HParams tab",
+    )
     p.add_argument("--out", required=True, help="folder for the runs and the results")
 
 
@@ -479,6 +502,9 @@ def cmd_grid(args: argparse.Namespace) -> int:
         raise CLIError("--lr must be > 0")
     # settings with one value go to every run; only those that vary name the run folders
     base: dict[str, Any] = {"model": args.model, "data": args.data, "seed": args.seed}
+    if args.tensorboard:
+        _need_tensorboard()
+        base["tensorboard"] = True
     _split({k: v[0] for k, v in grid.items()}, {})  # unknown names: a one-line error
     for key in [k for k, v in grid.items() if len(v) == 1]:
         value = grid.pop(key)[0]
