@@ -551,6 +551,19 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve_args(p: argparse.ArgumentParser) -> None:
+    from cnnkit.serve.cli import add_arguments
+
+    add_arguments(p)
+
+
+@command("serve", "live dashboard of the runs in a folder, in the browser")(_serve_args)
+def cmd_serve(args: argparse.Namespace) -> int:
+    from cnnkit.serve.cli import run
+
+    return run(args)
+
+
 class _Parser(argparse.ArgumentParser):
     """An argument parser whose errors are one line (no usage block) with exit status 2."""
 
