@@ -30,7 +30,7 @@ def fake_records(n: int, scale: float = 1.0) -> list[dict[str, Any]]:
     """``n`` plausible epochs."""
     return [
         {"epoch": e, "train_loss": 2.0 * scale / e, "train_acc": 1 - 0.5 / e,
-         "val_loss": 2.1 * scale / e, "val_acc": 1 - 0.55 / e, "lr": 0.01, "time": 0.5}
+         "val_loss": 2.1 * scale / e, "val_acc": 1 - 0.3 * scale / e, "lr": 0.01, "time": 0.5}
         for e in range(1, n + 1)
     ]  # fmt: skip
 

@@ -120,6 +120,7 @@ def test_group_view_and_results_table(client: TestClient) -> None:
     assert g["kind"] == "group" and g["results_file"] is True
     assert [c["run"] for c in g["curves"]] == ["lr=0.01", "lr=0.03", "lr=0.1"]
     assert g["curves"][0]["val_acc"] == [r["val_acc"] for r in fake_records(4)]
+    assert g["curves"][2]["val_acc"] == [r["val_acc"] for r in fake_records(4, scale=3)]
     assert g["results"][0] == {"run": "lr=0.01", "lr": 0.01, "val_acc": 0.86, "status": "trained"}
 
 

@@ -43,14 +43,30 @@ def is_run(d: Path) -> bool:
     return any((d / m).exists() for m in RUN_MARKERS)
 
 
-def _children(d: Path) -> list[Path]:
-    """Sub-directories worth looking into, sorted by name."""
+def _inside(p: Path, root: Path) -> bool:
+    """Whether ``p`` (symbolic links followed) lies inside ``root`` (already resolved)."""
+    try:
+        r = p.resolve()
+    except (OSError, RuntimeError):
+        return False
+    return r == root or root in r.parents
+
+
+def _children(d: Path, root: Path | None = None) -> list[Path]:
+    """Sub-directories worth looking into, sorted by name; with ``root``, only those that
+    stay inside it (a symbolic link out of the runs folder is not followed)."""
     try:
         kids = [c for c in d.iterdir() if c.is_dir()]
     except OSError:
         return []
     return sorted(
-        (c for c in kids if not c.name.startswith(".") and c.name not in SKIP_DIRS),
+        (
+            c
+            for c in kids
+            if not c.name.startswith(".")
+            and c.name not in SKIP_DIRS
+            and (root is None or _inside(c, root))
+        ),
         key=lambda c: c.name,
     )
 
@@ -64,12 +80,13 @@ def find_runs(root: Path, max_depth: int = MAX_DEPTH) -> list[tuple[Path, str]]:
             return [(d, "run")]
         if depth >= max_depth:
             return []
-        inside = [x for c in _children(d) for x in walk(c, depth + 1)]
+        inside = [x for c in _children(d, top) for x in walk(c, depth + 1)]
         if not inside or depth == 0:
             return inside
         return [(d, "group"), *inside]
 
-    return walk(root.resolve(), 0)
+    top = root.resolve()
+    return walk(top, 0)
 
 
 def read_json(path: Path) -> dict[str, Any] | None:

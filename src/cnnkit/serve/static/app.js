@@ -231,7 +231,7 @@ async function runPage(name) {
   const settings = ["model", "data", "epochs", "batch_size", "lr", "optimizer", "weight_decay", "scheduler", "augment"]
     .filter((k) => cfg[k] !== undefined)
     .map((k, i) => el("span", {}, i ? " · " : "", k + " ", el("b", { text: String(cfg[k]) })));
-  const status = el("span", {}, badge(info.status));
+  const status = el("span", { id: "live-status" }, badge(info.status));
   const head = el("div", {}, el("h1", {}, name + " ", status), el("div", { class: "kv" }, settings));
   const lossChart = el("div", { class: "chart", id: "chart-loss" });
   const accChart = el("div", { class: "chart", id: "chart-acc" });
