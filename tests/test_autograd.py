@@ -85,7 +85,7 @@ def test_only_inputs_requiring_grad_get_grads(rng):
     c = ck.tensor(rng.standard_normal(3))
     (x * c).sum().backward()
     assert c.grad is None
-    np.testing.assert_array_equal(x.grad.data, c.data)
+    np.testing.assert_array_equal(x.grad.array, c.array)
 
 
 # ------------------------------------------------------------------ grad modes
@@ -132,7 +132,7 @@ def test_backward_non_scalar_needs_gradient(rng):
     with pytest.raises(ValueError, match="shape"):
         (x * 2).backward(np.ones(3))
     (x * 2).backward(np.ones((2, 3)))
-    np.testing.assert_array_equal(x.grad.data, np.full((2, 3), 2.0))
+    np.testing.assert_array_equal(x.grad.array, np.full((2, 3), 2.0))
 
 
 def test_backward_twice_raises_unless_retained(rng):
@@ -141,7 +141,7 @@ def test_backward_twice_raises_unless_retained(rng):
     y.backward()
     with pytest.raises(RuntimeError, match="retain_graph"):
         y.backward()
-    xt = torch.tensor(x.data, requires_grad=True)
+    xt = torch.tensor(x.array, requires_grad=True)
     yc = (x.exp() * x).sum()
     yt = (xt.exp() * xt).sum()
     x.grad = None

@@ -30,7 +30,7 @@ def check(ck_fn, torch_fn, *arrays, rng=None, what=""):
     out_t.backward(torch.tensor(up))
     for i, (c, t) in enumerate(pairs):
         if t.grad is None:
-            assert c.grad is None or not np.any(c.grad.data), f"{what} grad {i}"
+            assert c.grad is None or not np.any(c.grad.array), f"{what} grad {i}"
             continue
         assert c.grad is not None, f"{what}: no gradient for input {i}"
         assert c.grad.dtype == np.float64, f"{what}: grad {i} dtype {c.grad.dtype}"
@@ -161,7 +161,7 @@ def test_max_dim(rng, dim, keepdim):
     vc, ic = xc.max(dim, keepdim=keepdim)
     vt, it = xt.max(dim, keepdim=keepdim)
     assert_close(vc, vt)
-    np.testing.assert_array_equal(ic.data, it.numpy())
+    np.testing.assert_array_equal(ic.array, it.numpy())
     assert ic.dtype == np.int64
     up = rng.standard_normal(tuple(vt.shape))
     vc.backward(ck.tensor(up))
@@ -256,7 +256,7 @@ def test_repeated_fancy_index_accumulates():
     x = ck.tensor(np.arange(4.0), requires_grad=True)
     y = x[np.array([1, 1, 1, 3, 0])]
     (y * np.array([1.0, 2.0, 3.0, 4.0, 5.0])).sum().backward()
-    np.testing.assert_array_equal(x.grad.data, [5.0, 6.0, 0.0, 4.0])
+    np.testing.assert_array_equal(x.grad.array, [5.0, 6.0, 0.0, 4.0])
 
 
 @pytest.mark.parametrize("dim", [0, 1, -1, 2])
@@ -320,8 +320,8 @@ def test_tensor_copies_ndarray():
     a = np.zeros(3)
     t = ck.tensor(a)
     a[0] = 1.0
-    assert t.data[0] == 0.0
-    assert ck.as_tensor(a).data is a
+    assert t.array[0] == 0.0
+    assert ck.as_tensor(a).array is a
 
 
 def test_requires_grad_on_int_tensor_raises():
@@ -348,11 +348,11 @@ def test_detach():
     y = x * 3
     d = y.detach()
     assert not d.requires_grad and d.grad_fn is None and d.is_leaf
-    np.testing.assert_array_equal(d.data, [3.0, 6.0])
-    assert np.shares_memory(d.data, y.data)
+    np.testing.assert_array_equal(d.array, [3.0, 6.0])
+    assert np.shares_memory(d.array, y.array)
     z = (d * x).sum()
     z.backward()
-    np.testing.assert_array_equal(x.grad.data, [3.0, 6.0])  # no gradient through d
+    np.testing.assert_array_equal(x.grad.array, [3.0, 6.0])  # no gradient through d
 
 
 def test_properties(rng):
@@ -363,7 +363,7 @@ def test_properties(rng):
     assert (x * 2).grad_fn is not None
     assert "grad_fn" in repr(x * 2)
     assert x.float().dtype == np.float32 and x.double() is x
-    assert x.tolist() == x.data.tolist()
+    assert x.tolist() == x.array.tolist()
 
 
 def test_type_cast_gradient(rng):
@@ -373,10 +373,24 @@ def test_type_cast_gradient(rng):
     assert y.dtype == np.float32
     (y * 2).sum().backward()
     assert x.grad.dtype == np.float64
-    np.testing.assert_array_equal(x.grad.data, [2.0, 2.0, 2.0])
+    np.testing.assert_array_equal(x.grad.array, [2.0, 2.0, 2.0])
 
 
 def test_comparisons_are_plain(rng):
     x = ck.tensor(rng.standard_normal(4), requires_grad=True)
     m = x > 0
     assert m.dtype == np.bool_ and not m.requires_grad
+
+
+def test_data_is_a_tensor_sharing_storage_outside_the_graph():
+    w = ck.tensor([1.0, 2.0, 3.0], requires_grad=True)
+    d = w.data
+    assert isinstance(d, ck.Tensor) and not d.requires_grad and d.grad_fn is None
+    assert np.shares_memory(d.array, w.array)
+    d.copy_(d.array * 2.0)
+    np.testing.assert_array_equal(w.array, [2.0, 4.0, 6.0])  # seen through the original
+    w.data = ck.tensor([[5.0]])  # assignment swaps the values, shape may change
+    assert w.shape == (1, 1) and w.requires_grad
+    np.testing.assert_array_equal(np.asarray(w), [[5.0]])
+    torch_w = torch.tensor([1.0, 2.0], requires_grad=True)
+    assert isinstance(torch_w.data, torch.Tensor)  # the behaviour mirrored above

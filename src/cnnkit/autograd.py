@@ -105,7 +105,7 @@ class Function:
         meta = False
         for t in inputs:
             if isinstance(t, Tensor):
-                data = t.data
+                data = t.array
                 arrays.append(data)
                 needs.append(t.requires_grad)
                 meta = meta or type(data) is MetaArray
@@ -239,11 +239,11 @@ def _walk(
             if t.grad is None:
                 t.grad = Tensor._wrap(g, False)
             else:
-                t.grad = Tensor._wrap(t.grad.data + g, False)
+                t.grad = Tensor._wrap(t.grad.array + g, False)
         if ctx is None:
             continue
         if ctx.saved is None:
-            if isinstance(t.data, MetaArray):
+            if isinstance(t.array, MetaArray):
                 raise RuntimeError(
                     f"backward through {ctx.name}: tensors on the 'meta' device have no "
                     "values to differentiate"
@@ -258,10 +258,10 @@ def _walk(
         for p, need, pg in zip(ctx.parents, ctx.needs_input_grad, in_grads, strict=False):
             if not need or pg is None:
                 continue
-            if pg.shape != p.data.shape:
+            if pg.shape != p.array.shape:
                 raise RuntimeError(
                     f"{ctx.name}.backward returned a gradient of shape {pg.shape} "
-                    f"for an input of shape {p.data.shape}"
+                    f"for an input of shape {p.array.shape}"
                 )
             key = id(p)
             prev = grads.get(key)

@@ -81,9 +81,9 @@ def meta_array(shape: tuple[int, ...], dtype: Any) -> MetaArray:
 
 def is_meta(a: Any) -> bool:
     """Whether ``a`` (an array or a Tensor) lives on the 'meta' device."""
-    if isinstance(a, np.ndarray):  # (an ndarray's own .data is its buffer, not a Tensor's)
+    if isinstance(a, np.ndarray):  # (an ndarray's own .data is its buffer)
         return isinstance(a, MetaArray)
-    return isinstance(getattr(a, "data", None), MetaArray)
+    return isinstance(getattr(a, "array", None), MetaArray)
 
 
 def tune_malloc() -> bool:

@@ -265,15 +265,14 @@ def _visualize_args(p: argparse.ArgumentParser) -> None:
 
 
 def _sample(item: Any) -> tuple[Any, int]:
-    """A dataset item ``(image, label)`` as a NumPy image and an int label (NumPy arrays and
-    scalars have a ``.data`` buffer too, so ``getattr(x, "data", x)`` will not do)."""
+    """A dataset item ``(image, label)`` as a NumPy image and an int label."""
     import numpy as np
 
     from cnnkit.tensor import Tensor
 
     x, y = item
-    img = x.data if isinstance(x, Tensor) else np.asarray(x)
-    label = y.data if isinstance(y, Tensor) else np.asarray(y)
+    img = x.array if isinstance(x, Tensor) else np.asarray(x)
+    label = y.array if isinstance(y, Tensor) else np.asarray(y)
     return img, int(label.reshape(-1)[0])
 
 

@@ -22,22 +22,22 @@ class Tensor:
     Parameters
     ----------
     data : np.ndarray
-        The values (kept as is, no copy).
+        The values (kept as is, no copy); afterwards the raw array is ``t.array``.
     requires_grad : bool
         Record operations on this tensor so ``backward`` can fill ``.grad``;
         only floating dtypes can require gradients.
     """
 
-    __slots__ = ("__weakref__", "_ctx", "_retains_grad", "data", "grad", "requires_grad")
+    __slots__ = ("__weakref__", "_ctx", "_retains_grad", "array", "grad", "requires_grad")
     __array_priority__ = 1000  # ndarray <op> Tensor defers to Tensor's reflected op
 
     def __init__(self, data: Any, requires_grad: bool = False) -> None:
         if isinstance(data, Tensor):
-            data = data.data
-        self.data: np.ndarray = data if isinstance(data, np.ndarray) else np.asarray(data)
-        if requires_grad and self.data.dtype not in _FLOATS:
+            data = data.array
+        self.array: np.ndarray = data if isinstance(data, np.ndarray) else np.asarray(data)
+        if requires_grad and self.array.dtype not in _FLOATS:
             raise TypeError(
-                f"only floating-point tensors can require gradients; got dtype {self.data.dtype}"
+                f"only floating-point tensors can require gradients; got dtype {self.array.dtype}"
             )
         self.requires_grad = bool(requires_grad)
         self.grad: Tensor | None = None
@@ -47,7 +47,7 @@ class Tensor:
     @classmethod
     def _wrap(cls, data: np.ndarray, requires_grad: bool) -> Tensor:
         t = cls.__new__(cls)
-        t.data = data if isinstance(data, np.ndarray) else np.asarray(data)
+        t.array = data if isinstance(data, np.ndarray) else np.asarray(data)
         t.requires_grad = requires_grad
         t.grad = None
         t._ctx = None
@@ -56,20 +56,39 @@ class Tensor:
 
     # ----------------------------------------------------------------- properties
     @property
+    def data(self) -> Tensor:
+        """This tensor's values as a new Tensor sharing its storage, outside the graph.
+
+        As in PyTorch: in-place changes through ``t.data`` are not seen by autograd, and
+        assigning ``t.data = other`` swaps the values (shape and dtype may change).
+        ``t.array`` is the raw NumPy array itself.
+        """
+        return Tensor._wrap(self.array, False)
+
+    @data.setter
+    def data(self, value: Any) -> None:
+        self.array = value.array if isinstance(value, Tensor) else np.asarray(value)
+
+    def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
+        if copy:
+            return np.array(self.array, dtype=dtype, copy=True)
+        return self.array if dtype is None else self.array.astype(dtype, copy=False)
+
+    @property
     def shape(self) -> tuple[int, ...]:
-        return self.data.shape
+        return self.array.shape
 
     @property
     def dtype(self) -> np.dtype:
-        return self.data.dtype
+        return self.array.dtype
 
     @property
     def ndim(self) -> int:
-        return self.data.ndim
+        return self.array.ndim
 
     @property
     def device(self) -> str:
-        return "meta" if isinstance(self.data, backend.MetaArray) else "cpu"
+        return "meta" if isinstance(self.array, backend.MetaArray) else "cpu"
 
     @property
     def is_leaf(self) -> bool:
@@ -90,39 +109,39 @@ class Tensor:
         return self.ndim
 
     def numel(self) -> int:
-        return int(self.data.size)
+        return int(self.array.size)
 
     def __len__(self) -> int:
-        return len(self.data)
+        return len(self.array)
 
     def __repr__(self) -> str:
         extra = ", requires_grad=True" if self.requires_grad else ""
         if self._ctx is not None:
             extra = f", grad_fn={self._ctx.name}"
-        if isinstance(self.data, backend.MetaArray):
+        if isinstance(self.array, backend.MetaArray):
             return f"tensor(..., device='meta', size={self.shape}, dtype={self.dtype}{extra})"
-        body = np.array2string(self.data, separator=", ", prefix="tensor(")
+        body = np.array2string(self.array, separator=", ", prefix="tensor(")
         return f"tensor({body}, dtype={self.dtype}{extra})"
 
     # ----------------------------------------------------------------- conversion
     def numpy(self) -> np.ndarray:
         """The values as a NumPy array (shares memory; detach first if it requires grad)."""
-        return self.data
+        return self.array
 
     def item(self) -> float | int | bool:
-        if self.data.size != 1:
-            raise ValueError(f"item(): the tensor has {self.data.size} elements; expected 1")
-        return self.data.reshape(()).item()
+        if self.array.size != 1:
+            raise ValueError(f"item(): the tensor has {self.array.size} elements; expected 1")
+        return self.array.reshape(()).item()
 
     def tolist(self) -> Any:
-        return self.data.tolist()
+        return self.array.tolist()
 
     def detach(self) -> Tensor:
         """A tensor sharing the values, cut from the graph."""
-        return Tensor._wrap(self.data, False)
+        return Tensor._wrap(self.array, False)
 
     def clone(self) -> Tensor:
-        return self * 1 if self.requires_grad else Tensor._wrap(self.data.copy(), False)
+        return self * 1 if self.requires_grad else Tensor._wrap(self.array.copy(), False)
 
     def requires_grad_(self, requires_grad: bool = True) -> Tensor:
         if requires_grad and self.dtype not in _FLOATS:
@@ -154,15 +173,15 @@ class Tensor:
         return self.type(np.float64)
 
     def long(self) -> Tensor:
-        return Tensor._wrap(self.data.astype(np.int64), False)
+        return Tensor._wrap(self.array.astype(np.int64), False)
 
     def zero_(self) -> Tensor:
-        self.data[...] = 0
+        self.array[...] = 0
         return self
 
     def copy_(self, other: Tensor | np.ndarray) -> Tensor:
-        src = other.data if isinstance(other, Tensor) else np.asarray(other)
-        self.data[...] = src
+        src = other.array if isinstance(other, Tensor) else np.asarray(other)
+        self.array[...] = src
         return self
 
     # ----------------------------------------------------------------- autograd
@@ -182,14 +201,14 @@ class Tensor:
                 "(was it computed under no_grad, or from tensors with requires_grad=False?)"
             )
         if gradient is None:
-            if self.data.size != 1:
+            if self.array.size != 1:
                 raise RuntimeError(
                     f"backward(): grad can be implicitly created only for scalar outputs; "
                     f"this tensor has shape {self.shape}, pass gradient="
                 )
             g = np.ones(self.shape, dtype=self.dtype)
         else:
-            g = gradient.data if isinstance(gradient, Tensor) else np.asarray(gradient)
+            g = gradient.array if isinstance(gradient, Tensor) else np.asarray(gradient)
             if g.shape != self.shape:
                 raise ValueError(f"backward(): gradient has shape {g.shape}; expected {self.shape}")
             g = g.astype(self.dtype, copy=False)
@@ -247,19 +266,19 @@ class Tensor:
 
     # comparisons give plain boolean tensors (no gradient)
     def __lt__(self, other: Any) -> Tensor:
-        return Tensor._wrap(self.data < _raw(other), False)
+        return Tensor._wrap(self.array < _raw(other), False)
 
     def __le__(self, other: Any) -> Tensor:
-        return Tensor._wrap(self.data <= _raw(other), False)
+        return Tensor._wrap(self.array <= _raw(other), False)
 
     def __gt__(self, other: Any) -> Tensor:
-        return Tensor._wrap(self.data > _raw(other), False)
+        return Tensor._wrap(self.array > _raw(other), False)
 
     def __ge__(self, other: Any) -> Tensor:
-        return Tensor._wrap(self.data >= _raw(other), False)
+        return Tensor._wrap(self.array >= _raw(other), False)
 
     def eq(self, other: Any) -> Tensor:
-        return Tensor._wrap(self.data == _raw(other), False)
+        return Tensor._wrap(self.array == _raw(other), False)
 
     __hash__ = object.__hash__
 
@@ -328,7 +347,7 @@ class Tensor:
         """Largest value; with ``dim``, a ``(values, indices)`` pair as in PyTorch."""
         if dim is None:
             return self.amax()
-        idx = np.expand_dims(self.data.argmax(axis=dim), dim)
+        idx = np.expand_dims(self.array.argmax(axis=dim), dim)
         vals = arith.TakeAlongDim.apply(self, idx, dim=dim, keepdim=keepdim)
         return MinMax(vals, Tensor._wrap(idx if keepdim else np.squeeze(idx, dim), False))
 
@@ -336,19 +355,19 @@ class Tensor:
         """Smallest value; with ``dim``, a ``(values, indices)`` pair as in PyTorch."""
         if dim is None:
             return self.amin()
-        idx = np.expand_dims(self.data.argmin(axis=dim), dim)
+        idx = np.expand_dims(self.array.argmin(axis=dim), dim)
         vals = arith.TakeAlongDim.apply(self, idx, dim=dim, keepdim=keepdim)
         return MinMax(vals, Tensor._wrap(idx if keepdim else np.squeeze(idx, dim), False))
 
     def argmax(self, dim: int | None = None, keepdim: bool = False) -> Tensor:
         if dim is None:
-            return Tensor._wrap(np.asarray(self.data.argmax()), False)
-        return Tensor._wrap(self.data.argmax(axis=dim, keepdims=keepdim), False)
+            return Tensor._wrap(np.asarray(self.array.argmax()), False)
+        return Tensor._wrap(self.array.argmax(axis=dim, keepdims=keepdim), False)
 
     def argmin(self, dim: int | None = None, keepdim: bool = False) -> Tensor:
         if dim is None:
-            return Tensor._wrap(np.asarray(self.data.argmin()), False)
-        return Tensor._wrap(self.data.argmin(axis=dim, keepdims=keepdim), False)
+            return Tensor._wrap(np.asarray(self.array.argmin()), False)
+        return Tensor._wrap(self.array.argmin(axis=dim, keepdims=keepdim), False)
 
     # ----------------------------------------------------------------- shape
     def reshape(self, *shape: Any) -> Tensor:
@@ -400,9 +419,9 @@ class Tensor:
 
     def __getitem__(self, index: Any) -> Tensor:
         if isinstance(index, Tensor):
-            index = index.data
+            index = index.array
         elif isinstance(index, tuple):
-            index = tuple(i.data if isinstance(i, Tensor) else i for i in index)
+            index = tuple(i.array if isinstance(i, Tensor) else i for i in index)
         return shape.GetItem.apply(self, index=index)
 
     def __setitem__(self, index: Any, value: Any) -> None:
@@ -410,7 +429,7 @@ class Tensor:
             raise RuntimeError(
                 "in-place assignment into a tensor that requires grad; wrap it in ck.no_grad()"
             )
-        self.data[index] = _raw(value)
+        self.array[index] = _raw(value)
 
 
 class _Cast(autograd.Function):
@@ -425,7 +444,7 @@ class _Cast(autograd.Function):
 
 
 def _raw(x: Any) -> Any:
-    return x.data if isinstance(x, Tensor) else x
+    return x.array if isinstance(x, Tensor) else x
 
 
 def shape_mod_reshape(t: Tensor, shp: tuple) -> Tensor:
@@ -442,7 +461,7 @@ def tensor(data: Any, requires_grad: bool = False, dtype: Any = None) -> Tensor:
     dtype), Python ints int64, bools bool. ``dtype`` overrides.
     """
     if isinstance(data, Tensor):
-        data = data.data
+        data = data.array
     if dtype is not None:
         arr = np.array(data, dtype=np.dtype(dtype))
     elif isinstance(data, np.ndarray):

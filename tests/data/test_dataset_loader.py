@@ -27,7 +27,7 @@ def _xy(n: int = 10) -> tuple[np.ndarray, np.ndarray]:
 
 def _epoch_order(loader: DataLoader) -> np.ndarray:
     """The sample ids seen in one epoch (x[i, 0, 0, 0] == 6 * i)."""
-    return np.concatenate([(xb.data[:, 0, 0, 0] // 6).astype(int) for xb, _ in loader])
+    return np.concatenate([(xb.array[:, 0, 0, 0] // 6).astype(int) for xb, _ in loader])
 
 
 class _ListDataset(Dataset):
@@ -107,10 +107,10 @@ def test_loader_batches_shapes_dtypes_and_partial_last():
     assert [b[0].shape for b in batches] == [(4, 1, 2, 3), (4, 1, 2, 3), (2, 1, 2, 3)]
     xb, yb = batches[-1]
     assert isinstance(xb, Tensor) and isinstance(yb, Tensor)
-    assert xb.data.dtype == np.float32
-    assert yb.data.dtype == np.int64
-    np.testing.assert_array_equal(xb.data, x[8:])
-    np.testing.assert_array_equal(yb.data, y[8:])
+    assert xb.array.dtype == np.float32
+    assert yb.array.dtype == np.int64
+    np.testing.assert_array_equal(xb.array, x[8:])
+    np.testing.assert_array_equal(yb.array, y[8:])
 
 
 def test_loader_drop_last():
@@ -163,8 +163,8 @@ def test_fast_path_through_nested_subsets_matches_getitem():
     ds = TensorDataset(x, y)
     sub = Subset(Subset(ds, list(range(19, -1, -1))), [0, 5, 3, 10])
     ((xb, yb),) = list(DataLoader(sub, batch_size=4))
-    np.testing.assert_array_equal(xb.data, x[[19, 14, 16, 9]])
-    np.testing.assert_array_equal(yb.data, y[[19, 14, 16, 9]])
+    np.testing.assert_array_equal(xb.array, x[[19, 14, 16, 9]])
+    np.testing.assert_array_equal(yb.array, y[[19, 14, 16, 9]])
 
 
 def test_fast_path_applies_dataset_and_loader_transforms():
@@ -182,18 +182,18 @@ def test_fast_path_applies_dataset_and_loader_transforms():
     loader = DataLoader(ds, batch_size=6, transform=lambda a: a + 1)
     ((xb, _),) = list(loader)
     assert len(seen) == 6
-    np.testing.assert_array_equal(xb.data, 2 * x + 1)
+    np.testing.assert_array_equal(xb.array, 2 * x + 1)
 
 
 def test_generic_dataset_slow_path():
     loader = DataLoader(_ListDataset(5), batch_size=2, shuffle=True, seed=0)
     batches = list(loader)
     assert [b[0].shape for b in batches] == [(2, 2), (2, 2), (1, 2)]
-    ids = np.concatenate([b[1].data for b in batches])
-    assert batches[0][1].data.dtype == np.int64
+    ids = np.concatenate([b[1].array for b in batches])
+    assert batches[0][1].array.dtype == np.int64
     assert sorted(ids.tolist()) == [0, 1, 2, 3, 4]
     for xb, yb in batches:
-        np.testing.assert_array_equal(xb.data[:, 0], yb.data.astype(np.float64))
+        np.testing.assert_array_equal(xb.array[:, 0], yb.array.astype(np.float64))
 
 
 def test_bad_batch_size():

@@ -76,12 +76,12 @@ def test_no_input_requires_grad():
 
 def test_restores_grad_and_values(rng):
     x = _x(rng, 3, 2)
-    before = x.data.copy()
+    before = x.array.copy()
     sentinel = ck.tensor(np.full((3, 2), 7.0))
     x.grad = sentinel
     assert gradcheck(lambda a: (a * a).sum(0), x)
     assert x.grad is sentinel
-    np.testing.assert_array_equal(x.data, before)
+    np.testing.assert_array_equal(x.array, before)
     y = _x(rng, 3)
     assert gradcheck(lambda a: a.exp(), y)
     assert y.grad is None
@@ -231,7 +231,7 @@ def test_regression_losses(rng, reduction):
     x, t = _x(rng, 3, 4), _x(rng, 3, 4)
     assert gradcheck(lambda a, b: F.mse_loss(a, b, reduction=reduction), [x, t])
     t2 = ck.tensor(
-        x.data + np.where(rng.random((3, 4)) < 0.5, -1.0, 1.0) * (0.1 + rng.random((3, 4)))
+        x.array + np.where(rng.random((3, 4)) < 0.5, -1.0, 1.0) * (0.1 + rng.random((3, 4)))
     )
     assert gradcheck(lambda a: F.l1_loss(a, t2, reduction=reduction), x)
 
@@ -461,14 +461,14 @@ def _small_cnn(nn):
 def test_gradcheck_module_small_cnn():
     nn = _nn()
     model = _small_cnn(nn)
-    before = {k: v.data.copy() for k, v in model.named_parameters()}
+    before = {k: v.array.copy() for k, v in model.named_parameters()}
     dtypes = {k: v.dtype for k, v in model.named_parameters()}
     result = gradcheck_module(model, (2, 2, 6, 6))
     assert list(result) == [str(i) for i in range(8)]
     assert all(result.values())
     for k, v in model.named_parameters():  # the original model is untouched
         assert v.dtype == dtypes[k]
-        np.testing.assert_array_equal(v.data, before[k])
+        np.testing.assert_array_equal(v.array, before[k])
         assert v.grad is None
     model.eval()
     assert all(gradcheck_module(model, ck.randn(2, 2, 6, 6), train=False).values())

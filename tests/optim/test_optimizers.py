@@ -93,8 +93,8 @@ def test_matches_torch(cfg) -> None:
     _run_torch(th_opt, th_p, grads)
     for i, (a, b) in enumerate(zip(ck_p, th_p, strict=True)):
         expected = b.detach().numpy()
-        assert not np.allclose(a.data, arrays[i]), "parameters did not move"
-        np.testing.assert_allclose(a.data, expected, rtol=1e-12, atol=1e-14, err_msg=f"p{i}")
+        assert not np.allclose(a.array, arrays[i]), "parameters did not move"
+        np.testing.assert_allclose(a.array, expected, rtol=1e-12, atol=1e-14, err_msg=f"p{i}")
 
 
 @pytest.mark.parametrize("cfg", CONFIGS, ids=[_ids(c) for c in CONFIGS])
@@ -130,13 +130,13 @@ def test_state_dict_round_trip(cfg) -> None:
     p2 = _ck_params(arrays)
     opt_tmp = cls(_groups(p2, group_opts), **kw)
     _run_ck(opt_tmp, p2, grads[:5])
-    cloned = [ck.tensor(p.data.copy(), requires_grad=True) for p in p2]
+    cloned = [ck.tensor(p.array.copy(), requires_grad=True) for p in p2]
     fresh = cls(_groups(cloned, None if group_opts is None else [{}, {}]), lr=123.0)
     fresh.load_state_dict(sd_saved)
     assert fresh.param_groups[0]["lr"] == sd_saved["param_groups"][0]["lr"]
     _run_ck(fresh, cloned, grads[5:])
     for a, b in zip(cloned, ref_p, strict=True):
-        np.testing.assert_allclose(a.data, b.data, rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(a.array, b.array, rtol=1e-12, atol=1e-14)
 
 
 def test_state_dict_format_matches_torch_keys() -> None:
@@ -163,8 +163,8 @@ def test_grad_none_is_skipped() -> None:
     opt = optim.Adam(params, lr=0.1)
     params[0].grad = ck.tensor(np.ones(SHAPES[0]))
     opt.step()
-    assert not np.allclose(params[0].data, arrays[0])
-    np.testing.assert_array_equal(params[1].data, arrays[1])
+    assert not np.allclose(params[0].array, arrays[0])
+    np.testing.assert_array_equal(params[1].array, arrays[1])
     assert params[1] not in opt.state
     assert list(opt.state_dict()["state"]) == [0]
 
@@ -175,7 +175,7 @@ def test_zero_grad() -> None:
     for p in params:
         p.grad = ck.tensor(np.ones(p.shape))
     opt.zero_grad(set_to_none=False)
-    assert all(p.grad is not None and not p.grad.data.any() for p in params)
+    assert all(p.grad is not None and not p.grad.array.any() for p in params)
     opt.zero_grad()
     assert all(p.grad is None for p in params)
 
@@ -192,7 +192,7 @@ def test_closure_and_float32() -> None:
         topt.step()
     assert p.dtype == np.float32
     assert opt.state[p]["exp_avg"].dtype == np.float32
-    np.testing.assert_allclose(p.data, tp.detach().numpy(), rtol=1e-6)
+    np.testing.assert_allclose(p.array, tp.detach().numpy(), rtol=1e-6)
 
 
 def test_add_param_group() -> None:

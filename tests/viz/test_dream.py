@@ -62,13 +62,13 @@ def test_dream_leaves_model_and_input_alone() -> None:
     model.train()
     image = digit(2)
     copy = image.copy()
-    weights = [p.data.copy() for p in model.parameters()]
+    weights = [p.array.copy() for p in model.parameters()]
     deep_dream(model, image, "features.4", steps=2, clip=(0.0, 1.0))
     np.testing.assert_array_equal(image, copy)
     assert model.training
     assert all(p.requires_grad for p in model.parameters())
     for p, w in zip(model.parameters(), weights, strict=True):
-        np.testing.assert_array_equal(p.data, w)
+        np.testing.assert_array_equal(p.array, w)
 
 
 def test_dream_zero_steps_is_the_identity_and_bad_arguments_raise() -> None:

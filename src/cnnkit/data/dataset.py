@@ -36,10 +36,12 @@ class Dataset:
 
 
 def _as_array(a: Any) -> np.ndarray:
-    """The ndarray behind ``a``: an ndarray itself, or an object's ``.data`` ndarray."""
+    """The ndarray behind ``a``: an ndarray, a Tensor's ``.array``, or an object's ``.data``."""
     if isinstance(a, np.ndarray):
         return a
-    data = getattr(a, "data", None)
+    data = getattr(a, "array", None)
+    if not isinstance(data, np.ndarray):
+        data = getattr(a, "data", None)
     if isinstance(data, np.ndarray):
         return data
     return np.asarray(a)
@@ -59,8 +61,8 @@ class TensorDataset(Dataset):
     Parameters
     ----------
     *arrays : np.ndarray or Tensor
-        Arrays of shape ``(N, ...)``; objects with a ``.data`` ndarray (such as
-        ``cnnkit.Tensor``) are unwrapped.
+        Arrays of shape ``(N, ...)``; Tensors and objects with a ``.data`` ndarray
+        are unwrapped.
     transform : callable, optional
         Applied to the first array's sample (the input) in ``__getitem__``.
 

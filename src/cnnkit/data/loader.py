@@ -15,7 +15,7 @@ __all__ = ["DataLoader", "default_collate"]
 
 def _to_batch_array(items: list[Any]) -> np.ndarray:
     """Stack one field of a list of samples; integer fields become int64."""
-    arrs = [np.asarray(getattr(v, "data", v) if isinstance(v, Tensor) else v) for v in items]
+    arrs = [np.asarray(v) for v in items]
     out = np.stack(arrs)
     return _fix_dtype(out)
 
@@ -262,9 +262,9 @@ class DataLoader:
             s = self.dataset[int(i)]
             if self.transform is not None:
                 if isinstance(s, (tuple, list)):
-                    s = (self.transform(np.asarray(getattr(s[0], "data", s[0]))), *s[1:])
+                    s = (self.transform(np.asarray(s[0])), *s[1:])
                 else:
-                    s = self.transform(np.asarray(getattr(s, "data", s)))
+                    s = self.transform(np.asarray(s))
             samples.append(s)
         collate = self.collate_fn or default_collate
         return list(collate(samples))

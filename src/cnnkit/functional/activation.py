@@ -181,5 +181,5 @@ def dropout(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool 
     keep = backend.default_rng().random(input.shape) >= p
     mask = keep.astype(input.dtype) * input.dtype.type(1.0 / (1.0 - p))
     if not (input.requires_grad and is_grad_enabled()):
-        return Tensor._wrap(input.data * mask, False)
+        return Tensor._wrap(input.array * mask, False)
     return DropoutMask.apply(input, mask)

@@ -29,7 +29,7 @@ def _target(target: Any, input: Tensor, where: str, same_shape: bool = True) -> 
             f"got {tuple(t.shape)}"
         )
     if t.dtype.kind != "f" and same_shape:
-        t = Tensor(t.data.astype(input.dtype))
+        t = Tensor(t.array.astype(input.dtype))
     return t
 
 
@@ -108,14 +108,14 @@ def binary_cross_entropy(
     where = "binary_cross_entropy"
     _check_reduction(reduction, where)
     t = _target(target, input, where)
-    x = input.data
+    x = input.array
     if x.size and (np.nanmin(x) < 0 or np.nanmax(x) > 1):
         raise ValueError(
             f"{where}: input must be probabilities in [0, 1]; got values in "
             f"[{np.nanmin(x):.4g}, {np.nanmax(x):.4g}] (use binary_cross_entropy_with_logits "
             "for raw scores)"
         )
-    w = None if weight is None else np.broadcast_to(as_tensor(weight).data, x.shape)
+    w = None if weight is None else np.broadcast_to(as_tensor(weight).array, x.shape)
     return BinaryCrossEntropy.apply(input, t, w, reduction=reduction)
 
 
@@ -179,8 +179,8 @@ def binary_cross_entropy_with_logits(
     _check_reduction(reduction, where)
     t = _target(target, input, where)
     shape = input.shape
-    w = None if weight is None else np.broadcast_to(as_tensor(weight).data, shape)
-    pw = None if pos_weight is None else np.broadcast_to(as_tensor(pos_weight).data, shape)
+    w = None if weight is None else np.broadcast_to(as_tensor(weight).array, shape)
+    pw = None if pos_weight is None else np.broadcast_to(as_tensor(pos_weight).array, shape)
     return BCEWithLogits.apply(input, t, w, pw, reduction=reduction)
 
 
@@ -241,15 +241,15 @@ def _class_targets(
     """The ``q`` matrix (shape of input) and the mean's denominator for class targets."""
     if input.ndim < 1:
         raise ValueError(f"{where}: expected input (N, C) or (N, C, *); got a scalar")
-    x = input.data
+    x = input.array
     unbatched = input.ndim == 1
     c = x.shape[0] if unbatched else x.shape[1]
-    t = np.asarray(getattr(target, "data", target))
+    t = np.asarray(target)
     if not 0.0 <= label_smoothing <= 1.0:
         raise ValueError(f"{where}: label_smoothing must be in [0, 1]; got {label_smoothing}")
     w = None
     if weight is not None:
-        w = np.asarray(getattr(weight, "data", weight), dtype=x.dtype)
+        w = np.asarray(weight, dtype=x.dtype)
         if w.shape != (c,):
             raise ValueError(f"{where}: expected weight of shape ({c},); got {w.shape}")
     cshape = (-1,) + (1,) * (x.ndim - 2) if not unbatched else (-1,)
@@ -363,7 +363,7 @@ def nll_loss(
     input : Tensor, shape (N, C) or (N, C, d1, ...)
     target : Tensor or array of int, shape (N,) or (N, d1, ...)
     """
-    t = np.asarray(getattr(target, "data", target))
+    t = np.asarray(target)
     if t.dtype.kind == "f":
         raise TypeError("nll_loss: target must be class indices (int)")
     return _weighted_nll(input, target, weight, ignore_index, reduction, 0.0, False, "nll_loss")

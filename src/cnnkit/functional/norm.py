@@ -91,7 +91,7 @@ def batch_norm(
                 f"batch_norm: expected {name} of shape ({c},) for input {tuple(input.shape)}; "
                 f"got {tuple(t.shape)}"
             )
-    x = input.data
+    x = input.array
     axes = (0, *range(2, x.ndim))
     if training:
         m = x.size // c
@@ -103,16 +103,16 @@ def batch_norm(
         mean = x.mean(axis=axes)
         var = x.var(axis=axes)
         if running_mean is not None:
-            running_mean.data *= 1 - momentum
-            running_mean.data += momentum * mean.astype(running_mean.dtype)
+            running_mean.array *= 1 - momentum
+            running_mean.array += momentum * mean.astype(running_mean.dtype)
         if running_var is not None:
-            running_var.data *= 1 - momentum
-            running_var.data += momentum * (var * (m / (m - 1))).astype(running_var.dtype)
+            running_var.array *= 1 - momentum
+            running_var.array += momentum * (var * (m / (m - 1))).astype(running_var.dtype)
     else:
         if running_mean is None or running_var is None:
             raise ValueError("batch_norm: evaluation mode needs running_mean and running_var")
-        mean = running_mean.data
-        var = running_var.data
+        mean = running_mean.array
+        var = running_var.array
     invstd = (1.0 / np.sqrt(var + eps)).astype(x.dtype)
     return BatchNorm.apply(
         input, weight, bias, mean=mean.astype(x.dtype), invstd=invstd, batch_stats=training

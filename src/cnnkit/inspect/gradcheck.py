@@ -58,7 +58,7 @@ def _outputs(out: Any) -> list[Tensor]:
 def _flat_output(fn: Callable[..., Any], inputs: list[Any]) -> np.ndarray:
     with no_grad():
         outs = _outputs(fn(*inputs))
-    return np.concatenate([np.asarray(o.data, dtype=np.float64).ravel() for o in outs])
+    return np.concatenate([np.asarray(o.array, dtype=np.float64).ravel() for o in outs])
 
 
 def _label(i: int, names: Sequence[str] | None) -> str:
@@ -92,7 +92,7 @@ def _analytic(
     if fast_mode or (fast_mode is None and n_out > max_outputs):
         proj = np.random.default_rng(seed).standard_normal((n_out, n_proj))
     n_rows = n_out if proj is None else n_proj
-    jac = [np.zeros((n_rows, inputs[i].data.size), dtype=np.float64) for i in check]
+    jac = [np.zeros((n_rows, inputs[i].array.size), dtype=np.float64) for i in check]
     if not any(o.requires_grad for o in outs):
         return jac, shapes, proj, problems  # nothing recorded: the analytic Jacobian is 0
     starts = np.cumsum([0, *sizes])
@@ -120,7 +120,7 @@ def _analytic(
                     f"input of shape {inputs[i].shape} and dtype {inputs[i].dtype}"
                 )
                 continue
-            jac[b][row] = np.asarray(g.data, dtype=np.float64).ravel()
+            jac[b][row] = np.asarray(g.array, dtype=np.float64).ravel()
     return jac, shapes, proj, problems
 
 
@@ -136,7 +136,7 @@ def _numeric(
     jac = []
     for i in check:
         t = inputs[i]
-        flat = t.data.reshape(-1)  # t.data is a private contiguous copy here
+        flat = t.array.reshape(-1)  # t.array is a private contiguous copy here
         cols = []
         for k in range(flat.size):
             orig = flat[k]
@@ -220,12 +220,12 @@ def gradcheck(
             )
         if t.requires_grad:
             if not t.is_leaf:  # check at its value; keep its graph's leaves untouched
-                items[i] = Tensor(np.array(t.data, copy=True), requires_grad=True)
+                items[i] = Tensor(np.array(t.array, copy=True), requires_grad=True)
             check.append(i)
     if not check:
         raise ValueError("gradcheck: no input requires grad; nothing to check")
 
-    saved = [(items[i].grad, items[i].data) for i in check]
+    saved = [(items[i].grad, items[i].array) for i in check]
     try:
         analytic, shapes, proj, problems = _analytic(
             fn, items, check, fast_mode, max_outputs, n_projections, seed
@@ -238,12 +238,12 @@ def gradcheck(
                 raise GradcheckError(message)
             return False
         for i in check:
-            items[i].data = np.array(items[i].data, dtype=np.float64, copy=True, order="C")
+            items[i].array = np.array(items[i].array, dtype=np.float64, copy=True, order="C")
         numeric = _numeric(fn, items, check, eps, proj)
     finally:
         for i, (grad, data) in zip(check, saved, strict=True):
             items[i].grad = grad
-            items[i].data = data
+            items[i].array = data
 
     for b, i in enumerate(check):
         a, n = analytic[b], numeric[b]
@@ -317,10 +317,10 @@ def _to_double(model: Any) -> Any:
         model = out if out is not None else model
     else:
         for p in model.parameters():
-            p.data = p.data.astype(np.float64)
+            p.array = p.array.astype(np.float64)
     for p in model.parameters():
         if p.dtype != np.float64:
-            p.data = p.data.astype(np.float64)
+            p.array = p.array.astype(np.float64)
     return model
 
 
@@ -373,7 +373,7 @@ def gradcheck_module(
     """
     rng = np.random.default_rng(seed)
     if isinstance(input, Tensor):
-        x0 = np.array(input.data, dtype=np.float64, copy=True)
+        x0 = np.array(input.array, dtype=np.float64, copy=True)
     elif isinstance(input, np.ndarray):
         x0 = np.array(input, dtype=np.float64, copy=True)
     else:
@@ -392,7 +392,7 @@ def gradcheck_module(
         def hook(mod: Any, args: Any, output: Any, name: str = name) -> None:
             if name not in captured:
                 captured[name] = tuple(
-                    np.array(a.data, copy=True) if isinstance(a, Tensor) else a
+                    np.array(a.array, copy=True) if isinstance(a, Tensor) else a
                     for a in _as_list(args)
                 )
 

@@ -295,7 +295,7 @@ def summary(
                 jump=(round(f.jump[0]), round(f.jump[1])) if f else None,
                 start=f.start if f else None,
                 macs=_macs(m, output.shape, in_shape),
-                activation_bytes=int(output.data.nbytes),
+                activation_bytes=int(output.array.nbytes),
             )
         )
         workspace[0] = max(workspace[0], _workspace(m, output.shape, dtype.itemsize))
@@ -328,7 +328,7 @@ def summary(
         total_params=total,
         trainable_params=trainable,
         total_macs=sum(r.macs for r in rows),
-        param_bytes=sum(p.data.nbytes for p in params),
+        param_bytes=sum(p.array.nbytes for p in params),
         activation_bytes=sum(r.activation_bytes for r in rows),
         workspace_bytes=workspace[0],
         dtype=str(dtype),

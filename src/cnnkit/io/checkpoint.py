@@ -34,7 +34,7 @@ class CheckpointError(ValueError):
 
 def _array(v: Any) -> np.ndarray:
     """A contiguous array from a Tensor or array-like."""
-    a = v.data if isinstance(v, Tensor) else np.asarray(v)
+    a = v.array if isinstance(v, Tensor) else np.asarray(v)
     # not np.ascontiguousarray: it turns a 0-d array (e.g. num_batches_tracked) into 1-d
     return a if a.flags.c_contiguous else a.copy(order="C")
 
@@ -56,7 +56,7 @@ def _split_optimizer(state: dict[str, Any]) -> tuple[dict[str, np.ndarray], dict
 def _to_json(v: Any) -> Any:
     """Numbers, tuples and 0-d arrays as JSON values."""
     if isinstance(v, Tensor):
-        v = v.data
+        v = v.array
     if isinstance(v, np.ndarray):
         return v.item() if v.ndim == 0 else v.tolist()
     if isinstance(v, np.generic):

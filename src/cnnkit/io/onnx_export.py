@@ -99,9 +99,9 @@ class _Builder:
                 raise RuntimeError("export_onnx: internal error, a node was visited too early")
             pname = self.param_names.get(key)
             if pname is not None:
-                self.names[key] = self.initializer(np.asarray(t.data, np.float32), pname)
+                self.names[key] = self.initializer(np.asarray(t.array, np.float32), pname)
             else:
-                self.names[key] = self.const(t.data)
+                self.names[key] = self.const(t.array)
         return self.names[key]
 
     def node(self, op: str, inputs: Sequence[str], out: str | None = None, **attrs: Any) -> str:
@@ -285,7 +285,7 @@ def _emit_batchnorm(b: _Builder, fn: Function, t: Tensor, kw: dict, out: str | N
     found = b.bn_modules.get(id(gamma)) if gamma is not None else None
     if found is not None:
         prefix, m = found
-        rm, rv = m.running_mean.data.astype(np.float64), m.running_var.data.astype(np.float64)
+        rm, rv = m.running_mean.array.astype(np.float64), m.running_var.array.astype(np.float64)
         same = np.allclose(rm, mean, rtol=1e-6, atol=1e-7) and np.allclose(
             1.0 / np.sqrt(rv + m.eps), invstd, rtol=1e-5, atol=0
         )

@@ -288,7 +288,7 @@ def save_torch_state_dict(path: str | Path, model: Any) -> Path:
     state = model if isinstance(model, Mapping) else model.state_dict()
     tensors: dict[str, np.ndarray] = {}
     for k, v in state.items():
-        a = v.data if isinstance(v, Tensor) else np.asarray(v)
+        a = v.array if isinstance(v, Tensor) else np.asarray(v)
         # not np.ascontiguousarray: it turns 0-d arrays (num_batches_tracked) into 1-d
         tensors[str(k)] = a if a.flags.c_contiguous else a.copy(order="C")
     return atomic_write_bytes(path, st_save(tensors, metadata={"format": "pt"}))

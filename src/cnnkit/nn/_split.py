@@ -33,7 +33,7 @@ def split_inference(module: Any, x: Tensor) -> Tensor:
     bounds = parallel.shares(x.shape[0])
     outs = parallel.run_shares(len(bounds), lambda i: module.forward(x[slice(*bounds[i])]))
     _check_batched(module, outs, bounds)
-    return Tensor._wrap(np.concatenate([o.data for o in outs]), False)
+    return Tensor._wrap(np.concatenate([o.array for o in outs]), False)
 
 
 def split_training(module: Any, x: Tensor) -> Tensor:
@@ -63,7 +63,7 @@ class BatchShares(Function):
         pairs = parallel.run_shares(len(bounds), share)
         _check_batched(module, [out for _, out in pairs], bounds)
         self.pairs, self.bounds, self.tensors = pairs, bounds, params
-        return np.concatenate([out.data for _, out in pairs])
+        return np.concatenate([out.array for _, out in pairs])
 
     def backward(self, grad: np.ndarray) -> tuple:
         retain = retaining_graph()
@@ -81,7 +81,7 @@ class BatchShares(Function):
             parts = []
             for (xs, _), sink in zip(self.pairs, sinks, strict=True):
                 got = sink.get(id(xs))
-                parts.append(got[1] if got is not None else np.zeros_like(xs.data))
+                parts.append(got[1] if got is not None else np.zeros_like(xs.array))
             dx = np.concatenate(parts)
         dparams = []
         for p in self.tensors:

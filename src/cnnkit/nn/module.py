@@ -37,7 +37,7 @@ class Parameter(Tensor):
     def __init__(self, data: Any = None, requires_grad: bool = True) -> None:
         if data is None:
             data = np.empty(0, dtype=np.float32)
-        super().__init__(data.data if isinstance(data, Tensor) else data, requires_grad)
+        super().__init__(data.array if isinstance(data, Tensor) else data, requires_grad)
 
     def __repr__(self) -> str:
         return "Parameter containing:\n" + super().__repr__()
@@ -183,7 +183,7 @@ class Module:
                 res = hook(self, args)
                 if res is not None:
                     args = res if isinstance(res, tuple) else (res,)
-        data = args[0].data if args and isinstance(args[0], Tensor) else None
+        data = args[0].array if args and isinstance(args[0], Tensor) else None
         if data is not None and data.ndim in (2, 4) and data.shape[0] > 1:
             # a batch ((N, C, H, W) or (N, F); a 3-D input may be one unbatched image):
             # BLAS on one thread, the ops split their work over the cores
@@ -205,9 +205,9 @@ class Module:
         """A batch through modules that all treat samples independently and have no
         hooks: each core can run the whole model on its share of the batch (measured:
         CIFAR-net inference 33 -> 28 ms, LeNet-5 3.5 -> 2.2 ms)."""
-        if is_meta(x.data) or parallel.workers() < 2:
+        if is_meta(x.array) or parallel.workers() < 2:
             return False
-        if x.shape[0] < 2 * parallel.workers() or x.data.size < _SPLIT_MIN:
+        if x.shape[0] < 2 * parallel.workers() or x.array.size < _SPLIT_MIN:
             return False
         return all(
             m._per_sample() and (m is self or not (m._forward_hooks or m._forward_pre_hooks))
@@ -329,7 +329,7 @@ class Module:
                 if set_to_none:
                     p.grad = None
                 else:
-                    p.grad.data[...] = 0
+                    p.grad.array[...] = 0
 
     def to(self, *args: Any, dtype: Any = None, device: Any = None) -> Module:
         """Cast floating parameters and buffers in place (``to(float64)``, ``to('cpu')``)."""
@@ -349,9 +349,9 @@ class Module:
             raise TypeError(f"{type(self).__name__}.to: expected a floating dtype; got {dt}")
         for t in [*self.parameters(), *self.buffers()]:
             if t.dtype.kind == "f" and t.dtype != dt:
-                t.data = meta_array(t.shape, dt) if is_meta(t) else t.data.astype(dt)
+                t.array = meta_array(t.shape, dt) if is_meta(t) else t.array.astype(dt)
                 if t.grad is not None:
-                    t.grad = Tensor(t.grad.data.astype(dt))
+                    t.grad = Tensor(t.grad.array.astype(dt))
         return self
 
     def double(self) -> Module:
@@ -401,7 +401,7 @@ class Module:
             v = state_dict[k]
             if not isinstance(v, (Tensor, np.ndarray)) and hasattr(v, "detach"):
                 v = v.detach()  # e.g. a PyTorch tensor that requires grad
-            arr = v.data if isinstance(v, Tensor) else np.asarray(v)
+            arr = v.array if isinstance(v, Tensor) else np.asarray(v)
             if not isinstance(arr, np.ndarray):
                 arr = np.asarray(arr)
             if tuple(arr.shape) != tuple(target.shape):
@@ -418,7 +418,7 @@ class Module:
             )
         for k, arr in values.items():
             target = own[k]
-            target.data[...] = arr.astype(target.dtype, copy=False)
+            target.array[...] = arr.astype(target.dtype, copy=False)
         return IncompatibleKeys(missing, unexpected)
 
     # ------------------------------------------------------------------- repr

@@ -180,7 +180,7 @@ class Optimizer:
                 if set_to_none:
                     p.grad = None
                 else:
-                    p.grad.data[...] = 0
+                    p.grad.array[...] = 0
 
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
         """Perform one optimisation step on every parameter that has a gradient.
@@ -207,7 +207,7 @@ class Optimizer:
                 if grad is None:
                     continue
                 g = np.negative(grad) if maximize else grad
-                self._update(p.data, g, self.state.setdefault(p, {}), group)
+                self._update(p.array, g, self.state.setdefault(p, {}), group)
         return loss
 
     def _update(
@@ -222,12 +222,12 @@ class Optimizer:
         g = p.grad
         if g is None:
             return None
-        arr = g.data if isinstance(g, Tensor) else np.asarray(g)
-        if arr.dtype != p.data.dtype:
-            arr = arr.astype(p.data.dtype)
-        if arr.shape != p.data.shape:
+        arr = g.array if isinstance(g, Tensor) else np.asarray(g)
+        if arr.dtype != p.array.dtype:
+            arr = arr.astype(p.array.dtype)
+        if arr.shape != p.array.shape:
             raise ValueError(
-                f"gradient shape {arr.shape} does not match parameter shape {p.data.shape}"
+                f"gradient shape {arr.shape} does not match parameter shape {p.array.shape}"
             )
         return arr
 
@@ -308,13 +308,13 @@ class Optimizer:
             entry: dict[str, Any] = {}
             for name, v in value.items():
                 if isinstance(v, np.ndarray):
-                    if v.shape != p.data.shape and name != "step":
+                    if v.shape != p.array.shape and name != "step":
                         raise ValueError(
                             f"{self._name}.load_state_dict: state '{name}' of parameter {k} "
-                            f"has shape {v.shape}, but the parameter has shape {p.data.shape}"
+                            f"has shape {v.shape}, but the parameter has shape {p.array.shape}"
                         )
                     if v.dtype.kind == "f" and name != "step":
-                        entry[name] = v.astype(p.data.dtype, copy=True)
+                        entry[name] = v.astype(p.array.dtype, copy=True)
                     else:
                         entry[name] = v.copy()
                 else:

@@ -36,7 +36,7 @@ def as_loader(
     if isinstance(data, DataLoader):
         return data
     if isinstance(data, tuple) and len(data) == 2:
-        data = TensorDataset(*(d.data if isinstance(d, Tensor) else np.asarray(d) for d in data))
+        data = TensorDataset(*(d.array if isinstance(d, Tensor) else np.asarray(d) for d in data))
     if not isinstance(data, Dataset) and not hasattr(data, "__getitem__"):
         raise TypeError(
             "expected a DataLoader, a Dataset or an (inputs, targets) tuple; "
@@ -185,8 +185,8 @@ def fit(
                 total += value * n
                 seen += n
                 if task != "none":
-                    correct += _correct(out.data, y.data, task)
-                    counted += _count(out.data, y.data, task)
+                    correct += _correct(out.array, y.array, task)
+                    counted += _count(out.array, y.array, task)
                 if verbose and (b % 5 == 0 or b == len(loader)):
                     bar.set_postfix(loss=f"{total / seen:.4f}", refresh=False)
             bar.close()
@@ -295,18 +295,18 @@ def evaluate(
                 total += float(loss_fn(out, y).item()) * x.shape[0]
                 seen += x.shape[0]
                 if task != "none":
-                    correct += _correct(out.data, y.data, task)
-                    counted += _count(out.data, y.data, task)
+                    correct += _correct(out.array, y.array, task)
+                    counted += _count(out.array, y.array, task)
                 if task == "multiclass":
-                    preds.append(out.data.argmax(axis=1))
-                    targets.append(y.data if y.ndim == 1 else y.data.argmax(axis=1))
+                    preds.append(out.array.argmax(axis=1))
+                    targets.append(y.array if y.ndim == 1 else y.array.argmax(axis=1))
                 elif task.startswith("binary"):
                     thr = 0.0 if task == "binary_logits" else 0.5
-                    preds.append((out.data > thr).astype(np.int64).ravel())
-                    targets.append((y.data > 0.5).astype(np.int64).ravel())
+                    preds.append((out.array > thr).astype(np.int64).ravel())
+                    targets.append((y.array > 0.5).astype(np.int64).ravel())
                 else:
-                    preds.append(out.data)
-                    targets.append(y.data)
+                    preds.append(out.array)
+                    targets.append(y.array)
     finally:
         model.train(was_training)
     if seen == 0:
@@ -354,7 +354,7 @@ def predict(
     np.ndarray, shape (n, num_outputs)
     """
     if isinstance(inputs, (np.ndarray, Tensor, list)):
-        arr = inputs.data if isinstance(inputs, Tensor) else np.asarray(inputs)
+        arr = inputs.array if isinstance(inputs, Tensor) else np.asarray(inputs)
         batches: Iterable[Any] = (
             Tensor(arr[i : i + batch_size]) for i in range(0, len(arr), batch_size)
         )
@@ -369,7 +369,7 @@ def predict(
                 out = model(x)
                 if probabilities:
                     out = out.softmax(dim=1)
-                outs.append(out.data)
+                outs.append(out.array)
     finally:
         model.train(was_training)
     return np.concatenate(outs) if outs else np.empty((0,))

@@ -43,7 +43,7 @@ class DataSplits:
 def _shape_info(ds: Any) -> tuple[int, int]:
     """(channels, side) of the first sample of a dataset."""
     x, _ = ds[0]
-    arr = np.asarray(getattr(x, "data", x))
+    arr = np.asarray(x)
     if arr.ndim != 3:
         raise ValueError(f"expected samples shaped (channels, h, w); got {arr.shape}")
     return int(arr.shape[0]), int(arr.shape[-1])

@@ -49,7 +49,7 @@ def _objective_grad(
         act = act[:, channel]
     obj = act.mean()
     obj.backward()
-    return x.grad.data[0], float(obj.item())
+    return x.grad.array[0], float(obj.item())
 
 
 def deep_dream(
@@ -96,10 +96,10 @@ def deep_dream(
             f"jitter >= 0; got steps={steps}, lr={lr}, octaves={octaves}, "
             f"octave_scale={octave_scale}, jitter={jitter}"
         )
-    src = image.data if isinstance(image, Tensor) else np.asarray(image)
+    src = image.array if isinstance(image, Tensor) else np.asarray(image)
     out_dtype = src.dtype if src.dtype.kind == "f" else np.dtype(np.float32)
     dtype = np.dtype(model_dtype(model))
-    base = _batch(src).data[0].astype(dtype)
+    base = _batch(src).array[0].astype(dtype)
     _, mod = resolve_layer(model, layer)
     rng = backend.default_rng()
     h, w = base.shape[1:]
@@ -148,8 +148,8 @@ def plot_dream(original: Any, dreamed: Any, path: str | Path, title: str = "") -
     visible; RGB images are each scaled to [0, 1]. The difference uses a diverging map
     centred on zero.
     """
-    a = _batch(original).data[0].astype(np.float64)
-    b = _batch(dreamed).data[0].astype(np.float64)
+    a = _batch(original).array[0].astype(np.float64)
+    b = _batch(dreamed).array[0].astype(np.float64)
     if a.shape != b.shape:
         raise ValueError(f"plot_dream: image shapes differ: {a.shape} and {b.shape}")
     plt = pyplot()

@@ -54,7 +54,7 @@ def plot_filters(
             f"plot_filters: expected a Conv2d-like layer with a (c_out, c_in, kh, kw) weight; "
             f"got {type(conv).__name__}"
         )
-    imgs = filter_images(weight.data)
+    imgs = filter_images(weight.array)
     n = imgs.shape[0]
     rows, cols = _grid(n, ncols)
     plt = pyplot()
@@ -92,7 +92,7 @@ def _display(img: np.ndarray) -> tuple[np.ndarray, str | None]:
 def _batch(image: Any, dtype: Any = None) -> Tensor:
     """An image ``(c, h, w)`` or batch ``(1, c, h, w)`` as a tensor batch (cast to ``dtype``,
     the model's, so that a float64 image meets float32 weights without a dtype error)."""
-    arr = image.data if isinstance(image, Tensor) else np.asarray(image)
+    arr = image.array if isinstance(image, Tensor) else np.asarray(image)
     if arr.ndim == 3:
         arr = arr[None]
     if arr.ndim != 4 or arr.shape[0] != 1:
@@ -112,7 +112,7 @@ def activations(model: nn.Module, image: Any, layer: int | str | nn.Module) -> n
             act, _ = capture(model, mod, _batch(image, model_dtype(model)), stop=True)
     finally:
         model.train(was)
-    return act.data[0]
+    return act.array[0]
 
 
 def plot_activations(
@@ -146,7 +146,7 @@ def plot_activations(
         rows, cols, figsize=(1.6 * cols + 1.2, 1.6 * rows + 0.9), squeeze=False,
         layout="constrained",
     )  # fmt: skip
-    show, cmap = _display(_batch(image).data[0])
+    show, cmap = _display(_batch(image).array[0])
     lo, hi = float(act[:n].min()), float(act[:n].max())
     if hi <= lo:
         hi = lo + 1.0

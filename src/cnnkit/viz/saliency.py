@@ -28,17 +28,17 @@ def saliency(model: nn.Module, image: Any, target: int | None = None) -> np.ndar
     np.ndarray, shape (c, h, w)
         The input gradient (same dtype as the image).
     """
-    src = _batch(image).data
+    src = _batch(image).array
     x = Tensor(src.astype(model_dtype(model)), requires_grad=True)
     with frozen(model):
         scores = model(x)
         if scores.ndim != 2:
             raise ValueError(f"saliency: expected class scores (1, classes); got {scores.shape}")
-        k = int(scores.data[0].argmax()) if target is None else int(target)
+        k = int(scores.array[0].argmax()) if target is None else int(target)
         if not 0 <= k < scores.shape[1]:
             raise ValueError(f"saliency: target {k} out of range for {scores.shape[1]} classes")
         scores[0, k].backward()
-    return x.grad.data[0].astype(src.dtype, copy=False)
+    return x.grad.array[0].astype(src.dtype, copy=False)
 
 
 def saliency_map(grad: np.ndarray) -> np.ndarray:
@@ -66,9 +66,9 @@ def plot_saliency(
     """
     from cnnkit.autograd import no_grad
 
-    img = _batch(image).data[0]
+    img = _batch(image).array[0]
     with frozen(model), no_grad():
-        scores = np.asarray(model(_batch(image, model_dtype(model))).data[0], np.float64)
+        scores = np.asarray(model(_batch(image, model_dtype(model))).array[0], np.float64)
     probs = np.exp(scores - scores.max())
     probs /= probs.sum()
     pred = int(scores.argmax())
