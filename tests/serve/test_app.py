@@ -274,3 +274,24 @@ def test_half_written_history_rows() -> None:
         rows = runs.read_history(p)
         assert [r["epoch"] for r in rows] == [1, 2]
         assert runs.read_history(Path(d) / "missing.csv") == []
+
+
+def test_assets_ship_in_the_wheel_and_need_no_internet() -> None:
+    """Every file the page loads is package data, and none of them fetches from elsewhere."""
+    import fnmatch
+    import re
+    import tomllib
+
+    repo = Path(__file__).resolve().parents[2]
+    patterns = tomllib.loads((repo / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "package-data"
+    ]["cnnkit.serve"]
+    static = repo / "src" / "cnnkit" / "serve" / "static"
+    files = sorted(p.relative_to(static.parent).as_posix() for p in static.iterdir())
+    assert {"static/app.html", "static/app.js", "static/app.css"} <= set(files)
+    for f in files:
+        assert any(fnmatch.fnmatch(f, pat) for pat in patterns), f"{f} is not package data"
+        text = (static.parent / f).read_text()
+        assert not re.search(r"(src|href)=[\"']?(https?:)?//", text), f
+        assert not re.search(r"(fetch|import)\(\s*[\"'`]https?:", text), f
+        assert "url(http" not in text, f

@@ -8,8 +8,10 @@ Drawn digits:
   a 20x20 box with anti-aliasing, and placed in a 28x28 field so that its centre of mass
   lies at the field's centre -- what LeCun et al. describe for MNIST.
 - **8x8 (scikit-learn's digits, UCI optdigits):** the digit is scaled to fill a 32x32
-  bitmap, thresholded to black and white, and the on-pixels of each 4x4 block are counted
-  (0..16), divided by 16 as :class:`cnnkit.data.Digits` does.
+  bitmap, thresholded to black and white, its strokes thickened by one pixel (the
+  optdigits bitmaps have thick strokes: this brings a drawing's mean ink, 0.21, to the
+  data set's 0.31), and the on-pixels of each 4x4 block are counted (0..16), divided by
+  16 as :class:`cnnkit.data.Digits` does.
 """
 
 from __future__ import annotations
@@ -268,8 +270,9 @@ def mnist_digit(img: np.ndarray) -> np.ndarray | None:
 
 def digits8(img: np.ndarray) -> np.ndarray | None:
     """A drawn digit as an 8x8 image of scikit-learn's digits ``(1, 8, 8)`` in [0, 1]:
-    scaled to fill a 32x32 bitmap (aspect ratio kept, centred), thresholded, and the
-    on-pixels of each 4x4 block counted and divided by 16. None for an empty drawing."""
+    scaled to fill a 32x32 bitmap (aspect ratio kept, centred), thresholded, strokes
+    thickened by one pixel, and the on-pixels of each 4x4 block counted and divided by
+    16. None for an empty drawing."""
     box = _bbox(img, 0.1)
     if box is None:
         return None
@@ -282,6 +285,12 @@ def digits8(img: np.ndarray) -> np.ndarray | None:
     bitmap = np.zeros((32, 32), bool)
     top, left = (32 - nh) // 2, (32 - nw) // 2
     bitmap[top : top + nh, left : left + nw] = small
+    thick = bitmap.copy()  # one-pixel dilation with the 4-neighbourhood
+    thick[1:] |= bitmap[:-1]
+    thick[:-1] |= bitmap[1:]
+    thick[:, 1:] |= bitmap[:, :-1]
+    thick[:, :-1] |= bitmap[:, 1:]
+    bitmap = thick
     counts = bitmap.reshape(8, 4, 8, 4).sum(axis=(1, 3))
     return (counts.astype(np.float32) / np.float32(16.0))[None]
 
