@@ -104,10 +104,14 @@ class Page:
         self.page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
         self.page.on("pageerror", lambda e: self.errors.append(f"uncaught: {e}"))
 
-    def shot(self, name: str) -> Path:
+    def shot(self, name: str, selector: str | None = None) -> Path:
+        """A screenshot of the whole page (or of one element) under test-artifacts/serve."""
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         path = ARTIFACTS / f"{name}.png"
-        self.page.screenshot(path=str(path), full_page=True)
+        if selector:
+            self.page.locator(selector).screenshot(path=str(path))
+        else:
+            self.page.screenshot(path=str(path), full_page=True)
         return path
 
 
@@ -213,6 +217,8 @@ def test_curves_follow_a_real_training_run(tmp_path: Path, browser: Any) -> None
         p.wait_for_selector("#chart-loss[data-points='4']", timeout=3000)
         p.wait_for_selector("#live-status .badge.finished", timeout=5000)
         tab.shot("run-live")
+        p.evaluate("window.scrollTo(0, 0)")
+        tab.page.screenshot(path=str(ARTIFACTS / "run-live-top.png"))
         assert tab.errors == []
     finally:
         if train.poll() is None:
@@ -263,6 +269,7 @@ def test_drawn_digits_are_recognised(mnist_runs: Path, browser: Any) -> None:
             assert p.locator("#draw-result .layer").count() == 2  # maps of both convolutions
             canvas.scroll_into_view_if_needed()
             tab.shot(f"draw-{digit}")
+            tab.shot(f"draw-{digit}-card", "#draw-card")
         assert tab.errors == []
     finally:
         server.stop()

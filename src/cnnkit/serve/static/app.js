@@ -377,10 +377,12 @@ function drawCard(name, side) {
   const how = side === 28
     ? "scaled into a 20x20 box and centred by its centre of mass in 28x28, as MNIST digits are"
     : "scaled to a 32x32 bitmap and counted in 4x4 blocks, as scikit-learn's 8x8 digits are";
-  return card("Draw a digit", el("p", { class: "muted", text: "The drawing is " + how + "." }),
+  const box = card("Draw a digit", el("p", { class: "muted", text: "The drawing is " + how + "." }),
     el("div", { class: "row" }, el("div", {}, canvas, el("div", {},
       el("button", { id: "draw-clear", onclick: () => { clear(); result.replaceChildren(); result.dataset.top = ""; }, text: "clear" }))),
     el("div", { style: "flex:1;min-width:300px" }, result)));
+  box.id = "draw-card";
+  return box;
 }
 
 // ---------------------------------------------------------------- a group of runs (grid search)
