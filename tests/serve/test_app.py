@@ -295,3 +295,12 @@ def test_assets_ship_in_the_wheel_and_need_no_internet() -> None:
         assert not re.search(r"(src|href)=[\"']?(https?:)?//", text), f
         assert not re.search(r"(fetch|import)\(\s*[\"'`]https?:", text), f
         assert "url(http" not in text, f
+
+
+def test_cli_serve_bad_arguments(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from cnnkit.cli import main
+
+    assert main(["serve", str(tmp_path / "missing")]) == 2
+    assert "no such folder of runs" in capsys.readouterr().err
+    assert main(["serve", str(tmp_path), "--port", "70000"]) == 2
+    assert "--port must be 0..65535" in capsys.readouterr().err

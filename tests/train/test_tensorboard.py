@@ -229,3 +229,47 @@ def test_grid_runs_compare_in_the_hparams_plugin(tmp_path: Path) -> None:
         )
         assert start.session_start_info.hparams["lr"].number_value == pytest.approx(row["lr"])
         assert ea.Scalars("accuracy/val")[-1].value == pytest.approx(row["val_acc"], rel=1e-6)
+
+
+def test_resumed_run_hides_the_interrupted_epochs(tmp_path: Path) -> None:
+    """Resuming after epoch 2 purges the interrupted run's later events (purge_step)."""
+    import shutil
+
+    from cnnkit.train.callbacks import ModelCheckpoint
+
+    class KeepEpoch2(Callback):
+        def on_epoch_end(self, state: Any, record: dict[str, Any]) -> None:
+            if state.epoch == 2:
+                shutil.copy(tmp_path / "ck" / "last.safetensors", tmp_path / "epoch2.safetensors")
+
+    data = Subset(Digits("train"), list(range(96)))
+
+    def run(resume: Any, lr: float) -> History:
+        ck.manual_seed(0)
+        model = get_model("lenet5", in_channels=1, input_size=8, num_classes=10)
+        cbs = [ModelCheckpoint(tmp_path / "ck", monitor="train_loss"), KeepEpoch2(),
+               TensorBoard(tmp_path / "tb", histogram_every=0, images_every=0)]  # fmt: skip
+        opt = optim.SGD(model.parameters(), lr=lr)
+        return fit(model, data, optimizer=opt, epochs=3, callbacks=cbs, verbose=False,
+                   seed=0, resume=resume)  # fmt: skip
+
+    first = run(None, 0.05)
+    second = run(tmp_path / "epoch2.safetensors", 0.05)
+    assert first["train_loss"][:2] == second["train_loss"][:2]
+    events = read(tmp_path / "tb").Scalars("loss/train")
+    assert [e.step for e in events] == [1, 2, 3]  # epoch 3 once, not twice
+    assert events[-1].value == pytest.approx(second["train_loss"][2], rel=1e-6)
+
+
+def test_cli_without_tensorboardx(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    import sys
+
+    from cnnkit.cli import main
+
+    monkeypatch.setitem(sys.modules, "tensorboardX", None)  # as if not installed
+    out = tmp_path / "run"
+    code = main(["train", "--epochs", "1", "--out", str(out), "--tensorboard"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "tensorboardX" in err and "pip install 'cnnkit[dashboard]'" in err
+    assert not out.exists()

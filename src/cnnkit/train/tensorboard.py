@@ -26,6 +26,7 @@ Tags written (step = epoch):
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -123,8 +124,14 @@ class TensorBoard(Callback):
     def on_train_begin(self, state: TrainState) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         purge_step = state.epoch + 1 if self.purge and state.epoch > 0 else None
+        # event files are named by the second and the host: a suffix in nanoseconds keeps a
+        # resumed run, started within the same second, from overwriting the first file
+        # (and sorts it after that file, as TensorBoard's purge_step needs)
         self.writer = self._writer_cls(
-            logdir=str(self.log_dir), purge_step=purge_step, flush_secs=5
+            logdir=str(self.log_dir),
+            purge_step=purge_step,
+            flush_secs=5,
+            filename_suffix=f".{time.time_ns()}",
         )
         if self.sample is None:
             self.sample = _first_sample(state.loader)
