@@ -213,6 +213,7 @@ def test_curves_follow_a_real_training_run(tmp_path: Path, browser: Any) -> None
         new = [k for k in written if k > start]
         assert len(new) >= 2, f"only epochs {sorted(written)} seen; {start} on the page at first"
         delays = {k: shown.get(k, float("inf")) - written[k] for k in new}
+        print("seconds from an epoch in history.csv to its point on the page:", delays)
         assert all(d < 2.0 for d in delays.values()), delays
         p.wait_for_selector("#chart-loss[data-points='4']", timeout=3000)
         p.wait_for_selector("#live-status .badge.finished", timeout=5000)

@@ -29,6 +29,7 @@ from cnnkit.serve.runs import run_config
 
 _LOCK = threading.RLock()
 _MODELS: dict[str, tuple[tuple[int, int], Any]] = {}
+MAX_CACHED_MODELS = 32
 
 
 def weights_file(run: Path) -> Path | None:
@@ -62,6 +63,8 @@ def load_model(run: Path) -> Any:
         except Exception:  # a file replaced while read, or no architecture stored
             return None
         model.eval()
+        if len(_MODELS) >= MAX_CACHED_MODELS:  # forget the oldest (dicts keep insertion order)
+            del _MODELS[next(iter(_MODELS))]
         _MODELS[str(f)] = (key, model)
         return model
 
