@@ -304,3 +304,13 @@ def test_cli_serve_bad_arguments(tmp_path: Path, capsys: pytest.CaptureFixture) 
     assert "no such folder of runs" in capsys.readouterr().err
     assert main(["serve", str(tmp_path), "--port", "70000"]) == 2
     assert "--port must be 0..65535" in capsys.readouterr().err
+    write_history(tmp_path / "history.csv", fake_records(1))
+    assert main(["serve", str(tmp_path)]) == 2
+    assert "is one run directory; give the folder that holds the runs" in capsys.readouterr().err
+
+
+def test_serve_defaults_to_this_machine_only() -> None:
+    from cnnkit.cli import build_parser
+
+    args = build_parser().parse_args(["serve"])
+    assert (args.runs_dir, args.host, args.port) == ("runs", "127.0.0.1", 8000)

@@ -27,7 +27,16 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"cnnkit serve needs {', '.join(missing)}: {INSTALL_HINT}")
     if not 0 <= args.port <= 65535:
         raise ValueError(f"--port must be 0..65535; got {args.port}")
-    if not Path(args.runs_dir).is_dir():
+    from cnnkit.serve.runs import is_run
+
+    folder = Path(args.runs_dir)
+    if not folder.is_dir():
         raise FileNotFoundError(f"{args.runs_dir}: no such folder of runs")
+    if is_run(folder):
+        parent = folder.resolve().parent
+        raise ValueError(
+            f"{args.runs_dir} is one run directory; give the folder that holds the runs: "
+            f"cnnkit serve {parent}"
+        )
     serve(args.runs_dir, host=args.host, port=args.port)
     return 0
