@@ -290,6 +290,9 @@ function drawCurves(h, lossChart, accChart, diag) {
     { name: "training accuracy", xs: ep, ys: col("train_acc"), color: "var(--train)" },
     { name: "validation accuracy", xs: ep, ys: col("val_acc"), color: "var(--val)" },
   ], { title: "accuracy", percent: true });
+  if (!h.records.length && ["finished", "failed", "interrupted"].includes(h.status)) {
+    diag.textContent = "This run recorded no epochs in history.csv.";
+  }
   if (h.diagnosis) {
     const d = h.diagnosis;
     const verdict = d.verdict ? d.verdict[0].toUpperCase() + d.verdict.slice(1) + ": " : "";
