@@ -88,7 +88,10 @@ class Server:
 @pytest.fixture
 def browser() -> Iterator[Any]:
     with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM)
+        try:
+            b = p.chromium.launch(executable_path=CHROMIUM)
+        except sync_api.Error as e:  # e.g. a chromium whose libraries are missing
+            pytest.skip(f"{CHROMIUM} could not be started by Playwright: {e}")
         try:
             yield b
         finally:
