@@ -179,7 +179,7 @@ def test_curves_follow_a_real_training_run(tmp_path: Path, browser: Any) -> None
     root = tmp_path / "runs"
     root.mkdir()
     server = Server(root)
-    argv = ["train", "--data", "digits", "--epochs", "4", "--batch-size", "4", "--quiet"]
+    argv = ["train", "--data", "digits", "--epochs", "5", "--batch-size", "4", "--quiet"]
     train = subprocess.Popen(
         [*CLI, *argv, "--out", str(root / "live")],
         stdout=subprocess.DEVNULL,
@@ -218,7 +218,7 @@ def test_curves_follow_a_real_training_run(tmp_path: Path, browser: Any) -> None
         delays = {k: shown.get(k, float("inf")) - written[k] for k in new}
         print("seconds from an epoch in history.csv to its point on the page:", delays)
         assert all(d < 2.0 for d in delays.values()), delays
-        p.wait_for_selector("#chart-loss[data-points='4']", timeout=3000)
+        p.wait_for_selector("#chart-loss[data-points='5']", timeout=3000)
         p.wait_for_selector("#live-status .badge.finished", timeout=5000)
         tab.shot("run-live")
         p.evaluate("window.scrollTo(0, 0)")

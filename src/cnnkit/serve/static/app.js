@@ -258,7 +258,11 @@ async function runPage(name) {
   main.replaceChildren(...blocks);
 
   let seen = -1, lastStatus = info.status, slow = 0;
-  const refreshWeights = () => { loadSummary(name, summary); loadFilters(name, filters); loadActivations(name, acts, 0); };
+  const refreshWeights = () => {
+    loadSummary(name, summary);
+    loadFilters(name, filters);
+    loadActivations(name, acts, Number(acts.dataset.index || 0)); // keep the image shown
+  };
   refreshWeights();
   every(500, async () => {
     if (lastStatus === "finished" && (slow++ % 6)) return; // a finished run: every 3 s
@@ -335,8 +339,9 @@ async function loadActivations(name, box, index) {
   let a;
   try { a = await api("/api/run/" + runUrl(name) + "/activations?index=" + index); } catch (e) { return; }
   const title = el("h2", { text: "Activation maps of every convolution for a test image" });
+  box.dataset.index = String(index);
   if (!a.available) { box.replaceChildren(title, el("p", { class: "muted", text: a.reason })); return; }
-  const nav = el("div", {}, el("button", { onclick: () => loadActivations(name, box, index - 1), text: "◀ previous" }), " ",
+  const nav = el("div", {}, el("button", { onclick: () => loadActivations(name, box, Math.max(0, index - 1)), text: "◀ previous" }), " ",
     el("button", { onclick: () => loadActivations(name, box, index + 1), text: "next ▶" }),
     el("span", { class: "muted", text: `  test image ${index}, label ${a.label}` }));
   const head = el("div", { class: "row" }, inputPicture(a.input, 112),
