@@ -12,8 +12,6 @@ from typing import Any
 import numpy as np
 import pytest
 
-pytest.importorskip("starlette", reason="the [dashboard] extra (starlette) is not installed")
-
 MNIST_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "mnist"
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "serve"
 

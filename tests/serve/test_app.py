@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+pytest.importorskip("starlette", reason="the [dashboard] extra (starlette) is not installed")
 pytest.importorskip("httpx2", reason="starlette's TestClient needs httpx2 (the test extra)")
 
 from PIL import Image

@@ -24,6 +24,7 @@ from cnnkit.serve.runs import read_history
 
 from .conftest import ARTIFACTS, MNIST_DIR, make_runs
 
+pytest.importorskip("uvicorn", reason="the [dashboard] extra (uvicorn) is not installed")
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright (test extra) missing")
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = [
