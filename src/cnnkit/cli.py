@@ -80,6 +80,11 @@ def _train_args(p: argparse.ArgumentParser) -> None:
         help="continue the interrupted run in --out with its own settings",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--tensorboard",
+        action="store_true",
+        help="also write TensorBoard event files to OUT/tensorboard (needs tensorboardX)",
+    )
 
 
 @contextlib.contextmanager
@@ -112,6 +117,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise CLIError(f"--lr must be > 0; got {args.lr}")
     if not args.weight_decay >= 0:
         raise CLIError(f"--weight-decay must be >= 0; got {args.weight_decay}")
+    if args.tensorboard:
+        _need_tensorboard()
     if _is_detection_run(args.out) if args.resume else is_detection(args.model, args.data):
         from cnnkit.detect.cli import run_train
 
@@ -135,6 +142,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             resume=args.resume,
             scheduler=args.scheduler,
             augment=args.augment,
+            tensorboard=args.tensorboard,
         )
     if s.get("rank", 0) != 0:  # mpiexec: rank 0 reports
         return 0
@@ -155,6 +163,16 @@ def _is_detection_run(out: str) -> bool:
         except (OSError, ValueError, AttributeError):
             continue
     return False
+
+
+def _need_tensorboard() -> None:
+    """--tensorboard without tensorboardX: a one-line error saying what to install."""
+    from cnnkit.train.tensorboard import _writer_class
+
+    try:
+        _writer_class()
+    except ImportError as e:
+        raise CLIError(str(e)) from None
 
 
 def _evaluate_args(p: argparse.ArgumentParser) -> None:
@@ -583,6 +601,11 @@ def _grid_args(p: argparse.ArgumentParser) -> None:
         help="ranking column (default val_acc; losses: lower is better)",
     )
     p.add_argument("--jobs", type=int, default=1, help="parallel worker processes")
+    p.add_argument(
+        "--tensorboard",
+        action="store_true",
+        help="TensorBoard events per run, hyper-parameters side by side in the HParams tab",
+    )
     p.add_argument("--out", required=True, help="folder for the runs and the results")
 
 
@@ -651,6 +674,9 @@ def cmd_grid(args: argparse.Namespace) -> int:
         raise CLIError("--lr must be > 0")
     # settings with one value go to every run; only those that vary name the run folders
     base: dict[str, Any] = {"model": args.model, "data": args.data, "seed": args.seed}
+    if args.tensorboard:
+        _need_tensorboard()
+        base["tensorboard"] = True
     _split({k: v[0] for k, v in grid.items()}, {})  # unknown names: a one-line error
     for key in [k for k, v in grid.items() if len(v) == 1]:
         value = grid.pop(key)[0]
@@ -754,6 +780,19 @@ class _HelpFormatter(argparse.HelpFormatter):
         if action.default == []:
             return f"{text} (default: none)".lstrip()
         return f"{text} (default: %(default)s)".lstrip()
+
+
+def _serve_args(p: argparse.ArgumentParser) -> None:
+    from cnnkit.serve.cli import add_arguments
+
+    add_arguments(p)
+
+
+@command("serve", "live dashboard of the runs in a folder, in the browser")(_serve_args)
+def cmd_serve(args: argparse.Namespace) -> int:
+    from cnnkit.serve.cli import run
+
+    return run(args)
 
 
 class _Parser(argparse.ArgumentParser):

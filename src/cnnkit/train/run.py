@@ -231,6 +231,7 @@ def train_run(
     augment: bool = False,
     overwrite: bool = False,
     callbacks: Sequence[Any] = (),
+    tensorboard: bool = False,
 ) -> dict[str, Any]:
     """Train a zoo model on a data spec and write a complete run directory.
 
@@ -238,7 +239,10 @@ def train_run(
     ``resume=True`` continues an interrupted run in ``out`` (one with
     ``config.json.running`` and ``checkpoints/last.safetensors`` but no ``config.json``)
     with its own settings, exactly as if it had not been interrupted. ``callbacks`` are
-    extra :class:`~cnnkit.train.callbacks.Callback` objects for ``fit``.
+    extra :class:`~cnnkit.train.callbacks.Callback` objects for ``fit``. ``tensorboard=True``
+    also writes TensorBoard event files to ``out/tensorboard`` (see
+    :class:`~cnnkit.train.tensorboard.TensorBoard`; needs tensorboardX), with the run's
+    settings as HParams.
 
     Returns the run's summary (the content of ``config.json``).
 
@@ -281,6 +285,7 @@ def train_run(
         weight_decay, seed = cfg["weight_decay"], cfg["seed"]
         scheduler, augment = cfg.get("scheduler", "none"), cfg.get("augment", False)
         model_kwargs = cfg.get("model_kwargs") or {}
+        tensorboard = bool(cfg.get("tensorboard", tensorboard))
     elif out.exists() and not out.is_dir():
         raise FileExistsError(f"{out} exists and is not a directory (choose another --out)")
     elif out.exists() and any(out.iterdir()) and not overwrite:
@@ -319,12 +324,19 @@ def train_run(
     }
     if world_size > 1:  # a record of the launch; a resumed run may use another N
         config.update(world_size=world_size, global_batch_size=world_size * batch_size)
+    extra = list(callbacks)
+    if tensorboard:
+        config["tensorboard"] = True
     data_parallel.barrier()  # every rank checked `out` before rank 0 writes to it
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
         (out / "FAILED.txt").unlink(missing_ok=True)
         (out / CONFIG).unlink(missing_ok=True)  # an overwritten run is unfinished until the end
         atomic_write_text(out / "config.json.running", json.dumps(config, indent=2))
+        if tensorboard:
+            from cnnkit.train.tensorboard import tensorboard_callback
+
+            extra.append(tensorboard_callback(out, config, splits.test, fresh=not resume))
     ckpt = ModelCheckpoint(out / "checkpoints", monitor="val_loss")
     # interrupted before its first epoch ended: --resume starts it over, with its settings
     last = ckpt.last_path if resume and ckpt.last_path.exists() else None
@@ -339,7 +351,7 @@ def train_run(
             epochs=epochs,
             batch_size=batch_size,
             scheduler=sched,
-            callbacks=[ckpt, CSVLogger(out / "history.csv"), *callbacks],
+            callbacks=[ckpt, CSVLogger(out / "history.csv"), *extra],
             verbose=verbose,
             seed=seed,
             resume=last,
