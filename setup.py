@@ -15,6 +15,7 @@ setup(
                 "src/cnnkit/functional/_native_conv.c",
                 "src/cnnkit/functional/_native_avx512.c",
                 "src/cnnkit/functional/_native_avx2.c",
+                "src/cnnkit/functional/_native_bn.c",
             ],
             depends=["src/cnnkit/functional/_native_kernels.h"],
             extra_compile_args=["-O3"],

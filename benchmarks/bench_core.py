@@ -302,6 +302,8 @@ def main() -> None:
     import cnnkit as ck
 
     torch.set_num_threads(threads())
+    if os.environ.get("CNNKIT_BENCH_TUNE_MALLOC") == "1":
+        ck.tune_malloc()  # for the whole process, as a user may ask for
     rng = np.random.default_rng(0)
     rows: dict[str, dict[str, float]] = {}
     only = set(filter(None, args.only.split(",")))

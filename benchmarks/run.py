@@ -34,8 +34,10 @@ def run_env(
     unset: bool, extra: list[str], malloc_default: bool = False, numpy_only: bool = False
 ) -> dict:
     """Run one benchmark child; ``unset`` drops the two OpenBLAS variables;
-    ``malloc_default`` keeps glibc's allocator settings (cnnkit tunes them on import,
-    process-wide, so in the same process PyTorch profits from the tuning too);
+    ``malloc_default`` (the column's old name) now means the opposite of the default:
+    the child calls ``ck.tune_malloc()``, cnnkit's allocator settings for the whole
+    process (cnnkit leaves the allocator alone unless asked; PyTorch, in the same
+    process, profits too);
     ``numpy_only`` turns cnnkit's compiled kernels off."""
     env = dict(os.environ)
     env.pop("CNNKIT_NATIVE", None)
@@ -43,7 +45,7 @@ def run_env(
         env.pop("OPENBLAS_CORETYPE", None)
         env.pop("OPENBLAS_L2_SIZE", None)
     if malloc_default:
-        env["CNNKIT_MALLOC_TUNING"] = "0"
+        env["CNNKIT_BENCH_TUNE_MALLOC"] = "1"
     if numpy_only:
         env["CNNKIT_NATIVE"] = "0"
     cmd = [sys.executable, str(HERE / "bench_core.py"), "--json", *extra]
@@ -76,7 +78,7 @@ def main() -> None:
     results = {
         "machine env": run_env(False, extra),
         "OpenBLAS vars unset": run_env(True, extra),
-        "unset, glibc malloc defaults": run_env(True, extra, malloc_default=True),
+        "unset, ck.tune_malloc()": run_env(True, extra, malloc_default=True),
         "unset, NumPy path only": run_env(True, extra, numpy_only=True),
     }
     native = results["OpenBLAS vars unset"].get("native")
@@ -84,14 +86,14 @@ def main() -> None:
         f"cnnkit / PyTorch throughput ratios (> 1 = cnnkit faster); "
         f"threads={results['machine env']['threads']}; machine env: "
         f"OPENBLAS_CORETYPE={here[0]}, OPENBLAS_L2_SIZE={here[1]}.\n"
-        "'+malloc dflt': vars unset and CNNKIT_MALLOC_TUNING=0, glibc's allocator defaults "
-        "for both libraries (cnnkit's\ntuning is process-wide, so in the other columns "
-        "PyTorch, in the same process, profits from it too).\n"
+        "'+tune_malloc': vars unset and ck.tune_malloc() (cnnkit's allocator settings for "
+        "the whole process,\nPyTorch profits too); the other columns keep glibc's "
+        "defaults.\n"
         "'NumPy only': vars unset and CNNKIT_NATIVE=0, cnnkit without its compiled "
         f"convolution kernels (in the other columns they are {'on' if native else 'OFF'})."
     )
     head = (
-        f"{'work':40s} {'machine env':>12s} {'vars unset':>12s} {'+malloc dflt':>12s} "
+        f"{'work':40s} {'machine env':>12s} {'vars unset':>12s} {'+tune_malloc':>12s} "
         f"{'NumPy only':>12s} {'target':>8s} {'met':>4s}"
     )
     print(head)

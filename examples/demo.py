@@ -6,6 +6,7 @@ No download needed: the digits (1,797 images) ship with scikit-learn.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import shutil
 import time
 from pathlib import Path
@@ -37,13 +38,17 @@ def main() -> None:
     if out.exists():
         shutil.rmtree(out)
     t0 = time.perf_counter()
-    s = train_run(out, **{**DEMO_CONFIG, "epochs": args.epochs})
+    # TensorBoard logs too when the [dashboard] extra is installed (`make demo` installs it)
+    tensorboard = importlib.util.find_spec("tensorboardX") is not None
+    s = train_run(out, **{**DEMO_CONFIG, "epochs": args.epochs}, tensorboard=tensorboard)
     print()
     print(f"LeNet-5, 16/32 filters ({s['parameters']:,} parameters) on the 8x8 digits")
     print(f"training time   {s['train_seconds']:.1f} s ({time.perf_counter() - t0:.1f} s in all)")
     print(f"test accuracy   {s['test_accuracy']:.2%} on {s['num_classes']} classes")
     print(f"diagnosis       {s['diagnosis_text']}")
     print(f"run directory   {out}/ (model.safetensors, history.csv, curves.png, ...)")
+    if tensorboard:
+        print(f"look at it      cnnkit serve {out.parent}   or   tensorboard --logdir {out.parent}")
 
 
 if __name__ == "__main__":

@@ -78,7 +78,8 @@ def test_console_script() -> None:
     assert bad.returncode == 2
     assert bad.stderr.strip().splitlines() == [
         "cnnkit summary: error: unknown model 'nope'; choose one of "
-        "['lenet5', 'mlp', 'resnet', 'smallresnet', 'smallvgg', 'vgg']"
+        "['inception', 'lenet5', 'miniinception', 'mlp', 'resnet', 'resnetcifar', "
+        "'smallresnet', 'smallvgg', 'tinyyolo', 'vgg', 'yolo']"
     ]
 
 
@@ -172,6 +173,10 @@ def test_evaluate(run_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     cfg = json.loads((run_dir / "config.json").read_text())
     assert out.startswith(f"loss {cfg['test_loss']:.4f}, accuracy {cfg['test_accuracy']:.2%}")
     assert "precision" in out and "confusion matrix" in out
+    assert out.strip().splitlines()[-1] == (
+        "evaluated on the 360 test images of digits: 1,293 training, 144 validation and 360 "
+        "test images"
+    )
     assert main(["evaluate", str(run_dir), "--data", "digits"]) == 0
 
 
@@ -189,8 +194,9 @@ def test_predict(run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert load_image(a, 3, 12).shape == (3, 12, 12)
     assert main(["predict", str(run_dir), str(a), str(b)]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
-    assert len(lines) == 2 and lines[0].startswith(f"{a}: ") and lines[1].startswith(f"{b}: ")
+    assert len(lines) == 4 and lines[0].startswith(f"{a}: ") and lines[2].startswith(f"{b}: ")
     assert lines[0].count("%") == 3
+    assert lines[1].startswith("  preprocessing: ") and "8x8" in lines[1]
     assert main(["predict", str(run_dir), str(a), "--top-k", "10", "--json"]) == 0
     (res,) = json.loads(capsys.readouterr().out)
     probs = [p for _, p in res["top"]]
@@ -364,3 +370,145 @@ def test_loaded_image_matches_training_conversion(tmp_path: Path) -> None:
 
     p = make_png(tmp_path / "x.png", size=(30, 30))
     np.testing.assert_array_equal(load_image(p, 3, 12), folder_load(p, (12, 12)))
+
+
+# ---------------------------------------------------------------- recovery hints, --help
+
+
+def test_ctrl_c_prints_the_exact_resume_command_and_it_works(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import shlex
+
+    import cnnkit.train.run as R
+
+    real = R.train_run
+    out = tmp_path / "my runs" / "cut"  # a space: the command must quote it
+
+    def interrupted(*args: object, **kwargs: object) -> object:
+        return real(*args, **{**kwargs, "callbacks": [InterruptAfter(1)]})
+
+    monkeypatch.setattr(R, "train_run", interrupted)
+    assert main(["train", "--epochs", "2", "--out", str(out), "--quiet"]) == 130
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    prefix = "cnnkit train: interrupted; continue with: "
+    assert err.startswith(prefix), err
+    argv = shlex.split(err[len(prefix) :])
+    assert argv == ["cnnkit", "train", "--resume", "--out", str(out)]
+    monkeypatch.setattr(R, "train_run", real)
+    assert main([*argv[1:], "--quiet"]) == 0
+    assert json.loads((out / "config.json").read_text())["epochs"] == 2
+
+
+def test_resume_before_the_first_epoch_ended_starts_over(tmp_path: Path) -> None:
+    out = tmp_path / "early"
+    (out / "checkpoints").mkdir(parents=True)
+    cfg = {"model": "lenet5", "data": "digits", "epochs": 1, "batch_size": 64, "lr": 1e-3,
+           "optimizer": "adam", "weight_decay": 0.0, "seed": 0}  # fmt: skip
+    (out / "config.json.running").write_text(json.dumps(cfg))
+    assert main(["train", "--resume", "--out", str(out), "--quiet"]) == 0
+    assert json.loads((out / "config.json").read_text())["epochs"] == 1
+
+
+def test_out_at_an_existing_run_suggests_resume_or_another_name(
+    run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    line = assert_one_line_error(capsys, main(["train", "--out", str(run_dir), "--quiet"]))
+    assert f"holds a finished run; choose another --out (e.g. {run_dir}-2)" in line
+    cut = tmp_path / "cut"
+    with pytest.raises(KeyboardInterrupt):
+        train_run(cut, epochs=2, verbose=False, callbacks=[InterruptAfter(1)])
+    (tmp_path / "cut-2").mkdir()  # taken: the suggestion moves on
+    line = assert_one_line_error(capsys, main(["train", "--out", str(cut), "--quiet"]))
+    assert f"continue it with `cnnkit train --resume --out {cut}`" in line
+    assert f"or choose another --out (e.g. {tmp_path / 'cut-3'})" in line
+
+
+def test_help_shows_every_options_default(capsys: pytest.CaptureFixture[str]) -> None:
+    import argparse
+
+    from cnnkit.cli import build_parser
+
+    parser = build_parser()
+    (sub,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    for name, p in sub.choices.items():
+        formatter = p._get_formatter()
+        for action in p._actions:
+            if not action.option_strings or isinstance(action.const, bool) or action.nargs == 0:
+                continue  # positionals, --help and on/off flags
+            shown = " ".join(formatter._format_action(action).split())
+            assert "default" in shown or "(required)" in shown, (name, shown)
+    assert main(["train", "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    for shown in ("mini-batch size (default: 64)", "(default: 0.001)", "(default: adam)"):
+        assert shown in text
+
+
+def test_data_split_is_said(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = tmp_path / "m"
+    make_mnist(root, n=50)
+    for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"):
+        (root / name).unlink()  # only the t10k files, as in ../shared/data/mnist
+    out = tmp_path / "r"
+    assert main(["train", "--data", f"mnist:{root}", "--epochs", "1", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert (
+        f"data: mnist:{root}: only the 50 t10k images are in {root}: the first 40 split into "
+        "36 training and 4 validation images, the last 10 for testing"
+    ) in printed
+
+
+def test_missing_mnist_names_the_download_command(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for root in (tmp_path / "absent", tmp_path):
+        rc = main(["train", "--data", f"mnist:{root}", "--out", str(tmp_path / "x"), "--quiet"])
+        assert f"`cnnkit download mnist --root {root}`" in assert_one_line_error(capsys, rc)
+    rc = main(["train", "--data", f"fashion:{tmp_path}", "--out", str(tmp_path / "y"), "--quiet"])
+    assert f"`cnnkit download fashion --root {tmp_path}`" in assert_one_line_error(capsys, rc)
+
+
+def test_predict_prepares_the_example_digit_and_says_how(
+    run_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    digit = Path(__file__).resolve().parents[1] / "examples" / "digit.png"
+    assert main(["predict", str(run_dir), str(digit), "--json"]) == 0
+    (res,) = json.loads(capsys.readouterr().out)
+    steps = res["preprocessing"]
+    assert steps[0] == "colour -> greyscale (ITU-R 601 luma)"
+    assert steps[1].startswith("inverted")
+    assert steps[-1].endswith("to 8x8 (scikit-learn's digits)")  # the run is on 8x8 digits
+    assert main(["predict", str(run_dir), str(digit), "--preprocess", "plain"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert (
+        lines[1] == "  preprocessing: colour -> greyscale (ITU-R 601 luma); resized 200x240 -> 8x8"
+    )
+    rc = main(["predict", str(run_dir), str(digit), "--preprocess", "mnist"])
+    assert "style 'mnist' does not fit a 8x8 input" in assert_one_line_error(capsys, rc)
+
+
+@pytest.mark.slow
+def test_a_real_ctrl_c_prints_the_resume_command(tmp_path: Path) -> None:
+    import signal
+    import time
+
+    exe = Path(sys.executable).parent / "cnnkit"
+    if not exe.exists():
+        pytest.skip(f"console script not installed next to {sys.executable}")
+    out = tmp_path / "run"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+    proc = subprocess.Popen(
+        [exe, "train", "--epochs", "200", "--out", str(out)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # as in a terminal
+    )  # fmt: skip
+    deadline = time.monotonic() + 120
+    while not (out / "checkpoints" / "last.safetensors").exists():
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    last = err.replace("\r", "\n").strip().splitlines()[-1]
+    assert last == f"cnnkit train: interrupted; continue with: cnnkit train --resume --out {out}"
+    assert (out / "config.json.running").exists() and not (out / "config.json").exists()

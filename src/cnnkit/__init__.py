@@ -3,6 +3,7 @@
 >>> import cnnkit as ck, cnnkit.nn as nn, cnnkit.nn.functional as F
 """
 
+from cnnkit._device import device
 from cnnkit.autograd import Function, enable_grad, is_grad_enabled, no_grad, set_grad_enabled
 from cnnkit.backend import get_default_dtype, manual_seed, set_default_dtype, tune_malloc
 from cnnkit.tensor import (
@@ -21,21 +22,79 @@ from cnnkit.tensor import (
     zeros,
     zeros_like,
 )
+from cnnkit.torch_functions import (
+    Generator,
+    abs,
+    argmax,
+    argmin,
+    clamp,
+    eq,
+    exp,
+    flatten,
+    from_numpy,
+    inference_mode,
+    is_tensor,
+    log,
+    matmul,
+    max,
+    mean,
+    min,
+    numel,
+    permute,
+    reshape,
+    sigmoid,
+    sqrt,
+    squeeze,
+    sum,
+    tanh,
+    transpose,
+    unsqueeze,
+)
 
 float32 = "float32"
 float64 = "float64"
+float16 = "float16"
 int64 = "int64"
+int32 = "int32"
+uint8 = "uint8"
+# PyTorch's short dtype names (they shadow the builtins only inside this namespace)
+float = "float32"
+double = "float64"
+long = "int64"
+int = "int32"
+bool = "bool"
 
 __version__ = "0.1.0"
 
-tune_malloc()
 
 _LAZY = {
+    "set_runtime": "cnnkit.runtime",
     "summary": "cnnkit.inspect.summary",
     "Summary": "cnnkit.inspect.summary",
     "gradcheck": "cnnkit.inspect.gradcheck",
     "gradcheck_module": "cnnkit.inspect.gradcheck",
     "GradcheckError": "cnnkit.inspect.gradcheck",
+    "save": "cnnkit.io.torch_save",
+    "load": "cnnkit.io.torch_save",
+}
+# subpackages reachable as attributes after ``import cnnkit`` (as ``torch.nn`` after
+# ``import torch``), imported on first use
+_SUBMODULES = {
+    "nn",
+    "optim",
+    "utils",
+    "vision",
+    "data",
+    "io",
+    "cuda",
+    "accelerator",
+    "backends",
+    "onnx",
+    "functional",
+    "inspect",
+    "models",
+    "train",
+    "viz",
 }
 
 
@@ -47,38 +106,79 @@ def __getattr__(name: str) -> object:
         value = getattr(importlib.import_module(_LAZY[name]), name)
         globals()[name] = value
         return value
+    if name in _SUBMODULES:
+        import importlib
+
+        return importlib.import_module(f"cnnkit.{name}")
     raise AttributeError(f"module 'cnnkit' has no attribute {name!r}")
 
 
 __all__ = [
     "Function",
+    "Generator",
     "GradcheckError",
     "Summary",
     "Tensor",
     "__version__",
+    "abs",
     "arange",
+    "argmax",
+    "argmin",
     "as_tensor",
+    "bool",
     "cat",
+    "clamp",
+    "device",
+    "double",
     "enable_grad",
+    "eq",
+    "exp",
+    "flatten",
+    "float",
+    "float16",
     "float32",
     "float64",
+    "from_numpy",
     "full",
     "get_default_dtype",
     "gradcheck",
     "gradcheck_module",
+    "inference_mode",
+    "int",
+    "int32",
     "int64",
     "is_grad_enabled",
+    "is_tensor",
+    "log",
+    "long",
     "manual_seed",
+    "matmul",
+    "max",
+    "mean",
+    "min",
     "no_grad",
+    "numel",
     "ones",
     "ones_like",
+    "permute",
     "rand",
     "randn",
+    "reshape",
     "set_default_dtype",
     "set_grad_enabled",
+    "set_runtime",
+    "sigmoid",
+    "sqrt",
+    "squeeze",
     "stack",
+    "sum",
     "summary",
+    "tanh",
     "tensor",
+    "transpose",
+    "tune_malloc",
+    "uint8",
+    "unsqueeze",
     "where",
     "zeros",
     "zeros_like",

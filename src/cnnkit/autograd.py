@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterator
+import weakref
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -175,15 +176,18 @@ def _share_version(result: Tensor, base: Any, inputs: tuple[Any, ...]) -> None:
             return
 
 
-def _saved_array_ids(ctx: Function) -> set[int]:
-    """Ids of the arrays (and of their owners) that ``ctx`` keeps for backward."""
-    ids: set[int] = set()
+def _saved_array_ids(ctx: Function) -> set[Any]:
+    """Ids of the arrays (and of their owners) that ``ctx`` keeps for backward, and their
+    ``(shape, dtype)`` (a parameter's array may have been rebound since the forward, e.g.
+    into an optimizer's flat buffer)."""
+    ids: set[Any] = set()
     items: list[Any] = list(ctx.saved or ())
     items.extend(ctx.__dict__.values())
     while items:
         a = items.pop()
         if isinstance(a, np.ndarray):
             ids.add(id(a))
+            ids.add((a.shape, a.dtype.str))
             if a.base is not None:
                 ids.add(id(a.base))
         elif isinstance(a, (tuple, list)):
@@ -209,7 +213,8 @@ def _check_versions(ctx: Function, out: Tensor) -> None:
     saved = _saved_array_ids(ctx)
     for i, t, now in changed:
         arr = t.array
-        kept = i in ctx.version_checked or id(arr) in saved
+        rebound = t._ctx is None and t.requires_grad and (arr.shape, arr.dtype.str) in saved
+        kept = i in ctx.version_checked or id(arr) in saved or rebound
         if kept or (arr.base is not None and id(arr.base) in saved):
             what = "its output" if i == len(tensors) - 1 else f"its input {i}"
             kind = "Parameter" if type(t).__name__ == "Parameter" else "Tensor"
@@ -243,7 +248,12 @@ def _topological_order(root: Tensor, every_parent: bool = False) -> list[Tensor]
         stack.append((t, True))
         ctx = t._ctx
         if ctx is not None:
-            parents = reversed(ctx.parents) if every_parent else ctx.parents
+            if every_parent:
+                parents: Any = reversed(ctx.parents)
+            else:  # leaves onto the stack first: they finish last, so the backward walk
+                # reaches a parameter right after the node that uses it (its gradient is
+                # complete then; data-parallel training starts reducing it early)
+                parents = sorted(ctx.parents, key=lambda p: getattr(p, "_ctx", None) is not None)
             for p in parents:
                 if not hasattr(p, "_ctx") or id(p) in visited:
                     continue
@@ -260,10 +270,72 @@ def backward(root: Tensor, grad: np.ndarray, retain_graph: bool = False) -> None
     several nodes. Leaves accumulate into ``.grad``. BLAS runs on one thread meanwhile
     (the ops spread their work over the cores themselves).
     """
-    from cnnkit.functional._parallel import cnnkit_threads
+    from cnnkit.functional._parallel import computing
 
-    with cnnkit_threads():
+    with computing():
         walk(root, grad, retain_graph)
+
+
+# ------------------------------------------------------------- leaf gradient hooks
+# id(leaf) -> (weak reference to the leaf, {handle id: hook}); kept outside Tensor so a
+# tensor without hooks carries nothing. Data-parallel training (DDP) uses it to start a
+# gradient bucket's allreduce as soon as the bucket's last gradient is complete.
+_leaf_hooks: dict[int, tuple[weakref.ref, dict[int, Callable[[Tensor], None]]]] = {}
+_next_hook_id = [0]
+
+
+class HookHandle:
+    """Returned by :meth:`Tensor.register_post_accumulate_grad_hook`; ``remove()`` it."""
+
+    def __init__(self, key: int, hook_id: int) -> None:
+        self.key, self.hook_id = key, hook_id
+
+    def remove(self) -> None:
+        entry = _leaf_hooks.get(self.key)
+        if entry is not None:
+            entry[1].pop(self.hook_id, None)
+            if not entry[1]:
+                _leaf_hooks.pop(self.key, None)
+
+
+def register_post_accumulate_grad_hook(leaf: Tensor, hook: Callable[[Tensor], None]) -> HookHandle:
+    """Call ``hook(leaf)`` during backward right after ``leaf.grad`` received this pass's
+    gradient (complete: all of the graph's contributions to it were summed first).
+    PyTorch's ``Tensor.register_post_accumulate_grad_hook``; hooks do not run in the
+    per-core share walks of a split batch, only when the gradient reaches ``.grad``."""
+    if leaf._ctx is not None:
+        raise RuntimeError(
+            "register_post_accumulate_grad_hook: post accumulate grad hooks cannot be "
+            "registered on non-leaf tensors"
+        )
+    if not leaf.requires_grad:
+        raise RuntimeError(
+            "register_post_accumulate_grad_hook: the tensor does not require grad, so no "
+            "gradient is ever accumulated into it"
+        )
+    key = id(leaf)
+    entry = _leaf_hooks.get(key)
+    if entry is None or entry[0]() is not leaf:
+        ref = weakref.ref(leaf, lambda r, key=key, hooks=_leaf_hooks: _drop_hooks(hooks, key, r))
+        entry = (ref, {})
+        _leaf_hooks[key] = entry
+    _next_hook_id[0] += 1
+    entry[1][_next_hook_id[0]] = hook
+    return HookHandle(key, _next_hook_id[0])
+
+
+def _drop_hooks(hooks: dict, key: int, ref: weakref.ref) -> None:
+    # the registry comes bound: at interpreter exit the module's globals may be gone
+    entry = hooks.get(key)
+    if entry is not None and entry[0] is ref:
+        del hooks[key]
+
+
+def _run_leaf_hooks(leaf: Tensor) -> None:
+    entry = _leaf_hooks.get(id(leaf))
+    if entry is not None and entry[0]() is leaf:
+        for hook in list(entry[1].values()):
+            hook(leaf)
 
 
 _walking = threading.local()  # .retain: retain_graph of the backward pass in this thread
@@ -314,6 +386,8 @@ def _walk(
                 t.grad = Tensor._wrap(g, False)
             else:
                 t.grad = Tensor._wrap(t.grad.array + g, False)
+            if ctx is None and _leaf_hooks:
+                _run_leaf_hooks(t)
         if ctx is None:
             continue
         if ctx.saved is None:

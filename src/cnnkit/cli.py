@@ -6,9 +6,10 @@ Bad arguments and bad files give a one-line error and exit status 2, not a trace
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -34,31 +35,44 @@ def command(name: str, help: str) -> Callable:
 
 
 def _train_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default="lenet5", help="lenet5 | mlp | smallvgg | smallresnet")
+    p.add_argument(
+        "--model",
+        default="lenet5",
+        help="lenet5 | mlp | smallvgg | smallresnet | miniinception | resnetcifar | tinyyolo",
+    )
     p.add_argument(
         "--data",
         default="digits",
-        help="digits | mnist:PATH | fashion:PATH | cifar10:PATH | folder:PATH",
+        help="digits | mnist:PATH | fashion:PATH | cifar10:PATH | folder:PATH | "
+        "digit-scenes:PATH (detection, with --model tinyyolo)",
     )
     p.add_argument(
         "--epochs", type=int, default=None, help="default 10 (with --resume: the run's own)"
     )
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--batch-size", type=int, default=None, help="default 64 (tinyyolo: 32)")
     p.add_argument(
-        "--optimizer", choices=["sgd", "adam", "adamw"], default=None, help="default adam"
+        "--lr",
+        type=float,
+        default=None,
+        help="learning rate; default 1e-3 (tinyyolo: 2e-3); about 1e-3 suits adam, 0.05 sgd",
     )
-    p.add_argument("--weight-decay", type=float, default=0.0)
+    p.add_argument(
+        "--optimizer",
+        choices=["sgd", "adam", "adamw"],
+        default=None,
+        help="default adam; sgd has momentum 0.9",
+    )
+    p.add_argument("--weight-decay", type=float, default=0.0, help="L2 penalty")
     p.add_argument(
         "--scheduler",
         choices=["none", "cosine", "step", "plateau"],
-        default="none",
-        help="learning-rate schedule, stepped once per epoch",
+        default=None,
+        help="learning-rate schedule, stepped once per epoch (default none; tinyyolo: cosine)",
     )
     p.add_argument(
         "--augment", action="store_true", help="random shifts (and flips for colour images)"
     )
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="initialisation, shuffling, split")
     p.add_argument("--out", required=True, help="run directory to create (runs/NAME)")
     p.add_argument(
         "--resume",
@@ -66,24 +80,54 @@ def _train_args(p: argparse.ArgumentParser) -> None:
         help="continue the interrupted run in --out with its own settings",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--tensorboard",
+        action="store_true",
+        help="also write TensorBoard event files to OUT/tensorboard (needs tensorboardX)",
+    )
+
+
+@contextlib.contextmanager
+def _resume_hint(out: str) -> Iterator[None]:
+    """On Ctrl-C, say how to continue the run (once it has started in ``out``)."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        from cnnkit.train.run import resume_command
+
+        if (Path(out) / "config.json.running").exists():
+            print(f"\ncnnkit train: interrupted; continue with: {resume_command(out)}",
+                  file=sys.stderr)  # fmt: skip
+            raise SystemExit(130) from None
+        raise
 
 
 @command("train", "train a zoo model and write a run directory")(_train_args)
 def cmd_train(args: argparse.Namespace) -> int:
     import numpy as np
 
+    from cnnkit.detect.run import is_detection
     from cnnkit.train.run import train_run
 
     if args.epochs is not None and args.epochs < 1:
         raise CLIError(f"--epochs must be >= 1; got {args.epochs}")
-    if args.batch_size < 1:
+    if args.batch_size is not None and args.batch_size < 1:
         raise CLIError(f"--batch-size must be >= 1; got {args.batch_size}")
-    if not args.lr > 0:
+    if args.lr is not None and not args.lr > 0:
         raise CLIError(f"--lr must be > 0; got {args.lr}")
     if not args.weight_decay >= 0:
         raise CLIError(f"--weight-decay must be >= 0; got {args.weight_decay}")
+    if args.tensorboard:
+        _need_tensorboard()
+    if _is_detection_run(args.out) if args.resume else is_detection(args.model, args.data):
+        from cnnkit.detect.cli import run_train
+
+        return run_train(args)
+    args.batch_size = 64 if args.batch_size is None else args.batch_size
+    args.lr = 1e-3 if args.lr is None else args.lr
+    args.scheduler = args.scheduler or "none"
     # a diverging run is reported by fit (NaN loss: epoch and batch), not by NumPy warnings
-    with np.errstate(over="ignore", invalid="ignore"):
+    with np.errstate(over="ignore", invalid="ignore"), _resume_hint(args.out):
         s = train_run(
             args.out,
             model=args.model,
@@ -98,11 +142,37 @@ def cmd_train(args: argparse.Namespace) -> int:
             resume=args.resume,
             scheduler=args.scheduler,
             augment=args.augment,
+            tensorboard=args.tensorboard,
         )
+    if s.get("rank", 0) != 0:  # mpiexec: rank 0 reports
+        return 0
+    if s.get("world_size", 1) > 1:
+        n, b = s["world_size"], s["batch_size"]
+        print(f"data parallel: {n} ranks x batch size {b} = global batch {n * b}")
     print(f"test accuracy {s['test_accuracy']:.2%} (loss {s['test_loss']:.4f})")
     print(f"diagnosis: {s['diagnosis_text']}")
     print(f"run directory: {args.out}")
     return 0
+
+
+def _is_detection_run(out: str) -> bool:
+    """Whether ``out`` holds an (interrupted) detection run."""
+    for name in ("config.json.running", "config.json"):
+        try:
+            return json.loads((Path(out) / name).read_text()).get("task") == "detection"
+        except (OSError, ValueError, AttributeError):
+            continue
+    return False
+
+
+def _need_tensorboard() -> None:
+    """--tensorboard without tensorboardX: a one-line error saying what to install."""
+    from cnnkit.train.tensorboard import _writer_class
+
+    try:
+        _writer_class()
+    except ImportError as e:
+        raise CLIError(str(e)) from None
 
 
 def _evaluate_args(p: argparse.ArgumentParser) -> None:
@@ -110,18 +180,26 @@ def _evaluate_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", default=None, help="data spec (default: the run's own)")
 
 
-@command("evaluate", "test loss, accuracy and per-class report of a trained run")(_evaluate_args)
+@command(
+    "evaluate",
+    "test loss, accuracy and per-class report of a trained run (detection: mAP@0.5, per-class AP)",
+)(_evaluate_args)
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from cnnkit.train.loop import evaluate
     from cnnkit.train.run import load_data, load_run
 
     cfg, model = load_run(args.run)
+    if cfg.get("task") == "detection":
+        from cnnkit.detect.cli import run_evaluate
+
+        return run_evaluate(args, cfg, model)
     splits = load_data(args.data or cfg["data"], seed=cfg.get("seed", 0))
     _check_fits(cfg, splits)
     result = evaluate(model, splits.test, classes=splits.classes or None)
     print(result)
     print("confusion matrix (rows: true, columns: predicted)")
     print(result.confusion_matrix)
+    print(f"evaluated on the {len(splits.test):,} test images of {splits.note}")
     return 0
 
 
@@ -139,21 +217,39 @@ def _check_fits(cfg: dict[str, Any], splits: Any) -> None:
 def _predict_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("run", help="a run directory written by `cnnkit train`")
     p.add_argument("images", nargs="+", help="image files (png, jpg, ...)")
-    p.add_argument("--top-k", type=int, default=3)
+    p.add_argument("--top-k", type=int, default=3, help="how many classes to show")
+    p.add_argument(
+        "--preprocess",
+        choices=["auto", "mnist", "digits8", "fashion", "plain"],
+        default="auto",
+        help="auto: the run's data set's own preprocessing (digits: invert dark-on-light, "
+        "crop, scale and centre as MNIST or scikit-learn's digits); plain: resize only",
+    )
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
 
 
-def load_image(path: str | Path, channels: int, size: int) -> Any:
-    """An image file as a float32 ``(channels, size, size)`` array in [0, 1], converted
-    and resized as :class:`cnnkit.data.ImageFolder` does for training."""
-    from cnnkit.data.folder import load_image as _load
+def prepare_input(
+    path: str | Path, channels: int, size: int, data: str = "", style: str = "auto"
+) -> Any:
+    """An image file made ready for a run's model (a
+    :class:`cnnkit.data.preprocess.Prepared`: the array and the steps taken); ``style``
+    ``auto`` picks the preprocessing of the run's data spec ``data``."""
+    from cnnkit.data.preprocess import prepare_image, style_for
 
     if not Path(path).is_file():
         raise CLIError(f"{path}: no such image file")
+    if style == "auto":
+        style = style_for(data, size)
     try:
-        return _load(path, (size, size), grayscale=channels == 1)
+        return prepare_image(path, channels, size, style)
     except ValueError as e:
-        raise CLIError(str(e)) from None
+        raise CLIError(f"{path}: {e}" if str(path) not in str(e) else str(e)) from None
+
+
+def load_image(path: str | Path, channels: int, size: int, data: str = "") -> Any:
+    """An image file as a float32 ``(channels, size, size)`` array in [0, 1], prepared as
+    :func:`prepare_input` does for the run's data ``data`` (a plain resize without it)."""
+    return prepare_input(path, channels, size, data).image
 
 
 @command("predict", "top-k classes with probabilities for image files")(_predict_args)
@@ -166,8 +262,13 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.top_k < 1:
         raise CLIError(f"--top-k must be >= 1; got {args.top_k}")
     cfg, model = load_run(args.run)
-    batch = np.stack([load_image(p, cfg["in_channels"], cfg["input_size"]) for p in args.images])
-    probs = predict(model, batch)
+    if cfg.get("task") == "detection":
+        raise CLIError(f"{args.run} is a detection run: use `cnnkit detect {args.run} IMAGE ...`")
+    prepared = [
+        prepare_input(p, cfg["in_channels"], cfg["input_size"], cfg["data"], args.preprocess)
+        for p in args.images
+    ]
+    probs = predict(model, np.stack([p.image for p in prepared]))
     classes = cfg.get("classes") or [str(i) for i in range(probs.shape[1])]
     if len(classes) != probs.shape[1]:
         raise CLIError(
@@ -176,15 +277,37 @@ def cmd_predict(args: argparse.Namespace) -> int:
         )
     k = min(args.top_k, probs.shape[1])
     results = []
-    for path, p in zip(args.images, probs, strict=True):
+    for path, p, prep in zip(args.images, probs, prepared, strict=True):
         top = np.argsort(-p)[:k]
-        results.append({"image": path, "top": [[classes[i], float(p[i])] for i in top]})
+        results.append(
+            {
+                "image": path,
+                "top": [[classes[i], float(p[i])] for i in top],
+                "preprocessing": prep.steps,
+            }
+        )
     if args.json:
         print(json.dumps(results, indent=2))
     else:
-        for r in results:
+        for r, prep in zip(results, prepared, strict=True):
             print(r["image"] + ": " + ", ".join(f"{c} {pr:.1%}" for c, pr in r["top"]))
+            print(f"  preprocessing: {prep.describe()}")
     return 0
+
+
+def _detect_args(p: argparse.ArgumentParser) -> None:
+    from cnnkit.detect.cli import detect_args
+
+    detect_args(p)
+
+
+@command("detect", "boxes, labels and scores of the objects in scene images (TinyYOLO runs)")(
+    _detect_args
+)
+def cmd_detect(args: argparse.Namespace) -> int:
+    from cnnkit.detect.cli import run_detect
+
+    return run_detect(args)
 
 
 def _summary_args(p: argparse.ArgumentParser) -> None:
@@ -251,6 +374,13 @@ def _visualize_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("run", help="a run directory written by `cnnkit train`")
     p.add_argument("--out", required=True, help="folder for the PNG files")
     p.add_argument("--images", type=int, default=3, help="test images to show (default 3)")
+    p.add_argument(
+        "--top-patches",
+        default=None,
+        metavar="LAYER",
+        help="also write top_patches.png: for each channel of LAYER (e.g. conv2 or "
+        "features.4) the 9 test-set input patches that excite it most (default: off)",
+    )
 
 
 def _sample(item: Any) -> tuple[Any, int]:
@@ -276,6 +406,11 @@ def cmd_visualize(args: argparse.Namespace) -> int:
     if args.images < 0:
         raise CLIError(f"--images must be >= 0; got {args.images}")
     cfg, model = load_run(args.run)
+    if cfg.get("task") == "detection" and args.images:
+        raise CLIError(
+            f"{args.run} is a detection run: activation and saliency pictures are for "
+            "classifiers; use --images 0 (filters and curves) and `cnnkit detect --draw`"
+        )
     history_csv = Path(args.run) / "history.csv"
     if not history_csv.is_file():
         raise CLIError(f"{args.run}: no history.csv (not a run written by `cnnkit train`)")
@@ -301,6 +436,17 @@ def cmd_visualize(args: argparse.Namespace) -> int:
             )
         written.append(out / f"saliency_{i}.png")
         viz.plot_saliency(model, img, written[-1], target=label, class_name=name)
+    if args.top_patches:
+        from cnnkit.viz.patches import plot_top_patches, top_patches
+
+        splits = splits or load_data(cfg["data"], seed=cfg.get("seed", 0))
+        layer = _layer_alias(model, args.top_patches)
+        try:
+            found = top_patches(model, splits.test, layer, k=9)
+        except ValueError as e:
+            raise CLIError(f"--top-patches {args.top_patches}: {e}") from None
+        written.append(out / "top_patches.png")
+        plot_top_patches(found, written[-1])
     written.append(out / "curves.png")
     viz.plot_history(
         History.from_csv(history_csv), written[-1], title=f"{cfg['model']} on {cfg['data']}"
@@ -312,7 +458,14 @@ def cmd_visualize(args: argparse.Namespace) -> int:
 
 def _dream_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("run", help="a run directory written by `cnnkit train`")
-    p.add_argument("image", help="start image (png, jpg, ...)")
+    p.add_argument("image", nargs="?", default=None, help="start image (png, jpg, ...)")
+    p.add_argument(
+        "--test-image",
+        type=int,
+        default=None,
+        metavar="INDEX",
+        help="start from this image of the run's test set instead of an image file",
+    )
     p.add_argument(
         "--layer",
         required=True,
@@ -320,13 +473,24 @@ def _dream_args(p: argparse.ArgumentParser) -> None:
         "Conv2d / MaxPool2d / Linear",
     )
     p.add_argument("--out", required=True, help="output PNG (original, dream, difference)")
-    p.add_argument("--steps", type=int, default=20, help="ascent steps per octave")
-    p.add_argument("--lr", type=float, default=0.05, help="step size (normalised gradient)")
-    p.add_argument("--octaves", type=int, default=1)
-    p.add_argument("--octave-scale", type=float, default=1.4)
-    p.add_argument("--jitter", type=int, default=0, help="random shift in pixels per step")
+    p.add_argument("--steps", type=int, default=20, help="ascent steps per octave (default 20)")
+    p.add_argument(
+        "--lr",
+        type=float,
+        default=0.05,
+        help="step size as a fraction of the data range (normalised gradient; default 0.05)",
+    )
+    p.add_argument("--octaves", type=int, default=3, help="number of scales (default 3)")
+    p.add_argument("--octave-scale", type=float, default=1.4, help="default 1.4")
+    p.add_argument(
+        "--jitter",
+        type=int,
+        default=None,
+        help="largest random shift in pixels per step (default: image side // 16)",
+    )
     p.add_argument("--channel", type=int, default=None, help="excite only this channel")
-    p.add_argument("--seed", type=int, default=0, help="seed of the jitter")
+    p.add_argument("--objective", choices=["norm", "mean"], default="norm", help="default: L2 norm")
+    p.add_argument("--seed", type=int, default=0, help="seed of the jitter (default 0)")
 
 
 _ALIASES = (("conv", "Conv2d"), ("pool", "MaxPool2d"), ("fc", "Linear"))
@@ -356,37 +520,62 @@ def _layer_alias(model: Any, name: str) -> str:
 
 @command("dream", "DeepDream: excite a layer by gradient ascent on an image")(_dream_args)
 def cmd_dream(args: argparse.Namespace) -> int:
+    import numpy as np
+
     from cnnkit import backend, viz
     from cnnkit.train.run import load_run
 
     if args.steps < 1:
         raise CLIError(f"--steps must be >= 1; got {args.steps}")
+    if (args.image is None) == (args.test_image is None):
+        raise CLIError("give either an image file or --test-image INDEX (not both)")
     cfg, model = load_run(args.run)
-    img = load_image(args.image, cfg["in_channels"], cfg["input_size"])
+    if args.image is not None:
+        img = load_image(args.image, cfg["in_channels"], cfg["input_size"], cfg["data"])
+    else:
+        from cnnkit.train.run import load_data
+
+        test = load_data(cfg["data"], seed=cfg.get("seed", 0)).test
+        if not 0 <= args.test_image < len(test):
+            raise CLIError(f"--test-image must be in 0..{len(test) - 1}; got {args.test_image}")
+        img = _sample(test[args.test_image])[0]
     layer = _layer_alias(model, args.layer)
-    before = viz.layer_activation(model, img, layer, args.channel)
+    from cnnkit.viz.dream import data_range, layer_norm
+
+    clip = data_range(cfg, cfg["in_channels"])
+    before = layer_norm(model, img, layer, args.channel)
     backend.manual_seed(args.seed)
-    dreamed = viz.deep_dream(
-        model,
-        img,
-        layer,
-        steps=args.steps,
-        lr=args.lr,
-        octaves=args.octaves,
-        octave_scale=args.octave_scale,
-        jitter=args.jitter,
-        channel=args.channel,
-    )
-    after = viz.layer_activation(model, dreamed, layer, args.channel)
+    try:
+        dreamed = viz.deep_dream(
+            model,
+            img,
+            layer,
+            steps=args.steps,
+            lr=args.lr,
+            octaves=args.octaves,
+            octave_scale=args.octave_scale,
+            jitter=args.jitter,
+            channel=args.channel,
+            clip=clip,
+            objective=args.objective,
+        )
+    except ValueError as e:
+        raise CLIError(str(e)) from None
+    after = layer_norm(model, dreamed, layer, args.channel)
+    corr = float(np.corrcoef(np.ravel(img), np.ravel(dreamed))[0, 1])
     what = layer if args.layer == layer else f"{args.layer} ({layer})"
     if args.channel is not None:
         what += f" channel {args.channel}"
     title = (
-        f"DeepDream on {what}: mean activation {before:.3g} -> {after:.3g} "
+        f"DeepDream on {what}: L2 norm {before:.3g} -> {after:.3g} "
         f"({args.steps} steps x {args.octaves} octaves)"
     )
-    viz.plot_dream(img, dreamed, args.out, title=title)
-    print(f"{what}: mean activation {before:.4g} -> {after:.4g}; wrote {args.out}")
+    viz.plot_dream(img, dreamed, args.out, title=title, value_range=clip)
+    print(
+        f"{what}: activation L2 norm {before:.4g} -> {after:.4g} "
+        f"(x{after / max(before, 1e-12):.2f}); "
+        f"correlation with the original {corr:.2f}; wrote {args.out}"
+    )
     return 0
 
 
@@ -417,6 +606,11 @@ def _grid_args(p: argparse.ArgumentParser) -> None:
         help="ranking column (default val_acc; losses: lower is better)",
     )
     p.add_argument("--jobs", type=int, default=1, help="parallel worker processes")
+    p.add_argument(
+        "--tensorboard",
+        action="store_true",
+        help="TensorBoard events per run, hyper-parameters side by side in the HParams tab",
+    )
     p.add_argument("--out", required=True, help="folder for the runs and the results")
 
 
@@ -485,6 +679,9 @@ def cmd_grid(args: argparse.Namespace) -> int:
         raise CLIError("--lr must be > 0")
     # settings with one value go to every run; only those that vary name the run folders
     base: dict[str, Any] = {"model": args.model, "data": args.data, "seed": args.seed}
+    if args.tensorboard:
+        _need_tensorboard()
+        base["tensorboard"] = True
     _split({k: v[0] for k, v in grid.items()}, {})  # unknown names: a one-line error
     for key in [k for k, v in grid.items() if len(v) == 1]:
         value = grid.pop(key)[0]
@@ -495,6 +692,41 @@ def cmd_grid(args: argparse.Namespace) -> int:
     if not grid:
         grid = {"seed": [args.seed]}
     grid_search(grid, args.out, base=base, jobs=args.jobs, metric=args.metric)
+    return 0
+
+
+def _download_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("dataset", choices=["mnist", "fashion"], help="MNIST or Fashion-MNIST")
+    p.add_argument("--root", required=True, help="folder for the files (then --data mnist:ROOT)")
+    p.add_argument(
+        "--split",
+        choices=["all", "train", "test"],
+        default="all",
+        help="test: only the 10,000 t10k images",
+    )
+    p.add_argument(
+        "--mirror", action="append", default=[], metavar="URL",
+        help="base URL to fetch from instead of the data set's own mirrors; repeatable",
+    )  # fmt: skip
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+@command("download", "fetch MNIST or Fashion-MNIST, checking MD5s and resuming")(_download_args)
+def cmd_download(args: argparse.Namespace) -> int:
+    from cnnkit.data.download import DownloadError, download_dataset
+
+    try:
+        files = download_dataset(
+            args.dataset,
+            args.root,
+            split=args.split,
+            mirrors=args.mirror or None,
+            progress=not args.quiet,
+            log=print,
+        )
+    except DownloadError as e:
+        raise CLIError(f"{e} (run the command again to resume)") from None
+    print(f"{len(files)} files in {args.root}; train with --data {args.dataset}:{args.root}")
     return 0
 
 
@@ -531,6 +763,43 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+class _HelpFormatter(argparse.HelpFormatter):
+    """Every option's help ends with its default (or says it is required), as
+    ``argparse.ArgumentDefaultsHelpFormatter`` does, also for options without help text;
+    on/off flags are off unless given, and help that states its default is kept."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        flag = isinstance(action.const, bool) and action.nargs == 0
+        if (
+            not action.option_strings
+            or flag
+            or action.default is argparse.SUPPRESS
+            or "default" in text
+        ):
+            return text
+        if action.required:
+            return f"{text} (required)".lstrip()
+        if action.default is None:
+            return f"{text} (default: none)".lstrip()
+        if action.default == []:
+            return f"{text} (default: none)".lstrip()
+        return f"{text} (default: %(default)s)".lstrip()
+
+
+def _serve_args(p: argparse.ArgumentParser) -> None:
+    from cnnkit.serve.cli import add_arguments
+
+    add_arguments(p)
+
+
+@command("serve", "live dashboard of the runs in a folder, in the browser")(_serve_args)
+def cmd_serve(args: argparse.Namespace) -> int:
+    from cnnkit.serve.cli import run
+
+    return run(args)
+
+
 class _Parser(argparse.ArgumentParser):
     """An argument parser whose errors are one line (no usage block) with exit status 2."""
 
@@ -541,13 +810,23 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every registered subcommand."""
     parser = _Parser(
-        prog="cnnkit", description="Train, inspect and use convolutional networks on NumPy."
+        prog="cnnkit",
+        description="Train, inspect and use convolutional networks on NumPy.",
+        formatter_class=_HelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name, (setup, run) in COMMANDS.items():
-        p = sub.add_parser(name, help=run.help, description=run.help)  # type: ignore[attr-defined]
+        p = sub.add_parser(
+            name,
+            help=run.help,  # type: ignore[attr-defined]
+            description=run.help,  # type: ignore[attr-defined]
+            formatter_class=_HelpFormatter,
+        )
         setup(p)
+        for action in p._actions:  # options registered without help still show a default
+            if action.help is None and action.option_strings:
+                action.help = _HelpFormatter(name)._get_help_string(action)
         p.set_defaults(func=run)
     return parser
 
@@ -571,6 +850,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return e.code if isinstance(e.code, int) else 2
     try:
         return int(args.func(args) or 0)
+    except SystemExit as e:  # a command that has said why it stops (Ctrl-C in train)
+        return e.code if isinstance(e.code, int) else 1
     except KeyboardInterrupt:
         print(f"cnnkit {args.command}: interrupted", file=sys.stderr)
         return 130

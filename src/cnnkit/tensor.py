@@ -124,7 +124,14 @@ class Tensor:
         return int(self.array.size)
 
     def __len__(self) -> int:
+        if self.array.ndim == 0:
+            raise TypeError("len() of a 0-d tensor")
         return len(self.array)
+
+    def __iter__(self) -> Any:
+        if self.array.ndim == 0:
+            raise TypeError("iteration over a 0-d tensor")
+        return (self[i] for i in range(len(self.array)))
 
     def __repr__(self) -> str:
         extra = ", requires_grad=True" if self.requires_grad else ""
@@ -182,20 +189,85 @@ class Tensor:
         self.requires_grad = requires_grad
         return self
 
+    def register_post_accumulate_grad_hook(self, hook: Any) -> autograd.HookHandle:
+        """Call ``hook(self)`` in backward once this leaf's ``.grad`` holds the pass's
+        complete gradient (PyTorch's name); returns a handle with ``remove()``."""
+        return autograd.register_post_accumulate_grad_hook(self, hook)
+
     def retain_grad(self) -> None:
         """Keep ``.grad`` for this non-leaf tensor during backward."""
         self._retains_grad = True
 
-    def to(self, dtype: Any = None) -> Tensor:
-        if dtype is None or (isinstance(dtype, str) and dtype in ("cpu",)):
-            return self
-        return self.type(dtype)
+    def to(self, *args: Any, dtype: Any = None, device: Any = None, **_kw: Any) -> Tensor:
+        """``to(dtype)``, ``to(device)``, ``to(other)`` or ``to(device, dtype)`` as in PyTorch;
+        the only device is the CPU (another raises :class:`cnnkit._device.DeviceError`)."""
+        from cnnkit._device import check_device
+        from cnnkit._device import device as device_cls
+
+        for a in args:
+            if isinstance(a, Tensor):
+                dtype = a.dtype
+            elif isinstance(a, device_cls) or (isinstance(a, str) and not _is_dtype(a)):
+                device = a
+            else:
+                dtype = a
+        check_device(device, "Tensor.to")
+        return self if dtype is None else self.type(dtype)
+
+    def cpu(self) -> Tensor:
+        return self
+
+    def cuda(self, *_args: Any, **_kw: Any) -> Tensor:
+        from cnnkit._device import check_device
+
+        check_device("cuda", "Tensor.cuda")
+        return self
 
     def type(self, dtype: Any) -> Tensor:
         dt = np.dtype(dtype)
         if dt == self.dtype:
             return self
         return _Cast.apply(self, dtype=dt)
+
+    def type_as(self, other: Tensor) -> Tensor:
+        return self.type(other.dtype)
+
+    def int(self) -> Tensor:
+        return Tensor._wrap(self.array.astype(np.int32), False)
+
+    def bool(self) -> Tensor:
+        return Tensor._wrap(self.array.astype(bool), False)
+
+    def _one(self, what: str) -> Any:
+        if self.array.size != 1:
+            raise ValueError(
+                f"{what}(): only a one-element tensor converts to a Python scalar; "
+                f"this one has shape {self.shape}"
+            )
+        return self.array.reshape(()).item()
+
+    def __float__(self) -> float:
+        return float(self._one("float"))
+
+    def __int__(self) -> int:
+        return int(self._one("int"))
+
+    def __bool__(self) -> bool:
+        return bool(self._one("bool"))
+
+    def __format__(self, spec: str) -> str:
+        # f"{loss:.4f}" on a one-element tensor formats its value, as in PyTorch
+        if spec and self.array.size == 1:
+            return format(self.array.reshape(()).item(), spec)
+        return format(repr(self), spec)
+
+    def __index__(self) -> int:
+        if self.dtype.kind not in "iub" or self.array.size != 1:
+            raise TypeError(
+                f"only integer tensors of a single element can be an index; got dtype "
+                f"{self.dtype}, shape {self.shape}"
+            )
+        return int(self.array.reshape(()).item())
 
     def float(self) -> Tensor:
         return self.type(np.float32)
@@ -297,23 +369,43 @@ class Tensor:
     def __rmatmul__(self, other: Any) -> Tensor:
         return arith.MatMul.apply(self._other(other), self)
 
-    # comparisons give plain boolean tensors (no gradient)
+    # comparisons give element-wise boolean tensors (no gradient), as in PyTorch
     def __lt__(self, other: Any) -> Tensor:
-        return Tensor._wrap(self.array < _raw(other), False)
+        return Tensor._wrap(np.less(self.array, _raw(other)), False)
 
     def __le__(self, other: Any) -> Tensor:
-        return Tensor._wrap(self.array <= _raw(other), False)
+        return Tensor._wrap(np.less_equal(self.array, _raw(other)), False)
 
     def __gt__(self, other: Any) -> Tensor:
-        return Tensor._wrap(self.array > _raw(other), False)
+        return Tensor._wrap(np.greater(self.array, _raw(other)), False)
 
     def __ge__(self, other: Any) -> Tensor:
-        return Tensor._wrap(self.array >= _raw(other), False)
+        return Tensor._wrap(np.greater_equal(self.array, _raw(other)), False)
 
-    def eq(self, other: Any) -> Tensor:
-        return Tensor._wrap(self.array == _raw(other), False)
+    def __eq__(self, other: Any) -> Tensor:  # type: ignore[override]
+        return Tensor._wrap(np.equal(self.array, _raw(other)), False)
 
+    def __ne__(self, other: Any) -> Tensor:  # type: ignore[override]
+        return Tensor._wrap(np.not_equal(self.array, _raw(other)), False)
+
+    def __invert__(self) -> Tensor:
+        return Tensor._wrap(~self.array, False)
+
+    def __and__(self, other: Any) -> Tensor:
+        return Tensor._wrap(self.array & _raw(other), False)
+
+    def __or__(self, other: Any) -> Tensor:
+        return Tensor._wrap(self.array | _raw(other), False)
+
+    eq, ne, lt, le, gt, ge = __eq__, __ne__, __lt__, __le__, __gt__, __ge__
     __hash__ = object.__hash__
+
+    def equal(self, other: Tensor) -> bool:
+        """True when both have the same shape and values."""
+        return bool(np.array_equal(self.array, _raw(other)))
+
+    def allclose(self, other: Any, rtol: float = 1e-5, atol: float = 1e-8) -> bool:
+        return bool(np.allclose(self.array, _raw(other), rtol=rtol, atol=atol))
 
     def exp(self) -> Tensor:
         return arith.Exp.apply(self)
@@ -356,10 +448,16 @@ class Tensor:
         return log_softmax(self, dim)
 
     # ----------------------------------------------------------------- reductions
-    def sum(self, dim: int | tuple[int, ...] | None = None, keepdim: bool = False) -> Tensor:
+    def sum(
+        self, dim: int | tuple[int, ...] | None = None, keepdim: bool = False, **alias: Any
+    ) -> Tensor:
+        dim, keepdim = _aliases(dim, keepdim, alias, "sum")
         return arith.Sum.apply(self, dim=dim, keepdim=keepdim)
 
-    def mean(self, dim: int | tuple[int, ...] | None = None, keepdim: bool = False) -> Tensor:
+    def mean(
+        self, dim: int | tuple[int, ...] | None = None, keepdim: bool = False, **alias: Any
+    ) -> Tensor:
+        dim, keepdim = _aliases(dim, keepdim, alias, "mean")
         return arith.Mean.apply(self, dim=dim, keepdim=keepdim)
 
     def var(
@@ -370,34 +468,48 @@ class Tensor:
         n = self.numel() // max(sq.numel(), 1)
         return sq / (n - 1 if unbiased else n)
 
-    def amax(self, dim: int | tuple[int, ...] | None = None, keepdim: bool = False) -> Tensor:
+    def amax(
+        self, dim: int | tuple[int, ...] | None = None, keepdim: bool = False, **alias: Any
+    ) -> Tensor:
+        dim, keepdim = _aliases(dim, keepdim, alias, "amax")
         return arith.Amax.apply(self, dim=dim, keepdim=keepdim)
 
-    def amin(self, dim: int | tuple[int, ...] | None = None, keepdim: bool = False) -> Tensor:
+    def amin(
+        self, dim: int | tuple[int, ...] | None = None, keepdim: bool = False, **alias: Any
+    ) -> Tensor:
+        dim, keepdim = _aliases(dim, keepdim, alias, "amin")
         return arith.Amin.apply(self, dim=dim, keepdim=keepdim)
 
-    def max(self, dim: int | None = None, keepdim: bool = False) -> Tensor | MinMax:
+    def max(self, dim: Any = None, keepdim: bool = False, **alias: Any) -> Tensor | MinMax:
         """Largest value; with ``dim``, a ``(values, indices)`` pair as in PyTorch."""
+        if isinstance(dim, Tensor):  # max(other): element-wise
+            return where(self >= dim, self, dim)
+        dim, keepdim = _aliases(dim, keepdim, alias, "max")
         if dim is None:
             return self.amax()
         idx = np.expand_dims(self.array.argmax(axis=dim), dim)
         vals = arith.TakeAlongDim.apply(self, idx, dim=dim, keepdim=keepdim)
         return MinMax(vals, Tensor._wrap(idx if keepdim else np.squeeze(idx, dim), False))
 
-    def min(self, dim: int | None = None, keepdim: bool = False) -> Tensor | MinMax:
+    def min(self, dim: Any = None, keepdim: bool = False, **alias: Any) -> Tensor | MinMax:
         """Smallest value; with ``dim``, a ``(values, indices)`` pair as in PyTorch."""
+        if isinstance(dim, Tensor):  # max(other): element-wise
+            return where(self <= dim, self, dim)
+        dim, keepdim = _aliases(dim, keepdim, alias, "min")
         if dim is None:
             return self.amin()
         idx = np.expand_dims(self.array.argmin(axis=dim), dim)
         vals = arith.TakeAlongDim.apply(self, idx, dim=dim, keepdim=keepdim)
         return MinMax(vals, Tensor._wrap(idx if keepdim else np.squeeze(idx, dim), False))
 
-    def argmax(self, dim: int | None = None, keepdim: bool = False) -> Tensor:
+    def argmax(self, dim: int | None = None, keepdim: bool = False, **alias: Any) -> Tensor:
+        dim, keepdim = _aliases(dim, keepdim, alias, "argmax")
         if dim is None:
             return Tensor._wrap(np.asarray(self.array.argmax()), False)
         return Tensor._wrap(self.array.argmax(axis=dim, keepdims=keepdim), False)
 
-    def argmin(self, dim: int | None = None, keepdim: bool = False) -> Tensor:
+    def argmin(self, dim: int | None = None, keepdim: bool = False, **alias: Any) -> Tensor:
+        dim, keepdim = _aliases(dim, keepdim, alias, "argmin")
         if dim is None:
             return Tensor._wrap(np.asarray(self.array.argmin()), False)
         return Tensor._wrap(self.array.argmin(axis=dim, keepdims=keepdim), False)
@@ -407,6 +519,12 @@ class Tensor:
         return shape_mod_reshape(self, shape)
 
     view = reshape
+
+    def view_as(self, other: Tensor) -> Tensor:
+        return shape.Reshape.apply(self, shape=tuple(other.shape))
+
+    def reshape_as(self, other: Tensor) -> Tensor:
+        return shape.Reshape.apply(self, shape=tuple(other.shape))
 
     def flatten(self, start_dim: int = 0, end_dim: int = -1) -> Tensor:
         nd = max(self.ndim, 1)
@@ -481,6 +599,25 @@ def _raw(x: Any) -> Any:
     return x.array if isinstance(x, Tensor) else x
 
 
+def _is_dtype(name: str) -> bool:
+    try:
+        np.dtype(name)
+    except TypeError:
+        return False
+    return True
+
+
+def _aliases(dim: Any, keepdim: bool, alias: dict[str, Any], where: str) -> tuple[Any, bool]:
+    """PyTorch's NumPy-style aliases: ``axis=`` for ``dim``, ``keepdims=`` for ``keepdim``."""
+    if "axis" in alias:
+        dim = alias.pop("axis")
+    if "keepdims" in alias:
+        keepdim = alias.pop("keepdims")
+    if alias:
+        raise TypeError(f"Tensor.{where}() got unexpected keyword arguments {sorted(alias)}")
+    return dim, bool(keepdim)
+
+
 def shape_mod_reshape(t: Tensor, shp: tuple) -> Tensor:
     if len(shp) == 1 and isinstance(shp[0], (tuple, list)):
         shp = tuple(shp[0])
@@ -516,17 +653,38 @@ def as_tensor(data: Any, dtype: Any = None) -> Tensor:
     return tensor(data, dtype=dtype)
 
 
+def _factory_shape(shape: tuple, size: Any, kw: dict[str, Any], where: str) -> tuple:
+    """``zeros(2, 3)``, ``zeros((2, 3))`` or ``zeros(size=(2, 3))``; device= must be the CPU."""
+    from cnnkit._device import check_device
+
+    check_device(kw.pop("device", None), where)
+    kw.pop("generator", None)
+    if kw:
+        raise TypeError(f"{where}() got unexpected keyword arguments {sorted(kw)}")
+    if size is not None:
+        if shape:
+            raise TypeError(f"{where}(): give the shape positionally or as size=, not both")
+        shape = (size,)
+    return shape
+
+
 def _size(shape: Sequence[Any]) -> tuple[int, ...]:
     if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
         return tuple(shape[0])
     return tuple(shape)
 
 
-def zeros(*shape: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
+def zeros(
+    *shape: Any, dtype: Any = None, requires_grad: bool = False, size: Any = None, **kw: Any
+) -> Tensor:
+    shape = _factory_shape(shape, size, kw, "zeros")
     return Tensor(np.zeros(_size(shape), backend.resolve_dtype(dtype)), requires_grad)
 
 
-def ones(*shape: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
+def ones(
+    *shape: Any, dtype: Any = None, requires_grad: bool = False, size: Any = None, **kw: Any
+) -> Tensor:
+    shape = _factory_shape(shape, size, kw, "ones")
     return Tensor(np.ones(_size(shape), backend.resolve_dtype(dtype)), requires_grad)
 
 
@@ -534,15 +692,21 @@ def full(shape: Sequence[int], fill_value: float, dtype: Any = None) -> Tensor:
     return Tensor(np.full(tuple(shape), fill_value, backend.resolve_dtype(dtype)))
 
 
-def randn(*shape: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
+def randn(
+    *shape: Any, dtype: Any = None, requires_grad: bool = False, size: Any = None, **kw: Any
+) -> Tensor:
     """Standard normal samples from the global generator (see ``manual_seed``)."""
+    shape = _factory_shape(shape, size, kw, "randn")
     dt = backend.resolve_dtype(dtype)
     data = backend.default_rng().standard_normal(_size(shape)).astype(dt)
     return Tensor(data, requires_grad)
 
 
-def rand(*shape: Any, dtype: Any = None, requires_grad: bool = False) -> Tensor:
+def rand(
+    *shape: Any, dtype: Any = None, requires_grad: bool = False, size: Any = None, **kw: Any
+) -> Tensor:
     """Uniform [0, 1) samples from the global generator."""
+    shape = _factory_shape(shape, size, kw, "rand")
     dt = backend.resolve_dtype(dtype)
     return Tensor(backend.default_rng().random(_size(shape)).astype(dt), requires_grad)
 

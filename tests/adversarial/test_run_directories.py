@@ -326,7 +326,9 @@ def test_cli_predict_bomb_image(finished: Path, tmp_path: Path,
     from PIL import Image
 
     p = tmp_path / "big.png"
-    Image.new("L", (200, 200)).save(p)
+    img = Image.new("L", (200, 200))
+    img.paste(255, (80, 40, 120, 160))
+    img.save(p)
     os.environ["CNNKIT_MAX_IMAGE_PIXELS"] = "100"
     try:
         import importlib
@@ -351,7 +353,9 @@ def test_cli_predict_classes_that_do_not_match_the_model(
 
     cfg = json.loads((finished / "config.json").read_text())
     (finished / "config.json").write_text(json.dumps({**cfg, "classes": ["a", "b"]}))
-    Image.new("L", (8, 8)).save(tmp_path / "x.png")
+    img = Image.new("L", (28, 28))
+    img.paste(255, (12, 6, 16, 22))
+    img.save(tmp_path / "x.png")
     rc = main(["predict", str(finished), str(tmp_path / "x.png")])
     err = capsys.readouterr().err
     assert rc == 2 and "field 'classes': expected 10 names" in err and "got 2" in err

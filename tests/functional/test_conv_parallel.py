@@ -1,4 +1,4 @@
-"""The chunked, multi-threaded convolution path equals PyTorch too.
+"""The chunked, multi-threaded convolution path (forced for float64) equals PyTorch too.
 
 `make test` runs with one BLAS thread (serial chunks); here BLAS is allowed two threads,
 so the batch is split over two worker threads, and tiny chunk sizes force many chunks
@@ -13,6 +13,7 @@ import cnnkit as ck
 import cnnkit.functional.conv as conv_mod
 import cnnkit.nn.functional as F
 from cnnkit.functional import _parallel
+from cnnkit.functional._fast import conv as fast_conv
 from tests.conftest import assert_close, torch
 
 CASES = [
@@ -43,7 +44,9 @@ CASES = [
 @pytest.mark.parametrize("chunk", [1, 64, 1 << 20])
 def test_parallel_chunks_equal_torch(case, chunk, monkeypatch):
     n, c, hw, oc, k, s, p, d, g = case
-    monkeypatch.setattr(conv_mod, "_CHUNK_ELEMENTS", chunk)
+    monkeypatch.setattr(fast_conv, "_CHUNK_ELEMENTS", chunk)
+    # float64 runs the reference maths; here the fast NumPy paths are checked in float64
+    monkeypatch.setattr(conv_mod, "FAST_DTYPES", frozenset({np.dtype(np.float64)}))
     rng = np.random.default_rng([CASES.index(case), chunk])
     x = rng.standard_normal((n, c, hw, hw))
     kk = (k, k) if isinstance(k, int) else k
@@ -124,17 +127,17 @@ def test_parallel_linear_equals_torch(lead):
         assert_close(got, want, what=what)
 
 
-def test_cnnkit_threads_restores_the_blas_setting():
+def test_computing_restores_the_blas_setting():
     from threadpoolctl import threadpool_info
 
     def blas_threads():
         return min(i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas")
 
     with threadpool_limits(2, user_api="blas"):
-        with _parallel.cnnkit_threads():
+        with _parallel.computing():
             assert blas_threads() == 1
             assert _parallel.workers() == 2
-            with _parallel.cnnkit_threads():  # nested: still one BLAS thread
+            with _parallel.computing():  # nested: still one BLAS thread
                 assert blas_threads() == 1
             assert blas_threads() == 1
         assert blas_threads() == 2

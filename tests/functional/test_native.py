@@ -19,7 +19,7 @@ from threadpoolctl import threadpool_limits
 import cnnkit as ck
 import cnnkit.nn.functional as F
 from cnnkit.functional import _native as native
-from cnnkit.functional.conv import _gemm_weight
+from cnnkit.functional._fast.conv import _gemm_weight
 from tests.conftest import assert_close, torch
 from tests.functional.test_pool import MAX_SPECIFIC
 from tests.naive import conv as naive

@@ -12,6 +12,7 @@ torch = pytest.importorskip("torch")
 tF = torch.nn.functional
 
 import cnnkit as ck  # noqa: E402
+import cnnkit.functional.conv as conv_mod  # noqa: E402
 import cnnkit.nn.functional as F  # noqa: E402
 
 LECTURE = np.array([[1, 1, 2, 4], [5, 6, 7, 8], [3, 2, 1, 0], [1, 2, 3, 4]], dtype=np.float64)
@@ -326,7 +327,12 @@ def _channels_last_copy(cx):
     """``cx`` passed through a 1x1 identity convolution wide enough to return its output
     channels-last (a ``(N, C, H, W)`` view of ``(N, H, W, C)`` memory)."""
     eye = ck.tensor(np.eye(cx.shape[1]).reshape(cx.shape[1], cx.shape[1], 1, 1))
-    h = F.conv2d(cx, eye)
+    saved = conv_mod.FAST_DTYPES  # float64 takes the fast (channels-last) path here
+    conv_mod.FAST_DTYPES = frozenset({np.dtype(np.float64)})
+    try:
+        h = F.conv2d(cx, eye)
+    finally:
+        conv_mod.FAST_DTYPES = saved
     assert h.numpy().transpose(0, 2, 3, 1).flags.c_contiguous
     assert not h.numpy().flags.c_contiguous
     return h

@@ -29,6 +29,22 @@ def test_lenet5_counts_and_macs_at_28x28():
     assert all(r.trainable == r.params for r in s.rows)
     text = str(s)
     assert "61,706" in text and "416,520" in text
+    assert repr(s) == text  # what a REPL shows for a bare ck.summary(...)
+    assert text.splitlines()[0] == "LeNet5 on input (1, 1, 28, 28) (float32)"
+
+
+def test_print_and_repl_show_the_table(capsys):
+    import code
+
+    console = code.InteractiveConsole({"ck": ck, "nn": nn})
+    console.push("s = ck.summary(nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU()), (1, 1, 5, 5))")
+    console.push("print(s)")
+    printed = capsys.readouterr().out
+    console.push("s")  # the REPL echoes repr(s)
+    echoed = capsys.readouterr().out
+    for shown in (printed, echoed):
+        assert "Layer (type)" in shown and "0 (Conv2d)" in shown and "Total params:" in shown
+        assert "LayerRow(" not in shown
 
 
 def test_receptive_fields_of_the_lecture():
@@ -99,8 +115,11 @@ def test_every_zoo_layer_has_pytorch_parameter_counts(name):
         assert own == sum(p.numel() for p in ref.parameters()), (name, d)
         checked += 1
     assert checked > 0
-    shape = (2, 1, 28, 28) if name in ("lenet5",) else (2, 3, 32, 32)
+    c = getattr(model, "config", {}).get("in_channels", 3)
+    shape = (2, 1, 28, 28) if name in ("lenet5",) else (2, c, 32, 32)
     if name == "mlp":
         shape = (2, 64)
+    elif name in ("tinyyolo", "yolo"):
+        shape = (2, 1, 96, 96)
     s = ck.summary(model, shape)
     assert s.total_params == sum(p.numel() for p in model.parameters())

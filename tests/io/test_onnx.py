@@ -226,3 +226,23 @@ def test_export_with_a_big_batch_on_two_threads(tmp_path):
     model = MODELS["lenet5"]()
     with threadpool_limits(2, user_api="blas"):
         _check_roundtrip(model, (64, 1, 28, 28), tmp_path / "big.onnx", batch=64)
+
+
+def test_torch_style_onnx_export(tmp_path):
+    import cnnkit as ck
+
+    model = ck.nn.Sequential(ck.nn.Conv2d(1, 4, 3), ck.nn.ReLU(), ck.nn.Flatten(),
+                             ck.nn.Linear(4 * 4 * 4, 3))  # fmt: skip
+    x = ck.randn(2, 1, 6, 6)
+    path = tmp_path / "m.onnx"
+    ck.onnx.export(model, (x,), path, input_names=["img"], output_names=["logits"],
+                   dynamic_axes={"img": {0: "batch"}, "logits": {0: "batch"}})  # fmt: skip
+    sess = ort.InferenceSession(str(path))
+    assert [i.name for i in sess.get_inputs()] == ["img"]
+    x5 = np.random.default_rng(0).normal(size=(5, 1, 6, 6)).astype(np.float32)
+    (out,) = sess.run(["logits"], {"img": x5})
+    model.eval()
+    np.testing.assert_allclose(out, model(ck.tensor(x5)).numpy(), rtol=1e-4, atol=1e-5)
+    ck.onnx.export(model, x, tmp_path / "fixed.onnx")
+    fixed = ort.InferenceSession(str(tmp_path / "fixed.onnx"))
+    assert fixed.get_inputs()[0].shape[0] == 2

@@ -220,17 +220,14 @@ def test_safetensors_input_and_nested_key(tmp_path):
         np.testing.assert_array_equal(sd[k], v.numpy())
 
     torch.save({"model": tmodel.state_dict(), "epoch": 3}, tmp_path / "ckpt.pth")
-    with pytest.raises(CheckpointError, match=r"ckpt\.pth: entry 'model' .*key='model'"):
-        load_torch_state_dict(tmp_path / "ckpt.pth")
+    assert load_torch_state_dict(tmp_path / "ckpt.pth").keys() == sd.keys()  # found by rule
     sd2 = load_torch_state_dict(tmp_path / "ckpt.pth", key="model")
     assert sd2.keys() == sd.keys()
+    with pytest.raises(CheckpointError, match=r"ckpt\.pth: entry 'epoch' is a int"):
+        load_torch_state_dict(tmp_path / "ckpt.pth", key="epoch")
 
 
 def test_bad_files_are_clear_errors(tmp_path):
-    legacy = tmp_path / "old.pt"
-    torch.save({"w": torch.ones(2)}, legacy, _use_new_zipfile_serialization=False)
-    with pytest.raises(CheckpointError, match=r"old\.pt: a legacy .*_use_new_zipfile"):
-        load_torch_state_dict(legacy)
     txt = tmp_path / "notes.pt"
     txt.write_text("not a model")
     with pytest.raises(CheckpointError, match=r"notes\.pt: neither"):

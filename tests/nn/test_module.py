@@ -287,12 +287,12 @@ def test_to_and_double_convert():
     assert m[1].running_var.dtype == np.float32
     with pytest.raises(TypeError):
         m.to("int64")
-    with pytest.raises(ValueError, match="only device 'cpu'"):
+    with pytest.raises(ValueError, match="cnnkit runs on the CPU"):
         m.to(device="cuda")
 
 
 def test_to_positional_cuda_string_raises_device_error():
-    with pytest.raises(ValueError, match="only device 'cpu'"):
+    with pytest.raises(ValueError, match="cnnkit runs on the CPU"):
         nn.Linear(2, 2).to("cuda")
 
 

@@ -11,7 +11,7 @@ import cnnkit as ck
 from cnnkit.data import Digits
 from cnnkit.models import LeNet5
 from cnnkit.train.run import load_run
-from cnnkit.viz import deep_dream, layer_activation, plot_dream, resize_bilinear
+from cnnkit.viz import deep_dream, layer_norm, plot_dream, resize_bilinear
 
 
 def digit(i: int = 0) -> np.ndarray:
@@ -19,14 +19,16 @@ def digit(i: int = 0) -> np.ndarray:
     return np.asarray(getattr(x, "data", x))
 
 
-def check(model, image, layer, channel=None, factor=2.0, **kw) -> tuple[float, float]:
-    before = layer_activation(model, image, layer, channel)
+def check(model, image, layer, channel=None, factor=1.3, **kw) -> tuple[float, float]:
+    """The target's L2 norm grows by ``factor`` (the goals at the defaults on trained
+    models are in test_dream_goals.py)."""
+    before = layer_norm(model, image, layer, channel)
     out = deep_dream(model, image, layer, channel=channel, **kw)
     assert out.shape == np.shape(image) and out.dtype == image.dtype
     assert np.all(np.isfinite(out))
-    after = layer_activation(model, out, layer, channel)
+    after = layer_norm(model, out, layer, channel)
     print(f"{layer} channel={channel}: {before:.4g} -> {after:.4g}")
-    assert after >= factor * max(before, 0.0) and after > before + 0.1, (before, after)
+    assert after >= factor * before and after > before + 0.01, (before, after)
     return before, after
 
 

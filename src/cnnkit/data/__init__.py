@@ -15,10 +15,18 @@ from cnnkit.data.dataset import (
     random_split,
 )
 from cnnkit.data.digits import Digits
-from cnnkit.data.download import DownloadError, download_from_mirrors, download_url, md5sum
+from cnnkit.data.distributed import DistributedSampler
+from cnnkit.data.download import (
+    DownloadError,
+    download_dataset,
+    download_from_mirrors,
+    download_url,
+    md5sum,
+)
 from cnnkit.data.folder import IMG_EXTENSIONS, ImageFolder, load_image
 from cnnkit.data.loader import DataLoader, default_collate
 from cnnkit.data.mnist import MNIST, FashionMNIST, read_idx
+from cnnkit.data.scenes import DigitScenes, detection_collate
 from cnnkit.data.transforms import Compose, Normalize, RandomCrop, RandomHorizontalFlip, ToFloat
 
 __all__ = [
@@ -29,7 +37,9 @@ __all__ = [
     "ConcatDataset",
     "DataLoader",
     "Dataset",
+    "DigitScenes",
     "Digits",
+    "DistributedSampler",
     "DownloadError",
     "FashionMNIST",
     "ImageFolder",
@@ -42,6 +52,8 @@ __all__ = [
     "TensorDataset",
     "ToFloat",
     "default_collate",
+    "detection_collate",
+    "download_dataset",
     "download_from_mirrors",
     "download_url",
     "load_image",

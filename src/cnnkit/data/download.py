@@ -8,8 +8,15 @@ import urllib.error
 import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-__all__ = ["DownloadError", "download_from_mirrors", "download_url", "md5sum"]
+__all__ = [
+    "DownloadError",
+    "download_dataset",
+    "download_from_mirrors",
+    "download_url",
+    "md5sum",
+]
 
 _CHUNK = 1 << 16
 
@@ -191,3 +198,76 @@ def download_from_mirrors(
     if not errors:
         raise DownloadError(f"no mirrors given to download {filename}")
     raise DownloadError(f"could not download {filename}:\n  " + "\n  ".join(errors))
+
+
+DATASETS = ("mnist", "fashion")
+
+
+def download_dataset(
+    name: str,
+    root: str | os.PathLike,
+    split: str = "all",
+    mirrors: Sequence[str] | None = None,
+    progress: bool = True,
+    log: Any = None,
+) -> list[Path]:
+    """Fetch a data set's files into ``root``, checked against their published MD5s.
+
+    Files already in ``root`` with the right checksum are kept; an interrupted download
+    (a ``.part`` file) is resumed; a file whose checksum does not match is fetched again.
+
+    Parameters
+    ----------
+    name : {'mnist', 'fashion'}
+        MNIST or Fashion-MNIST (the four IDX files, gzip-compressed).
+    root : path-like
+        Destination folder (created); ``cnnkit train --data mnist:ROOT`` reads it.
+    split : {'all', 'train', 'test'}
+        ``test`` fetches only the t10k files (10,000 images, 3.7 MB for MNIST).
+    mirrors : sequence of str, optional
+        Base URLs tried in order; default the data set's own (``MNIST.mirrors``).
+    progress : bool
+        Show a progress bar per file.
+    log : callable, optional
+        Called with one line per file (e.g. ``print``).
+
+    Returns
+    -------
+    list of Path
+        The files, in ``root``.
+
+    Raises
+    ------
+    ValueError
+        Unknown ``name`` or ``split``.
+    DownloadError
+        Every mirror failed for a file, or its checksum did not match.
+    """
+    from cnnkit.data.mnist import MNIST, FashionMNIST
+
+    key = name.lower()
+    if key not in DATASETS and key != "fashionmnist":
+        raise ValueError(f"download: unknown data set {name!r}; use one of {DATASETS}")
+    if split not in ("all", "train", "test"):
+        raise ValueError(f"download: split must be all, train or test; got {split!r}")
+    cls = MNIST if key == "mnist" else FashionMNIST
+    prefixes = {"all": ("train", "t10k"), "train": ("train",), "test": ("t10k",)}[split]
+    root = Path(root)
+    out = []
+    for prefix in prefixes:
+        for kind in ("images-idx3", "labels-idx1"):
+            fname = f"{prefix}-{kind}-ubyte.gz"
+            dest = root / fname
+            md5 = cls.md5s.get(fname)
+            if dest.is_file() and md5 is not None and md5sum(dest) == md5:
+                if log is not None:
+                    log(f"{dest}: present, checksum OK")
+                out.append(dest)
+                continue
+            path = download_from_mirrors(
+                list(mirrors) if mirrors else cls.mirrors, fname, dest, md5=md5, progress=progress
+            )
+            if log is not None:
+                log(f"{path}: downloaded" + (", checksum OK" if md5 else ""))
+            out.append(path)
+    return out

@@ -66,7 +66,9 @@ def _resolve_fast(dataset: Any) -> tuple[TensorDataset, np.ndarray | None] | Non
         idx = np.asarray(ds.indices, dtype=np.int64)
         index_map = idx if index_map is None else idx[index_map]
         ds = ds.dataset
-    if not isinstance(ds, TensorDataset) or type(ds).__getitem__ is not _TD_GETITEM:
+    # a subclass may override __getitem__ only to wrap the same samples (``_same_samples``)
+    same = type(ds).__getitem__ is _TD_GETITEM or getattr(type(ds), "_same_samples", False)
+    if not isinstance(ds, TensorDataset) or not same:
         return None
     if index_map is not None:
         n = len(ds)
@@ -102,6 +104,9 @@ class DataLoader:
         :func:`default_collate`. Setting it disables the array fast path.
     generator : numpy.random.Generator, optional
         Use this generator for shuffling instead of one seeded from ``seed``.
+    sampler : iterable of int, optional
+        Gives the sample indices of an epoch in order (for example a
+        :class:`~cnnkit.data.DistributedSampler`); excludes ``shuffle``.
 
     Notes
     -----
@@ -121,7 +126,10 @@ class DataLoader:
         transform: Callable[[np.ndarray], np.ndarray] | None = None,
         collate_fn: Callable[[list[Any]], Any] | None = None,
         generator: np.random.Generator | None = None,
+        sampler: Any = None,
     ) -> None:
+        if sampler is not None and shuffle:
+            raise ValueError("DataLoader: sampler option is mutually exclusive with shuffle")
         if generator is not None and seed is not None:
             raise ValueError("DataLoader: pass either seed or generator, not both")
         if generator is not None and not isinstance(generator, np.random.Generator):
@@ -132,6 +140,7 @@ class DataLoader:
         if isinstance(batch_size, bool) or int(batch_size) != batch_size or batch_size < 1:
             raise ValueError(f"DataLoader: batch_size must be a positive integer; got {batch_size}")
         self.dataset = dataset
+        self.sampler = sampler
         self.batch_size = int(batch_size)
         self.shuffle = bool(shuffle)
         self.drop_last = bool(drop_last)
@@ -150,7 +159,7 @@ class DataLoader:
 
     # ------------------------------------------------------------------ sizes
     def __len__(self) -> int:
-        n = len(self.dataset)
+        n = len(self.dataset) if self.sampler is None else len(self.sampler)
         if self.drop_last:
             return n // self.batch_size
         return -(-n // self.batch_size)
@@ -216,6 +225,8 @@ class DataLoader:
 
     # ------------------------------------------------------------------ iteration
     def _order(self) -> np.ndarray:
+        if self.sampler is not None:
+            return np.fromiter(iter(self.sampler), dtype=np.int64)
         n = len(self.dataset)
         if self.shuffle:
             return self._rng.permutation(n)
@@ -242,7 +253,8 @@ class DataLoader:
                 arrays = self._fast_batch(base, idx)
             else:
                 arrays = self._slow_batch(idx)
-            yield tuple(Tensor(a) for a in arrays)
+            # a collate_fn may keep a field as a list (detection targets: one dict per image)
+            yield tuple(Tensor(a) if isinstance(a, np.ndarray) else a for a in arrays)
 
     def _fast_batch(self, base: TensorDataset, idx: np.ndarray) -> list[np.ndarray]:
         out = [a[idx] for a in base.arrays]

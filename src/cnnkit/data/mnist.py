@@ -148,6 +148,7 @@ class MNIST(LabeledArrays):
         "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
     }
     class_names: ClassVar[list[str]] = [str(d) for d in range(10)]
+    cli_name: ClassVar[str] = "mnist"  # as in `cnnkit download mnist`
 
     def __init__(
         self,
@@ -168,7 +169,8 @@ class MNIST(LabeledArrays):
             if p is None:
                 raise FileNotFoundError(
                     f"{type(self).__name__}: {name}[.gz] not found in {self.root} (also looked "
-                    f"in {self._search_dirs()[1:]}); pass download=True to fetch it"
+                    f"in {self._search_dirs()[1:]}); pass download=True or run `cnnkit "
+                    f"download {self.cli_name} --root {self.root}` to fetch it"
                 )
             paths.append(p)
         images = read_idx(paths[0], IDX_IMAGES_MAGIC)
@@ -231,6 +233,7 @@ class FashionMNIST(MNIST):
         "t10k-images-idx3-ubyte.gz": "bef4ecab320f06d8554ea6380940ec79",
         "t10k-labels-idx1-ubyte.gz": "bb300cfdad3c16e7a12a480ee83cd310",
     }
+    cli_name: ClassVar[str] = "fashion"
     class_names: ClassVar[list[str]] = [
         "T-shirt/top",
         "Trouser",

@@ -56,6 +56,15 @@ _L = ctypes.c_long
 ISAS = {"avx2": 1, "avx512": 2}  # kernel sets, as the library counts them
 
 
+def _type_bn(lib: Any) -> None:
+    lib.cnnkit_bn_sums_f32.restype = None
+    lib.cnnkit_bn_sums_f32.argtypes = [_P, _P, _P, _L, _L, _L, ctypes.c_int] + [_P] * 5
+    lib.cnnkit_bn_apply_f32.restype = None
+    lib.cnnkit_bn_apply_f32.argtypes = [_P, _P, _L, _L, _L, ctypes.c_int, _P, _P, ctypes.c_int]
+    lib.cnnkit_bn_bwd_apply_f32.restype = None
+    lib.cnnkit_bn_bwd_apply_f32.argtypes = [_P, _P, _P, _P, _L, _L, _L, ctypes.c_int] + [_P] * 4
+
+
 def _load() -> tuple[Any, int]:
     """The library (its functions typed) and the kernel set chosen: the widest this CPU
     runs, or the one ``CNNKIT_NATIVE`` names; ``(None, 0)`` when it cannot be used."""
@@ -81,6 +90,7 @@ def _load() -> tuple[Any, int]:
     lib.cnnkit_conv_dw_nhwc_f32.argtypes = [_P, _P, _P] + [_L] * 14
     lib.cnnkit_maxpool_bwd_nhwc_f32.restype = None
     lib.cnnkit_maxpool_bwd_nhwc_f32.argtypes = [_P, _P, _P, _P] + [_L] * 12
+    _type_bn(lib)
     return lib, level
 
 
@@ -374,3 +384,77 @@ def maxpool_backward_nhwc(
         xp.ctypes.data, best.ctypes.data, grad.ctypes.data, dxp.ctypes.data, b, hp, wp, c,
         oh, ow, *kernel, *stride, *dilation,
     )  # fmt: skip
+
+
+# --- BatchNorm (``_native_bn.c``): plain C, float32 data, double statistics ------------
+
+
+def _bn_lib() -> Any:
+    """The library, whose BatchNorm kernels :func:`_load` typed (None when off)."""
+    return _conv
+
+
+def _ptr(a: np.ndarray | None) -> int | None:
+    return None if a is None else a.ctypes.data
+
+
+def _bn_dims(x: np.ndarray, nhwc: bool) -> tuple[int, int, int]:
+    """``(n, c, hw)`` of a 4-D ``(N, C, H, W)`` array whose memory is checked to be
+    C-contiguous in the layout named (channels-last or channel-first)."""
+    n, c, h, w = x.shape
+    mem = x.transpose(0, 2, 3, 1) if nhwc else x
+    if x.dtype != np.float32 or not mem.flags.c_contiguous:
+        raise ValueError(
+            f"native batch norm: expected contiguous float32 {'NHWC' if nhwc else 'NCHW'} "
+            f"data; got {x.dtype} with strides {x.strides}"
+        )
+    return n, c, h * w
+
+
+def bn_stats(x: np.ndarray, nhwc: bool, shift: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per channel ``(sum(x - shift), sum((x - shift)**2))`` in float64."""
+    return bn_backward_sums(None, x, None, nhwc, shift)
+
+
+def bn_apply(
+    x: np.ndarray, y: np.ndarray, nhwc: bool, a: np.ndarray, b: np.ndarray, relu: bool
+) -> None:
+    """``y = x * a + b`` per channel (``max(., 0)`` if ``relu``); same layout for both."""
+    n, c, hw = _bn_dims(x, nhwc)
+    _bn_dims(y, nhwc)
+    a32, b32 = (np.ascontiguousarray(v, dtype=np.float32) for v in (a, b))
+    _bn_lib().cnnkit_bn_apply_f32(_ptr(x), _ptr(y), n, c, hw, int(nhwc), _ptr(a32), _ptr(b32),
+                                  int(relu))  # fmt: skip
+
+
+def bn_backward_sums(
+    g: np.ndarray | None, x: np.ndarray, y: np.ndarray | None, nhwc: bool, mean: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per channel ``(sum(g'), sum(g' * (x - mean)))`` in float64, ``g'`` being ``g``
+    where ``y > 0`` when ``y`` is given (BatchNorm fused with ReLU), else ``g``; without
+    ``g``, ``g' = x - mean`` (the shifted sum and sum of squares)."""
+    n, c, hw = _bn_dims(x, nhwc)
+    for a in (g, y):
+        if a is not None:
+            _bn_dims(a, nhwc)
+    sg, sgx = np.zeros(c), np.zeros(c)
+    fa, fb = np.empty(c, np.float32), np.empty(c, np.float32)
+    m32 = np.ascontiguousarray(mean, dtype=np.float32)
+    _bn_lib().cnnkit_bn_sums_f32(_ptr(g), _ptr(x), _ptr(y), n, c, hw, int(nhwc), _ptr(m32),
+                                       _ptr(sg), _ptr(sgx), _ptr(fa), _ptr(fb))  # fmt: skip
+    return sg, sgx
+
+
+def bn_backward_apply(
+    g: np.ndarray, x: np.ndarray, y: np.ndarray | None, dx: np.ndarray, nhwc: bool,
+    mean: np.ndarray, a: np.ndarray, b: np.ndarray, d: np.ndarray,
+) -> None:  # fmt: skip
+    """``dx = a * g' + b * (x - mean) + d`` per channel (``g'`` as in
+    :func:`bn_backward_sums`)."""
+    n, c, hw = _bn_dims(x, nhwc)
+    for arr in (g, y, dx):
+        if arr is not None:
+            _bn_dims(arr, nhwc)
+    vecs = [np.ascontiguousarray(v, dtype=np.float32) for v in (mean, a, b, d)]
+    _bn_lib().cnnkit_bn_bwd_apply_f32(_ptr(g), _ptr(x), _ptr(y), _ptr(dx), n, c, hw, int(nhwc),
+                                      *(_ptr(v) for v in vecs))  # fmt: skip

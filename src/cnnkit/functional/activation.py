@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from cnnkit import backend
@@ -36,6 +38,36 @@ class ReLU(Function):
 
         parallel.batches(len(out), out.size, part)
         return dx
+
+
+class AddReLU(Function):
+    """``max(a + b, 0)`` (a residual connection's sum and the ReLU after it) as one op;
+    both inputs get the gradient ``g * (out > 0)``."""
+
+    def forward(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        if a.ndim == 4:
+            b = to_layout(b, is_channels_last(a))
+        out = np.empty_like(a)  # a's memory layout
+
+        def part(lo: int, hi: int) -> None:
+            np.add(a[lo:hi], b[lo:hi], out=out[lo:hi])
+            np.maximum(out[lo:hi], 0, out=out[lo:hi])
+
+        parallel.batches(len(a), a.size, part)
+        self.save_for_backward(out)
+        return out
+
+    def backward(self, grad: np.ndarray) -> tuple:
+        (out,) = self.saved
+        if out.ndim == 4 and grad.strides != out.strides:
+            grad = to_layout(grad, is_channels_last(out))
+        dx = np.empty_like(out)
+
+        def part(lo: int, hi: int) -> None:
+            np.multiply(grad[lo:hi], out[lo:hi] > 0, out=dx[lo:hi])
+
+        parallel.batches(len(out), out.size, part)
+        return dx, dx  # (autograd never writes into a gradient it was given)
 
 
 class LeakyReLU(Function):
@@ -131,7 +163,15 @@ class DropoutMask(Function):
 
 def _check_dim(x: Tensor, dim: int | None, name: str) -> int:
     if dim is None:
-        raise TypeError(f"{name}: dim is required (e.g. dim=1 for (N, C) logits)")
+        # PyTorch's implicit choice (deprecated there, still common in old scripts)
+        import warnings
+
+        dim = 0 if x.ndim in (0, 1, 3) else 1
+        warnings.warn(
+            f"{name}: implicit dim is deprecated; chose dim={dim} as PyTorch does "
+            f"(pass dim= explicitly)",
+            stacklevel=3,
+        )
     if not -x.ndim <= dim < x.ndim:
         raise ValueError(f"{name}: dim {dim} is out of range for input of shape {x.shape}")
     return dim % x.ndim
@@ -140,6 +180,20 @@ def _check_dim(x: Tensor, dim: int | None, name: str) -> int:
 def relu(input: Tensor, inplace: bool = False) -> Tensor:
     """Rectified linear unit, elementwise. ``input``: any shape."""
     return ReLU.apply(input)
+
+
+def add_relu(a: Tensor, b: Tensor) -> Tensor:
+    """``relu(a + b)`` in one op (values and gradients the same); ``a`` and ``b`` of one
+    shape and dtype, else it runs as the two ops."""
+    if (
+        isinstance(a, Tensor)
+        and isinstance(b, Tensor)
+        and a.shape == b.shape
+        and a.dtype == b.dtype
+        and a.ndim >= 1
+    ):
+        return AddReLU.apply(a, b)
+    return ReLU.apply(a + b)
 
 
 def leaky_relu(input: Tensor, negative_slope: float = 0.01, inplace: bool = False) -> Tensor:
@@ -180,6 +234,72 @@ def dropout(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool 
         return input * 0.0
     keep = backend.default_rng().random(input.shape) >= p
     mask = keep.astype(input.dtype) * input.dtype.type(1.0 / (1.0 - p))
+    if not (input.requires_grad and is_grad_enabled()):
+        return Tensor._wrap(input.array * mask, False)
+    return DropoutMask.apply(input, mask)
+
+
+_erf = np.frompyfunc(math.erf, 1, 1)
+
+
+class GELU(Function):
+    r"""Gaussian error linear unit :math:`x \Phi(x)`, exact (erf) or the tanh approximation.
+
+    Exact: :math:`y = \tfrac{x}{2}(1 + \mathrm{erf}(x/\sqrt2))`,
+    :math:`y' = \Phi(x) + x \varphi(x)`. Tanh: :math:`u = \sqrt{2/\pi}(x + 0.044715 x^3)`,
+    :math:`y = \tfrac{x}{2}(1 + \tanh u)`, :math:`y' = \tfrac12(1 + \tanh u) +
+    \tfrac{x}{2}(1 - \tanh^2 u)\sqrt{2/\pi}(1 + 3 \cdot 0.044715 x^2)`.
+    """
+
+    def forward(self, x: np.ndarray, approximate: str) -> np.ndarray:
+        self.save_for_backward(x)
+        self.approximate = approximate
+        if approximate == "tanh":
+            t = np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x**3))
+            self.t = t
+            return (0.5 * x * (1 + t)).astype(x.dtype, copy=False)
+        cdf = 0.5 * (1 + _erf(x / np.sqrt(2)).astype(x.dtype))
+        self.cdf = cdf
+        return x * cdf
+
+    def backward(self, grad: np.ndarray) -> np.ndarray:
+        (x,) = self.saved
+        if self.approximate == "tanh":
+            t = self.t
+            du = np.sqrt(2 / np.pi) * (1 + 3 * 0.044715 * x**2)
+            d = 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * du
+        else:
+            pdf = np.exp(-0.5 * x * x) / np.sqrt(2 * np.pi)
+            d = self.cdf + x * pdf
+        return (grad * d).astype(x.dtype, copy=False)
+
+
+def gelu(input: Tensor, approximate: str = "none") -> Tensor:
+    """GELU, elementwise; ``approximate`` is ``'none'`` (erf) or ``'tanh'``."""
+    if approximate not in ("none", "tanh"):
+        raise ValueError(f"gelu: approximate must be 'none' or 'tanh'; got {approximate!r}")
+    return GELU.apply(input, approximate=approximate)
+
+
+def dropout2d(
+    input: Tensor, p: float = 0.5, training: bool = True, inplace: bool = False
+) -> Tensor:
+    """Zero whole channels of ``(N, C, H, W)`` (or ``(C, H, W)``) with probability ``p``.
+
+    The surviving channels are scaled by ``1/(1-p)``; one mask value per ``(n, c)`` drawn
+    from the global generator.
+    """
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"dropout2d: p must be in [0, 1]; got {p}")
+    if input.ndim not in (3, 4):
+        raise ValueError(f"dropout2d: expected input (N, C, H, W) or (C, H, W); got {input.shape}")
+    if not training or p == 0.0:
+        return input
+    if p == 1.0:
+        return input * 0.0
+    keep = backend.default_rng().random((*input.shape[:-2], 1, 1)) >= p
+    mask = keep.astype(input.dtype) * input.dtype.type(1.0 / (1.0 - p))
+    mask = np.broadcast_to(mask, input.shape)
     if not (input.requires_grad and is_grad_enabled()):
         return Tensor._wrap(input.array * mask, False)
     return DropoutMask.apply(input, mask)

@@ -1,20 +1,92 @@
-"""Batch normalisation over the batch (and spatial) axes, per channel."""
+"""Batch normalisation over the batch (and spatial) axes, per channel.
+
+The equations are :func:`batch_norm_reference` (forward) and
+:func:`batch_norm_reference_backward`; float32 images run the compiled one-pass kernels
+of :mod:`cnnkit.functional._fast.norm` through the same signatures.
+"""
 
 from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 
 from cnnkit.autograd import Function
+from cnnkit.functional._fast import norm as fast
 from cnnkit.tensor import Tensor
 
 
-class BatchNorm(Function):
-    """``y = gamma * (x - mu) / sqrt(var + eps) + beta`` per channel (axis 1).
+def batch_norm_reference(
+    x: np.ndarray, gamma: np.ndarray | None, beta: np.ndarray | None, mean: np.ndarray,
+    invstd: np.ndarray, relu: bool,
+) -> tuple[np.ndarray, tuple]:  # fmt: skip
+    """``y = gamma * xh + beta`` with ``xh = (x - mean) * invstd`` per channel (axis 1),
+    then ``max(y, 0)`` if ``relu``; keeps ``xh`` (and ``y`` with ``relu``) for backward."""
+    shape = (1, -1) + (1,) * (x.ndim - 2)
+    xh = (x - mean.reshape(shape)) * invstd.reshape(shape)
+    out = xh * gamma.reshape(shape) if gamma is not None else xh.copy()
+    if beta is not None:
+        out += beta.reshape(shape)
+    if relu:
+        np.maximum(out, 0, out=out)
+    return out, (xh, out if relu else None)
 
-    Training (batch statistics, ``M`` values per channel, ``xh`` the normalised input):
-    ``dx = invstd / M * (M * dxh - sum(dxh) - xh * sum(dxh * xh))`` with ``dxh = g * gamma``.
-    Evaluation (running statistics are constants): ``dx = g * gamma * invstd``.
-    Both: ``dgamma = sum(g * xh)``, ``dbeta = sum(g)``.
+
+def batch_norm_reference_backward(
+    grad: np.ndarray, saved: tuple, gamma: np.ndarray | None, mean: np.ndarray,
+    invstd: np.ndarray, batch_stats: bool, needs: tuple[bool, bool, bool],
+) -> tuple:  # fmt: skip
+    """``(dx, dgamma, dbeta)``. With ``g`` the gradient through the ReLU (if fused),
+    ``dgamma = sum(g * xh)``, ``dbeta = sum(g)``; training (batch statistics, ``M`` values
+    per channel): ``dx = gamma * invstd / M * (M * g - dbeta - xh * dgamma)``;
+    evaluation (running statistics are constants): ``dx = g * gamma * invstd``."""
+    xh, y = saved
+    if y is not None:
+        grad = grad * (y > 0)
+    need_x, need_g, need_b = needs
+    shape = (1, -1) + (1,) * (grad.ndim - 2)
+    axes = (0, *range(2, grad.ndim))
+    dgamma = (grad * xh).sum(axis=axes) if (need_g or (need_x and batch_stats)) else None
+    dbeta = grad.sum(axis=axes) if (need_b or (need_x and batch_stats)) else None
+    dx = None
+    if need_x:
+        scale = invstd if gamma is None else gamma * invstd
+        if batch_stats:
+            m = grad.size // grad.shape[1]
+            dx = grad - (dbeta / m).reshape(shape) - xh * (dgamma / m).reshape(shape)
+            dx *= scale.reshape(shape)
+        else:
+            dx = grad * scale.reshape(shape)
+    return dx, (dgamma if need_g else None), (dbeta if need_b else None)
+
+
+def batch_statistics_reference(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and biased variance per channel (axis 1), in two passes."""
+    axes = (0, *range(2, x.ndim))
+    return x.mean(axis=axes), x.var(axis=axes)
+
+
+_REFERENCE = SimpleNamespace(
+    statistics=batch_statistics_reference,
+    forward=batch_norm_reference,
+    backward=batch_norm_reference_backward,
+)
+
+
+def _path(x: np.ndarray) -> Any:
+    """The one choice: compiled one-pass kernels for float32 ``(N, C, H, W)`` where built,
+    else the reference maths (float64, 1-D/3-D inputs)."""
+    return fast if fast.applies(x) else _REFERENCE
+
+
+class BatchNorm(Function):
+    """``y = gamma * (x - mu) / sqrt(var + eps) + beta`` per channel (axis 1), optionally
+    followed by a ReLU (``relu=True``: one op, no intermediate kept).
+
+    The maths is :func:`batch_norm_reference` and :func:`batch_norm_reference_backward`
+    (float64 and the test oracle); float32 images take the compiled kernels of
+    :mod:`cnnkit.functional._fast.norm`.
     """
 
     def forward(
@@ -25,34 +97,19 @@ class BatchNorm(Function):
         mean: np.ndarray,
         invstd: np.ndarray,
         batch_stats: bool,
+        relu: bool = False,
     ) -> np.ndarray:
-        shape = (1, -1) + (1,) * (x.ndim - 2)
-        self.axes = (0, *range(2, x.ndim))
-        self.shape = shape
+        self.path = _path(x)
+        out, saved = self.path.forward(x, gamma, beta, mean, invstd, relu)
+        self.save_for_backward(saved, gamma, mean, invstd)
         self.batch_stats = batch_stats
-        xh = (x - mean.reshape(shape)) * invstd.reshape(shape)
-        out = xh * gamma.reshape(shape) if gamma is not None else xh.copy()
-        if beta is not None:
-            out += beta.reshape(shape)
-        self.save_for_backward(xh, invstd, gamma)
         return out
 
     def backward(self, grad: np.ndarray) -> tuple:
-        xh, invstd, gamma = self.saved
-        nx, ng, nb = self.needs_input_grad
-        shape, axes = self.shape, self.axes
-        dgamma = (grad * xh).sum(axis=axes) if (ng or (nx and self.batch_stats)) else None
-        dbeta = grad.sum(axis=axes) if (nb or (nx and self.batch_stats)) else None
-        dx = None
-        if nx:
-            scale = invstd if gamma is None else gamma * invstd
-            if self.batch_stats:
-                m = grad.size // grad.shape[1]
-                dx = grad - (dbeta / m).reshape(shape) - xh * (dgamma / m).reshape(shape)
-                dx *= scale.reshape(shape)
-            else:
-                dx = grad * scale.reshape(shape)
-        return dx, (dgamma if ng else None), (dbeta if nb else None)
+        saved, gamma, mean, invstd = self.saved
+        return self.path.backward(
+            grad, saved, gamma, mean, invstd, self.batch_stats, self.needs_input_grad
+        )
 
 
 def batch_norm(
@@ -64,6 +121,8 @@ def batch_norm(
     training: bool = False,
     momentum: float = 0.1,
     eps: float = 1e-5,
+    *,
+    relu: bool = False,
 ) -> Tensor:
     """Batch normalisation (PyTorch semantics).
 
@@ -76,6 +135,9 @@ def batch_norm(
     input : Tensor, shape (N, C) or (N, C, L) or (N, C, H, W)
     running_mean, running_var : Tensor, shape (C,), optional
     weight, bias : Tensor, shape (C,), optional
+    relu : bool
+        Apply a ReLU to the result in the same op (the values and gradients of
+        ``relu(batch_norm(...))``, without the intermediate tensor).
 
     Returns
     -------
@@ -92,7 +154,6 @@ def batch_norm(
                 f"got {tuple(t.shape)}"
             )
     x = input.array
-    axes = (0, *range(2, x.ndim))
     if training:
         m = x.size // c
         if m <= 1:
@@ -100,8 +161,7 @@ def batch_norm(
                 f"batch_norm: expected more than 1 value per channel when training; got input "
                 f"{tuple(input.shape)}"
             )
-        mean = x.mean(axis=axes)
-        var = x.var(axis=axes)
+        mean, var = _path(x).statistics(x)
         if running_mean is not None:
             running_mean.array *= 1 - momentum
             running_mean.array += momentum * mean.astype(running_mean.dtype)
@@ -115,5 +175,108 @@ def batch_norm(
         var = running_var.array
     invstd = (1.0 / np.sqrt(var + eps)).astype(x.dtype)
     return BatchNorm.apply(
-        input, weight, bias, mean=mean.astype(x.dtype), invstd=invstd, batch_stats=training
+        input,
+        weight,
+        bias,
+        mean=mean.astype(x.dtype),
+        invstd=invstd,
+        batch_stats=training,
+        relu=bool(relu),
+    )
+
+
+class SyncBatchNorm(BatchNorm):
+    """Batch normalisation with statistics over every rank's batch (data parallel).
+
+    The forward is :class:`BatchNorm`'s with the global mean and variance. In backward
+    the two per-channel sums of the input gradient formula, ``sum(g)`` and
+    ``sum(g * xh)``, are summed over all ranks (one allreduce of ``2C`` values) and
+    divided by the global count ``M``; ``dgamma`` and ``dbeta`` stay this rank's sums
+    (data-parallel training averages them like every other parameter gradient).
+    """
+
+    def forward(self, x: np.ndarray, gamma: np.ndarray | None, beta: np.ndarray | None,
+                mean: np.ndarray, invstd: np.ndarray, batch_stats: bool,
+                count: int = 0) -> np.ndarray:  # fmt: skip
+        self.count = count  # values per channel over all ranks
+        return super().forward(x, gamma, beta, mean, invstd, batch_stats)
+
+    def backward(self, grad: np.ndarray) -> tuple:
+        from cnnkit import distributed as dist
+
+        xh, invstd, gamma = self.saved
+        nx, ng, nb = self.needs_input_grad
+        shape, axes = self.shape, self.axes
+        dgamma = (grad * xh).sum(axis=axes)
+        dbeta = grad.sum(axis=axes)
+        dx = None
+        if nx:
+            sums = np.concatenate([dbeta, dgamma])
+            dist.all_reduce(sums)
+            c = dbeta.shape[0]
+            m = self.count
+            scale = invstd if gamma is None else gamma * invstd
+            dx = grad - (sums[:c] / m).reshape(shape) - xh * (sums[c:] / m).reshape(shape)
+            dx *= scale.reshape(shape)
+        return dx, (dgamma if ng else None), (dbeta if nb else None)
+
+
+def sync_batch_norm(
+    input: Tensor,
+    running_mean: Tensor | None,
+    running_var: Tensor | None,
+    weight: Tensor | None = None,
+    bias: Tensor | None = None,
+    momentum: float = 0.1,
+    eps: float = 1e-5,
+) -> Tensor:
+    """Training-mode batch normalisation over the union of all ranks' batches.
+
+    Per channel, over ``M`` values of all ranks: ``mean = sum(x) / M`` (one allreduce
+    of ``C`` sums and the count), ``var = sum((x - mean)^2) / M`` (a second allreduce,
+    so the variance is as accurate as the one-process two-pass formula). The running
+    statistics are updated as in :func:`batch_norm` with the global ``M``.
+
+    Parameters
+    ----------
+    input : Tensor, shape (N, C, *)
+        This rank's batch (``N`` may differ between ranks).
+    running_mean, running_var : Tensor, shape (C,), optional
+    weight, bias : Tensor, shape (C,), optional
+
+    Returns
+    -------
+    Tensor, same shape as ``input``
+    """
+    from cnnkit import distributed as dist
+
+    if input.ndim < 2:
+        raise ValueError(f"sync_batch_norm: expected input (N, C, *); got {tuple(input.shape)}")
+    x = input.numpy()
+    c = x.shape[1]
+    axes = (0, *range(2, x.ndim))
+    first = np.concatenate([x.sum(axis=axes, dtype=np.float64), [x.size // c]])
+    dist.all_reduce(first)
+    m = round(float(first[-1]))
+    if m <= 1:
+        raise ValueError(
+            f"sync_batch_norm: expected more than 1 value per channel over all ranks when "
+            f"training; got {m} (input {tuple(input.shape)} on this rank)"
+        )
+    mean = first[:c] / m
+    shape = (1, -1) + (1,) * (x.ndim - 2)
+    sq = ((x - mean.astype(x.dtype).reshape(shape)) ** 2).sum(axis=axes, dtype=np.float64)
+    dist.all_reduce(sq)
+    var = sq / m
+    if running_mean is not None:
+        rm = running_mean.numpy()
+        rm *= 1 - momentum
+        rm += momentum * mean.astype(rm.dtype)
+    if running_var is not None:
+        rv = running_var.numpy()
+        rv *= 1 - momentum
+        rv += momentum * (var * (m / (m - 1))).astype(rv.dtype)
+    invstd = (1.0 / np.sqrt(var + eps)).astype(x.dtype)
+    return SyncBatchNorm.apply(
+        input, weight, bias, mean=mean.astype(x.dtype), invstd=invstd, batch_stats=True, count=m
     )

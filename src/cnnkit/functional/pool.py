@@ -6,7 +6,6 @@ once, so the work is vectorised over batch, channels and positions with no im2co
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 import numpy as np
@@ -18,26 +17,12 @@ from cnnkit.functional._windows import (
     Pair,
     empty_like_layout,
     is_channels_last,
-    kernel_slice,
     pad_hw,
-    pair,
     to_layout,
     unpad_hw,
 )
+from cnnkit.functional.geometry import PoolGeometry, pool_geometry
 from cnnkit.tensor import Tensor
-
-Pads = tuple[int, int, int, int]
-
-
-def _pool_out(size: int, k: int, s: int, p: int, d: int, ceil_mode: bool) -> int:
-    """PyTorch's pooling output size; in ceil mode the last window must start inside
-    the input or the left padding."""
-    eff = d * (k - 1) + 1
-    num = size + 2 * p - eff + ((s - 1) if ceil_mode else 0)
-    out = num // s + 1
-    if ceil_mode and (out - 1) * s >= size + p:
-        out -= 1
-    return out
 
 
 def _setup(
@@ -48,74 +33,13 @@ def _setup(
     dilation: int | Pair,
     ceil_mode: bool,
     where: str,
-) -> tuple[Pair, Pair, Pair, Pads, Pair]:
+) -> PoolGeometry:
     if not isinstance(input, Tensor):
         raise TypeError(f"{where}: input must be a cnnkit Tensor; got {type(input).__name__}")
     if input.ndim not in (3, 4):
         raise ValueError(f"{where}: expected input (N, C, H, W) or (C, H, W); got {input.shape}")
-    args = (kernel_size, stride, padding, dilation, bool(ceil_mode), *input.shape[-2:], where)
-    try:
-        return _geometry(*args)  # cached: the same layer sees the same sizes every step
-    except TypeError as e:  # unhashable arguments (lists): work it out uncached
-        if "unhashable" not in str(e):
-            raise
-        return _geometry.__wrapped__(*args)
-
-
-@functools.lru_cache(maxsize=1024)
-def _geometry(
-    kernel_size: int | Pair,
-    stride: int | Pair | None,
-    padding: int | Pair,
-    dilation: int | Pair,
-    ceil_mode: bool,
-    h: int,
-    w: int,
-    where: str,
-) -> tuple[Pair, Pair, Pair, Pads, Pair]:
-    """Kernel, stride, dilation, padding ``(top, bottom, left, right)`` and output size."""
-    k = pair(kernel_size, "kernel_size", where, 1)
-    s = k if stride is None or stride == () else pair(stride, "stride", where, 1)
-    p = pair(padding, "padding", where, 0)
-    d = pair(dilation, "dilation", where, 1)
-    for i in range(2):
-        eff = d[i] * (k[i] - 1) + 1
-        if 2 * p[i] > eff:
-            raise ValueError(
-                f"{where}: padding should be at most half of the (dilated) kernel size; got "
-                f"padding {p}, kernel_size {k}, dilation {d}"
-            )
-    out = (
-        _pool_out(h, k[0], s[0], p[0], d[0], ceil_mode),
-        _pool_out(w, k[1], s[1], p[1], d[1], ceil_mode),
-    )
-    if min(out) < 1:
-        raise ValueError(
-            f"{where}: kernel {k} (dilation {d}) is larger than the padded input "
-            f"{h + 2 * p[0]}x{w + 2 * p[1]}; output would be {out[0]}x{out[1]}"
-        )
-    # extra bottom/right padding so the last (ceil-mode) window fits in the array
-    extra_h = max(0, (out[0] - 1) * s[0] + d[0] * (k[0] - 1) + 1 - (h + 2 * p[0]))
-    extra_w = max(0, (out[1] - 1) * s[1] + d[1] * (k[1] - 1) + 1 - (w + 2 * p[1]))
-    pads = (p[0], p[0] + extra_h, p[1], p[1] + extra_w)
-    return k, s, d, pads, out
-
-
-@functools.lru_cache(maxsize=256)
-def _window_plan(kernel: Pair, stride: Pair, dilation: Pair, out: Pair, hw: Pair) -> tuple:
-    """The kernel taps (index tuples) and whether windows are disjoint / tile the input
-    exactly, for one pooling geometry (cached: the same layers run every step)."""
-    taps = tuple(
-        kernel_slice(t // kernel[1], t % kernel[1], stride, dilation, out)
-        for t in range(kernel[0] * kernel[1])
-    )
-    disjoint = all(st >= d * (k - 1) + 1 for st, d, k in zip(stride, dilation, kernel, strict=True))
-    covered = (
-        disjoint
-        and all(o * st == n for o, st, n in zip(out, stride, hw, strict=True))
-        and stride == kernel
-    )
-    return taps, disjoint, covered
+    hw = tuple(input.shape[-2:])
+    return pool_geometry(kernel_size, stride, padding, dilation, ceil_mode, hw, where)
 
 
 def _reduce_windows(xp: np.ndarray, taps: tuple, op: np.ufunc, scale: Any = None) -> np.ndarray:
@@ -144,21 +68,19 @@ class MaxPool2d(Function):
     maximum, as in PyTorch), so no argmax array is stored: only the input and output.
     """
 
-    def forward(
-        self, x: np.ndarray, kernel: Pair, stride: Pair, dilation: Pair, pads: Pads, out: Pair
-    ) -> np.ndarray:
+    def forward(self, x: np.ndarray, geom: PoolGeometry) -> np.ndarray:
         fill = -np.inf if x.dtype.kind == "f" else np.iinfo(x.dtype).min
-        xp = pad_hw(x, pads, fill)
-        taps, disjoint, covered = _window_plan(kernel, stride, dilation, out, xp.shape[2:])
-        best = _reduce_windows(xp, taps, np.maximum)
+        xp = pad_hw(x, geom.pads, fill)
+        best = _reduce_windows(xp, geom.taps, np.maximum)
         if self.needs_input_grad[0]:
             self.save_for_backward(xp, best)
-        self.meta = (x.shape, taps, pads, disjoint, covered, kernel, stride, dilation)
+        self.geom, self.x_hw = geom, x.shape[2:]
         return best
 
     def backward(self, grad: np.ndarray) -> np.ndarray:
         xp, best = self.saved
-        x_shape, taps, pads, disjoint, covered = self.meta[:5]
+        geom = self.geom
+        taps, pads, disjoint = geom.taps, geom.pads, geom.disjoint
         cl = is_channels_last(best)
         grad = to_layout(grad, cl)
         if cl and native.usable(xp, grad) and is_channels_last(xp):  # compiled, one pass
@@ -167,12 +89,14 @@ class MaxPool2d(Function):
 
             def run(a: int, z: int) -> None:
                 dl[a:z] = 0
-                native.maxpool_backward_nhwc(xl[a:z], bl[a:z], gl[a:z], dl[a:z], *self.meta[5:])
+                native.maxpool_backward_nhwc(
+                    xl[a:z], bl[a:z], gl[a:z], dl[a:z], geom.kernel, geom.stride, geom.dilation
+                )
 
             parallel.batches(len(xp), xp.size, run)
-            return unpad_hw(dxp, pads, x_shape[2:])
+            return unpad_hw(dxp, pads, self.x_hw)
         # windows that tile the input exactly: every element is written once, no zeroing
-        dxp = (np.empty_like if covered else np.zeros_like)(xp, dtype=grad.dtype)
+        dxp = (np.empty_like if geom.covered else np.zeros_like)(xp, dtype=grad.dtype)
         nan = np.isnan(best) if best.dtype.kind == "f" else None
         if nan is not None and not nan.any():
             nan = None
@@ -195,7 +119,7 @@ class MaxPool2d(Function):
                     ds[sl] += gs * hit
 
         parallel.batches(len(xp), xp.size, part)
-        return unpad_hw(dxp, pads, x_shape[2:])
+        return unpad_hw(dxp, pads, self.x_hw)
 
 
 def _avg_divisor(
@@ -216,16 +140,13 @@ class AvgPool2d(Function):
     def forward(
         self,
         x: np.ndarray,
-        kernel: Pair,
-        stride: Pair,
-        pads: Pads,
-        out: Pair,
+        geom: PoolGeometry,
         count_include_pad: bool,
         divisor_override: int | None,
     ) -> np.ndarray:
         h, w = x.shape[2:]
+        kernel, stride, pads, out = geom.kernel, geom.stride, geom.pads, geom.out_hw
         xp = pad_hw(x, pads, 0.0)
-        taps, disjoint, covered = _window_plan(kernel, stride, (1, 1), out, xp.shape[2:])
         if divisor_override is not None:
             inv = np.full((1, 1), 1.0 / divisor_override)
         else:
@@ -235,28 +156,28 @@ class AvgPool2d(Function):
         inv = inv.astype(x.dtype)
         if np.all(inv == inv.flat[0]):
             inv = inv.flat[0]  # one divisor for all windows: a scalar multiply
-        acc = _reduce_windows(xp, taps, np.add, inv)
+        acc = _reduce_windows(xp, geom.taps, np.add, inv)
         self.channels_last = is_channels_last(acc)
-        self.meta = (x.shape, xp.shape, taps, disjoint, covered, pads, inv)
+        self.geom, self.x_hw, self.xp_shape, self.inv = geom, (h, w), xp.shape, inv
         return acc
 
     def backward(self, grad: np.ndarray) -> np.ndarray:
-        x_shape, xp_shape, taps, disjoint, covered, pads, inv = self.meta
+        geom, inv = self.geom, self.inv
         grad = to_layout(grad, self.channels_last)
-        dxp = empty_like_layout(grad, xp_shape)
+        dxp = empty_like_layout(grad, self.xp_shape)
 
         def part(a: int, z: int) -> None:  # images a:z
             gs, ds = grad[a:z] * inv, dxp[a:z]
-            if not covered:  # windows that tile the input write every element once
+            if not geom.covered:  # windows that tile the input write every element once
                 ds[...] = 0
-            for sl in taps:
-                if disjoint:  # each input element belongs to one window: write, do not add
+            for sl in geom.taps:
+                if geom.disjoint:  # each input element belongs to one window: write, do not add
                     np.copyto(ds[sl], gs)
                 else:
                     ds[sl] += gs
 
         parallel.batches(len(dxp), dxp.size, part)
-        return unpad_hw(dxp, pads, x_shape[2:])
+        return unpad_hw(dxp, geom.pads, self.x_hw)
 
 
 def _unbatched(input: Tensor, fn, *args, **kwargs) -> Tensor:
@@ -291,9 +212,8 @@ def max_pool2d(
     """
     if return_indices:
         raise NotImplementedError("max_pool2d: return_indices=True is not supported")
-    k, s, d, pads, out = _setup(input, kernel_size, stride, padding, dilation, ceil_mode,
-                                "max_pool2d")  # fmt: skip
-    return _unbatched(input, MaxPool2d, kernel=k, stride=s, dilation=d, pads=pads, out=out)
+    geom = _setup(input, kernel_size, stride, padding, dilation, ceil_mode, "max_pool2d")
+    return _unbatched(input, MaxPool2d, geom=geom)
 
 
 def avg_pool2d(
@@ -323,16 +243,13 @@ def avg_pool2d(
     """
     if divisor_override is not None and divisor_override == 0:
         raise ValueError("avg_pool2d: divisor_override must be non-zero")
-    k, s, _, pads, out = _setup(input, kernel_size, stride, padding, 1, ceil_mode, "avg_pool2d")
+    geom = _setup(input, kernel_size, stride, padding, 1, ceil_mode, "avg_pool2d")
     if input.dtype.kind != "f":
         raise TypeError(f"avg_pool2d: expected a floating input; got {input.dtype}")
     return _unbatched(
         input,
         AvgPool2d,
-        kernel=k,
-        stride=s,
-        pads=pads,
-        out=out,
+        geom=geom,
         count_include_pad=count_include_pad,
         divisor_override=divisor_override,
     )
@@ -387,3 +304,64 @@ def adaptive_avg_pool2d(input: Tensor, output_size: int | tuple[int | None, int 
     ah = _adaptive_matrix(h, oh, input.dtype)
     aw = _adaptive_matrix(w, ow, input.dtype)
     return AdaptiveAvgPool2d.apply(input, ah, aw)
+
+
+def _adaptive_bounds(size: int, n_out: int) -> list[tuple[int, int]]:
+    """PyTorch's adaptive windows: ``[floor(i*size/n), ceil((i+1)*size/n))``."""
+    return [((i * size) // n_out, -((-(i + 1) * size) // n_out)) for i in range(n_out)]
+
+
+class AdaptiveMaxPool2d(Function):
+    """Max over PyTorch's adaptive windows; the gradient goes to each window's (first) maximum."""
+
+    def forward(self, x: np.ndarray, out_hw: tuple[int, int]) -> np.ndarray:
+        n, c, h, w = x.shape
+        oh, ow = out_hw
+        out = np.empty((n, c, oh, ow), dtype=x.dtype)
+        self.argmax = np.empty((n, c, oh, ow), dtype=np.int64)  # flat index into (h, w)
+        self.x_shape = x.shape
+        for i, (h0, h1) in enumerate(_adaptive_bounds(h, oh)):
+            for j, (w0, w1) in enumerate(_adaptive_bounds(w, ow)):
+                win = x[:, :, h0:h1, w0:w1].reshape(n, c, -1)
+                k = win.argmax(axis=2)
+                out[:, :, i, j] = np.take_along_axis(win, k[..., None], 2)[..., 0]
+                kh, kw = np.divmod(k, w1 - w0)
+                self.argmax[:, :, i, j] = (h0 + kh) * w + (w0 + kw)
+        return out
+
+    def backward(self, grad: np.ndarray) -> np.ndarray:
+        n, c, h, w = self.x_shape
+        gx = np.zeros((n * c, h * w), dtype=grad.dtype)
+        rows = np.repeat(np.arange(n * c), grad.shape[2] * grad.shape[3])
+        np.add.at(gx, (rows, self.argmax.reshape(-1)), grad.reshape(-1))
+        return gx.reshape(self.x_shape)
+
+
+def adaptive_max_pool2d(
+    input: Tensor, output_size: int | tuple[int | None, int | None], return_indices: bool = False
+) -> Tensor:
+    """Max pooling to a fixed output size (PyTorch's window rule).
+
+    Parameters
+    ----------
+    input : Tensor, shape (N, C, H, W) or (C, H, W)
+    output_size : int or (int or None, int or None)
+        ``None`` keeps that input size.
+
+    Returns
+    -------
+    Tensor, shape (N, C, output_size[0], output_size[1])
+    """
+    if return_indices:
+        raise NotImplementedError("adaptive_max_pool2d: return_indices=True is not supported")
+    if input.ndim not in (3, 4):
+        raise ValueError(
+            f"adaptive_max_pool2d: expected input (N, C, H, W) or (C, H, W); got {input.shape}"
+        )
+    h, w = input.shape[-2:]
+    size = (output_size, output_size) if isinstance(output_size, int) else tuple(output_size)
+    oh = h if size[0] is None else int(size[0])
+    ow = w if size[1] is None else int(size[1])
+    if oh < 1 or ow < 1:
+        raise ValueError(f"adaptive_max_pool2d: output_size must be positive; got {output_size}")
+    return _unbatched(input, AdaptiveMaxPool2d, out_hw=(oh, ow))

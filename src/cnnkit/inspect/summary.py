@@ -64,9 +64,10 @@ class LayerRow:
     activation_bytes: int
 
 
-@dataclass
+@dataclass(repr=False)
 class Summary:
-    """A model's table: see :func:`summary`."""
+    """A model's table: see :func:`summary`. ``print(s)``, ``str(s)`` and ``repr(s)`` (what
+    a REPL or notebook shows for a bare ``ck.summary(...)``) all give the table."""
 
     model_name: str
     input_size: tuple[int, ...]
@@ -84,6 +85,12 @@ class Summary:
     def training_bytes(self) -> int:
         """Parameters + their gradients + activations kept for backward and their gradients."""
         return 2 * self.param_bytes + 2 * self.activation_bytes + self.workspace_bytes
+
+    def __repr__(self) -> str:
+        return str(self)
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:  # IPython
+        printer.text(str(self))
 
     def __str__(self) -> str:
         head = ["Layer (type)", "Output shape", "Param #", "RF", "Jump", "MACs"]

@@ -133,15 +133,16 @@ def _onnx_pads(p: Sequence[int]) -> list[int]:
 def _emit_conv(b: _Builder, fn: Function, t: Tensor, kw: dict, out: str | None) -> str:
     x, w, bias = fn.parents
     ins = [b.ref(x), b.ref(w)] + ([b.ref(bias)] if bias is not None else [])
+    geom = kw["geom"]
     return b.node(
         "Conv",
         ins,
         out,
         kernel_shape=list(w.shape[2:]),
-        strides=list(kw["stride"]),
-        pads=_onnx_pads(kw["pads"]),
-        dilations=list(kw["dilation"]),
-        group=int(kw["groups"]),
+        strides=list(geom.stride),
+        pads=_onnx_pads(geom.pads),
+        dilations=list(geom.dilation),
+        group=int(geom.groups),
     )
 
 
@@ -190,7 +191,8 @@ def _pool_input(
 
 def _check_pool_size(where: str, x: Tensor, t: Tensor, kw: dict, dilation: Sequence[int]) -> None:
     h, w = x.shape[2:]
-    k, s, p = kw["kernel"], kw["stride"], kw["pads"]
+    geom = kw["geom"]
+    k, s, p = geom.kernel, geom.stride, geom.pads
     got = tuple(
         (size + p[2 * i] + p[2 * i + 1] - dilation[i] * (k[i] - 1) - 1) // s[i] + 1
         for i, size in enumerate((h, w))
@@ -204,16 +206,17 @@ def _check_pool_size(where: str, x: Tensor, t: Tensor, kw: dict, dilation: Seque
 
 def _emit_maxpool(b: _Builder, fn: Function, t: Tensor, kw: dict, out: str | None) -> str:
     (x,) = fn.parents
-    _check_pool_size("MaxPool2d", x, t, kw, kw["dilation"])
-    src, pads = _pool_input(b, x, kw["kernel"], kw["pads"], -np.inf)
+    geom = kw["geom"]
+    _check_pool_size("MaxPool2d", x, t, kw, geom.dilation)
+    src, pads = _pool_input(b, x, geom.kernel, geom.pads, -np.inf)
     return b.node(
         "MaxPool",
         [src],
         out,
-        kernel_shape=list(kw["kernel"]),
-        strides=list(kw["stride"]),
+        kernel_shape=list(geom.kernel),
+        strides=list(geom.stride),
         pads=pads,
-        dilations=list(kw["dilation"]),
+        dilations=list(geom.dilation),
         ceil_mode=0,
     )
 
@@ -222,7 +225,8 @@ def _emit_avgpool(b: _Builder, fn: Function, t: Tensor, kw: dict, out: str | Non
     """AveragePool over windows that all lie inside the explicitly padded input (so ONNX
     divides by KH*KW everywhere), then a per-position correction to cnnkit's divisor."""
     (x,) = fn.parents
-    k, s, pads, out_hw = kw["kernel"], kw["stride"], kw["pads"], kw["out"]
+    geom = kw["geom"]
+    k, s, pads, out_hw = geom.kernel, geom.stride, geom.pads, geom.out_hw
     _check_pool_size("AvgPool2d", x, t, kw, (1, 1))
     if kw.get("divisor_override") is not None:
         raise NotImplementedError(
@@ -273,6 +277,9 @@ def _emit_linear(b: _Builder, fn: Function, t: Tensor, kw: dict, out: str | None
 
 def _emit_batchnorm(b: _Builder, fn: Function, t: Tensor, kw: dict, out: str | None) -> str:
     x, gamma, beta = fn.parents
+    if kw.get("relu"):  # BatchNorm fused with the ReLU after it: two ONNX nodes
+        y = _emit_batchnorm(b, fn, t, {**kw, "relu": False}, None)
+        return b.node("Relu", [y], out)
     if kw.get("batch_stats", True):
         raise NotImplementedError(
             "export_onnx: BatchNorm with batch statistics (training mode or "
@@ -303,6 +310,11 @@ def _emit_batchnorm(b: _Builder, fn: Function, t: Tensor, kw: dict, out: str | N
     shift = b.ref(beta) if beta is not None else b.const(np.zeros(c), "bn_shift")
     ins = [b.ref(x), scale, shift, b.const(mean, "bn_mean"), b.const(1.0 / invstd**2, "bn_var")]
     return b.node("BatchNormalization", ins, out, epsilon=0.0)
+
+
+def _emit_add_relu(b: _Builder, fn: Function, t: Tensor, kw: dict, out: str | None) -> str:
+    x, y = fn.parents
+    return b.node("Relu", [b.node("Add", [b.ref(x), b.ref(y)])], out)
 
 
 def _unary(op: str, **attrs: Any) -> Emitter:
@@ -369,6 +381,7 @@ _EMITTERS: dict[type, Emitter] = {
     linear.Linear: _emit_linear,
     norm.BatchNorm: _emit_batchnorm,
     activation.ReLU: _unary("Relu"),
+    activation.AddReLU: _emit_add_relu,
     activation.LeakyReLU: _emit_leaky,
     activation.Sigmoid: _unary("Sigmoid"),
     activation.Tanh: _unary("Tanh"),

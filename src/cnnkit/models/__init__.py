@@ -1,4 +1,5 @@
-"""The model zoo: LeNet-5, an MLP, a small VGG-style net and a small ResNet.
+"""The model zoo: LeNet-5, an MLP, a small VGG-style net, ResNets (small, and the CIFAR
+ResNet-20/32/44/56/110 of He et al.), MiniInception and TinyYOLO (detection).
 
 Each class records its constructor arguments in ``self.config`` so a checkpoint can
 rebuild it; :func:`get_model` builds one by name (used by the CLI).
@@ -8,10 +9,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from cnnkit.models.inception import Inception, MiniInception
 from cnnkit.models.lenet import LeNet5
 from cnnkit.models.mlp import MLP
 from cnnkit.models.resnet import BasicBlock, SmallResNet
+from cnnkit.models.resnet_cifar import ResNetCIFAR, resnet_cifar
 from cnnkit.models.vgg import SmallVGG
+from cnnkit.models.yolo import TinyYOLO
 
 MODELS: dict[str, type] = {
     "lenet5": LeNet5,
@@ -20,6 +24,11 @@ MODELS: dict[str, type] = {
     "vgg": SmallVGG,
     "smallresnet": SmallResNet,
     "resnet": SmallResNet,
+    "resnetcifar": ResNetCIFAR,
+    "miniinception": MiniInception,
+    "inception": MiniInception,
+    "tinyyolo": TinyYOLO,
+    "yolo": TinyYOLO,
 }
 
 
@@ -31,4 +40,17 @@ def get_model(name: str, **kwargs: Any) -> Any:
     return MODELS[key](**kwargs)
 
 
-__all__ = ["MLP", "MODELS", "BasicBlock", "LeNet5", "SmallResNet", "SmallVGG", "get_model"]
+__all__ = [
+    "MLP",
+    "MODELS",
+    "BasicBlock",
+    "Inception",
+    "LeNet5",
+    "MiniInception",
+    "ResNetCIFAR",
+    "SmallResNet",
+    "SmallVGG",
+    "TinyYOLO",
+    "get_model",
+    "resnet_cifar",
+]

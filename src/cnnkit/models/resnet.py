@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from cnnkit import nn
+from cnnkit.functional.activation import add_relu
+from cnnkit.nn.container import bn_relu_fusable, conv_bn
 from cnnkit.tensor import Tensor
 
 
@@ -36,6 +38,10 @@ class BasicBlock(nn.Module):
             self.shortcut = nn.Identity()
 
     def forward(self, x: Tensor) -> Tensor:
+        if bn_relu_fusable(self.bn1, self.relu):  # the same maths, fewer passes over memory
+            out = conv_bn(self.conv1, self.bn1, x, relu=True)  # (folded in inference)
+            out = conv_bn(self.conv2, self.bn2, out)
+            return add_relu(out, self.shortcut(x))
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
         return self.relu(out + self.shortcut(x))

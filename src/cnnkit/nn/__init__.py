@@ -1,11 +1,15 @@
 """``cnnkit.nn``: Module, Parameter, layers, losses and initialisation (PyTorch's names)."""
 
-from cnnkit.nn import functional, init
+from cnnkit.nn import functional, init, parallel, utils
 from cnnkit.nn.container import ModuleDict, ModuleList, Sequential
+from cnnkit.nn.detection import YOLOv1Loss
 from cnnkit.nn.layers import (
+    GELU,
     AdaptiveAvgPool2d,
+    AdaptiveMaxPool2d,
     AvgPool2d,
     Dropout,
+    Dropout2d,
     Flatten,
     LeakyReLU,
     LogSoftmax,
@@ -13,8 +17,10 @@ from cnnkit.nn.layers import (
     ReLU,
     Sigmoid,
     Softmax,
+    Softmax2d,
     Tanh,
 )
+from cnnkit.nn.lazy import LazyConv2d, LazyLinear
 from cnnkit.nn.linear import Conv2d, Identity, Linear, LocallyConnected2d
 from cnnkit.nn.loss import (
     BCELoss,
@@ -25,10 +31,12 @@ from cnnkit.nn.loss import (
     NLLLoss,
 )
 from cnnkit.nn.module import Module, Parameter
-from cnnkit.nn.norm import BatchNorm1d, BatchNorm2d
+from cnnkit.nn.norm import BatchNorm1d, BatchNorm2d, SyncBatchNorm
 
 __all__ = [
+    "GELU",
     "AdaptiveAvgPool2d",
+    "AdaptiveMaxPool2d",
     "AvgPool2d",
     "BCELoss",
     "BCEWithLogitsLoss",
@@ -37,9 +45,12 @@ __all__ = [
     "Conv2d",
     "CrossEntropyLoss",
     "Dropout",
+    "Dropout2d",
     "Flatten",
     "Identity",
     "L1Loss",
+    "LazyConv2d",
+    "LazyLinear",
     "LeakyReLU",
     "Linear",
     "LocallyConnected2d",
@@ -55,7 +66,12 @@ __all__ = [
     "Sequential",
     "Sigmoid",
     "Softmax",
+    "Softmax2d",
+    "SyncBatchNorm",
     "Tanh",
+    "YOLOv1Loss",
     "functional",
     "init",
+    "parallel",
+    "utils",
 ]

@@ -6,18 +6,79 @@ from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
+import numpy as np
+
+from cnnkit.autograd import is_grad_enabled
+from cnnkit.functional.activation import relu as relu_fn
+from cnnkit.functional.conv import conv2d
 from cnnkit.nn.layers import MaxPool2d, ReLU
+from cnnkit.nn.linear import Conv2d
 from cnnkit.nn.module import Module
+from cnnkit.nn.norm import BatchNorm2d, _BatchNorm
+from cnnkit.tensor import Tensor
+
+
+def _unhooked(*mods: Module) -> bool:
+    return not any(m._forward_hooks or m._forward_pre_hooks for m in mods)
 
 
 def _pool_first(a: Module, b: Module) -> bool:
     """``a`` is a plain ReLU and ``b`` a max pool, neither with hooks."""
+    return type(a) is ReLU and type(b) is MaxPool2d and _unhooked(a, b)
+
+
+def bn_relu_fusable(a: Module, b: Module) -> bool:
+    """``a`` is a BatchNorm layer whose ``forward`` is the library's and ``b`` a plain
+    ReLU, neither with hooks: ``b(a(x))`` may run as ``a.forward_relu(x)``."""
     return (
-        type(a) is ReLU
-        and type(b) is MaxPool2d
-        and not (a._forward_hooks or a._forward_pre_hooks)
-        and not (b._forward_hooks or b._forward_pre_hooks)
+        isinstance(a, _BatchNorm)
+        and type(a).forward is _BatchNorm.forward
+        and type(b) is ReLU
+        and _unhooked(a, b)
     )
+
+
+def conv_bn_foldable(conv: Module, bn: Module) -> bool:
+    """Inference without a graph through a library ``Conv2d`` and an evaluating
+    ``BatchNorm2d`` with running statistics, neither hooked: the BatchNorm is an affine map
+    per channel and may be folded into the convolution's weights and bias."""
+    return (
+        not is_grad_enabled()
+        and isinstance(conv, Conv2d)
+        and type(conv).forward is Conv2d.forward
+        and isinstance(bn, BatchNorm2d)
+        and type(bn).forward is _BatchNorm.forward
+        and not bn.training
+        and bn.track_running_stats
+        and bn.running_mean is not None
+        and conv.out_channels == bn.num_features
+        and _unhooked(conv, bn)
+    )
+
+
+def conv_bn(conv: Module, bn: Module, x: Tensor, relu: bool = False) -> Tensor:
+    """``bn(conv(x))`` (then ReLU if ``relu``), with the BatchNorm folded into the
+    convolution where :func:`conv_bn_foldable`: ``w' = w * s``,
+    ``b' = (b - running_mean) * s + beta`` with ``s = gamma / sqrt(running_var + eps)``."""
+    if not conv_bn_foldable(conv, bn):
+        y = conv(x)
+        if relu and isinstance(bn, _BatchNorm) and type(bn).forward is _BatchNorm.forward:
+            return bn.forward_relu(y) if _unhooked(bn) else relu_fn(bn(y))
+        y = bn(y)
+        return relu_fn(y) if relu else y
+    dtype = conv.weight.dtype
+    s = 1.0 / np.sqrt(bn.running_var.array.astype(np.float64) + bn.eps)
+    if bn.weight is not None:
+        s = s * bn.weight.array
+    w = conv.weight.array * s.reshape(-1, 1, 1, 1)
+    b = -bn.running_mean.array.astype(np.float64) * s
+    if conv.bias is not None:
+        b = b + conv.bias.array * s
+    if bn.bias is not None:
+        b = b + bn.bias.array
+    y = conv2d(x, Tensor(w.astype(dtype)), Tensor(b.astype(dtype)), conv.stride, conv.padding,
+               conv.dilation, conv.groups)  # fmt: skip
+    return relu_fn(y) if relu else y
 
 
 class Sequential(Module):
@@ -44,6 +105,15 @@ class Sequential(Module):
         mods = list(self._modules.values())
         i = 0
         while i < len(mods):
+            if i + 1 < len(mods) and conv_bn_foldable(mods[i], mods[i + 1]):
+                relu = i + 2 < len(mods) and type(mods[i + 2]) is ReLU and _unhooked(mods[i + 2])
+                input = conv_bn(mods[i], mods[i + 1], input, relu)  # BatchNorm folded
+                i += 3 if relu else 2
+                continue
+            if i + 1 < len(mods) and bn_relu_fusable(mods[i], mods[i + 1]):
+                input = mods[i].forward_relu(input)  # one op: BatchNorm then ReLU
+                i += 2
+                continue
             if i + 1 < len(mods) and _pool_first(mods[i], mods[i + 1]):
                 # ReLU then max pool equals max pool then ReLU, values and gradients: ReLU
                 # is monotonic, so each window's first maximum is the same position (and

@@ -228,3 +228,59 @@ class Flatten(Module):
 
     def extra_repr(self) -> str:
         return f"start_dim={self.start_dim}, end_dim={self.end_dim}"
+
+
+class Dropout2d(Dropout):
+    """Zero whole channels with probability ``p`` in training mode (scaling the rest by
+    ``1/(1-p)``); identity in evaluation mode. Input ``(N, C, H, W)`` or ``(C, H, W)``."""
+
+    def forward(self, input: Tensor) -> Tensor:
+        return A.dropout2d(input, self.p, self.training)
+
+
+class GELU(Module):
+    """Gaussian error linear unit; ``approximate='tanh'`` for the tanh formula."""
+
+    _samplewise = True
+
+    def __init__(self, approximate: str = "none") -> None:
+        super().__init__()
+        self.approximate = approximate
+
+    def forward(self, input: Tensor) -> Tensor:
+        return A.gelu(input, self.approximate)
+
+    def extra_repr(self) -> str:
+        return f"approximate={self.approximate!r}"
+
+
+class Softmax2d(Module):
+    """Softmax over the channels of ``(N, C, H, W)`` or ``(C, H, W)`` at every pixel."""
+
+    _samplewise = True
+
+    def forward(self, input: Tensor) -> Tensor:
+        check_input(input, self, (3, 4), "(N, C, H, W)")
+        return A.softmax(input, -3)
+
+
+class AdaptiveMaxPool2d(Module):
+    """Max pooling to a fixed ``output_size`` (PyTorch's windows); ``(N, C, H, W)`` ->
+    ``(N, C, OH, OW)``."""
+
+    _samplewise = True
+
+    def __init__(
+        self, output_size: int | tuple[int | None, int | None], return_indices: bool = False
+    ) -> None:
+        super().__init__()
+        if return_indices:
+            raise NotImplementedError("AdaptiveMaxPool2d: return_indices=True is not supported")
+        self.output_size = output_size
+
+    def forward(self, input: Tensor) -> Tensor:
+        check_input(input, self, (3, 4), "(N, C, H, W)")
+        return P.adaptive_max_pool2d(input, self.output_size)
+
+    def extra_repr(self) -> str:
+        return f"output_size={self.output_size}"

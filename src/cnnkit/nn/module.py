@@ -8,10 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from cnnkit.autograd import is_grad_enabled
+from cnnkit import runtime
 from cnnkit.backend import is_meta, meta_array
-from cnnkit.functional import _parallel as parallel
-from cnnkit.functional._parallel import cnnkit_threads
 from cnnkit.tensor import Tensor
 
 IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
@@ -61,9 +59,6 @@ class RemovableHandle:
 
     def __exit__(self, *exc: object) -> None:
         self.remove()
-
-
-_SPLIT_MIN = 1 << 15  # input elements under which a batch is not worth splitting
 
 
 class Module:
@@ -183,52 +178,13 @@ class Module:
                 res = hook(self, args)
                 if res is not None:
                     args = res if isinstance(res, tuple) else (res,)
-        data = args[0].array if args and isinstance(args[0], Tensor) else None
-        if data is not None and data.ndim in (2, 4) and data.shape[0] > 1:
-            # a batch ((N, C, H, W) or (N, F); a 3-D input may be one unbatched image):
-            # BLAS on one thread, the ops split their work over the cores
-            with cnnkit_threads():
-                if len(args) == 1 and not kwargs and self._splittable(args[0]):
-                    out = self._split_forward(args[0])
-                else:
-                    out = self.forward(*args, **kwargs)
-        else:  # one sample: nothing is split, BLAS keeps its threads for the products
-            out = self.forward(*args, **kwargs)
+        out = runtime.call_module(self, args, kwargs)  # forward, maybe split over the cores
         if self._forward_hooks:
             for hook in list(self._forward_hooks.values()):
                 res = hook(self, args, out)
                 if res is not None:
                     out = res
         return out
-
-    def _splittable(self, x: Tensor) -> bool:
-        """A batch through modules that all treat samples independently and have no
-        hooks: each core can run the whole model on its share of the batch (measured:
-        CIFAR-net inference 33 -> 28 ms, LeNet-5 3.5 -> 2.2 ms)."""
-        if is_meta(x.array) or parallel.workers() < 2:
-            return False
-        if x.shape[0] < 2 * parallel.workers() or x.array.size < _SPLIT_MIN:
-            return False
-        return all(
-            m._per_sample() and (m is self or not (m._forward_hooks or m._forward_pre_hooks))
-            for m in self.modules()
-        )
-
-    def _split_forward(self, x: Tensor) -> Tensor:
-        """``forward`` on one share of the batch per core (see :mod:`cnnkit.nn._split`)."""
-        from cnnkit.nn import _split
-
-        try:
-            if is_grad_enabled():
-                return _split.split_training(self, x)
-            return _split.split_inference(self, x)
-        except Exception as share_error:
-            error = share_error
-        # a share's error names the share's shape: run the whole batch in this thread to
-        # raise it as the caller sees it (the same cause fails again)
-        with parallel.serial():
-            self.forward(x)
-        raise error
 
     def register_forward_hook(self, hook: Callable[..., Any]) -> RemovableHandle:
         """Call ``hook(module, inputs, output)`` after every forward; a non-None return
@@ -333,15 +289,15 @@ class Module:
 
     def to(self, *args: Any, dtype: Any = None, device: Any = None) -> Module:
         """Cast floating parameters and buffers in place (``to(float64)``, ``to('cpu')``)."""
+        from cnnkit._device import check_device
+        from cnnkit._device import device as device_cls
+
         for a in args:
-            if isinstance(a, str) and not _is_dtype_name(a):
+            if isinstance(a, device_cls) or (isinstance(a, str) and not _is_dtype_name(a)):
                 device = a
             else:
                 dtype = a
-        if device is not None and str(device) != "cpu":
-            raise ValueError(
-                f"{type(self).__name__}.to: only device 'cpu' is supported; got {device!r}"
-            )
+        check_device(device, f"{type(self).__name__}.to")
         if dtype is None:
             return self
         dt = np.dtype(dtype)
@@ -352,6 +308,16 @@ class Module:
                 t.array = meta_array(t.shape, dt) if is_meta(t) else t.array.astype(dt)
                 if t.grad is not None:
                     t.grad = Tensor(t.grad.array.astype(dt))
+        return self
+
+    def cpu(self) -> Module:
+        return self
+
+    def cuda(self, device: Any = None) -> Module:
+        """Raises :class:`cnnkit._device.DeviceError`: cnnkit runs on the CPU."""
+        from cnnkit._device import check_device
+
+        check_device("cuda", f"{type(self).__name__}.cuda")
         return self
 
     def double(self) -> Module:

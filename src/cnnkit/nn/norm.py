@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from cnnkit.backend import is_meta, meta_array
-from cnnkit.functional.norm import batch_norm
+from cnnkit.functional.norm import batch_norm, sync_batch_norm
 from cnnkit.nn import init
 from cnnkit.nn._util import check_input, empty_param
 from cnnkit.nn.module import Module
@@ -71,6 +71,14 @@ class _BatchNorm(Module):
             self.num_batches_tracked.array[...] = 0
 
     def forward(self, input: Tensor) -> Tensor:
+        return self._normalize(input, relu=False)
+
+    def forward_relu(self, input: Tensor) -> Tensor:
+        """``relu(self.forward(input))`` as one op (the same values and gradients, no
+        intermediate tensor); containers use it where no hook could see the difference."""
+        return self._normalize(input, relu=True)
+
+    def _normalize(self, input: Tensor, relu: bool) -> Tensor:
         check_input(input, self, self._ndims, self._expected.format(c=self.num_features))
         if input.shape[1] != self.num_features:
             raise ValueError(
@@ -93,6 +101,7 @@ class _BatchNorm(Module):
             use_batch,
             factor,
             self.eps,
+            relu=relu,
         )
 
     def extra_repr(self) -> str:
@@ -114,3 +123,80 @@ class BatchNorm2d(_BatchNorm):
 
     _ndims = (4,)
     _expected = "(N, {c}, H, W)"
+
+
+class SyncBatchNorm(_BatchNorm):
+    """Batch normalisation with statistics over the batches of all ranks (PyTorch's
+    ``nn.SyncBatchNorm``): in training, with a process group initialised, the mean and
+    variance are those of the global batch, and backward is that of one process holding
+    the whole batch. Otherwise (evaluation, or no process group) it is ``BatchNorm``.
+
+    Input ``(N, C, *)``. Build it directly or with :meth:`convert_sync_batchnorm`.
+    """
+
+    _ndims = (2, 3, 4, 5)
+    _expected = "(N, {c}, *)"
+
+    def __init__(
+        self,
+        num_features: int,
+        eps: float = 1e-5,
+        momentum: float | None = 0.1,
+        affine: bool = True,
+        track_running_stats: bool = True,
+        process_group: Any = None,
+        device: Any = None,
+        dtype: Any = None,
+    ) -> None:
+        super().__init__(num_features, eps, momentum, affine, track_running_stats, device, dtype)
+        self.process_group = process_group
+
+    def forward(self, input: Tensor) -> Tensor:
+        from cnnkit import distributed as dist
+
+        if not (self.training and dist.is_initialized()):
+            return super().forward(input)
+        check_input(input, self, self._ndims, self._expected.format(c=self.num_features))
+        if input.shape[1] != self.num_features:
+            raise ValueError(
+                f"{self!r} expects input {self._expected.format(c=self.num_features)}; "
+                f"got {tuple(input.shape)}"
+            )
+        factor = 0.0 if self.momentum is None else self.momentum
+        track = self.track_running_stats
+        if track:
+            self.num_batches_tracked.numpy()[...] += 1
+            if self.momentum is None:
+                factor = 1.0 / float(self.num_batches_tracked.numpy())
+        return sync_batch_norm(
+            input,
+            self.running_mean if track else None,
+            self.running_var if track else None,
+            self.weight,
+            self.bias,
+            factor,
+            self.eps,
+        )
+
+    @classmethod
+    def convert_sync_batchnorm(cls, module: Module, process_group: Any = None) -> Module:
+        """Replace every ``BatchNorm1d``/``BatchNorm2d`` in ``module`` by a
+        ``SyncBatchNorm`` holding the same parameters, running statistics and mode;
+        returns the converted module (a new object only when ``module`` itself is one)."""
+        if isinstance(module, _BatchNorm) and not isinstance(module, SyncBatchNorm):
+            new = cls(module.num_features, module.eps, module.momentum, module.affine,
+                      module.track_running_stats, process_group)  # fmt: skip
+            if module.affine:
+                new.weight = module.weight
+                new.bias = module.bias
+            if module.track_running_stats:
+                new.running_mean = module.running_mean
+                new.running_var = module.running_var
+                new.num_batches_tracked = module.num_batches_tracked
+            new.train(module.training)
+            return new
+        for name, child in list(module.named_children()):
+            converted = cls.convert_sync_batchnorm(child, process_group)
+            if converted is not child:
+                setattr(module, name, converted)
+        return module

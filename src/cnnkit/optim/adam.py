@@ -49,6 +49,8 @@ class Adam(Optimizer):
 
     _decoupled = False
 
+    _elementwise = True
+
     def __init__(
         self,
         params: Iterable[Tensor] | Iterable[dict[str, Any]],

@@ -15,6 +15,7 @@ __all__ = [
     "LRScheduler",
     "LambdaLR",
     "MultiStepLR",
+    "OneCycleLR",
     "ReduceLROnPlateau",
     "StepLR",
 ]
@@ -504,3 +505,146 @@ class ReduceLROnPlateau:
             if key in state_dict:
                 value = state_dict[key]
                 setattr(self, key, list(value) if isinstance(value, list) else value)
+
+
+class OneCycleLR(LRScheduler):
+    """The 1cycle policy (Smith & Topin 2018): per batch, warm up to ``max_lr``, then anneal
+    far below the start; momentum moves the opposite way (``lr_scheduler.OneCycleLR``).
+
+    Parameters
+    ----------
+    optimizer : Optimizer
+    max_lr : float or list of float
+        Peak learning rate (per group).
+    total_steps : int, optional
+        Steps in the cycle; or give ``epochs`` and ``steps_per_epoch``.
+    epochs, steps_per_epoch : int, optional
+    pct_start : float
+        Fraction of the cycle spent increasing the learning rate.
+    anneal_strategy : {'cos', 'linear'}
+    cycle_momentum : bool
+        Cycle ``momentum`` (SGD) or ``betas[0]`` (Adam) between ``max_momentum`` and
+        ``base_momentum``.
+    base_momentum, max_momentum : float or list of float
+    div_factor : float
+        ``initial_lr = max_lr / div_factor``.
+    final_div_factor : float
+        ``min_lr = initial_lr / final_div_factor``.
+    three_phase : bool
+        Warm up, come back down symmetrically to ``initial_lr``, then anneal to ``min_lr``.
+    last_epoch : int
+        Index of the last step taken (-1 to start).
+    """
+
+    def __init__(
+        self,
+        optimizer: Optimizer,
+        max_lr: float | list[float],
+        total_steps: int | None = None,
+        epochs: int | None = None,
+        steps_per_epoch: int | None = None,
+        pct_start: float = 0.3,
+        anneal_strategy: str = "cos",
+        cycle_momentum: bool = True,
+        base_momentum: float | list[float] = 0.85,
+        max_momentum: float | list[float] = 0.95,
+        div_factor: float = 25.0,
+        final_div_factor: float = 1e4,
+        three_phase: bool = False,
+        last_epoch: int = -1,
+    ) -> None:
+        _check_optimizer(optimizer, "OneCycleLR")
+        if total_steps is None:
+            if epochs is None or steps_per_epoch is None:
+                raise ValueError("OneCycleLR: give total_steps, or epochs and steps_per_epoch")
+            if epochs <= 0 or steps_per_epoch <= 0:
+                raise ValueError(
+                    f"OneCycleLR: epochs and steps_per_epoch must be positive; got {epochs}, "
+                    f"{steps_per_epoch}"
+                )
+            total_steps = int(epochs) * int(steps_per_epoch)
+        if total_steps <= 0:
+            raise ValueError(f"OneCycleLR: total_steps must be positive; got {total_steps}")
+        if not 0.0 <= pct_start <= 1.0:
+            raise ValueError(f"OneCycleLR: pct_start must be in [0, 1]; got {pct_start}")
+        if anneal_strategy not in ("cos", "linear"):
+            raise ValueError(
+                f"OneCycleLR: anneal_strategy must be 'cos' or 'linear'; got {anneal_strategy!r}"
+            )
+        self.total_steps = int(total_steps)
+        self.anneal_strategy = anneal_strategy
+        self.cycle_momentum = bool(cycle_momentum)
+        t, p = float(self.total_steps), float(pct_start)
+        if three_phase:
+            self._phases = [
+                (p * t - 1, "initial_lr", "max_lr", "max_momentum", "base_momentum"),
+                (2 * p * t - 2, "max_lr", "initial_lr", "base_momentum", "max_momentum"),
+                (t - 1, "initial_lr", "min_lr", "max_momentum", "max_momentum"),
+            ]
+        else:
+            self._phases = [
+                (p * t - 1, "initial_lr", "max_lr", "max_momentum", "base_momentum"),
+                (t - 1, "max_lr", "min_lr", "base_momentum", "max_momentum"),
+            ]
+        n = len(optimizer.param_groups)
+
+        def per_group(v: Any, name: str) -> list[float]:
+            if isinstance(v, list | tuple):
+                if len(v) != n:
+                    raise ValueError(f"OneCycleLR: expected {n} values of {name}; got {len(v)}")
+                return [float(x) for x in v]
+            return [float(v)] * n
+
+        max_lrs = per_group(max_lr, "max_lr")
+        if last_epoch == -1:
+            for g, m in zip(optimizer.param_groups, max_lrs, strict=True):
+                g["initial_lr"] = m / div_factor
+                g["max_lr"] = m
+                g["min_lr"] = g["initial_lr"] / final_div_factor
+        self._use_beta1 = False
+        if self.cycle_momentum:
+            groups = optimizer.param_groups
+            if "momentum" not in optimizer.defaults and "betas" not in optimizer.defaults:
+                raise ValueError(
+                    "OneCycleLR: optimizer must support momentum or betas with cycle_momentum"
+                )
+            self._use_beta1 = "betas" in optimizer.defaults
+            bases = per_group(base_momentum, "base_momentum")
+            maxes = per_group(max_momentum, "max_momentum")
+            if last_epoch == -1:
+                for g, b, m in zip(groups, bases, maxes, strict=True):
+                    self._set_momentum(g, m)
+                    g["base_momentum"], g["max_momentum"] = b, m
+        super().__init__(optimizer, last_epoch)
+
+    def _set_momentum(self, group: dict[str, Any], m: float) -> None:
+        if self._use_beta1:
+            group["betas"] = (m, *tuple(group["betas"])[1:])
+        else:
+            group["momentum"] = m
+
+    def _anneal(self, start: float, end: float, pct: float) -> float:
+        if self.anneal_strategy == "cos":
+            return end + (start - end) / 2.0 * (math.cos(math.pi * pct) + 1)
+        return (end - start) * pct + start
+
+    def get_lr(self) -> list[float]:
+        """Learning rates of step ``last_epoch`` (and the momentum, set on the groups)."""
+        step = self.last_epoch
+        if step > self.total_steps:
+            raise ValueError(
+                f"OneCycleLR: tried to step {step} times; the schedule has {self.total_steps} "
+                "steps (total_steps, or epochs * steps_per_epoch)"
+            )
+        lrs = []
+        for g in self.optimizer.param_groups:
+            start_step = 0.0
+            for i, (end_step, lr0, lr1, m0, m1) in enumerate(self._phases):
+                if step <= end_step or i == len(self._phases) - 1:
+                    pct = (step - start_step) / (end_step - start_step)
+                    lrs.append(self._anneal(g[lr0], g[lr1], pct))
+                    if self.cycle_momentum:
+                        self._set_momentum(g, self._anneal(g[m0], g[m1], pct))
+                    break
+                start_step = end_step
+        return lrs

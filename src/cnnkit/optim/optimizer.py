@@ -200,16 +200,57 @@ class Optimizer:
             The closure's return value, or ``None``.
         """
         loss = closure() if closure is not None else None
-        for group in self.param_groups:
+        for gi, group in enumerate(self.param_groups):
             maximize = group.get("maximize", False)
+            pending = []
             for p in group["params"]:
                 grad = self._grad_array(p)
                 if grad is None:
                     continue
                 g = np.negative(grad) if maximize else grad
+                pending.append((p, g))
+            stepped = [p for p, _ in pending]
+            if self._elementwise and self.foreach and len(pending) > 1:
+                pending = self._flat_step(gi, group, pending)
+            for p, g in pending:
                 self._update(p.array, g, self.state.setdefault(p, {}), group)
+            for p in stepped:  # an in-place change: backward checks it (version counter)
                 p._bump_version(f"{self._name}.step()")
         return loss
+
+    #: ``_update`` is elementwise (the same on any split of the arrays), so parameters
+    #: may be updated together as one flat buffer (see :mod:`cnnkit.optim._flat`)
+    _elementwise = False
+    #: use the flat (multi-tensor) step where ``_elementwise``; False: one call per tensor
+    foreach = True
+
+    def _flat_step(self, gi: int, group: dict[str, Any], pending: list) -> list:
+        """The multi-tensor step for every dtype whose parameters all have gradients;
+        returns the pairs left for the per-parameter loop."""
+        from cnnkit.optim._flat import FlatBucket, compatible
+
+        buckets = self.__dict__.setdefault("_flat_buckets", {})
+        if len(pending) != len(group["params"]):  # some without gradient: one by one
+            return pending
+        by_dtype: dict[Any, list] = {}
+        for p, g in pending:
+            by_dtype.setdefault(p.array.dtype, []).append((p, g))
+        rest = []
+        for dtype, pairs in by_dtype.items():
+            params = [p for p, _ in pairs]
+            if len(pairs) < 2 or not all(p.array.flags.c_contiguous for p in params):
+                rest += pairs
+                continue
+            key = (gi, dtype.str)
+            bucket = buckets.get(key)
+            if bucket is None or not bucket.valid(params, self.state):
+                if not compatible(params, self.state):  # states that differ: one by one
+                    buckets.pop(key, None)
+                    rest += pairs
+                    continue
+                bucket = buckets[key] = FlatBucket(params, self.state)
+            bucket.step(self._update, [g for _, g in pairs], group, self.state)
+        return rest
 
     def _update(
         self, param: np.ndarray, grad: np.ndarray, state: dict[str, Any], group: dict[str, Any]

@@ -43,6 +43,8 @@ class SGD(Optimizer):
         Maximise the objective instead of minimising it.
     """
 
+    _elementwise = True
+
     def __init__(
         self,
         params: Iterable[Tensor] | Iterable[dict[str, Any]],

@@ -1,4 +1,4 @@
-"""Callbacks for :func:`cnnkit.train.fit`: checkpoints, early stopping, CSV logging."""
+"""Callbacks for :func:`cnnkit.train.fit`: checkpoints, early stopping, CSV logging, TensorBoard."""
 
 from __future__ import annotations
 
@@ -201,3 +201,12 @@ class CSVLogger(Callback):
 
     def on_epoch_end(self, state: TrainState, record: dict[str, Any]) -> None:
         state.history.to_csv(self.path)
+
+
+def __getattr__(name: str) -> Any:
+    """``TensorBoard`` lives in :mod:`cnnkit.train.tensorboard` (it imports this module)."""
+    if name == "TensorBoard":
+        from cnnkit.train.tensorboard import TensorBoard
+
+        return TensorBoard
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -32,6 +32,7 @@ RUN_ARGS = (
     "scheduler",
     "augment",
     "data",
+    "tensorboard",
 )
 BLAS_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 

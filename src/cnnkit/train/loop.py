@@ -22,6 +22,7 @@ from cnnkit.autograd import no_grad
 from cnnkit.data import DataLoader, Dataset, TensorDataset
 from cnnkit.optim import SGD, Optimizer
 from cnnkit.tensor import Tensor
+from cnnkit.train import data_parallel
 from cnnkit.train.callbacks import Callback, TrainState
 from cnnkit.train.history import History
 
@@ -120,6 +121,13 @@ def fit(
         A checkpoint written by ``ModelCheckpoint``: restores weights, optimizer state,
         history, data order and the random generator, and continues after its epoch.
 
+    Notes
+    -----
+    Started by ``mpiexec -n N`` (N > 1), ``fit`` trains data parallel: each rank takes a
+    shard of the data and ``batch_size`` samples per step (global batch ``N x
+    batch_size``), gradients are averaged, metrics are reduced over the ranks, and only
+    rank 0 shows progress and runs the callbacks (see :mod:`cnnkit.train.data_parallel`).
+
     Returns
     -------
     History
@@ -139,6 +147,11 @@ def fit(
     if optimizer is None:
         optimizer = SGD(model.parameters(), lr=0.01, momentum=0.9)
     task = _task(loss_fn)
+    par = data_parallel.prepare(model, loader)
+    if par is not None:
+        loader = par.loader
+        verbose = verbose and par.rank == 0
+        callbacks = callbacks if par.rank == 0 else ()
     state = TrainState(
         model=model,
         optimizer=optimizer,
@@ -150,6 +163,9 @@ def fit(
     )
     if resume is not None:
         _restore(state, resume)
+    step_model = model if par is None else par.start()
+    if par is not None and verbose:
+        print(par.describe(), flush=True)
     for cb in callbacks:
         cb.on_train_begin(state)
     try:
@@ -158,6 +174,8 @@ def fit(
         while state.epoch < epochs and not state.stop:
             state.epoch += 1
             model.train()
+            if par is not None:
+                par.set_epoch(state.epoch)
             t0 = time.perf_counter()
             total = 0.0
             seen = correct = counted = 0
@@ -169,7 +187,7 @@ def fit(
                 dynamic_ncols=True,
             )
             for b, (x, y) in enumerate(bar, 1):
-                out = model(x)
+                out = step_model(x)
                 l = loss_fn(out, y)
                 value = float(l.item())
                 if not math.isfinite(value):
@@ -187,6 +205,8 @@ def fit(
                 if verbose and (b % 5 == 0 or b == len(loader)):
                     bar.set_postfix(loss=f"{total / seen:.4f}", refresh=False)
             bar.close()
+            if par is not None:
+                total, seen, correct, counted = par.sum(total, seen, correct, counted)
             if seen == 0:
                 raise ValueError(
                     f"fit: the training loader yielded no batch in epoch {state.epoch} "
@@ -196,7 +216,12 @@ def fit(
             record: dict[str, Any] = {"epoch": state.epoch, "train_loss": total / max(seen, 1)}
             if task != "none":
                 record["train_acc"] = correct / max(counted, 1)
-            if val_loader is not None:
+            if val_loader is not None and par is not None:
+                val_loss, val_acc = par.evaluate(model, val_loader, loss_fn, batch_size)
+                record["val_loss"] = val_loss
+                if val_acc is not None:
+                    record["val_acc"] = val_acc
+            elif val_loader is not None:
                 res = evaluate(model, val_loader, loss=loss_fn, report=False)
                 record["val_loss"] = res.loss
                 if res.accuracy is not None:
@@ -213,9 +238,13 @@ def fit(
                 print(_epoch_line(record, epochs), flush=True)
             for cb in callbacks:
                 cb.on_epoch_end(state, record)
+            if par is not None:
+                state.stop = par.agree(state.stop)
     finally:
         for cb in callbacks:
             cb.on_train_end(state)
+        if par is not None:
+            par.close()
     return state.history
 
 
@@ -367,7 +396,7 @@ def evaluate(
                     thr = 0.0 if task == "binary_logits" else 0.5
                     preds.append((out.array > thr).astype(np.int64).ravel())
                     targets.append((y.array > 0.5).astype(np.int64).ravel())
-                else:
+                elif isinstance(y, Tensor):  # detection targets stay a list of dicts
                     preds.append(out.array)
                     targets.append(y.array)
     finally:

@@ -23,6 +23,7 @@ import numpy as np
 from cnnkit import backend, nn
 from cnnkit.io.atomic import atomic_write_text
 from cnnkit.io.schema import Schema
+from cnnkit.train import data_parallel
 from cnnkit.train.callbacks import Callback
 from cnnkit.train.claim import LOCK, claim
 
@@ -42,6 +43,7 @@ class DataSplits:
     num_classes: int
     classes: list[str]
     spec: str
+    note: str = ""
 
 
 def _shape_info(ds: Any) -> tuple[int, int]:
@@ -60,6 +62,7 @@ def load_data(spec: str, seed: int = 0, val_fraction: float = 0.1) -> DataSplits
     MNIST-style folders holding only the t10k files (as the shared test set) are split
     into the first 8,000 images for training and the last 2,000 for testing.
     A fraction ``val_fraction`` of the training part is held out for validation.
+    ``DataSplits.note`` says how the data was split, in words.
     """
     from cnnkit import data as D
 
@@ -73,26 +76,35 @@ def load_data(spec: str, seed: int = 0, val_fraction: float = 0.1) -> DataSplits
     if kind != "digits" and not path:
         raise ValueError(f"data spec {spec!r} needs a path: {kind}:PATH")
     classes: list[str]
+    t10k_only = False
     if kind == "digits":
         full_train = D.Digits(split="train")
         test = D.Digits(split="test")
     elif kind in ("mnist", "fashion", "fashionmnist"):
         cls = D.MNIST if kind == "mnist" else D.FashionMNIST
         root = Path(path)
+        fetch = f"`cnnkit download {'mnist' if kind == 'mnist' else 'fashion'} --root {path}`"
         if not root.exists():
-            raise FileNotFoundError(f"{kind}: no such folder {root}")
+            raise FileNotFoundError(f"{kind}: no such folder {root}; fetch the files with {fetch}")
         has_train = any(root.glob("train-images-idx3-ubyte*")) or any(
             root.glob("*/train-images-idx3-ubyte*")
         )
-        if has_train:
-            full_train = cls(root, train=True)
-            test = cls(root, train=False)
-        else:
-            t10k = cls(root, train=False)
-            n = len(t10k)
-            cut = round(n * 0.8)
-            full_train = D.Subset(t10k, list(range(cut)))
-            test = D.Subset(t10k, list(range(cut, n)))
+        try:
+            if has_train:
+                full_train = cls(root, train=True)
+                test = cls(root, train=False)
+            else:
+                t10k = cls(root, train=False)
+                n = len(t10k)
+                cut = round(n * 0.8)
+                full_train = D.Subset(t10k, list(range(cut)))
+                test = D.Subset(t10k, list(range(cut, n)))
+                t10k_only = True
+        except FileNotFoundError as e:
+            raise FileNotFoundError(
+                f"{kind}: {root} does not hold the {cls.__name__} IDX files "
+                f"({str(e).partition(': ')[2].partition(' (also')[0]}); fetch them with {fetch}"
+            ) from None
     elif kind == "cifar10":
         full_train = D.CIFAR10(path, train=True)
         test = D.CIFAR10(path, train=False)
@@ -116,7 +128,15 @@ def load_data(spec: str, seed: int = 0, val_fraction: float = 0.1) -> DataSplits
     classes = [str(c) for c in getattr(base, "classes", [])]
     c, side = _shape_info(full_train)
     num_classes = len(classes) if classes else int(np.max(_targets(full_train))) + 1
-    return DataSplits(train, val, test, c, side, num_classes, classes, spec)
+    n_train, n_val, n_test = n - n_val, n_val, len(test)
+    note = f"{n_train:,} training, {n_val:,} validation and {n_test:,} test images"
+    if t10k_only:
+        note = (
+            f"only the {n + n_test:,} t10k images are in {path}: the first {n:,} split into "
+            f"{n_train:,} training and {n_val:,} validation images, the last {n_test:,} for "
+            "testing (add the train-* files for the full 60,000)"
+        )
+    return DataSplits(train, val, test, c, side, num_classes, classes, spec, f"{spec}: {note}")
 
 
 def _base(ds: Any) -> Any:
@@ -236,6 +256,9 @@ def read_config(path: str | Path, finished: bool = True) -> dict[str, Any]:
     sc.get(cfg, "weight_decay", "number", min=0, required=not finished)
     sc.get(cfg, "scheduler", "str", choices=_SCHEDULERS, required=False)
     sc.get(cfg, "augment", "bool", required=False)
+    sc.get(cfg, "tensorboard", "bool", required=False)
+    sc.get(cfg, "world_size", "int", min=1, required=False)
+    sc.get(cfg, "global_batch_size", "int", min=1, required=False)
     resumed = sc.get(cfg, "resumed", "list", required=False, default=[])
     for i, r in enumerate(resumed):
         r = sc.obj(r, f"resumed[{i}]")
@@ -284,6 +307,7 @@ class _Stretch(Callback):
         s._last_lr = list(lrs)
 
 
+@data_parallel.abort_on_error  # under mpiexec: a failing rank stops every rank
 def train_run(
     out: str | Path,
     model: str = "lenet5",
@@ -301,6 +325,7 @@ def train_run(
     augment: bool = False,
     overwrite: bool = False,
     callbacks: Sequence[Any] = (),
+    tensorboard: bool = False,
 ) -> dict[str, Any]:
     """Train a zoo model on a data spec and write a complete run directory.
 
@@ -308,9 +333,17 @@ def train_run(
     ``resume=True`` continues an interrupted run in ``out`` (one with
     ``config.json.running`` and ``checkpoints/last.safetensors`` but no ``config.json``)
     with its own settings, exactly as if it had not been interrupted. ``callbacks`` are
-    extra :class:`~cnnkit.train.callbacks.Callback` objects for ``fit``.
+    extra :class:`~cnnkit.train.callbacks.Callback` objects for ``fit``. ``tensorboard=True``
+    also writes TensorBoard event files to ``out/tensorboard`` (see
+    :class:`~cnnkit.train.tensorboard.TensorBoard`; needs tensorboardX), with the run's
+    settings as HParams.
 
     Returns the run's summary (the content of ``config.json``).
+
+    Started by ``mpiexec -n N``, every rank trains on its shard (global batch ``N x
+    batch_size``) and only rank 0 writes the run directory; the other ranks return
+    ``{"rank": r, "history": History}`` once training is done (see
+    :mod:`cnnkit.train.data_parallel`).
 
     Raises
     ------
@@ -329,14 +362,14 @@ def train_run(
     from cnnkit.viz.curves import plot_history
 
     out = Path(out)
+    rank, world_size = data_parallel.world()
     if resume and not out.is_dir():
         raise FileNotFoundError(f"--resume: {out} has no run to resume (no such directory)")
     if out.exists() and not out.is_dir():
         raise FileExistsError(f"{out} exists and is not a directory (choose another --out)")
     created = not out.exists()
-    owned = claim(
-        out, takeover=resume or overwrite
-    )  # before any data is loaded: one run per directory
+    # before any data is loaded: one run per directory (rank 0 holds it for all ranks)
+    owned = claim(out, takeover=resume or overwrite) if rank == 0 else None
     started = False
     try:
         if resume:
@@ -367,11 +400,12 @@ def train_run(
             weight_decay, seed = cfg["weight_decay"], cfg["seed"]
             scheduler, augment = cfg.get("scheduler", "none"), cfg.get("augment", False)
             model_kwargs = cfg.get("model_kwargs") or {}
+            tensorboard = bool(cfg.get("tensorboard", tensorboard))
             resumes = list(cfg.get("resumed", []))
             if epochs != old_epochs:
                 resumes.append({"at_epoch": done, "epochs_before": old_epochs})
         elif [p for p in out.iterdir() if p.name != LOCK] and not overwrite:
-            raise FileExistsError(f"{out} already exists and is not empty (choose another --out)")
+            raise FileExistsError(_occupied(out))
         optimizer = optimizer or "adam"
         if epochs is None:
             epochs = 10
@@ -379,6 +413,8 @@ def train_run(
             raise ValueError(f"epochs must be >= 1; got {epochs}")
         backend.manual_seed(seed)
         splits = load_data(data, seed=seed)
+        if verbose:
+            print(f"data: {splits.note}", flush=True)
         net = build_model(model, splits, **(model_kwargs or {}))
         opt = make_optimizer(optimizer, net.parameters(), lr, weight_decay)
         sched = make_scheduler(scheduler, opt, epochs)
@@ -405,21 +441,32 @@ def train_run(
         }
         if resume and resumes:
             config["resumed"] = resumes
+        if world_size > 1:  # a record of the launch; a resumed run may use another N
+            config.update(world_size=world_size, global_batch_size=world_size * batch_size)
+        extra = [_Stretch(epochs, scheduler)] if resume else []
+        extra += list(callbacks)
+        if tensorboard:
+            config["tensorboard"] = True
+        data_parallel.barrier()  # every rank checked `out` before rank 0 writes to it
+        if rank == 0:
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "FAILED.txt").unlink(missing_ok=True)
+            (out / CONFIG).unlink(missing_ok=True)  # an overwritten run is unfinished till the end
+            atomic_write_text(out / "config.json.running", json.dumps(config, indent=2))
+            if tensorboard:
+                from cnnkit.train.tensorboard import tensorboard_callback
+
+                extra.append(tensorboard_callback(out, config, splits.test, fresh=not resume))
         ckpt = ModelCheckpoint(out / "checkpoints", monitor="val_loss")
+        # interrupted before its first epoch ended: --resume starts it over, with its settings
         last = ckpt.last_path if resume and ckpt.last_path.exists() else None
-        if resume and last is None:
-            raise FileNotFoundError(f"--resume: no checkpoint at {ckpt.last_path}")
-        (out / "FAILED.txt").unlink(missing_ok=True)
-        (out / CONFIG).unlink(missing_ok=True)  # an overwritten run is unfinished until the end
-        atomic_write_text(out / "config.json.running", json.dumps(config, indent=2))
         started = True
     finally:
-        if not started:
+        if not started and owned is not None:
             owned.release()
             if created:
                 with contextlib.suppress(OSError):
                     out.rmdir()  # only if still empty
-    extra = [_Stretch(epochs, scheduler)] if resume else []
     t0 = time.perf_counter()
     try:
         history = fit(
@@ -431,12 +478,14 @@ def train_run(
             epochs=epochs,
             batch_size=batch_size,
             scheduler=sched,
-            callbacks=[*extra, ckpt, CSVLogger(out / "history.csv"), *callbacks],
+            callbacks=[ckpt, CSVLogger(out / "history.csv"), *extra],
             verbose=verbose,
             seed=seed,
             resume=last,
         )
         train_seconds = time.perf_counter() - t0
+        if rank != 0:  # rank 0 evaluates and writes the run directory
+            return {"rank": rank, "history": history}
         result = evaluate(net, splits.test, classes=splits.classes or None)
         verdict = diagnose(history)
         io.save(out / WEIGHTS, net, optimizer=opt, history=history, meta={"config": config})
@@ -461,20 +510,46 @@ def train_run(
         atomic_write_text(out / CONFIG, json.dumps(summary, indent=2))
         (out / "config.json.running").unlink(missing_ok=True)
     except BaseException as e:
-        hint = ""
+        hint = f"continue with `{resume_command(out)}`\n"
         if ckpt.last_path.exists():
-            hint = (
-                f"the checkpoints of the finished epochs are in {ckpt.dirpath}; continue with "
-                f"`cnnkit train --resume --out {out}`\n"
-            )
+            hint = f"the checkpoints of the finished epochs are in {ckpt.dirpath}; {hint}"
         why = f"training did not finish: {type(e).__name__}: {e}\n{hint}"
         atomic_write_text(out / "FAILED.txt", f"{why}\n{traceback.format_exc()}")
         raise
     finally:
-        owned.release()
+        if owned is not None:
+            owned.release()
     summary["diagnosis_text"] = str(verdict)
     summary["report"] = report
     return summary
+
+
+def resume_command(out: str | Path) -> str:
+    """The command line that continues the interrupted run in ``out``."""
+    import shlex
+
+    return f"cnnkit train --resume --out {shlex.quote(str(out))}"
+
+
+def _free_name(out: Path) -> Path:
+    """``runs/x-2`` (or -3, ...): the first sibling of ``out`` that does not exist."""
+    k = 2
+    while (free := out.with_name(f"{out.name}-{k}")).exists():
+        k += 1
+    return free
+
+
+def _occupied(out: Path) -> str:
+    """Why ``out`` cannot take a new run, and what to do instead."""
+    other = f"choose another --out (e.g. {_free_name(out)})"
+    if (out / CONFIG).exists():
+        return f"{out} already exists and is not empty: it holds a finished run; {other}"
+    if (out / "config.json.running").exists():
+        return (
+            f"{out} already exists and is not empty: it holds an interrupted run; continue "
+            f"it with `{resume_command(out)}`, or {other}"
+        )
+    return f"{out} already exists and is not empty; {other}"
 
 
 def load_run(run: str | Path) -> tuple[dict[str, Any], nn.Module]:

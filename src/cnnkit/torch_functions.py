@@ -1,0 +1,192 @@
+"""The free functions PyTorch scripts call as ``torch.X(tensor, ...)``.
+
+Each one forwards to the :class:`~cnnkit.tensor.Tensor` method of the same name (where the
+op and its gradient live); nothing is computed here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from cnnkit import autograd, backend
+from cnnkit.tensor import Tensor
+
+__all__ = [
+    "Generator",
+    "abs",
+    "argmax",
+    "argmin",
+    "clamp",
+    "eq",
+    "exp",
+    "flatten",
+    "from_numpy",
+    "inference_mode",
+    "is_tensor",
+    "log",
+    "matmul",
+    "max",
+    "mean",
+    "min",
+    "numel",
+    "permute",
+    "reshape",
+    "sigmoid",
+    "sqrt",
+    "squeeze",
+    "sum",
+    "tanh",
+    "transpose",
+    "unsqueeze",
+]
+
+
+def max(input: Tensor, dim: Any = None, keepdim: bool = False, **alias: Any) -> Any:
+    """``max(x)`` the largest value; ``max(x, dim)`` a ``(values, indices)`` pair;
+    ``max(x, y)`` the element-wise maximum."""
+    return input.max(dim, keepdim, **alias)
+
+
+def min(input: Tensor, dim: Any = None, keepdim: bool = False, **alias: Any) -> Any:
+    """``min(x)``, ``min(x, dim)`` -> ``(values, indices)``, or ``min(x, y)`` element-wise."""
+    return input.min(dim, keepdim, **alias)
+
+
+def argmax(input: Tensor, dim: int | None = None, keepdim: bool = False, **alias: Any) -> Tensor:
+    """Index of the largest value (over all elements, or along ``dim``)."""
+    return input.argmax(dim, keepdim, **alias)
+
+
+def argmin(input: Tensor, dim: int | None = None, keepdim: bool = False, **alias: Any) -> Tensor:
+    """Index of the smallest value (over all elements, or along ``dim``)."""
+    return input.argmin(dim, keepdim, **alias)
+
+
+def sum(input: Tensor, dim: Any = None, keepdim: bool = False, **alias: Any) -> Tensor:
+    """Sum over all elements or along ``dim``."""
+    return _tensor(input).sum(dim, keepdim, **alias)
+
+
+def mean(input: Tensor, dim: Any = None, keepdim: bool = False, **alias: Any) -> Tensor:
+    """Mean over all elements or along ``dim``."""
+    return input.mean(dim, keepdim, **alias)
+
+
+def flatten(input: Tensor, start_dim: int = 0, end_dim: int = -1) -> Tensor:
+    """Merge dimensions ``start_dim..end_dim``: ``flatten(x, 1)`` gives ``(N, C*H*W)``."""
+    return input.flatten(start_dim, end_dim)
+
+
+def from_numpy(array: np.ndarray) -> Tensor:
+    """A tensor sharing memory with ``array`` (as ``torch.from_numpy``)."""
+    if not isinstance(array, np.ndarray):
+        raise TypeError(f"from_numpy: expected np.ndarray; got {type(array).__name__}")
+    return Tensor(array)
+
+
+def is_tensor(obj: Any) -> bool:
+    """True for a :class:`Tensor`."""
+    return isinstance(obj, Tensor)
+
+
+def numel(input: Tensor) -> int:
+    """Number of elements."""
+    return input.numel()
+
+
+def eq(input: Tensor, other: Any) -> Tensor:
+    """Element-wise ``==`` as a bool tensor."""
+    return input == other
+
+
+def exp(input: Tensor) -> Tensor:
+    return input.exp()
+
+
+def log(input: Tensor) -> Tensor:
+    return input.log()
+
+
+def sqrt(input: Tensor) -> Tensor:
+    return input.sqrt()
+
+
+def abs(input: Tensor) -> Tensor:
+    return input.abs()
+
+
+def sigmoid(input: Tensor) -> Tensor:
+    return input.sigmoid()
+
+
+def tanh(input: Tensor) -> Tensor:
+    return input.tanh()
+
+
+def clamp(input: Tensor, min: float | None = None, max: float | None = None) -> Tensor:
+    return input.clamp(min, max)
+
+
+def matmul(input: Tensor, other: Tensor) -> Tensor:
+    return input @ other
+
+
+def reshape(input: Tensor, shape: Any) -> Tensor:
+    return input.reshape(shape)
+
+
+def permute(input: Tensor, dims: Any) -> Tensor:
+    return input.permute(dims)
+
+
+def transpose(input: Tensor, dim0: int, dim1: int) -> Tensor:
+    return input.transpose(dim0, dim1)
+
+
+def squeeze(input: Tensor, dim: int | None = None) -> Tensor:
+    return input.squeeze(dim)
+
+
+def unsqueeze(input: Tensor, dim: int) -> Tensor:
+    return input.unsqueeze(dim)
+
+
+def _tensor(x: Any) -> Tensor:
+    return x if isinstance(x, Tensor) else Tensor(np.asarray(x))
+
+
+def inference_mode(mode: bool = True) -> autograd._GradMode:
+    """Context manager / decorator turning graph recording off (as ``no_grad``)."""
+    return autograd.set_grad_enabled(not mode)
+
+
+class Generator:
+    """A seedable random generator, as ``torch.Generator`` (``Generator().manual_seed(0)``).
+
+    Parameters
+    ----------
+    device : str
+        Only ``"cpu"``.
+
+    Attributes
+    ----------
+    rng : numpy.random.Generator
+        The NumPy generator it wraps (what cnnkit's loaders and splits draw from).
+    """
+
+    def __init__(self, device: Any = "cpu") -> None:
+        from cnnkit._device import check_device
+
+        check_device(device, "Generator")
+        self.rng = np.random.default_rng(int(backend.default_rng().integers(0, 2**63 - 1)))
+        self._seed: int | None = None
+
+    def manual_seed(self, seed: int) -> Generator:
+        self._seed = int(seed)
+        self.rng = np.random.default_rng(self._seed)
+        return self
+
+    def initial_seed(self) -> int | None:
+        return self._seed

@@ -1,0 +1,1 @@
+"""Not used by the compat scripts."""

@@ -1,0 +1,135 @@
+"""TinyYOLO: head shape, decoding by hand, detect's input checks, checkpoint round trip,
+and a short training smoke test through the run directory and the command line."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from cnnkit import io, nn
+from cnnkit.detect import decode_predictions
+from cnnkit.models import TinyYOLO, get_model
+from cnnkit.tensor import Tensor
+
+
+def test_head_shape_and_zoo() -> None:
+    m = TinyYOLO()
+    out = m(Tensor(np.zeros((2, 1, 96, 96), np.float32)))
+    assert out.shape == (2, 6, 6, 20)
+    m2 = get_model("tinyyolo", num_classes=3, grid=4, boxes_per_cell=3, widths=(8, 8, 8, 8))
+    assert m2(Tensor(np.zeros((1, 1, 32, 32), np.float32))).shape == (1, 4, 4, 18)
+    with pytest.raises(ValueError, match="input_size must be grid"):
+        TinyYOLO(input_size=100)
+
+
+def test_decode_by_hand() -> None:
+    # S=2, B=1, C=2 on 64x64: cell (row 0, col 0) predicts x = y = sqrt_w = sqrt_h = 0.5
+    # (logits 0), confidence sigmoid(10), class 0: centre (16, 16), size 16 -> [8, 8, 24, 24]
+    head = np.full((1, 2, 2, 7), -10.0)
+    head[0, 0, 0, :5] = [0, 0, 0, 0, 10]
+    head[0, 0, 0, 5:] = [10, -10]
+    (d,) = decode_predictions(head, 1, 2, 64, conf_threshold=0.5)
+    np.testing.assert_allclose(d["boxes"], [[8, 8, 24, 24]], atol=1e-4)
+    assert d["labels"].tolist() == [0]
+    s = 1 / (1 + np.exp(-10))
+    np.testing.assert_allclose(d["scores"], [s / (1 + np.exp(-20))], rtol=1e-6)
+    assert d["boxes"].dtype == np.float32 and d["labels"].dtype == np.int64
+
+
+def test_detect_checks_its_input() -> None:
+    m = TinyYOLO()
+    with pytest.raises(
+        ValueError, match=r"expected images shaped \(N, 1, 96, 96\).*\(2, 1, 64, 64\)"
+    ):
+        m.detect(np.zeros((2, 1, 64, 64), np.float32))
+    with pytest.raises(ValueError, match=r"\(1, 3, 96, 96\)"):
+        m.detect(np.zeros((3, 96, 96), np.float32))
+    with pytest.raises(ValueError, match="empty image list"):
+        m.detect([])
+    with pytest.raises(ValueError, match="empty batch"):
+        m.detect(np.zeros((0, 1, 96, 96), np.float32))
+    out = m.detect([np.zeros((1, 96, 96), np.float32)] * 3, max_detections=5)
+    assert len(out) == 3 and all(len(d["boxes"]) <= 5 for d in out)
+    assert set(out[0]) == {"boxes", "scores", "labels"}
+
+
+def test_checkpoint_rebuilds_the_model(tmp_path) -> None:
+    m = TinyYOLO(widths=(8, 8, 8, 8, 8))
+    m.eval()
+    x = np.random.default_rng(0).random((2, 1, 96, 96)).astype(np.float32)
+    io.save(tmp_path / "m.safetensors", m, meta={"task": "detection"})
+    ck = io.load(tmp_path / "m.safetensors")
+    assert isinstance(ck.model, TinyYOLO) and ck.meta["task"] == "detection"
+    ck.model.eval()
+    np.testing.assert_array_equal(ck.model(Tensor(x)).numpy(), m(Tensor(x)).numpy())
+
+
+def _scene_png(path, scene: np.ndarray) -> None:
+    from PIL import Image
+
+    Image.fromarray((scene[0] * 255).round().astype(np.uint8), mode="L").save(path)
+
+
+@pytest.mark.slow
+def test_training_smoke_run_and_cli(tmp_path, mnist_dir, capsys) -> None:
+    """A few hundred scenes: the loss falls, the run directory is complete, and
+    ``cnnkit evaluate`` / ``cnnkit detect`` work on it."""
+    from cnnkit.cli import main
+    from cnnkit.data import DigitScenes
+    from cnnkit.detect.run import train_detection_run
+
+    run = tmp_path / "yolo"
+    s = train_detection_run(run, data=f"digit-scenes:{mnist_dir}", epochs=2, batch_size=32,
+                            train_scenes=384, val_scenes=64, test_scenes=40, verbose=False,
+                            model_kwargs={"widths": [8, 16, 16, 32, 32]})  # fmt: skip
+    hist = [float(r.split(",")[1]) for r in (run / "history.csv").read_text().split()[1:]]
+    assert hist[1] < hist[0]
+    for name in ("config.json", "model.safetensors", "curves.png", "detections.png",
+                 "report.txt", "diagnosis.txt", "history.csv"):  # fmt: skip
+        assert (run / name).is_file(), name
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["task"] == "detection" and 0.0 <= cfg["test_map"] <= 1.0
+    assert "mAP" in s["report"] and len(cfg["test_ap"]) == 10
+    capsys.readouterr()
+    assert main(["evaluate", str(run)]) == 0
+    out = capsys.readouterr().out
+    assert "mAP@0.5" in out and f"{cfg['test_map']:.4f}" in out
+    scene = DigitScenes(mnist_dir, "test", n=2)[0][0]
+    _scene_png(tmp_path / "a.png", scene)
+    assert (
+        main(
+            [
+                "detect",
+                str(run),
+                str(tmp_path / "a.png"),
+                "--conf",
+                "0.01",
+                "--out",
+                str(tmp_path / "b.json"),
+                "--draw",
+                str(tmp_path / "d.png"),
+            ]
+        )
+        == 0
+    )
+    boxes = json.loads((tmp_path / "b.json").read_text())
+    assert boxes[0]["image"].endswith("a.png") and (tmp_path / "d.png").is_file()
+    for d in boxes[0]["detections"]:
+        assert len(d["box"]) == 4 and 0 <= d["score"] <= 1 and 0 <= d["label"] < 10
+    # bad scenes: one-line errors naming the file and the expected geometry
+    from PIL import Image
+
+    Image.new("L", (64, 64)).save(tmp_path / "small.png")
+    Image.new("RGB", (96, 96)).save(tmp_path / "rgb.png")
+    capsys.readouterr()
+    assert main(["detect", str(run), str(tmp_path / "small.png")]) == 2
+    assert "expected a 96x96 scene" in capsys.readouterr().err
+    assert main(["detect", str(run), str(tmp_path / "rgb.png")]) == 2
+    assert "1-channel grayscale" in capsys.readouterr().err
+    assert main(["detect", str(run), str(tmp_path / "missing.png")]) == 2
+
+
+def test_loss_module_repr() -> None:
+    assert "lambda_coord=5" in repr(nn.YOLOv1Loss(6, 2, 10))

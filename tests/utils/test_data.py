@@ -1,0 +1,124 @@
+"""cnnkit.utils.data: PyTorch's DataLoader signature, collate rules, samplers, workers."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+import torch
+
+import cnnkit as ck
+from cnnkit.utils import data as ud
+
+
+class Squares(ud.Dataset):
+    def __init__(self, n: int = 10, delay: float = 0.0) -> None:
+        self.n, self.delay = n, delay
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int):
+        if self.delay:
+            time.sleep(self.delay)
+        return np.full((2,), i, np.float32), i, float(i) / 2, {"id": i, "name": f"s{i}"}
+
+
+def test_default_collate_matches_torch() -> None:
+    ds = Squares(5)
+    got = next(iter(ud.DataLoader(ds, batch_size=5)))
+    want = next(iter(torch.utils.data.DataLoader(ds, batch_size=5)))
+    assert isinstance(got, list) and len(got) == len(want)
+    for g, w in zip(got[:3], want[:3], strict=True):
+        assert str(g.dtype) == str(w.dtype).replace("torch.", "")
+        np.testing.assert_array_equal(g.numpy(), w.numpy())
+    assert got[3]["name"] == want[3]["name"]
+    np.testing.assert_array_equal(got[3]["id"].numpy(), want[3]["id"].numpy())
+
+
+class WhoLoads(Squares):
+    def __getitem__(self, i: int):
+        time.sleep(self.delay)
+        info = ud.get_worker_info()
+        return i, -1 if info is None else info.id
+
+
+@pytest.mark.parametrize("mode", ["process", "thread"])
+def test_workers_load_in_parallel_and_keep_order(mode: str) -> None:
+    ds = WhoLoads(16, delay=0.05)
+    t0 = time.perf_counter()
+    serial = [b[0].tolist() for b in ud.DataLoader(ds, batch_size=2)]
+    t_serial = time.perf_counter() - t0
+    seen: list[int] = []
+    t0 = time.perf_counter()
+    loader = ud.DataLoader(
+        ds, batch_size=2, num_workers=4, worker_init_fn=seen.append, pin_memory=True,
+        worker_mode=mode,
+    )  # fmt: skip
+    batches = list(loader)
+    t_par = time.perf_counter() - t0
+    assert [b[0].tolist() for b in batches] == serial == [[2 * k, 2 * k + 1] for k in range(8)]
+    workers = {w for b in batches for w in b[1].tolist()}
+    assert workers <= {0, 1, 2, 3} and len(workers) > 1
+    if mode == "thread":
+        assert sorted(seen) == [0, 1, 2, 3]
+    assert t_par < t_serial  # sleeping samples overlap in the workers
+    assert ud.get_worker_info() is None
+
+
+def test_shuffle_is_seeded_and_independent_of_num_workers() -> None:
+    tf = ck.vision.transforms.RandomHorizontalFlip()
+    x = np.arange(12, dtype=np.float32).reshape(3, 1, 2, 2)
+
+    class Flip(ud.Dataset):
+        def __len__(self) -> int:
+            return 3 * 4
+
+        def __getitem__(self, i: int):
+            return tf(ck.tensor(x[i % 3])), i
+
+    runs = []
+    for workers, mode in ((0, "thread"), (3, "thread"), (2, "process")):
+        ck.manual_seed(5)
+        loader = ud.DataLoader(
+            Flip(), batch_size=4, shuffle=True, num_workers=workers, worker_mode=mode
+        )
+        runs.append([(b[0].numpy().copy(), b[1].tolist()) for b in loader])
+    for (xa, ya), (xb, yb), (xc, yc) in zip(*runs, strict=True):
+        assert ya == yc
+        np.testing.assert_array_equal(xa, xc)
+        assert ya == yb
+        np.testing.assert_array_equal(xa, xb)
+    assert sorted(i for _, y in runs[0] for i in y) == list(range(12))
+
+
+def test_samplers_tensor_dataset_and_random_split() -> None:
+    x = ck.arange(10).float().reshape(10, 1)
+    y = ck.arange(10)
+    ds = ud.TensorDataset(x, y)
+    xi, yi = ds[3]
+    assert isinstance(xi, ck.Tensor) and yi.item() == 3
+    got = [
+        b[1].tolist()
+        for b in ud.DataLoader(ds, batch_size=3, sampler=ud.SubsetRandomSampler([1, 4, 7]))
+    ]
+    assert sorted(i for b in got for i in b) == [1, 4, 7]
+    with pytest.raises(ValueError, match="mutually exclusive"):
+        ud.DataLoader(ds, sampler=[0], shuffle=True)
+    a, b = ud.random_split(ds, [7, 3], generator=ck.Generator().manual_seed(42))
+    c, _ = ud.random_split(ds, [7, 3], generator=ck.Generator().manual_seed(42))
+    assert list(a.indices) == list(c.indices) and len(b) == 3
+    assert sorted([*a.indices, *b.indices]) == list(range(10))
+    assert len(ud.DataLoader(ds, batch_size=4, drop_last=True)) == 2
+    assert len(ud.ConcatDataset([ds, ds])) == 20
+
+
+def test_iterable_dataset_and_unbatched() -> None:
+    class Stream(ud.IterableDataset):
+        def __iter__(self):
+            return iter(range(7))
+
+    batches = [b.tolist() for b in ud.DataLoader(Stream(), batch_size=3)]
+    assert batches == [[0, 1, 2], [3, 4, 5], [6]]
+    assert [b for b in ud.DataLoader(Stream(), batch_size=None)][:2] == [0, 1]
