@@ -440,7 +440,7 @@ def test_help_shows_every_options_default(capsys: pytest.CaptureFixture[str]) ->
             assert "default" in shown or "(required)" in shown, (name, shown)
     assert main(["train", "--help"]) == 0
     text = " ".join(capsys.readouterr().out.split())
-    for shown in ("mini-batch size (default: 64)", "(default: 0.001)", "(default: adam)"):
+    for shown in ("default 64 (tinyyolo: 32)", "default 1e-3 (tinyyolo: 2e-3)", "(default: adam)"):
         assert shown in text
 
 

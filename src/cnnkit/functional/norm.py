@@ -185,28 +185,30 @@ def batch_norm(
     )
 
 
-class SyncBatchNorm(BatchNorm):
+class SyncBatchNorm(Function):
     """Batch normalisation with statistics over every rank's batch (data parallel).
 
-    The forward is :class:`BatchNorm`'s with the global mean and variance. In backward
-    the two per-channel sums of the input gradient formula, ``sum(g)`` and
+    The forward is :func:`batch_norm_reference` with the global mean and variance. In
+    backward the two per-channel sums of the input gradient formula, ``sum(g)`` and
     ``sum(g * xh)``, are summed over all ranks (one allreduce of ``2C`` values) and
     divided by the global count ``M``; ``dgamma`` and ``dbeta`` stay this rank's sums
     (data-parallel training averages them like every other parameter gradient).
     """
 
     def forward(self, x: np.ndarray, gamma: np.ndarray | None, beta: np.ndarray | None,
-                mean: np.ndarray, invstd: np.ndarray, batch_stats: bool,
-                count: int = 0) -> np.ndarray:  # fmt: skip
+                mean: np.ndarray, invstd: np.ndarray, count: int) -> np.ndarray:  # fmt: skip
         self.count = count  # values per channel over all ranks
-        return super().forward(x, gamma, beta, mean, invstd, batch_stats)
+        out, (xh, _) = batch_norm_reference(x, gamma, beta, mean, invstd, relu=False)
+        self.save_for_backward(xh, invstd, gamma)
+        return out
 
     def backward(self, grad: np.ndarray) -> tuple:
         from cnnkit import distributed as dist
 
         xh, invstd, gamma = self.saved
         nx, ng, nb = self.needs_input_grad
-        shape, axes = self.shape, self.axes
+        shape = (1, -1) + (1,) * (grad.ndim - 2)
+        axes = (0, *range(2, grad.ndim))
         dgamma = (grad * xh).sum(axis=axes)
         dbeta = grad.sum(axis=axes)
         dx = None
@@ -278,5 +280,5 @@ def sync_batch_norm(
         rv += momentum * (var * (m / (m - 1))).astype(rv.dtype)
     invstd = (1.0 / np.sqrt(var + eps)).astype(x.dtype)
     return SyncBatchNorm.apply(
-        input, weight, bias, mean=mean.astype(x.dtype), invstd=invstd, batch_stats=True, count=m
+        input, weight, bias, mean=mean.astype(x.dtype), invstd=invstd, count=m
     )

@@ -220,7 +220,7 @@ def load(
     weights_only: bool | None = None,
     **_kw: Any,
 ) -> Any:
-    """Read a file written by :func:`save` or by ``torch.save`` (zip format).
+    """Read a file written by :func:`save` or by ``torch.save`` (zip or legacy format).
 
     Only tensors, containers and plain values are rebuilt; any other pickled global is
     refused before it is called, whatever ``weights_only`` says (``weights_only=False``
@@ -249,7 +249,6 @@ def load(
     """
     from cnnkit._device import check_device
     from cnnkit.io import torch_io
-    from cnnkit.io.checkpoint import CheckpointError
 
     if isinstance(map_location, str) or type(map_location).__name__ == "device":
         check_device(map_location, "load(map_location=)")
@@ -260,12 +259,4 @@ def load(
             p = Path(tmp) / "ckpt.pt"
             p.write_bytes(f.read())
             return load(p)
-    path = Path(f)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: no such file")
-    if not zipfile.is_zipfile(path):
-        raise CheckpointError(
-            f"{path}: not a zip-format torch.save file (cnnkit reads the format torch.save "
-            "has written since PyTorch 1.6)"
-        )
-    return _to_tensors(torch_io._load_zip(path))
+    return _to_tensors(torch_io.load_torch_object(Path(f)))
