@@ -60,7 +60,7 @@ def _train_args(p: argparse.ArgumentParser) -> None:
         "--optimizer",
         choices=["sgd", "adam", "adamw"],
         default=None,
-        help="default adam; sgd has momentum 0.9",
+        help="sgd has momentum 0.9; with --resume: the run's own (default: adam)",
     )
     p.add_argument("--weight-decay", type=float, default=0.0, help="L2 penalty")
     p.add_argument(
