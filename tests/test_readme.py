@@ -2,8 +2,12 @@
 
 The slow test clones this repository (its working tree as it would be committed: tracked
 files with their uncommitted changes, and untracked files that git does not ignore) into
-a temporary folder, with ``../shared`` beside it as a symlink and ``.venv`` a symlink to
-the environment running the tests (so nothing is reinstalled). It then runs every
+a temporary folder, with ``../shared`` beside it as a symlink and a ``.venv`` of its own
+that sees the packages of the environment running the tests (a ``.pth`` file naming that
+environment's site-packages, and links to its commands such as ``mpiexec``): so the
+README's ``make demo`` and ``pip install -e ...`` really install cnnkit, into the clone's
+environment, without downloading the dependencies again and without re-pointing the
+environment running the tests at the clone. It then runs every
 ```` ```bash ```` block as typed, one after the other in one plain ``bash`` whose
 ``PATH`` does not hold the environment (so ``source .venv/bin/activate`` must do its
 job), and every ```` ```python ```` block with the ``python`` that activation put on
@@ -26,6 +30,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import sysconfig
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -147,6 +152,40 @@ def _clone(dest: Path) -> Path:
     return clone
 
 
+def _clone_venv(venv: Path) -> None:
+    """A virtual environment for the clone that sees the test environment's packages.
+
+    Its own ``python``, ``pip`` and ``activate``; the test environment's site-packages on
+    its path through a ``.pth`` file (not a site directory of its own, so that
+    environment's editable cnnkit is not picked up: the clone installs its own); links to
+    the test environment's other commands (``mpiexec``, ``tensorboard``, ...) and to the
+    shared libraries in its ``lib`` (MPICH's ``libmpi``, which mpi4py looks for there).
+    """
+    base = Path(getattr(sys, "_base_executable", "") or sys.executable)
+    subprocess.run([str(base), "-m", "venv", str(venv)], check=True, timeout=300)
+    theirs = sysconfig.get_paths()["purelib"]
+    ours = subprocess.run(
+        [str(venv / "bin" / "python"), "-c",
+         "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        check=True, capture_output=True, text=True, timeout=60,
+    ).stdout.strip()  # fmt: skip
+    (Path(ours) / "zz_test_environment.pth").write_text(theirs + "\n")
+    own = ("python", "pip", "activate", "Activate", "cnnkit")
+    for cmd in Path(sys.prefix, "bin").iterdir():
+        link = venv / "bin" / cmd.name
+        if not cmd.name.startswith(own) and not link.exists():
+            link.symlink_to(cmd)
+    for lib in Path(sys.prefix, "lib").iterdir():  # shared libraries (MPICH's libmpi)
+        link = venv / "lib" / lib.name
+        if not lib.name.startswith("python") and not link.exists():
+            link.symlink_to(lib)
+
+
+def _git_status(clone: Path) -> str:
+    return subprocess.run(["git", "-C", str(clone), "status", "--porcelain"],
+                          capture_output=True, text=True, check=True).stdout  # fmt: skip
+
+
 def _plain_env() -> dict[str, str]:
     """A terminal's environment: no virtual environment on PATH, no PYTHONPATH."""
     venv_bin = str(Path(sys.executable).parent)
@@ -168,7 +207,8 @@ def test_the_readme_runs_as_written_on_a_fresh_clone(tmp_path: Path) -> None:
             pytest.skip(f"the README downloads MNIST; no offline copy at {SHARED_MNIST}")
     clone = _clone(tmp_path)
     (tmp_path / "shared").symlink_to(ROOT.parent / "shared")
-    (clone / ".venv").symlink_to(Path(sys.prefix))
+    _clone_venv(clone / ".venv")
+    before = _git_status(clone)  # uncommitted changes of this checkout, carried over
     for b in blocks:  # the files a download would fetch are there already (no network)
         for m in re.finditer(r"cnnkit download mnist --root (\S+)", b.code):
             root = clone / m[1]
@@ -211,9 +251,8 @@ def test_the_readme_runs_as_written_on_a_fresh_clone(tmp_path: Path) -> None:
                 assert any(target.iterdir()), f"README line {b.line}: {name} is empty"
             else:
                 assert target.stat().st_size > 0, f"README line {b.line}: {name} is empty"
-    status = subprocess.run(["git", "-C", str(clone), "status", "--porcelain"],
-                            capture_output=True, text=True, check=True).stdout  # fmt: skip
-    assert status == "", f"the README leaves files that git sees:\n{status}"
+    status = _git_status(clone)
+    assert status == before, f"the README leaves files that git sees:\n{status}"
     # what the README promises about its own examples
     for k, b in enumerate(run):
         out = outputs[str(k)]
