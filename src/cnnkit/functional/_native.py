@@ -80,8 +80,8 @@ def _load() -> tuple[Any, int]:
     level = lib.cnnkit_conv_select(ISAS.get(want, max(ISAS.values())))
     if not level:
         return None, 0  # a CPU without AVX2 and FMA
-    lib.cnnkit_conv_nhwc_f32.restype = None
-    lib.cnnkit_conv_nhwc_f32.argtypes = [_P] + [_L] * 8 + [_P, _P, _P, _P] + [_L] * 14
+    lib.cnnkit_conv_nhwc_f32.restype = ctypes.c_int
+    lib.cnnkit_conv_nhwc_f32.argtypes = [_P] + [_L] * 8 + [_P, _P, _P, _P] + [_L] * 16
     lib.cnnkit_conv_nchw_f32.restype = None
     lib.cnnkit_conv_nchw_f32.argtypes = [_P, _P, _P, _P] + [_L] * 12
     lib.cnnkit_conv_dw_nchw_f32.restype = ctypes.c_int
@@ -95,6 +95,53 @@ def _load() -> tuple[Any, int]:
 
 
 _conv, _level = _load()
+
+
+def _read_cache_sizes() -> dict[str, int]:
+    """The per-core data cache sizes in bytes, ``{"L1": ..., "L2": ...}``.
+
+    Read from ``/sys/devices/system/cpu/cpu0/cache`` (Linux), else from ``sysconf``;
+    where neither says, 32 KiB and 1 MiB (common x86 sizes) are assumed.
+    """
+    found: dict[str, int] = {}
+    base = "/sys/devices/system/cpu/cpu0/cache"
+    try:
+        for entry in sorted(os.listdir(base)):
+            path = os.path.join(base, entry)
+            try:
+                with open(os.path.join(path, "level")) as f:
+                    level = int(f.read())
+                with open(os.path.join(path, "type")) as f:
+                    kind = f.read().strip()
+                with open(os.path.join(path, "size")) as f:
+                    text = f.read().strip().upper()
+            except (OSError, ValueError):
+                continue
+            scale = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(text[-1:], 1)
+            digits = text.rstrip("KMG")
+            if kind in ("Data", "Unified") and digits.isdigit() and level in (1, 2):
+                found.setdefault(f"L{level}", int(digits) * scale)
+    except OSError:
+        pass
+    for level, name in ((1, "SC_LEVEL1_DCACHE_SIZE"), (2, "SC_LEVEL2_CACHE_SIZE")):
+        if f"L{level}" not in found and name in getattr(os, "sysconf_names", {}):
+            try:
+                size = os.sysconf(name)
+            except (OSError, ValueError):
+                size = 0
+            if size > 0:
+                found[f"L{level}"] = size
+    found.setdefault("L1", 32 << 10)
+    found.setdefault("L2", 1 << 20)
+    return found
+
+
+_CACHES = _read_cache_sizes()
+
+
+def cache_sizes() -> dict[str, int]:
+    """The data cache sizes (bytes) the kernels' blocks are sized for: ``L1``, ``L2``."""
+    return dict(_CACHES)
 
 
 def available() -> bool:
@@ -176,12 +223,13 @@ def conv_nhwc(
                 f"{src.strides}) padded by {pads} does not fill {xp.shape}"
             )
         fill = (src.ctypes.data, *(st // 4 for st in src.strides), h, w, top, left)
-    _conv.cnnkit_conv_nhwc_f32(
+    if _conv.cnnkit_conv_nhwc_f32(
         *fill,
         xp.ctypes.data, wk.ctypes.data, None if bias is None else bias.ctypes.data,
         out.ctypes.data, b, hp, wp, g, c // g, wk.shape[2], *kernel, *stride, *dilation,
-        oh, ow,
-    )  # fmt: skip
+        oh, ow, _CACHES["L1"], _CACHES["L2"],
+    ):  # fmt: skip
+        raise MemoryError("cnnkit native convolution: no memory for the packed weights")
 
 
 def conv_nchw(

@@ -56,12 +56,8 @@ typedef __mmask16 cmask; /* lanes selected by a comparison */
 #define C_NONE ((cmask)0)
 #define ADD_WHERE(acc, m, v) _mm512_mask_add_ps((acc), (m), (acc), (v))
 
-/* Zen 5, one core, 3x3 kernels: 8 positions x 64 channels, 16 x 32 and 16 x 16 reach
- * 206-263 GFLOP/s for 32 and 64 channels (about the peak of OpenBLAS's sgemm there) and
- * 151 for 16 channels. Forward: vectors, then positions per block (largest fitting) */
-#define FWD_A 4, 8, 4, 2
-#define FWD_B 2, 16, 8, 4
-#define FWD_C 1, 16, 8, 4
+/* the forward's register tile follows from NREG (FWD_ROWS below) */
+#define NREG 32 /* vector registers */
 /* weight gradient: vectors, input channels per block */
 #define DW_A 4, 8
 #define DW_B 2, 16
@@ -126,10 +122,7 @@ typedef __m256 cmask; /* lanes selected by a comparison: all bits set */
 #define C_NONE _mm256_setzero_ps()
 #define ADD_WHERE(acc, m, v) _mm256_add_ps((acc), _mm256_and_ps((m), (v)))
 
-/* 16 registers: at most 12 accumulators beside the operands */
-#define FWD_A 3, 4, 2, 1
-#define FWD_B 1, 12, 8, 4
-#define FWD_C 1, 12, 8, 4
+#define NREG 16 /* vector registers */
 #define DW_A 3, 4
 #define DW_B 1, 12
 #define DW_C 1, 12
@@ -173,9 +166,6 @@ __attribute__((target(ISA), always_inline)) static inline void transpose(vec r[V
 /* output channels per panel of the channels-last kernels */
 #define VECS_(V, ...) (V)
 #define VECS(...) VECS_(__VA_ARGS__)
-#define WIDTH_A (VECS(FWD_A) * VL)
-#define WIDTH_B (VECS(FWD_B) * VL)
-#define WIDTH_C (VECS(FWD_C) * VL)
 #define DWIDTH_A (VECS(DW_A) * VL)
 #define DWIDTH_B (VECS(DW_B) * VL)
 #define DWIDTH_C (VECS(DW_C) * VL)
@@ -192,119 +182,123 @@ ISA_INLINE void rank1(vec *acc, int ns, int nv, const float *s, long ss, const v
     }
 }
 
+/*
+ * Channels-last forward convolution:
+ *   out[b, y, x, o] = bias[o] + sum_{i, j, c} xp[b, y*sh + i*dh, x*sw + j*dw, c] * w[i, j, c, o]
+ *
+ * The weights are packed first, per panel of output channels: a panel of V vectors
+ * (V*VL channels, zeros past the last one) is stored as [kh][kw][c][V*VL], so the inner
+ * loop reads it front to back with whole-vector loads.
+ *
+ * Register tile (the rule, from the register count NREG): R output positions of one row
+ * times V vectors of output channels take R*V accumulators, plus V weight vectors and
+ * one broadcast input, so R = (NREG - V - 1) / V, at most FWD_MAX_ROWS. Per input
+ * channel and tap, V loads and R broadcasts feed R*V multiply-adds. A panel has at most
+ * FWD_VMAX vectors: the widest V <= 4 whose tile still has 4 rows (AVX-512: 4 x 6,
+ * 3 x 9, 2 x 14; AVX2: 3 x 4, 2 x 6, 1 x 14). The output channels are split into the
+ * fewest panels of at most FWD_VMAX vectors, of equal width but for the last.
+ *
+ * Cache blocks (the rule, from the cache sizes the caller passes): the input channels
+ * go in blocks of cb, so that one panel's weights for a block (kh*kw*cb*V*VL floats)
+ * fill at most half of L1 and are reused from there by every output position; each
+ * block sweeps a band of output rows whose partial sums (rows*ow*V*VL floats) fill at
+ * most half of L2, and adds its sums to the band's output. A block also sums at most
+ * SUM_BLOCK products in registers: the rounding error grows with the block length plus
+ * the number of blocks instead of with all KH*KW*C products (a 512-channel 3x3 layer
+ * sums 4,608 products per output).
+ */
+#define FWD_MAX_ROWS 14
+#define FWD_ROWS(V) ((NREG - (V) - 1) / (V) < FWD_MAX_ROWS ? (NREG - (V) - 1) / (V) : FWD_MAX_ROWS)
+#define FWD_VMAX (FWD_ROWS(4) >= 4 ? 4 : (FWD_ROWS(3) >= 4 ? 3 : 2))
+#define SUM_BLOCK 128
+
 typedef struct {
-    long wp;          /* padded input width */
-    long c;           /* input channels (of one group) */
-    long xs;          /* floats from one input pixel to the next (all channels) */
-    long ws;          /* floats from one weight row (i, j, c) to the next */
-    long os;          /* floats from one output pixel to the next (all channels) */
-    long oc;          /* output channels computed here (of one group) */
+    long wp;     /* padded input width */
+    long xs;     /* floats from one input pixel to the next (all channels) */
+    long os;     /* floats from one output pixel to the next (all channels) */
+    long c;      /* input channels of one group */
     long kh, kw, sh, sw, dh, dw, oh, ow;
-} geom;
+} fgeom;
 
-/* Products summed in registers per block of SUM_BLOCK input channels (and taps), each
- * block's sums then added to the output in memory: the rounding error grows with the
- * block length plus the number of blocks instead of with all KH*KW*C products (a
- * 512-channel 3x3 layer sums 4,608 products per output). */
-#define SUM_BLOCK 64
-
-/* acc added to the output tile at po (stored the first time), then zeroed */
-#define FLUSH(acc, po, os, mk, RB, V, stored)                                              \
-    do {                                                                                   \
-        for (int r = 0; r < RB; r++)                                                       \
-            for (int v = 0; v < V; v++) {                                                  \
-                vec s_ = acc[r][v];                                                        \
-                if (stored)                                                                \
-                    s_ = VADD(VLOADM(mk[v], po + r * os + VL * v), s_);                    \
-                VSTOREM(po + r * os + VL * v, mk[v], s_);                                  \
-                acc[r][v] = VZERO();                                                       \
-            }                                                                              \
-        stored = 1;                                                                        \
-    } while (0)
-
-/* RB output positions from (y, x0) times V*VL output channels from o0 */
-#define BLOCK(NAME, V, RB)                                                                 \
-    ISA_INLINE void NAME(         \
-        const float *xp, const float *w, const float *bias, float *out, const geom *g,     \
-        long y, long x0, long o0, const vmask *mk)                                     \
+/* One register tile: R positions from (y, x0) times the V vectors of a panel, over
+ * input channels c0 .. c0 + cn. init (the panel's padded bias) starts the sums on the
+ * first channel block; later blocks add to what the output holds. */
+#define FBLOCK(V, R)                                                                       \
+    ISA_FN static void fblock_##V##_##R(const float *xp, const float *wpk,                 \
+                                        const float *init, float *out, const fgeom *g,     \
+                                        long y, long x0, long c0, long cn,                 \
+                                        const vmask *mk)                                   \
     {                                                                                      \
-        vec acc[RB][V];                                                                 \
-        for (int v = 0; v < V; v++) {                                                      \
-            vec b = bias ? VLOADM(mk[v], bias + o0 + VL * v)             \
-                            : VZERO();                                         \
-            for (int r = 0; r < RB; r++)                                                   \
-                acc[r][v] = b;                                                             \
-        }                                                                                  \
-        float *po = out + (y * g->ow + x0) * g->os + o0;                                   \
-        const long c = g->c, ws = g->ws, step = g->sw * g->xs, os = g->os;                 \
-        int stored = 0;                                                                    \
-        long pending = 0;                                                                  \
-        for (long i = 0; i < g->kh; i++) {                                                 \
-            const float *row = xp + ((y * g->sh + i * g->dh) * g->wp + x0 * g->sw) * g->xs; \
+        vec acc[R][V];                                                                     \
+        for (int r = 0; r < R; r++)                                                        \
+            for (int v = 0; v < V; v++)                                                    \
+                acc[r][v] = VZERO();                                                       \
+        const long step = g->sw * g->xs, pw_ = V * VL;                                     \
+        const float *xb = xp + (y * g->sh * g->wp + x0 * g->sw) * g->xs + c0;              \
+        for (long i = 0; i < g->kh; i++)                                                   \
             for (long j = 0; j < g->kw; j++) {                                             \
-                const float *px = row + j * g->dw * g->xs;                                 \
-                const float *pw = w + (i * g->kw + j) * c * ws + o0;                       \
-                for (long ci = 0; ci < c; ci++) {                                          \
-                    vec wv[V];                                                          \
+                const float *px = xb + (i * g->dh * g->wp + j * g->dw) * g->xs;            \
+                const float *pw = wpk + ((i * g->kw + j) * g->c + c0) * pw_;               \
+                for (long ci = 0; ci < cn; ci++, pw += pw_) {                              \
+                    vec wv[V];                                                             \
                     for (int v = 0; v < V; v++)                                            \
-                        wv[v] = VLOADM(mk[v], pw + ci * ws + VL * v);       \
-                    rank1(acc[0], RB, V, px + ci, step, wv);                               \
-                    if (++pending == SUM_BLOCK) {                                          \
-                        FLUSH(acc, po, os, mk, RB, V, stored);                             \
-                        pending = 0;                                                       \
-                    }                                                                      \
+                        wv[v] = VLOAD(pw + VL * v);                                        \
+                    rank1(acc[0], R, V, px + ci, step, wv);                                \
                 }                                                                          \
             }                                                                              \
-        }                                                                                  \
-        if (pending || !stored)                                                            \
-            FLUSH(acc, po, os, mk, RB, V, stored);                                         \
+        float *po = out + (y * g->ow + x0) * g->os;                                        \
+        for (int r = 0; r < R; r++)                                                        \
+            for (int v = 0; v < V; v++) {                                                  \
+                float *q = po + r * g->os + VL * v;                                        \
+                vec base = init ? VLOAD(init + VL * v) : VLOADM(mk[v], q);                 \
+                VSTOREM(q, mk[v], VADD(base, acc[r][v]));                                  \
+            }                                                                              \
     }
 
-/* blocks of RB positions along output row y; a row whose width is not a multiple of RB
- * ends with a block that overlaps the previous one (it rewrites a few outputs with the
- * same values) */
-#define ROW(BLK, RB)                                                                       \
-    do {                                                                                   \
-        long x0 = 0;                                                                       \
-        for (; x0 + RB <= g->ow; x0 += RB)                                                 \
-            BLK(xp, w, bias, out, g, y, x0, o0, mk);                                       \
-        if (x0 < g->ow)                                                                    \
-            BLK(xp, w, bias, out, g, y, g->ow - RB, o0, mk);                               \
-    } while (0)
+typedef void (*fblock_fn)(const float *, const float *, const float *, float *,
+                          const fgeom *, long, long, long, long, const vmask *);
 
-/* All output positions of one image for the V*VL channels from o0, in blocks of the
- * largest of R1 > R2 > R3 positions that fits in a row (one at a time below R3) */
-#define PANEL(NAME, ...) PANEL_(NAME, __VA_ARGS__)
-#define PANEL_(NAME, V, R1, R2, R3)                                                         \
-    BLOCK(NAME##_a, V, R1)                                                                 \
-    BLOCK(NAME##_b, V, R2)                                                                 \
-    BLOCK(NAME##_c, V, R3)                                                                 \
-    BLOCK(NAME##_1, V, 1)                                                                  \
-    ISA_FN static void NAME(                               \
-        const float *xp, const float *w, const float *bias, float *out, const geom *g,     \
-        long o0)                                                                           \
-    {                                                                                      \
-        vmask mk[V];                                                                   \
-        for (int v = 0; v < V; v++) {                                                      \
-            long left = g->oc - o0 - VL * v;                                               \
-            mk[v] = first(left);                                                           \
-        }                                                                                  \
-        for (long y = 0; y < g->oh; y++) {                                                 \
-            if (g->ow >= R1)                                                               \
-                ROW(NAME##_a, R1);                                                         \
-            else if (g->ow >= R2)                                                          \
-                ROW(NAME##_b, R2);                                                         \
-            else if (g->ow >= R3)                                                          \
-                ROW(NAME##_c, R3);                                                         \
-            else                                                                           \
-                ROW(NAME##_1, 1);                                                          \
-        }                                                                                  \
+#define FBLOCKS(V)                                                                         \
+    FBLOCK(V, 1) FBLOCK(V, 2) FBLOCK(V, 3) FBLOCK(V, 4) FBLOCK(V, 5) FBLOCK(V, 6)          \
+    FBLOCK(V, 7) FBLOCK(V, 8) FBLOCK(V, 9) FBLOCK(V, 10) FBLOCK(V, 11) FBLOCK(V, 12)       \
+    FBLOCK(V, 13) FBLOCK(V, 14)                                                            \
+    static const fblock_fn fblocks_##V[FWD_MAX_ROWS + 1] = {                               \
+        NULL, fblock_##V##_1, fblock_##V##_2, fblock_##V##_3, fblock_##V##_4,              \
+        fblock_##V##_5, fblock_##V##_6, fblock_##V##_7, fblock_##V##_8, fblock_##V##_9,    \
+        fblock_##V##_10, fblock_##V##_11, fblock_##V##_12, fblock_##V##_13,                \
+        fblock_##V##_14};
+
+FBLOCKS(1)
+FBLOCKS(2)
+FBLOCKS(3)
+#if FWD_VMAX >= 4
+FBLOCKS(4)
+static const fblock_fn *const fblocks[5] = {NULL, fblocks_1, fblocks_2, fblocks_3, fblocks_4};
+#else
+static const fblock_fn *const fblocks[4] = {NULL, fblocks_1, fblocks_2, fblocks_3};
+#endif
+
+/* One image and one panel of V vectors: channel blocks of cb within bands of `band`
+ * output rows; each row in ceil(ow / R) blocks of near-equal length (at most R). */
+ISA_FN static void fwd_panel(const float *xp, const float *wpk, const float *pbias,
+                             float *out, const fgeom *g, int V, long cb, long band,
+                             const vmask *mk)
+{
+    const fblock_fn *tab = fblocks[V];
+    const long rmax = FWD_ROWS(V), nb = (g->ow + rmax - 1) / rmax;
+    for (long y0 = 0; y0 < g->oh; y0 += band) {
+        long y1 = y0 + band < g->oh ? y0 + band : g->oh;
+        for (long c0 = 0; c0 < g->c; c0 += cb) {
+            long cn = g->c - c0 < cb ? g->c - c0 : cb;
+            for (long y = y0; y < y1; y++)
+                for (long k = 0, x0 = 0; k < nb; k++) {
+                    long r = (g->ow - x0) / (nb - k);
+                    tab[r](xp, wpk, c0 ? NULL : pbias, out, g, y, x0, c0, cn, mk);
+                    x0 += r;
+                }
+        }
     }
-
-/* tile sizes: see the ISA settings at the top */
-PANEL(panel_a, FWD_A)
-PANEL(panel_b, FWD_B)
-PANEL(panel_c, FWD_C)
+}
 
 /*
  * Weight gradient: dw[i, j, c, o] += sum over positions (b, y, x) of
@@ -621,17 +615,11 @@ EXPORT int FN(conv_dw_nchw)(const float *xp, const float *g, float *dw, long n, 
     return 0;
 }
 
-/*
- * n images of xp (n, hp, wp, groups*cg) -> out (n, oh, ow, groups*ocg).
- * w: (groups, kh, kw, cg, ocg) contiguous; bias: groups*ocg floats or NULL.
- */
 /* One image: xp[top + y, left + x, c] = src[c, y, x] (strides sc, sy, sx in floats),
  * zero elsewhere. Channel-first sources (sx == 1) go through VLxVL transposes,
  * channels-last ones (sc == 1, sx == c) row by row. */
-ISA_FN static void pad_image(const float *src, long sc, long sy,
-                                                         long sx, float *xp, long c, long h,
-                                                         long w, long top, long left, long hp,
-                                                         long wp)
+ISA_FN static void pad_image(const float *src, long sc, long sy, long sx, float *xp, long c,
+                             long h, long w, long top, long left, long hp, long wp)
 {
     long right = wp - left - w;
     memset(xp, 0, sizeof(float) * top * wp * c);
@@ -651,8 +639,7 @@ ISA_FN static void pad_image(const float *src, long sc, long sy,
                     long nc = c - c0 < VL ? c - c0 : VL;
                     vec r[VL];
                     for (long k = 0; k < VL; k++)
-                        r[k] = k < nc ? VLOADM(first(nx), s + (c0 + k) * sc + x0)
-                                      : VZERO();
+                        r[k] = k < nc ? VLOADM(first(nx), s + (c0 + k) * sc + x0) : VZERO();
                     transpose(r);
                     for (long q = 0; q < nx; q++)
                         VSTOREM(row + (x0 + q) * c + c0, first(nc), r[q]);
@@ -671,31 +658,69 @@ ISA_FN static void pad_image(const float *src, long sc, long sy,
  * w: (groups, kh, kw, cg, ocg) contiguous; bias: groups*ocg floats or NULL.
  * With src, each image is first padded into xp from src (n, c, h, w; strides s in floats,
  * padding top and left), one image at a time, so it is still in cache when convolved.
+ * l1, l2: the data cache sizes in bytes (for the blocks). Returns 0, or -1 when memory
+ * for the packed weights is short.
  */
-EXPORT void FN(conv_nhwc)(const float *src, long s0, long s1, long s2, long s3, long h, long w_,
-                          long top, long left, float *xp, const float *w, const float *bias,
-                          float *out, long n, long hp, long wp, long groups, long cg, long ocg,
-                          long kh, long kw, long sh, long sw, long dh, long dw, long oh, long ow)
+EXPORT ISA_FN int FN(conv_nhwc)(const float *src, long s0, long s1, long s2, long s3, long h, long w_,
+                         long top, long left, float *xp, const float *w, const float *bias,
+                         float *out, long n, long hp, long wp, long groups, long cg, long ocg,
+                         long kh, long kw, long sh, long sw, long dh, long dw, long oh, long ow,
+                         long l1, long l2)
 {
-    geom g = {wp, cg, groups * cg, ocg, groups * ocg, ocg, kh, kw, sh, sw, dh, dw, oh, ow};
+    fgeom g = {wp, groups * cg, groups * ocg, cg, kh, kw, sh, sw, dh, dw, oh, ow};
+    const long k = kh * kw * cg;
+    const long nv = (ocg + VL - 1) / VL;                      /* vectors of output channels */
+    const long np = (nv + FWD_VMAX - 1) / FWD_VMAX;           /* panels */
+    const long V = (nv + np - 1) / np, pw = V * VL;           /* vectors per full panel */
+    /* per group nv*VL packed channels: panels of pw, the last one possibly narrower */
+    const long gsize = k * nv * VL;
+    float *wpk = aligned_alloc(64, (sizeof(float) * groups * (gsize + nv * VL) + 63) / 64 * 64);
+    if (!wpk)
+        return -1;
+    float *bpk = wpk + groups * gsize; /* per group: nv*VL bias values */
+    for (long grp = 0; grp < groups; grp++)
+        for (long p = 0; p < np; p++) {
+            const long o0 = p * pw, width = (nv * VL - o0 < pw ? nv * VL - o0 : pw);
+            float *dst = wpk + grp * gsize + k * o0;
+            const float *srcw = w + grp * k * ocg;
+            for (long q = 0; q < k; q++)
+                for (long o = 0; o < width; o++)
+                    dst[q * width + o] = o0 + o < ocg ? srcw[q * ocg + o0 + o] : 0.0f;
+            for (long o = 0; o < width; o++)
+                bpk[grp * nv * VL + o0 + o] =
+                    bias && o0 + o < ocg ? bias[grp * ocg + o0 + o] : 0.0f;
+        }
+    /* the channel block and the row band of each panel width (see the rules above) */
+    long cbs[FWD_VMAX + 1], bands[FWD_VMAX + 1];
+    for (long v = 1; v <= FWD_VMAX; v++) {
+        long cb = (l1 / 2) / (sizeof(float) * kh * kw * v * VL);
+        long most = SUM_BLOCK / (kh * kw);
+        cb = cb < most ? cb : most;
+        cb = cb < 1 ? 1 : (cb > cg ? cg : cb);
+        long blocks = (cg + cb - 1) / cb;
+        cbs[v] = (cg + blocks - 1) / blocks;
+        long band = (l2 / 2) / (sizeof(float) * ow * v * VL);
+        bands[v] = band < 1 ? 1 : band;
+    }
     for (long b = 0; b < n; b++) {
         if (src)
             pad_image(src + b * s0, s1, s2, s3, xp + b * hp * wp * g.xs, g.xs, h, w_, top, left,
                       hp, wp);
         for (long grp = 0; grp < groups; grp++) {
             const float *xb = xp + b * hp * wp * g.xs + grp * cg;
-            const float *wg = w + grp * kh * kw * cg * ocg;
-            const float *bg = bias ? bias + grp * ocg : NULL;
             float *ob = out + b * oh * ow * g.os + grp * ocg;
-            long o0 = 0;
-            for (; ocg - o0 > WIDTH_B; o0 += WIDTH_A)
-                panel_a(xb, wg, bg, ob, &g, o0);
-            for (; ocg - o0 > WIDTH_C; o0 += WIDTH_B)
-                panel_b(xb, wg, bg, ob, &g, o0);
-            for (; o0 < ocg; o0 += WIDTH_C)
-                panel_c(xb, wg, bg, ob, &g, o0);
+            for (long p = 0; p < np; p++) {
+                const long o0 = p * pw, vp = (nv - p * V < V ? nv - p * V : V);
+                vmask mk[FWD_VMAX];
+                for (long v = 0; v < vp; v++)
+                    mk[v] = first(ocg - o0 - VL * v);
+                fwd_panel(xb, wpk + grp * gsize + k * o0, bpk + grp * nv * VL + o0, ob + o0, &g,
+                          (int)vp, cbs[vp], bands[vp], mk);
+            }
         }
     }
+    free(wpk);
+    return 0;
 }
 
 /*
