@@ -27,11 +27,14 @@ from threadpoolctl import threadpool_limits
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-LAYERS = [  # (name, C_in, C_out, H = W)
-    ("conv1 3->32 @32", 3, 32, 32),
-    ("conv2 32->32 @32", 32, 32, 32),
-    ("conv3 32->64 @16", 32, 64, 16),
-    ("conv4 64->64 @16", 64, 64, 16),
+LAYERS = [  # (name, C_in, C_out, H = W, kernel, padding)
+    ("conv1 3->32 @32", 3, 32, 32, 3, 1),
+    ("conv2 32->32 @32", 32, 32, 32, 3, 1),
+    ("conv3 32->64 @16", 32, 64, 16, 3, 1),
+    ("conv4 64->64 @16", 64, 64, 16, 3, 1),
+    # narrow layers (channel-first kernels): the small ResNet's stem, LeNet-5's 2nd conv
+    ("stem 3->16 @32", 3, 16, 32, 3, 1),
+    ("lenet 6->16 5x5 @14", 6, 16, 14, 5, 0),
 ]
 BATCH = 32
 
@@ -72,19 +75,57 @@ def sgemm_peak(min_time: float) -> Callable[[], None]:
     return lambda: a @ a
 
 
-def layer_fns(cin: int, cout: int, hw: int) -> dict[str, Callable[[], None]]:
+_CHILD = """
+import sys, time
+import numpy as np
+a = np.random.default_rng(0).standard_normal((1024, 1024)).astype(np.float32)
+best = float("inf")
+for _ in range(int(sys.argv[1])):
+    a @ a
+    n, t0 = 0, time.thread_time()
+    while time.thread_time() - t0 < float(sys.argv[2]):
+        a @ a
+        n += 1
+    best = min(best, (time.thread_time() - t0) / n)
+print(2 * 1024**3 / best / 1e9)
+"""
+
+
+def avx2_sgemm_peak(repeats: int, min_time: float) -> float | None:
+    """NumPy's single-threaded sgemm with OpenBLAS held to its AVX2 (Haswell) kernels:
+    the peak the AVX2 convolution kernels are measured against (None where OpenBLAS
+    does not take ``OPENBLAS_CORETYPE``)."""
+    import subprocess
+
+    env = {**os.environ, "OPENBLAS_CORETYPE": "Haswell", "OPENBLAS_NUM_THREADS": "1"}
+    env.pop("OPENBLAS_L2_SIZE", None)
+    out = subprocess.run(
+        [sys.executable, "-c", _CHILD, str(repeats), str(min_time)],
+        env=env, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    try:
+        return float(out.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        return None
+
+
+def layer_fns(cin: int, cout: int, hw: int, k: int, pad: int) -> dict[str, Callable[[], None]]:
     """Forward, weight gradient and input gradient of one layer through cnnkit's
-    selection (channels-last input, as inside the net)."""
+    selection (channels-last input for wide layers, as inside the net)."""
     from cnnkit.functional._fast import conv as fast
     from cnnkit.functional.geometry import ConvGeometry
 
     rng = np.random.default_rng(0)
     x = rng.standard_normal((BATCH, hw, hw, cin)).astype(np.float32).transpose(0, 3, 1, 2)
-    w = (rng.standard_normal((cout, cin, 3, 3)) * 0.1).astype(np.float32)
+    w = (rng.standard_normal((cout, cin, k, k)) * 0.1).astype(np.float32)
     b = rng.standard_normal(cout).astype(np.float32)
-    geom = ConvGeometry(x.shape, w.shape, (1, 1), (1, 1, 1, 1), (1, 1), 1, (hw, hw))
+    ohw = hw + 2 * pad - k + 1
+    geom = ConvGeometry(x.shape, w.shape, (1, 1), (pad,) * 4, (1, 1), 1, (ohw, ohw))
+    if not fast._is_wide(cout, cin, 1):  # narrow layers run channel-first
+        x = np.ascontiguousarray(x)
     out, xp = fast.forward(x, w, b, geom)
-    grad = np.ascontiguousarray(out.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
+    grad = np.empty_like(out)
+    grad[...] = out
     return {
         "forward": lambda: fast.forward(x, w, b, geom),
         "weight grad": lambda: fast.backward(grad, xp, w, geom, (False, True, False)),
@@ -97,6 +138,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--min-time", type=float, default=0.2)
     ap.add_argument("--json", help="also write the figures to this file")
+    ap.add_argument("--layers", default="", help="only layers whose name contains this")
     args = ap.parse_args()
 
     from cnnkit.functional import _native as native
@@ -105,12 +147,13 @@ def main() -> None:
     if not sets:
         sys.exit("bench_kernels: the compiled kernels are not available here")
     before = native.isa()
+    layers = [spec for spec in LAYERS if args.layers in spec[0]]
     print(cpu_line())
     rows: dict[str, Any] = {}
     with threadpool_limits(1):
         fns: dict[tuple[str, ...], Callable[[], None]] = {("sgemm",): sgemm_peak(args.min_time)}
-        for name, cin, cout, hw in LAYERS:
-            for op, fn in layer_fns(cin, cout, hw).items():
+        for name, cin, cout, hw, k, pad in layers:
+            for op, fn in layer_fns(cin, cout, hw, k, pad).items():
                 for isa in sets:
                     fns[(isa, name, op)] = fn
         times: dict[tuple[str, ...], list[float]] = {k: [] for k in fns}
@@ -121,20 +164,28 @@ def main() -> None:
                 times[key].append(timeit(fn, args.min_time))
     native.select(before)
     peak = 2 * 1024**3 / min(times[("sgemm",)]) / 1e9
+    peaks = {isa: peak for isa in sets}
     print(f"sgemm peak (NumPy float32 1024^3, 1 thread): {peak:.0f} GFLOP/s")
+    if "avx2" in sets and len(sets) > 1:
+        p2 = avx2_sgemm_peak(args.repeats, args.min_time)
+        if p2:
+            peaks["avx2"] = p2
+            print(f"sgemm peak with OpenBLAS's AVX2 kernels (OPENBLAS_CORETYPE=Haswell): "
+                  f"{p2:.0f} GFLOP/s; the avx2 column's fractions are of this one")  # fmt: skip
     print(f"{'layer':18} {'op':12} " + " ".join(f"{s:>18}" for s in sets))
-    for name, cin, cout, hw in LAYERS:
-        flops = 2 * BATCH * hw * hw * cout * cin * 9
+    for name, cin, cout, hw, k, pad in layers:
+        ohw = hw + 2 * pad - k + 1
+        flops = 2 * BATCH * ohw * ohw * cout * cin * k * k
         for op in ("forward", "weight grad", "input grad"):
             cells = []
             for isa in sets:
                 gf = flops / min(times[(isa, name, op)]) / 1e9
                 rows[f"{isa} {name} {op}"] = gf
-                cells.append(f"{gf:7.0f} ({gf / peak:4.2f} pk)")
+                cells.append(f"{gf:7.0f} ({gf / peaks[isa]:4.2f} pk)")
             print(f"{name:18} {op:12} " + " ".join(f"{c:>18}" for c in cells))
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"cpu": cpu_line(), "sgemm_peak": peak, "gflops": rows}, f, indent=1)
+            json.dump({"cpu": cpu_line(), "sgemm_peak": peaks, "gflops": rows}, f, indent=1)
 
 
 if __name__ == "__main__":
