@@ -111,3 +111,37 @@ def test_float32_error_at_most_twice_torchs_per_kernel_set(c, oc, hw, kernel_set
         err_ours = np.abs(np.asarray(o, np.float64) - e).max() / scale
         err_torch = np.abs(np.asarray(t, np.float64) - e).max() / scale
         assert err_ours <= 2 * err_torch + 1e-7, f"{name}: {err_ours:.2e} vs torch {err_torch:.2e}"
+
+
+@pytest.mark.parametrize(
+    ("oc", "cg", "groups", "k"), [(80, 5, 1, 3), (36, 3, 3, (2, 3)), (7, 4, 1, 1)]
+)
+def test_packing_from_pytorch_layout_equals_packing_from_gemm_layout(oc, cg, groups, k, kernel_set):
+    """The forward packs (OC, Cg, KH, KW) weights directly; the same panels come from the
+    (G, KH*KW*Cg, OCg) layout, and bias lanes past the last channel are zero."""
+    rng = np.random.default_rng(oc)
+    kk = (k, k) if isinstance(k, int) else k
+    w = rng.standard_normal((oc, cg, *kk)).astype(np.float32)
+    b = rng.standard_normal(oc).astype(np.float32)
+    direct = native.pack_weights(w, b, groups)
+    via_gemm = native.pack_weights(fast._gemm_weight(w, groups), b, groups)
+    np.testing.assert_array_equal(direct.array, via_gemm.array)
+    assert direct.key == (groups, kk[0] * kk[1] * cg, oc // groups)
+    # weights and biases are all there, the rest is zero padding
+    assert np.isclose(direct.array.sum(dtype=np.float64), w.sum(dtype=np.float64) + b.sum())
+    assert np.count_nonzero(direct.array) == w.size + b.size
+
+
+def test_packed_weights_are_tied_to_their_kernel_set(kernel_set):
+    """Packed for one vector width, they are refused by the other kernel set."""
+    others = [s for s in native.supported() if s != kernel_set]
+    if not others:
+        pytest.skip("one kernel set on this CPU")
+    w = np.ones((16, 4, 3, 3), np.float32)
+    packed = native.pack_weights(w, None, 1)
+    xp, out = np.zeros((1, 5, 5, 4), np.float32), np.zeros((1, 3, 3, 16), np.float32)
+    native.select(others[0])
+    with pytest.raises(ValueError, match="another kernel set"):
+        native.conv_nhwc(xp, None, None, out, (3, 3), (1, 1), (1, 1), packed=packed)
+    with pytest.raises(ValueError, match="inconsistent shapes"):
+        native.pack_weights(w, np.zeros(3, np.float32), 1)

@@ -10,21 +10,32 @@ matrix:
   passes per kernel tap (fwd+bwd of a 2x2 pool on 128x32x32x32: 4.95 -> 3.95 ms).
 
 The NumPy path writes every window into an im2col matrix, and OpenBLAS copies that
-matrix again into its packed panels before it multiplies. Measured on one core of this
-project's machine (2-core AMD EPYC, AVX-512), batch 64 with 3x3 kernels, channels-last,
-GFLOP/s on the NumPy path against the kernel:
+matrix again into its packed panels before it multiplies. The channels-last forward
+instead packs the weights once per call (:func:`pack_weights`: panels of output
+channels, ``[kh][kw][c][width]``, read front to back) and runs a register tile of
+output positions x vectors of output channels. Its sizes follow written rules (in
+``_native_kernels.h``), not one processor's tuning: the tile from the vector register
+count of the kernel set, the input-channel blocks and row bands from the L1/L2 sizes
+the CPU reports (:func:`cache_sizes`); the channels-last weight gradient takes the same
+register rule.
 
-| layer | forward | weight gradient |
-|---|---|---|
-| 3->32 channels at 32x32 | 58 / 119 | 63 / 64 |
-| 32->32 at 32x32 | 131 / 134-263 | 133 / 179 |
-| 32->64 at 16x16 | 171 / 149-253 | 182 / 222 |
-| 64->64 at 16x16 | 172 / 154-258 | 179 / 193 |
+Measured on one core of an Intel Xeon @ 2.50GHz (Cascade Lake, AVX-512, L1d 32 KiB, L2
+1 MiB; 2 cores shared with other jobs, load average 7-8; CPU time of the calling thread),
+batch 32, 3x3, channels-last, GFLOP/s and fraction of NumPy's single-threaded sgemm
+(104 GFLOP/s; 68 with OpenBLAS held to its AVX2 kernels, the AVX2 column's reference),
+``benchmarks/bench_kernels.py``, before -> after these rules:
 
-The forward's lower figures include the padding copy; the higher ones are the kernel
-alone. The kernels are compiled for AVX-512 and for AVX2 with FMA, and the widest one
-the CPU runs is used. On this machine the AVX2 forward reaches 87-105 GFLOP/s, about
-80 % of AVX2's peak.
+| layer | forward AVX-512 | forward AVX2 | weight grad AVX-512 | weight grad AVX2 |
+|---|---|---|---|---|
+| 3->32 at 32x32 | 23 -> 44 (0.43) | 24 -> 28 (0.41) | 44 -> 48 (0.46) | 32 -> 31 (0.45) |
+| 32->32 at 32x32 | 31 -> 82 (0.80) | 39 -> 52 (0.76) | 94 -> 95 (0.92) | 49 -> 51 (0.75) |
+| 32->64 at 16x16 | 32 -> 83 (0.80) | 33 -> 53 (0.78) | 83 -> 87 (0.84) | 43 -> 51 (0.75) |
+| 64->64 at 16x16 | 32 -> 88 (0.84) | 35 -> 54 (0.79) | 82 -> 87 (0.84) | 40 -> 47 (0.69) |
+
+The forward figures include the padding copy (and, for the first layer, the transpose
+of its channel-first input). The stride-1 input gradient runs the forward kernel on the
+flipped weights and moves with it (32->32: 31 -> 77 GFLOP/s on AVX-512). The kernels are
+compiled for AVX-512 and for AVX2 with FMA, and the widest one the CPU runs is used.
 
 Calls go through :mod:`ctypes`, which releases the GIL for the whole call: one GIL
 hand-over per worker instead of three per im2col chunk.
@@ -80,8 +91,12 @@ def _load() -> tuple[Any, int]:
     level = lib.cnnkit_conv_select(ISAS.get(want, max(ISAS.values())))
     if not level:
         return None, 0  # a CPU without AVX2 and FMA
-    lib.cnnkit_conv_nhwc_f32.restype = ctypes.c_int
-    lib.cnnkit_conv_nhwc_f32.argtypes = [_P] + [_L] * 8 + [_P, _P, _P, _P] + [_L] * 16
+    lib.cnnkit_conv_nhwc_f32.restype = None
+    lib.cnnkit_conv_nhwc_f32.argtypes = [_P] + [_L] * 8 + [_P, _P, _P] + [_L] * 16
+    lib.cnnkit_conv_packed_floats_f32.restype = _L
+    lib.cnnkit_conv_packed_floats_f32.argtypes = [_L] * 5
+    lib.cnnkit_conv_pack_f32.restype = None
+    lib.cnnkit_conv_pack_f32.argtypes = [_P, _L, _P] + [_L] * 5 + [_P]
     lib.cnnkit_conv_nchw_f32.restype = None
     lib.cnnkit_conv_nchw_f32.argtypes = [_P, _P, _P, _P] + [_L] * 12
     lib.cnnkit_conv_dw_nchw_f32.restype = ctypes.c_int
@@ -174,9 +189,57 @@ def usable(*arrays: np.ndarray) -> bool:
     return _conv is not None and all(a.dtype == np.float32 for a in arrays)
 
 
+class PackedWeights:
+    """Convolution weights and biases packed for the channels-last forward kernel
+    (:func:`pack_weights`): panels of output channels, each ``[kh][kw][c][width]``.
+
+    The layout depends on the kernel set (vector width), which is recorded and checked.
+    """
+
+    __slots__ = ("array", "key", "level")
+
+    def __init__(self, array: np.ndarray, level: int, key: tuple[int, ...]) -> None:
+        self.array, self.level, self.key = array, level, key
+
+
+def pack_weights(w: np.ndarray, bias: np.ndarray | None, groups: int) -> PackedWeights:
+    """Pack ``w`` (and ``bias``) once for :func:`conv_nhwc` (one pass over the weights).
+
+    Parameters
+    ----------
+    w : ndarray, float32, C-contiguous
+        ``(OC, Cg, KH, KW)`` as PyTorch keeps them, or ``(G, KH*KW*Cg, OCg)`` with rows in
+        ``(kh, kw, c)`` order (``conv._gemm_weight``); the latter needs ``w.shape[0] ==
+        groups``.
+    bias : ndarray, shape (OC,), float32, or None
+    groups : int
+    """
+    if _conv is None:
+        raise RuntimeError("cnnkit: the compiled convolution kernel is not available")
+    if w.ndim == 4:
+        oc, cg, kh, kw = w.shape
+        ocg, oihw = oc // groups, 1
+        ok = oc % groups == 0
+    else:
+        ok = w.ndim == 3 and w.shape[0] == groups
+        _, k, ocg = w.shape if ok else (0, 0, 0)
+        oihw, cg, kh, kw = 0, k, 1, 1  # rows (kh, kw, c) flattened: one tap of k channels
+    if not ok or (bias is not None and bias.shape != (groups * ocg,)):
+        raise ValueError(
+            f"cnnkit native convolution: inconsistent shapes: weights {w.shape} (groups "
+            f"{groups}), bias {None if bias is None else bias.shape}"
+        )
+    _require_f32((w,) + (() if bias is None else (bias,)), "convolution")
+    size = _conv.cnnkit_conv_packed_floats_f32(groups, cg, ocg, kh, kw)
+    dst = np.empty(size, dtype=np.float32)
+    _conv.cnnkit_conv_pack_f32(w.ctypes.data, oihw, _ptr(bias), groups, cg, ocg, kh, kw,
+                               dst.ctypes.data)  # fmt: skip
+    return PackedWeights(dst, _level, (groups, kh * kw * cg, ocg))
+
+
 def conv_nhwc(
     xp: np.ndarray,
-    wk: np.ndarray,
+    wk: np.ndarray | None,
     bias: np.ndarray | None,
     out: np.ndarray,
     kernel: tuple[int, int],
@@ -184,6 +247,7 @@ def conv_nhwc(
     dilation: tuple[int, int],
     src: np.ndarray | None = None,
     pads: tuple[int, int, int, int] = (0, 0, 0, 0),
+    packed: PackedWeights | None = None,
 ) -> None:
     """``out = conv(xp, wk) + bias`` for the images of one chunk, channels-last.
 
@@ -194,18 +258,29 @@ def conv_nhwc(
     ----------
     xp : ndarray, shape (B, Hp, Wp, C), float32, C-contiguous
         The padded input.
-    wk : ndarray, shape (G, KH*KW*Cg, OCg), float32, C-contiguous
-        The weights with rows in ``(kh, kw, c)`` order (``conv._gemm_weight``).
+    wk : ndarray, shape (G, KH*KW*Cg, OCg), float32, C-contiguous, or None
+        The weights with rows in ``(kh, kw, c)`` order (``conv._gemm_weight``); None
+        with ``packed``.
     bias : ndarray, shape (OC,), float32, or None
+        Ignored with ``packed`` (which holds the bias).
     out : ndarray, shape (B, OH, OW, OC), float32, C-contiguous
         Written in full.
     kernel, stride, dilation : (int, int)
     src : ndarray, shape (B, C, H, W), float32, any strides; optional
     pads : (int, int, int, int)
+    packed : PackedWeights, optional
+        The weights and bias packed by :func:`pack_weights` (for several calls that share
+        them, such as the chunks of one batch).
 
     The shapes are checked here, since the kernel reads and writes raw memory.
     """
-    b, oh, ow, g = _check(xp, wk, out, kernel, stride, dilation, bias)
+    if packed is None:
+        if wk is None:
+            raise ValueError("cnnkit native convolution: neither weights nor packed weights")
+        packed = pack_weights(wk, bias, wk.shape[0])
+    elif packed.level != _level:
+        raise ValueError("cnnkit native convolution: weights packed for another kernel set")
+    b, oh, ow, g = _check(xp, packed.key, out, kernel, stride, dilation, None)
     _, hp, wp, c = xp.shape
     fill = (None, 0, 0, 0, 0, 0, 0, 0, 0)
     if src is not None:
@@ -223,13 +298,11 @@ def conv_nhwc(
                 f"{src.strides}) padded by {pads} does not fill {xp.shape}"
             )
         fill = (src.ctypes.data, *(st // 4 for st in src.strides), h, w, top, left)
-    if _conv.cnnkit_conv_nhwc_f32(
+    _conv.cnnkit_conv_nhwc_f32(
         *fill,
-        xp.ctypes.data, wk.ctypes.data, None if bias is None else bias.ctypes.data,
-        out.ctypes.data, b, hp, wp, g, c // g, wk.shape[2], *kernel, *stride, *dilation,
-        oh, ow, _CACHES["L1"], _CACHES["L2"],
-    ):  # fmt: skip
-        raise MemoryError("cnnkit native convolution: no memory for the packed weights")
+        xp.ctypes.data, packed.array.ctypes.data, out.ctypes.data, b, hp, wp, g, c // g,
+        packed.key[2], *kernel, *stride, *dilation, oh, ow, _CACHES["L1"], _CACHES["L2"],
+    )  # fmt: skip
 
 
 def conv_nchw(
@@ -339,7 +412,7 @@ def conv_weight_grad_nhwc(
 
 def _check(
     xp: np.ndarray,
-    wk: np.ndarray,
+    wk: np.ndarray | tuple[int, int, int],
     out: np.ndarray,
     kernel: tuple[int, int],
     stride: tuple[int, int],
@@ -348,12 +421,14 @@ def _check(
     contiguous: tuple[np.ndarray, ...] | None = None,
 ) -> tuple[int, int, int, int]:
     """``(B, OH, OW, G)`` after checking that the kernel stays inside every array (it
-    reads and writes raw memory): consistent shapes (arrays indexed channels-last),
+    reads and writes raw memory): consistent shapes (arrays indexed channels-last; ``wk``
+    may be just the ``(G, K, OCg)`` shape of packed weights),
     C-contiguous (``contiguous``: the arrays as the kernel gets them) float32."""
     if _conv is None:
         raise RuntimeError("cnnkit: the compiled convolution kernel is not available")
     b, hp, wp, c = xp.shape
-    g, k, ocg = wk.shape
+    w_shape = wk if isinstance(wk, tuple) else wk.shape
+    g, k, ocg = w_shape
     oh, ow = out.shape[1:3]
     if (
         c % g
@@ -364,9 +439,10 @@ def _check(
     ):
         raise ValueError(
             f"cnnkit native convolution: inconsistent shapes: input {xp.shape}, weights "
-            f"{wk.shape}, output {out.shape}, kernel {kernel}, stride {stride}, dilation {dilation}"
+            f"{w_shape}, output {out.shape}, kernel {kernel}, stride {stride}, dilation {dilation}"
         )
-    _require_f32((contiguous or (xp, wk, out)) + (() if bias is None else (bias,)), "convolution")
+    arrays = contiguous or (xp, out) + (() if isinstance(wk, tuple) else (wk,))
+    _require_f32(arrays + (() if bias is None else (bias,)), "convolution")
     return b, oh, ow, g
 
 

@@ -21,10 +21,13 @@
 #include <Python.h>
 
 #define DECLARE(isa)                                                                       \
-    int cnnkit_conv_nhwc_##isa(const float *, long, long, long, long, long, long, long,    \
-                               long, float *, const float *, const float *, float *, long,  \
-                               long, long, long, long, long, long, long, long, long, long,  \
-                               long, long, long, long, long);                              \
+    long cnnkit_conv_packed_floats_##isa(long, long, long, long, long);                    \
+    void cnnkit_conv_pack_##isa(const float *, long, const float *, long, long, long, long, \
+                                long, float *);                                            \
+    void cnnkit_conv_nhwc_##isa(const float *, long, long, long, long, long, long, long,   \
+                                long, float *, const float *, float *, long, long, long,    \
+                                long, long, long, long, long, long, long, long, long, long, \
+                                long, long, long);                                         \
     void cnnkit_conv_dw_nhwc_##isa(const float *, const float *, float *, long, long, long, \
                                    long, long, long, long, long, long, long, long, long,   \
                                    long, long);                                            \
@@ -71,16 +74,31 @@ int cnnkit_conv_select(int want)
             call##_avx2 ARGS;                                                              \
     } while (0)
 
-int cnnkit_conv_nhwc_f32(const float *src, long s0, long s1, long s2, long s3, long h, long w_,
-                         long top, long left, float *xp, const float *w, const float *bias,
-                         float *out, long n, long hp, long wp, long groups, long cg, long ocg,
-                         long kh, long kw, long sh, long sw, long dh, long dw, long oh, long ow,
-                         long l1, long l2)
+long cnnkit_conv_packed_floats_f32(long groups, long cg, long ocg, long kh, long kw)
+{
+#define ARGS (groups, cg, ocg, kh, kw)
+    return level == 2 ? cnnkit_conv_packed_floats_avx512 ARGS : cnnkit_conv_packed_floats_avx2 ARGS;
+#undef ARGS
+}
+
+void cnnkit_conv_pack_f32(const float *w, long oihw, const float *bias, long groups, long cg,
+                          long ocg, long kh, long kw, float *dst)
+{
+#define ARGS (w, oihw, bias, groups, cg, ocg, kh, kw, dst)
+    DISPATCH(cnnkit_conv_pack);
+#undef ARGS
+}
+
+void cnnkit_conv_nhwc_f32(const float *src, long s0, long s1, long s2, long s3, long h, long w_,
+                          long top, long left, float *xp, const float *packed, float *out,
+                          long n, long hp, long wp, long groups, long cg, long ocg, long kh,
+                          long kw, long sh, long sw, long dh, long dw, long oh, long ow, long l1,
+                          long l2)
 {
 #define ARGS                                                                               \
-    (src, s0, s1, s2, s3, h, w_, top, left, xp, w, bias, out, n, hp, wp, groups, cg, ocg, kh, \
+    (src, s0, s1, s2, s3, h, w_, top, left, xp, packed, out, n, hp, wp, groups, cg, ocg, kh, \
      kw, sh, sw, dh, dw, oh, ow, l1, l2)
-    return level == 2 ? cnnkit_conv_nhwc_avx512 ARGS : cnnkit_conv_nhwc_avx2 ARGS;
+    DISPATCH(cnnkit_conv_nhwc);
 #undef ARGS
 }
 

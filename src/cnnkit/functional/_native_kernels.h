@@ -654,43 +654,88 @@ ISA_FN static void pad_image(const float *src, long sc, long sy, long sx, float 
     }
 }
 
-/*
- * n images of xp (n, hp, wp, groups*cg) -> out (n, oh, ow, groups*ocg).
- * w: (groups, kh, kw, cg, ocg) contiguous; bias: groups*ocg floats or NULL.
- * With src, each image is first padded into xp from src (n, c, h, w; strides s in floats,
- * padding top and left), one image at a time, so it is still in cache when convolved.
- * l1, l2: the data cache sizes in bytes (for the blocks). Returns 0, or -1 when memory
- * for the packed weights is short.
- */
-EXPORT ISA_FN int FN(conv_nhwc)(const float *src, long s0, long s1, long s2, long s3, long h, long w_,
-                         long top, long left, float *xp, const float *w, const float *bias,
-                         float *out, long n, long hp, long wp, long groups, long cg, long ocg,
-                         long kh, long kw, long sh, long sw, long dh, long dw, long oh, long ow,
-                         long l1, long l2)
+/* The panels of the channels-last forward: output channels in vectors (nv per group),
+ * split into np panels of V vectors (the last one possibly narrower). */
+typedef struct {
+    long k, nv, np, V, pw, gsize;
+} fpanels;
+
+ISA_INLINE fpanels panels_of(long cg, long ocg, long kh, long kw)
 {
-    fgeom g = {wp, groups * cg, groups * ocg, cg, kh, kw, sh, sw, dh, dw, oh, ow};
-    const long k = kh * kw * cg;
-    const long nv = (ocg + VL - 1) / VL;                      /* vectors of output channels */
-    const long np = (nv + FWD_VMAX - 1) / FWD_VMAX;           /* panels */
-    const long V = (nv + np - 1) / np, pw = V * VL;           /* vectors per full panel */
-    /* per group nv*VL packed channels: panels of pw, the last one possibly narrower */
-    const long gsize = k * nv * VL;
-    float *wpk = aligned_alloc(64, (sizeof(float) * groups * (gsize + nv * VL) + 63) / 64 * 64);
-    if (!wpk)
-        return -1;
-    float *bpk = wpk + groups * gsize; /* per group: nv*VL bias values */
+    fpanels p;
+    p.k = kh * kw * cg;
+    p.nv = (ocg + VL - 1) / VL;
+    p.np = (p.nv + FWD_VMAX - 1) / FWD_VMAX;
+    p.V = (p.nv + p.np - 1) / p.np;
+    p.pw = p.V * VL;
+    p.gsize = p.k * p.nv * VL; /* packed weights of one group */
+    return p;
+}
+
+/* floats of the packed weights and biases for one convolution */
+EXPORT ISA_FN long FN(conv_packed_floats)(long groups, long cg, long ocg, long kh, long kw)
+{
+    fpanels p = panels_of(cg, ocg, kh, kw);
+    return groups * (p.gsize + p.nv * VL);
+}
+
+/*
+ * Packs the weights for FN(conv_nhwc): per group, each panel as [kh][kw][c][width]
+ * (zeros past the last output channel), then per group the nv*VL biases (zeros without
+ * bias). w is (groups*ocg, cg, kh, kw) as PyTorch keeps it when oihw, else
+ * (groups, kh*kw*cg, ocg). dst holds FN(conv_packed_floats) floats.
+ */
+EXPORT ISA_FN void FN(conv_pack)(const float *w, long oihw, const float *bias, long groups,
+                                 long cg, long ocg, long kh, long kw, float *dst)
+{
+    fpanels pn = panels_of(cg, ocg, kh, kw);
+    const long k = pn.k, taps = kh * kw;
+    float *bpk = dst + groups * pn.gsize;
     for (long grp = 0; grp < groups; grp++)
-        for (long p = 0; p < np; p++) {
-            const long o0 = p * pw, width = (nv * VL - o0 < pw ? nv * VL - o0 : pw);
-            float *dst = wpk + grp * gsize + k * o0;
-            const float *srcw = w + grp * k * ocg;
-            for (long q = 0; q < k; q++)
-                for (long o = 0; o < width; o++)
-                    dst[q * width + o] = o0 + o < ocg ? srcw[q * ocg + o0 + o] : 0.0f;
+        for (long p = 0; p < pn.np; p++) {
+            const long o0 = p * pn.pw, width = (pn.nv * VL - o0 < pn.pw ? pn.nv * VL - o0 : pn.pw);
+            float *d = dst + grp * pn.gsize + k * o0;
+            if (oihw) {
+                for (long o = 0; o < width; o++) {
+                    if (o0 + o >= ocg) {
+                        for (long q = 0; q < k; q++)
+                            d[q * width + o] = 0.0f;
+                        continue;
+                    }
+                    const float *so = w + (grp * ocg + o0 + o) * cg * taps; /* [c][i][j] */
+                    for (long c = 0; c < cg; c++)
+                        for (long t = 0; t < taps; t++)
+                            d[(t * cg + c) * width + o] = so[c * taps + t];
+                }
+            } else {
+                const float *sw = w + grp * k * ocg;
+                for (long q = 0; q < k; q++)
+                    for (long o = 0; o < width; o++)
+                        d[q * width + o] = o0 + o < ocg ? sw[q * ocg + o0 + o] : 0.0f;
+            }
             for (long o = 0; o < width; o++)
-                bpk[grp * nv * VL + o0 + o] =
+                bpk[grp * pn.nv * VL + o0 + o] =
                     bias && o0 + o < ocg ? bias[grp * ocg + o0 + o] : 0.0f;
         }
+}
+
+/*
+ * n images of xp (n, hp, wp, groups*cg) -> out (n, oh, ow, groups*ocg), with the weights
+ * and biases packed by FN(conv_pack).
+ * With src, each image is first padded into xp from src (n, c, h, w; strides s in floats,
+ * padding top and left), one image at a time, so it is still in cache when convolved.
+ * l1, l2: the data cache sizes in bytes (for the blocks).
+ */
+EXPORT ISA_FN void FN(conv_nhwc)(const float *src, long s0, long s1, long s2, long s3, long h,
+                                 long w_, long top, long left, float *xp, const float *packed,
+                                 float *out, long n, long hp, long wp, long groups, long cg,
+                                 long ocg, long kh, long kw, long sh, long sw, long dh, long dw,
+                                 long oh, long ow, long l1, long l2)
+{
+    fgeom g = {wp, groups * cg, groups * ocg, cg, kh, kw, sh, sw, dh, dw, oh, ow};
+    fpanels pn = panels_of(cg, ocg, kh, kw);
+    const long k = pn.k, nv = pn.nv, np = pn.np, V = pn.V, pw = pn.pw, gsize = pn.gsize;
+    const float *wpk = packed, *bpk = packed + groups * gsize;
     /* the channel block and the row band of each panel width (see the rules above) */
     long cbs[FWD_VMAX + 1], bands[FWD_VMAX + 1];
     for (long v = 1; v <= FWD_VMAX; v++) {
@@ -720,8 +765,6 @@ EXPORT ISA_FN int FN(conv_nhwc)(const float *src, long s0, long s1, long s2, lon
             }
         }
     }
-    free(wpk);
-    return 0;
 }
 
 /*

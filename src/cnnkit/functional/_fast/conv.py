@@ -167,9 +167,12 @@ def _forward_nhwc(
     pads, stride, dilation = geom.pads, geom.stride, geom.dilation
     g, out_hw = geom.groups, geom.out_hw
     n, oc = x.shape[0], w.shape[0]
-    wk = _gemm_weight(w, g)
     out = np.empty((n, *out_hw, oc), dtype=np.result_type(x, w))
-    if native.usable(x, wk, *(() if b is None else (b,))):  # compiled, no im2col
+    if native.usable(x, w, *(() if b is None else (b,))):  # compiled, no im2col
+        # weights and bias packed once for all workers, straight from (OC, Cg, KH, KW)
+        packed = native.pack_weights(
+            np.ascontiguousarray(w), None if b is None else np.ascontiguousarray(b), g
+        )
         c = x.shape[1]
         hp, wp = geom.padded_hw
         # each worker pads its images and convolves them one by one, in one call (an
@@ -177,17 +180,17 @@ def _forward_nhwc(
         whole = all(st % x.itemsize == 0 for st in x.strides)
         xp = np.empty((n, hp, wp, c), dtype=x.dtype) if whole else _pad_nhwc(x, pads)
         src = x if whole else None
-        bc = None if b is None else np.ascontiguousarray(b)
         nwork = _workers(n)
 
         def native_work(_t: int, c0: int, c1: int) -> None:
             native.conv_nhwc(
-                xp[c0:c1], wk, bc, out[c0:c1], w.shape[2:], stride, dilation,
-                None if src is None else src[c0:c1], pads,
+                xp[c0:c1], None, None, out[c0:c1], w.shape[2:], stride, dilation,
+                None if src is None else src[c0:c1], pads, packed,
             )  # fmt: skip
 
         parallel.run(parallel.shares(n), native_work, nwork)  # one share per worker
         return out.transpose(0, 3, 1, 2), xp
+    wk = _gemm_weight(w, g)
     xp = _pad_nhwc(x, pads)
     win = _Windows(xp, w.shape[2:], stride, dilation, out_hw, g, oc)
     out2 = out.reshape(n * win.p, oc)
