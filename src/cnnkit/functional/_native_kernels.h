@@ -696,17 +696,19 @@ EXPORT ISA_FN void FN(conv_pack)(const float *w, long oihw, const float *bias, l
             const long o0 = p * pn.pw, width = (pn.nv * VL - o0 < pn.pw ? pn.nv * VL - o0 : pn.pw);
             float *d = dst + grp * pn.gsize + k * o0;
             if (oihw) {
-                for (long o = 0; o < width; o++) {
-                    if (o0 + o >= ocg) {
-                        for (long q = 0; q < k; q++)
-                            d[q * width + o] = 0.0f;
-                        continue;
+                /* one input channel at a time: its taps of the panel's output channels
+                 * lie on `width` source lines that stay in L1 for all taps; each
+                 * (tap, channel) row of the panel is written in one run */
+                const long have = ocg - o0 < width ? ocg - o0 : width;
+                const float *so = w + (grp * ocg + o0) * cg * taps; /* [o][c][i][j] */
+                for (long c = 0; c < cg; c++)
+                    for (long t = 0; t < taps; t++) {
+                        float *row = d + (t * cg + c) * width;
+                        for (long o = 0; o < have; o++)
+                            row[o] = so[(o * cg + c) * taps + t];
+                        for (long o = have; o < width; o++)
+                            row[o] = 0.0f;
                     }
-                    const float *so = w + (grp * ocg + o0 + o) * cg * taps; /* [c][i][j] */
-                    for (long c = 0; c < cg; c++)
-                        for (long t = 0; t < taps; t++)
-                            d[(t * cg + c) * width + o] = so[c * taps + t];
-                }
             } else {
                 const float *sw = w + grp * k * ocg;
                 for (long q = 0; q < k; q++)
