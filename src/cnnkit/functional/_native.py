@@ -20,21 +20,26 @@ the CPU reports (:func:`cache_sizes`); the channels-last weight gradient takes t
 register rule.
 
 Measured on one core of an Intel Xeon @ 2.50GHz (Cascade Lake, AVX-512, L1d 32 KiB, L2
-1 MiB; 2 cores shared with other jobs, load average 7-8; CPU time of the calling thread),
-batch 32, 3x3, channels-last, GFLOP/s and fraction of NumPy's single-threaded sgemm
-(104 GFLOP/s; 68 with OpenBLAS held to its AVX2 kernels, the AVX2 column's reference),
-``benchmarks/bench_kernels.py``, before -> after these rules:
+1 MiB), 2 cores shared with other jobs (load average 11-13), CPU time of the calling
+thread, ``benchmarks/bench_kernels.py``: batch 32, 3x3, channels-last, GFLOP/s before ->
+after these rules, and (in brackets) the fraction of NumPy's single-threaded sgemm peak
+(101 GFLOP/s; for AVX2, 71 with OpenBLAS held to its AVX2 kernels):
 
 | layer | forward AVX-512 | forward AVX2 | weight grad AVX-512 | weight grad AVX2 |
 |---|---|---|---|---|
-| 3->32 at 32x32 | 23 -> 44 (0.43) | 24 -> 28 (0.41) | 44 -> 48 (0.46) | 32 -> 31 (0.45) |
-| 32->32 at 32x32 | 31 -> 82 (0.80) | 39 -> 52 (0.76) | 94 -> 95 (0.92) | 49 -> 51 (0.75) |
-| 32->64 at 16x16 | 32 -> 83 (0.80) | 33 -> 53 (0.78) | 83 -> 87 (0.84) | 43 -> 51 (0.75) |
-| 64->64 at 16x16 | 32 -> 88 (0.84) | 35 -> 54 (0.79) | 82 -> 87 (0.84) | 40 -> 47 (0.69) |
+| 3->32 at 32x32 | 24 -> 39 (0.39) | 23 -> 27 (0.38) | 46 -> 41 (0.41) | 31 -> 31 (0.44) |
+| 32->32 at 32x32 | 30 -> 80 (0.80) | 39 -> 50 (0.71) | 93 -> 90 (0.90) | 54 -> 51 (0.72) |
+| 32->64 at 16x16 | 31 -> 70 (0.70) | 40 -> 51 (0.73) | 83 -> 80 (0.80) | 44 -> 47 (0.66) |
+| 64->64 at 16x16 | 32 -> 76 (0.76) | 43 -> 56 (0.80) | 88 -> 84 (0.83) | 43 -> 50 (0.71) |
 
+In a quieter moment (load 7) the AVX-512 forward of the last three measured 80-88
+GFLOP/s (0.80-0.84); repeated runs vary by about 10 %.
 The forward figures include the padding copy (and, for the first layer, the transpose
 of its channel-first input). The stride-1 input gradient runs the forward kernel on the
-flipped weights and moves with it (32->32: 31 -> 77 GFLOP/s on AVX-512). The kernels are
+flipped weights and moves with it (AVX-512 30-32 -> 65-73 GFLOP/s, AVX2 35-37 ->
+41-52). The channel-first kernels of narrow layers (LeNet's, the ResNet stem) keep their
+tiles: the same register rule applied to them measured no faster (0.3-0.4 of the peak
+either way; their vectors run along output rows of 10-32 values). The kernels are
 compiled for AVX-512 and for AVX2 with FMA, and the widest one the CPU runs is used.
 
 Calls go through :mod:`ctypes`, which releases the GIL for the whole call: one GIL
