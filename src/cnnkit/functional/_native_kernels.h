@@ -4,8 +4,10 @@
  * (_native_avx2.c, VL = 8, 16 registers). _native_conv.c picks one at run time.
  *
  * The register tiles differ with the register count (an accumulator tile that does not
- * fit spills to memory and runs at a third of the speed): the settings below give, per
- * kernel, the tile as vectors x positions (or channels, or rows, or taps).
+ * fit spills to memory and runs at a third of the speed). The channels-last kernels
+ * derive theirs from NREG by one rule (FWD_ROWS), and their cache blocks from the L1/L2
+ * sizes passed at run time; the channel-first kernels of narrow layers keep the
+ * per-set settings below (the rule applied to them measured no faster).
  */
 #include <immintrin.h>
 #include <stdlib.h>
