@@ -66,8 +66,8 @@ class Linear(Function):
                 True,
                 _MIN_MACS,
             )
-        if nb:
-            db = g2.sum(axis=0)
+        if nb:  # a column sum is a sequential sum per column in NumPy: add in double
+            db = g2.sum(axis=0, dtype=np.result_type(g2.dtype, np.float64)).astype(g2.dtype)
         return dx, dw, db
 
 

@@ -65,11 +65,11 @@ def forward(
     backward keeps: ``x`` and, with ``relu``, ``y``."""
     xc, nhwc = _layout(x)
     a = invstd.astype(np.float64) * (1.0 if gamma is None else gamma)
-    b = (0.0 if beta is None else beta) - mean.astype(np.float64) * a
+    b = np.zeros_like(a) if beta is None else beta
     y = empty_like_layout(xc, xc.shape)
 
     def part(lo: int, hi: int) -> None:
-        native.bn_apply(xc[lo:hi], y[lo:hi], nhwc, a, b, relu)
+        native.bn_apply(xc[lo:hi], y[lo:hi], nhwc, mean, a, b, relu)
 
     _per_share(xc, part)
     return y, (xc, y if relu else None)
