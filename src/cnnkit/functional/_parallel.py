@@ -194,17 +194,96 @@ def run(
             f.result()
 
 
-COPY_MIN = 1 << 17  # elements: smaller copies are not worth a thread hand-off
+# ------------------------------------------------------------ when threads pay
+# Splitting work over ``nw`` workers saves ``(1 - 1/nw)`` of its one-thread time and costs
+# one hand-off to the pool and back. Work is split only when the time saved is at least
+# PAYBACK times that hand-off, both measured once per process on first use (the rule,
+# not a constant for one CPU): see :func:`min_work`.
+PAYBACK = 2.0
+# bounds on the measured thresholds: a measurement taken under a burst of load must not
+# switch the threads off (or on for tiny arrays) for the life of the process
+_MIN_WORK_BOUNDS = {"elements": (1 << 12, 1 << 20), "macs": (1 << 16, 1 << 25)}
+_min_work_override: dict[str, int] = {}
+
+
+def _median_time(fn: Callable[[], Any], repeats: int) -> float:
+    import time
+
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    times.sort()
+    return times[len(times) // 2]
+
+
+def calibrate(nw: int) -> dict[str, float]:
+    """Measure, once per worker count, what :func:`min_work` needs: the seconds of one
+    hand-off of (empty) work to ``nw`` pool threads and back, of one element of a
+    streaming float32 pass into a new array (a ReLU of 2 MB) and of one float32
+    multiply-add in a matrix product, each on one thread (medians of short repeats,
+    about 10-30 ms in all)."""
+    key = ("calibration", nw)
+    with _lock:
+        got = _state.get(key)
+    if got is not None:
+        return got
+    if threading.current_thread().name.startswith("cnnkit-chunk"):
+        # inside a pool thread a hand-off to the same pool could wait on itself: assume
+        # the upper bounds (no split) until a caller thread measures
+        return {"dispatch_s": 1.0, "element_s": 1e-9, "mac_s": 1e-11}
+    noop = [(i, i + 1) for i in range(nw)]
+    run(noop, lambda _t, _a, _z: None, nw, False)  # start the threads
+    dispatch = _median_time(lambda: run(noop, lambda _t, _a, _z: None, nw, False), 15)
+    src = np.ones(1 << 19, np.float32)  # larger than a core's L2: streamed from memory
+    element = _median_time(lambda: np.maximum(src, 0), 9) / src.size  # a new output, as ops
+    a = np.ones((64, 256), np.float32)
+    b = np.ones((256, 64), np.float32)
+    with computing():  # one BLAS thread, as the split work runs
+        mac = _median_time(lambda: a @ b, 9) / (64 * 256 * 64)
+    got = {"dispatch_s": dispatch, "element_s": element, "mac_s": mac}
+    with _lock:
+        _state[key] = got
+    return got
+
+
+def min_work(kind: str = "elements", nw: int | None = None) -> int:
+    """The least work worth splitting over ``nw`` workers (default :func:`workers`):
+    ``kind`` ``"elements"`` (elements a streaming pass touches) or ``"macs"``
+    (multiply-adds of matrix products). It is the work whose one-thread time ``T``
+    satisfies ``T (1 - 1/nw) = PAYBACK * hand-off``, from :func:`calibrate`, within
+    fixed bounds; one worker never splits."""
+    if kind in _min_work_override:
+        return _min_work_override[kind]
+    nw = workers() if nw is None else nw
+    if nw <= 1:
+        return 1 << 62
+    cal = calibrate(nw)
+    unit = cal["element_s" if kind == "elements" else "mac_s"]
+    need = PAYBACK * cal["dispatch_s"] / ((1.0 - 1.0 / nw) * max(unit, 1e-13))
+    lo, hi = _MIN_WORK_BOUNDS[kind]
+    return int(min(max(need, lo), hi))
+
+
+@contextlib.contextmanager
+def min_work_fixed(**kinds: int) -> Any:
+    """Replace :func:`min_work`'s measured thresholds meanwhile (``elements=0`` splits
+    everything: for tests of the threaded paths, whatever this CPU measured)."""
+    prev = dict(_min_work_override)
+    _min_work_override.update(kinds)
+    try:
+        yield
+    finally:
+        _min_work_override.clear()
+        _min_work_override.update(prev)
 
 
 def copy(dst: np.ndarray, src: Any, nw: int | None = None) -> None:
     """``dst[...] = src`` with the first axis split over worker threads when large
     (NumPy copies on one core; the memory bus of a small machine has room for two)."""
-    if dst.size < COPY_MIN:
-        np.copyto(dst, src)
-        return
     nw = workers() if nw is None else nw
-    if nw <= 1 or dst.shape[0] < nw:
+    if nw <= 1 or dst.shape[0] < nw or dst.size < min_work("elements", nw):
         np.copyto(dst, src)
         return
     src = np.broadcast_to(src, dst.shape) if np.ndim(src) != dst.ndim else src
@@ -224,13 +303,14 @@ def batches(
     size: int,
     fn: Callable[[int, int], None],
     blas: bool = False,
-    min_size: int = COPY_MIN,
+    kind: str = "elements",
 ) -> None:
     """Call ``fn(start, stop)`` over ``range(n)`` (a first axis), split among the workers
-    when the work's ``size`` (elements touched, multiply-adds) is at least ``min_size``,
-    else at once. ``blas``: ``fn`` runs matrix products (one BLAS thread each)."""
-    nw = workers() if size >= min_size and n > 1 else 1
-    if nw <= 1:
+    when the work's ``size`` (``kind``: elements touched, or ``"macs"``, multiply-adds) is
+    at least :func:`min_work`, else at once. ``blas``: ``fn`` runs matrix products (one
+    BLAS thread each)."""
+    nw = workers() if n > 1 else 1
+    if nw <= 1 or size < min_work(kind, nw):
         fn(0, n)
         return
     run(split(n, -(-n // nw), nw), lambda _t, a, z: fn(a, z), nw, blas)

@@ -16,8 +16,6 @@ from cnnkit.functional import _native as native
 from cnnkit.functional import _parallel as parallel
 from cnnkit.functional._windows import empty_like_layout, is_channels_last, to_layout
 
-MIN_PARALLEL = 1 << 16  # elements below which one thread does the whole batch
-
 
 def applies(x: np.ndarray) -> bool:
     """Whether the compiled kernels take this input: float32 ``(N, C, H, W)``, built."""
@@ -32,7 +30,7 @@ def _layout(x: np.ndarray) -> tuple[np.ndarray, bool]:
 
 def _per_share(x: np.ndarray, fn) -> list:
     """``fn(a, z)`` on one share of the images per worker (one call for small inputs)."""
-    if x.size < MIN_PARALLEL or x.shape[0] < 2:
+    if x.shape[0] < 2 or x.size < parallel.min_work():
         return [fn(0, x.shape[0])]
     bounds = parallel.shares(x.shape[0])
     out: list = [None] * len(bounds)
