@@ -266,6 +266,16 @@ def min_work(kind: str = "elements", nw: int | None = None) -> int:
     return int(min(max(need, lo), hi))
 
 
+def split_workers(size: int, kind: str = "elements") -> int:
+    """Workers to split work of ``size`` (``kind`` as in :func:`min_work`) over: 1 when it
+    is not worth it. Sizes under the lowest possible threshold answer at once, without
+    asking BLAS for its thread count."""
+    if size < _MIN_WORK_BOUNDS[kind][0] and kind not in _min_work_override:
+        return 1
+    nw = workers()
+    return nw if nw > 1 and size >= min_work(kind, nw) else 1
+
+
 @contextlib.contextmanager
 def min_work_fixed(**kinds: int) -> Any:
     """Replace :func:`min_work`'s measured thresholds meanwhile (``elements=0`` splits
@@ -282,7 +292,7 @@ def min_work_fixed(**kinds: int) -> Any:
 def copy(dst: np.ndarray, src: Any, nw: int | None = None) -> None:
     """``dst[...] = src`` with the first axis split over worker threads when large
     (NumPy copies on one core; the memory bus of a small machine has room for two)."""
-    nw = workers() if nw is None else nw
+    nw = split_workers(dst.size) if nw is None else nw
     if nw <= 1 or dst.shape[0] < nw or dst.size < min_work("elements", nw):
         np.copyto(dst, src)
         return
@@ -309,8 +319,8 @@ def batches(
     when the work's ``size`` (``kind``: elements touched, or ``"macs"``, multiply-adds) is
     at least :func:`min_work`, else at once. ``blas``: ``fn`` runs matrix products (one
     BLAS thread each)."""
-    nw = workers() if n > 1 else 1
-    if nw <= 1 or size < min_work(kind, nw):
+    nw = split_workers(size, kind) if n > 1 else 1
+    if nw <= 1:
         fn(0, n)
         return
     run(split(n, -(-n // nw), nw), lambda _t, a, z: fn(a, z), nw, blas)

@@ -20,7 +20,7 @@ class Linear(Function):
     def forward(self, x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None) -> np.ndarray:
         nx, nw, _ = self.needs_input_grad
         self.save_for_backward(x if nw else None, w if nx else None)
-        if x.size * w.shape[0] < parallel.min_work("macs"):  # small: one product, no split
+        if parallel.split_workers(x.size * w.shape[0], "macs") == 1:  # small: one product, no split
             out = x @ w.T
             if b is not None:
                 out += b

@@ -30,7 +30,7 @@ def _layout(x: np.ndarray) -> tuple[np.ndarray, bool]:
 
 def _per_share(x: np.ndarray, fn) -> list:
     """``fn(a, z)`` on one share of the images per worker (one call for small inputs)."""
-    if x.shape[0] < 2 or x.size < parallel.min_work():
+    if x.shape[0] < 2 or parallel.split_workers(x.size) == 1:
         return [fn(0, x.shape[0])]
     bounds = parallel.shares(x.shape[0])
     out: list = [None] * len(bounds)
