@@ -112,39 +112,60 @@ def workers() -> int:
     return _blas_threads(_controllers()[1])
 
 
-@contextlib.contextmanager
-def computing() -> Any:
-    """The scope of one cnnkit computation: BLAS held at one thread (:func:`workers` keeps
-    reporting the user's thread count, which the chunk workers use instead) and the
-    allocator tuned, as :func:`set_runtime` says. Nested uses are free; the user's BLAS
-    setting and glibc's allocator defaults are restored when the outermost one ends."""
-    from cnnkit.backend import malloc_process_wide, malloc_tuned
+class _ComputeScope:
+    """The context manager :func:`computing` returns (stateless: the depth and what the
+    outermost scope changed live in ``_state``, so one instance serves every use). A class
+    rather than a generator: modules enter it on every call, and nested entries, the
+    common case, only count."""
 
-    _, libs = _controllers()
-    with _lock:
-        depth = _state.get("depth", 0)
-        if depth == 0:
+    __slots__ = ()
+
+    def __enter__(self) -> None:
+        _, libs = _controllers()  # (made once; takes the lock itself)
+        with _lock:
+            depth = _state.get("depth", 0)
+            _state["depth"] = depth + 1
+            if depth:
+                return
             saved = [lib.get_num_threads() for lib in libs]
             _state["saved"] = saved if _RUNTIME["blas_pinning"] else [1] * len(libs)
             _state["workers"] = max(1, min(saved)) if saved else 1
             for lib, n in zip(libs, _state["saved"], strict=True):
                 if n != 1:
                     lib.set_num_threads(1)
-            _state["malloc"] = _RUNTIME["malloc_tuning"] and not malloc_process_wide()
-            if _state["malloc"]:
-                malloc_tuned(True)
-        _state["depth"] = depth + 1
-    try:
-        yield
-    finally:
+            if _RUNTIME["malloc_tuning"]:
+                from cnnkit.backend import malloc_process_wide, malloc_tuned
+
+                _state["malloc"] = not malloc_process_wide()
+                if _state["malloc"]:
+                    malloc_tuned(True)
+            else:
+                _state["malloc"] = False
+
+    def __exit__(self, *exc: object) -> None:
         with _lock:
             _state["depth"] -= 1
-            if _state["depth"] == 0:
-                for lib, n in zip(libs, _state["saved"], strict=True):
-                    if n != 1:
-                        lib.set_num_threads(n)
-                if _state["malloc"]:
-                    malloc_tuned(False)
+            if _state["depth"]:
+                return
+            _, libs = _state["ctl"]
+            for lib, n in zip(libs, _state["saved"], strict=True):
+                if n != 1:
+                    lib.set_num_threads(n)
+            if _state["malloc"]:
+                from cnnkit.backend import malloc_tuned
+
+                malloc_tuned(False)
+
+
+_SCOPE = _ComputeScope()
+
+
+def computing() -> _ComputeScope:
+    """The scope of one cnnkit computation: BLAS held at one thread (:func:`workers` keeps
+    reporting the user's thread count, which the chunk workers use instead) and the
+    allocator tuned, as :func:`set_runtime` says. Nested uses are free; the user's BLAS
+    setting and glibc's allocator defaults are restored when the outermost one ends."""
+    return _SCOPE
 
 
 def _pool(n: int) -> ThreadPoolExecutor:
