@@ -12,6 +12,10 @@ stages with 1x1 conv+BN shortcuts, global average pool) training at batch 128 wi
 momentum; LeNet-5 training at batch 32 with Adam and at batch 128 with SGD momentum;
 the CIFAR-style plain net training and inference at batch 128.
 
+Each workload also gets a peak-RSS ratio (cnnkit / PyTorch NCHW): each library runs a
+few steps in a child process of its own, and the peak resident-memory growth over the
+RSS once model and data exist is compared (``--no-rss`` skips it).
+
 ``python benchmarks/bench_peers.py`` prints the table (with the CPU model and the
 kernel set); ``--json`` prints one JSON line (for ``run.py``).
 """
@@ -103,9 +107,11 @@ def _torch_x(torch: Any, x: np.ndarray, channels_last: bool) -> Any:
 
 
 def train_contenders(
-    ck: Any, torch: Any, a: Any, b: Any, x: np.ndarray, y: np.ndarray, opt: str
-) -> dict[str, Callable[[], None]]:
-    """One training step per contender (``opt``: ``'sgd'`` momentum 0.9, or ``'adam'``)."""
+    ck: Any, torch: Any, a: Any, b: Any, x: np.ndarray, y: np.ndarray, opt: str,
+    only: str | None = None,
+) -> dict[str, Callable[[], None]]:  # fmt: skip
+    """One training step per contender (``opt``: ``'sgd'`` momentum 0.9, or ``'adam'``);
+    with ``only``, that contender alone."""
     from cnnkit import nn, optim
 
     def ck_opt(params: Any) -> Any:
@@ -126,6 +132,8 @@ def train_contenders(
 
     out = {"cnnkit": step_ck}
     for name, cl in (("torch NCHW", False), ("torch channels_last", True)):
+        if only is not None and name != only:
+            continue
         m = _torch_variant(torch, b, cl)
         xb, yb = _torch_x(torch, x, cl), torch.from_numpy(y)
         ob, lb = th_opt(m.parameters()), torch.nn.CrossEntropyLoss()
@@ -140,9 +148,10 @@ def train_contenders(
 
 
 def infer_contenders(
-    ck: Any, torch: Any, a: Any, b: Any, x: np.ndarray
+    ck: Any, torch: Any, a: Any, b: Any, x: np.ndarray, only: str | None = None
 ) -> dict[str, Callable[[], None]]:
-    """Inference (eval mode, no graph) per contender, ONNX Runtime included."""
+    """Inference (eval mode, no graph) per contender, ONNX Runtime included; with
+    ``only``, that contender alone."""
     a.eval()
     b.eval()
     xa = ck.tensor(x)
@@ -153,6 +162,8 @@ def infer_contenders(
 
     out = {"cnnkit": run_ck}
     for name, cl in (("torch NCHW", False), ("torch channels_last", True)):
+        if only is not None and name != only:
+            continue
         m = _torch_variant(torch, b, cl)
         xb = _torch_x(torch, x, cl)
 
@@ -161,6 +172,8 @@ def infer_contenders(
                 m(xb)
 
         out[name] = run
+    if only is not None:
+        return out
     try:
         import warnings
 
@@ -204,6 +217,73 @@ WORKLOADS = {
 }
 
 
+def contenders(
+    name: str, ck: Any, torch: Any, only: str | None = None
+) -> dict[str, Callable[[], None]]:
+    """The contenders of one workload (same seed, data and weights every time); with
+    ``only``, that contender alone (``"cnnkit"`` or ``"torch NCHW"``, for the RSS child)."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((128, 3, 32, 32)).astype(np.float32)
+    xl = rng.standard_normal((128, 1, 28, 28)).astype(np.float32)
+    y = rng.integers(0, 10, 128)
+    ck.manual_seed(0)
+    if name == "resnet_train":
+        fns = train_contenders(ck, torch, *resnet_models(ck, torch), x, y, "sgd", only)
+    elif name == "lenet_adam32":
+        fns = train_contenders(ck, torch, *lenet_models(ck, torch), xl[:32], y[:32], "adam", only)
+    elif name == "lenet_train":
+        fns = train_contenders(ck, torch, *lenet_models(ck, torch), xl, y, "sgd", only)
+    elif name == "cifar_train":
+        fns = train_contenders(ck, torch, *cifar_models(ck, torch), x, y, "sgd", only)
+    else:
+        fns = infer_contenders(ck, torch, *cifar_models(ck, torch), x, only)
+    return fns
+
+
+_RSS_STEPS = 5
+
+
+def rss_child(name: str, who: str) -> None:
+    """In a fresh process: build one contender of a workload, reset the peak-RSS mark,
+    run it a few times and print the peak resident-memory growth in KiB."""
+    import torch
+
+    import cnnkit as ck
+
+    torch.set_num_threads(threads())
+    fn = contenders(name, ck, torch, who)[who]
+
+    def status_kib(key: str) -> int:
+        # /proc values, not ru_maxrss: Linux carries the parent's peak into ru_maxrss
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+        raise RuntimeError(f"no {key} in /proc/self/status")
+
+    try:  # "5" resets VmHWM to the current RSS (Linux): setup's peaks do not count
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass
+    base = status_kib("VmRSS")
+    for _ in range(_RSS_STEPS):
+        fn()
+    print(status_kib("VmHWM") - base)
+
+
+def peak_rss(name: str, lib: str) -> float:
+    """Peak resident-memory growth (MiB) of a few steps of workload ``name`` run by
+    ``lib`` (``"cnnkit"``, or ``"torch"``: PyTorch NCHW) in a child process of its own,
+    measured from the RSS once the model and data exist."""
+    import subprocess
+
+    who = "cnnkit" if lib == "cnnkit" else "torch NCHW"
+    out = subprocess.run([sys.executable, __file__, "--rss-child", name, who],
+                         capture_output=True, text=True)  # fmt: skip
+    if out.returncode != 0:
+        sys.exit(f"RSS child ({name}, {who}) failed:\n{out.stderr[-3000:]}")
+    return int(out.stdout.strip().splitlines()[-1]) / 1024
+
+
 def run_envs(args: Any) -> None:
     """The table for ``make bench``: one child process per environment."""
     import os
@@ -220,8 +300,9 @@ def run_envs(args: Any) -> None:
     if args.only:
         extra += ["--only", args.only]
     results = {}
-    for name, env in envs.items():
-        out = subprocess.run([sys.executable, __file__, "--json", *extra], env=env,
+    for i, (name, env) in enumerate(envs.items()):
+        rss = [] if i == 0 and not args.no_rss else ["--no-rss"]  # memory: measured once
+        out = subprocess.run([sys.executable, __file__, "--json", *extra, *rss], env=env,
                              capture_output=True, text=True)  # fmt: skip
         if out.returncode != 0:
             sys.exit(f"benchmark child failed:\n{out.stderr[-3000:]}")
@@ -231,7 +312,8 @@ def run_envs(args: Any) -> None:
           f"{first['threads']}; medians of {args.repeats} interleaved repeats; machine "
           f"env: OPENBLAS_CORETYPE={base.get('OPENBLAS_CORETYPE')}, "
           f"OPENBLAS_L2_SIZE={base.get('OPENBLAS_L2_SIZE')}")  # fmt: skip
-    head = f"{'work':42s}" + "".join(f"{k:>22s}" for k in envs) + f"{'goal':>7s}"
+    rss_head = "peak RSS ck/torch"
+    head = f"{'work':42s}" + "".join(f"{k:>22s}" for k in envs) + f"{'goal':>7s}{rss_head:>19s}"
     print(head)
     print("-" * len(head))
     for name, (title, goal) in WORKLOADS.items():
@@ -239,7 +321,9 @@ def run_envs(args: Any) -> None:
         for res in results.values():
             row = res["rows"].get(name)
             cells.append(f"{row['ratio']:.2f} ({row['best_peer'][:13]})" if row else "-")
-        print(f"{title:42s}" + "".join(f"{c:>22s}" for c in cells) + f"{goal:>7.1f}")
+        row = first["rows"].get(name) or {}
+        rss = f"{row['rss_ratio']:.2f} (<= 1.5)" if "rss_ratio" in row else "-"
+        print(f"{title:42s}" + "".join(f"{c:>22s}" for c in cells) + f"{goal:>7.1f}{rss:>19s}")
     cells = []
     for res in results.values():
         g = res["rows"].get("gemm")
@@ -247,6 +331,10 @@ def run_envs(args: Any) -> None:
             f"{g['conv_gflops']:.0f}/{g['sgemm_gflops']:.0f}={g['ratio']:.2f}" if g else "-"
         )
     print(f"{'conv fwd GFLOP/s / sgemm peak':42s}" + "".join(f"{c:>22s}" for c in cells))
+    for name, row in first["rows"].items():
+        if "rss_mib" in row:
+            print(f"peak RSS growth, {WORKLOADS[name][0]}: cnnkit {row['rss_mib']['cnnkit']:.0f}"
+                  f" MiB, torch NCHW {row['rss_mib']['torch']:.0f} MiB")  # fmt: skip
     for k, res in results.items():
         print(f"[{k}] kernels {res['isa']}: " + "; ".join(
             f"{n}: " + ", ".join(f"{c} {t * 1e3:.1f} ms" for c, t in r["seconds"].items())
@@ -265,7 +353,13 @@ def main() -> None:
         help="run in child processes: OpenBLAS vars unset (widest kernels), unset with "
         "CNNKIT_NATIVE=avx2, and this machine's environment; one table",
     )
+    p.add_argument("--no-rss", action="store_true", help="skip the peak-RSS children")
+    p.add_argument("--rss-child", nargs=2, metavar=("WORKLOAD", "CONTENDER"),
+                   help=argparse.SUPPRESS)  # fmt: skip
     args = p.parse_args()
+    if args.rss_child:
+        rss_child(*args.rss_child)
+        return
     if args.envs:
         run_envs(args)
         return
@@ -278,27 +372,16 @@ def main() -> None:
 
     torch.set_num_threads(threads())
     only = set(filter(None, args.only.split(",")))
-    rng = np.random.default_rng(0)
     r, m = args.repeats, args.min_time
-    x = rng.standard_normal((128, 3, 32, 32)).astype(np.float32)
-    xl = rng.standard_normal((128, 1, 28, 28)).astype(np.float32)
-    y = rng.integers(0, 10, 128)
     rows: dict[str, Any] = {}
     for name in WORKLOADS:
         if only and name not in only:
             continue
-        ck.manual_seed(0)
-        if name == "resnet_train":
-            fns = train_contenders(ck, torch, *resnet_models(ck, torch), x, y, "sgd")
-        elif name == "lenet_adam32":
-            fns = train_contenders(ck, torch, *lenet_models(ck, torch), xl[:32], y[:32], "adam")
-        elif name == "lenet_train":
-            fns = train_contenders(ck, torch, *lenet_models(ck, torch), xl, y, "sgd")
-        elif name == "cifar_train":
-            fns = train_contenders(ck, torch, *cifar_models(ck, torch), x, y, "sgd")
-        else:
-            fns = infer_contenders(ck, torch, *cifar_models(ck, torch), x)
-        rows[name] = race(fns, r, m)
+        rows[name] = race(contenders(name, ck, torch), r, m)
+        if not args.no_rss:
+            ra, rb = peak_rss(name, "cnnkit"), peak_rss(name, "torch")
+            rows[name]["rss_mib"] = {"cnnkit": ra, "torch": rb}
+            rows[name]["rss_ratio"] = ra / rb
     if not only or "gemm" in only:
         conv = conv_gflops(ck, m, channels_last=True, repeats=r)
         peak = sgemm_gflops(m, repeats=r)
@@ -314,7 +397,12 @@ def main() -> None:
                   f"{row['sgemm_gflops']:.0f}: {row['ratio']:.2f}")  # fmt: skip
             continue
         secs = ", ".join(f"{k} {v * 1e3:.1f} ms" for k, v in row["seconds"].items())
-        print(f"{WORKLOADS[name][0]:42s} {row['ratio']:.2f} vs {row['best_peer']}  ({secs})")
+        rss = ""
+        if "rss_mib" in row:
+            mib = row["rss_mib"]
+            rss = (f"; peak RSS cnnkit/torch {row['rss_ratio']:.2f} ({mib['cnnkit']:.0f} vs "
+                   f"{mib['torch']:.0f} MiB)")  # fmt: skip
+        print(f"{WORKLOADS[name][0]:42s} {row['ratio']:.2f} vs {row['best_peer']}  ({secs}){rss}")
 
 
 if __name__ == "__main__":

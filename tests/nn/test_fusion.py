@@ -137,3 +137,43 @@ def test_eval_folds_batchnorm_into_conv_like_torch(dtype):
     with torch.no_grad():
         theirs = th(torch.tensor(x)).numpy()
     assert_close(ours, theirs, **tol)
+
+
+@pytest.mark.parametrize("channels", [4, 32])  # channel-first and channels-last activations
+def test_inference_relu_in_place_equals_module_by_module(channels):
+    """Without a graph, a ReLU after a Conv2d, a Linear or a max pool overwrites that
+    layer's new output: the same values (NaN kept) as calling each module in turn, no
+    ReLU op run, the input untouched; a hook on the layer switches it off."""
+    from cnnkit.nn import container
+
+    ck.manual_seed(3)
+    seq = nn.Sequential(
+        nn.Conv2d(3, channels, 3, padding=1), nn.ReLU(),
+        nn.Conv2d(channels, channels, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Flatten(), nn.Linear(channels * 16, 10), nn.ReLU(),
+    )  # fmt: skip
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((5, 3, 8, 8)).astype(np.float32)
+    x[0, 0, 0, 0] = np.nan
+    keep = x.copy()
+    want = ck.tensor(x)
+    for m in seq:
+        want = m(want)
+    calls = []
+    real = container.relu_fn
+    container.relu_fn = lambda t: calls.append(1) or real(t)
+    try:
+        with ck.no_grad():
+            got = seq(ck.tensor(x))
+    finally:
+        container.relu_fn = real
+    assert calls == []
+    np.testing.assert_array_equal(got.numpy(), want.numpy())  # NaNs in the same places
+    assert np.isnan(got.numpy()).any()
+    np.testing.assert_array_equal(x, keep)
+    seen = []
+    seq[0].register_forward_hook(lambda m, i, out: seen.append(out.numpy().copy()))
+    with ck.no_grad():
+        hooked = seq(ck.tensor(x))
+    np.testing.assert_array_equal(hooked.numpy(), want.numpy())
+    assert (seen[0][~np.isnan(seen[0])] < 0).any()  # the hook saw the convolution's output

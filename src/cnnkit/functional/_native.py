@@ -76,7 +76,7 @@ def _type_bn(lib: Any) -> None:
     lib.cnnkit_bn_sums_f32.restype = None
     lib.cnnkit_bn_sums_f32.argtypes = [_P, _P, _P, _L, _L, _L, ctypes.c_int] + [_P] * 5
     lib.cnnkit_bn_apply_f32.restype = None
-    lib.cnnkit_bn_apply_f32.argtypes = [_P, _P, _L, _L, _L, ctypes.c_int, _P, _P, ctypes.c_int]
+    lib.cnnkit_bn_apply_f32.argtypes = [_P, _P, _L, _L, _L, ctypes.c_int, _P, _P, _P, ctypes.c_int]
     lib.cnnkit_bn_bwd_apply_f32.restype = None
     lib.cnnkit_bn_bwd_apply_f32.argtypes = [_P, _P, _P, _P, _L, _L, _L, ctypes.c_int] + [_P] * 4
 
@@ -546,14 +546,15 @@ def bn_stats(x: np.ndarray, nhwc: bool, shift: np.ndarray) -> tuple[np.ndarray, 
 
 
 def bn_apply(
-    x: np.ndarray, y: np.ndarray, nhwc: bool, a: np.ndarray, b: np.ndarray, relu: bool
-) -> None:
-    """``y = x * a + b`` per channel (``max(., 0)`` if ``relu``); same layout for both."""
+    x: np.ndarray, y: np.ndarray, nhwc: bool, m: np.ndarray, a: np.ndarray, b: np.ndarray,
+    relu: bool,
+) -> None:  # fmt: skip
+    """``y = (x - m) * a + b`` per channel (``max(., 0)`` if ``relu``); same layout for both."""
     n, c, hw = _bn_dims(x, nhwc)
     _bn_dims(y, nhwc)
-    a32, b32 = (np.ascontiguousarray(v, dtype=np.float32) for v in (a, b))
-    _bn_lib().cnnkit_bn_apply_f32(_ptr(x), _ptr(y), n, c, hw, int(nhwc), _ptr(a32), _ptr(b32),
-                                  int(relu))  # fmt: skip
+    m32, a32, b32 = (np.ascontiguousarray(v, dtype=np.float32) for v in (m, a, b))
+    _bn_lib().cnnkit_bn_apply_f32(_ptr(x), _ptr(y), n, c, hw, int(nhwc), _ptr(m32), _ptr(a32),
+                                  _ptr(b32), int(relu))  # fmt: skip
 
 
 def bn_backward_sums(

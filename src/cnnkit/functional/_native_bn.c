@@ -84,23 +84,25 @@ void cnnkit_bn_sums_f32(const float *g, const float *x, const float *y, long n, 
     }
 }
 
-/* y = x * a[c] + b[c], then max(y, 0) if relu */
+/* y = (x - m[c]) * a[c] + b[c], then max(y, 0) if relu. Centring first keeps the float32
+ * rounding that of the normalised value: x * a + (b - m * a) would round x * a, as large as
+ * the mean times the inverse spread, and cancel it against the shift afterwards. */
 void cnnkit_bn_apply_f32(const float *x, float *y, long n, long c, long hw, int nhwc,
-                         const float *a, const float *b, int relu)
+                         const float *m, const float *a, const float *b, int relu)
 {
     if (!nhwc) {
         for (long i = 0; i < n * c; i++) {
-            const float av = a[i % c], bv = b[i % c];
+            const float mv = m[i % c], av = a[i % c], bv = b[i % c];
             const float *xs = x + i * hw;
             float *ys = y + i * hw;
             if (relu)
                 for (long p = 0; p < hw; p++) {
-                    float v = xs[p] * av + bv;
+                    float v = (xs[p] - mv) * av + bv;
                     ys[p] = v > 0.0f ? v : 0.0f;
                 }
             else
                 for (long p = 0; p < hw; p++)
-                    ys[p] = xs[p] * av + bv;
+                    ys[p] = (xs[p] - mv) * av + bv;
         }
         return;
     }
@@ -109,12 +111,12 @@ void cnnkit_bn_apply_f32(const float *x, float *y, long n, long c, long hw, int 
         float *ys = y + r * c;
         if (relu)
             for (long ch = 0; ch < c; ch++) {
-                float v = xs[ch] * a[ch] + b[ch];
+                float v = (xs[ch] - m[ch]) * a[ch] + b[ch];
                 ys[ch] = v > 0.0f ? v : 0.0f;
             }
         else
             for (long ch = 0; ch < c; ch++)
-                ys[ch] = xs[ch] * a[ch] + b[ch];
+                ys[ch] = (xs[ch] - m[ch]) * a[ch] + b[ch];
     }
 }
 

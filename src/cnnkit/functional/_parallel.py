@@ -112,39 +112,60 @@ def workers() -> int:
     return _blas_threads(_controllers()[1])
 
 
-@contextlib.contextmanager
-def computing() -> Any:
-    """The scope of one cnnkit computation: BLAS held at one thread (:func:`workers` keeps
-    reporting the user's thread count, which the chunk workers use instead) and the
-    allocator tuned, as :func:`set_runtime` says. Nested uses are free; the user's BLAS
-    setting and glibc's allocator defaults are restored when the outermost one ends."""
-    from cnnkit.backend import malloc_process_wide, malloc_tuned
+class _ComputeScope:
+    """The context manager :func:`computing` returns (stateless: the depth and what the
+    outermost scope changed live in ``_state``, so one instance serves every use). A class
+    rather than a generator: modules enter it on every call, and nested entries, the
+    common case, only count."""
 
-    _, libs = _controllers()
-    with _lock:
-        depth = _state.get("depth", 0)
-        if depth == 0:
+    __slots__ = ()
+
+    def __enter__(self) -> None:
+        _, libs = _controllers()  # (made once; takes the lock itself)
+        with _lock:
+            depth = _state.get("depth", 0)
+            _state["depth"] = depth + 1
+            if depth:
+                return
             saved = [lib.get_num_threads() for lib in libs]
             _state["saved"] = saved if _RUNTIME["blas_pinning"] else [1] * len(libs)
             _state["workers"] = max(1, min(saved)) if saved else 1
             for lib, n in zip(libs, _state["saved"], strict=True):
                 if n != 1:
                     lib.set_num_threads(1)
-            _state["malloc"] = _RUNTIME["malloc_tuning"] and not malloc_process_wide()
-            if _state["malloc"]:
-                malloc_tuned(True)
-        _state["depth"] = depth + 1
-    try:
-        yield
-    finally:
+            if _RUNTIME["malloc_tuning"]:
+                from cnnkit.backend import malloc_process_wide, malloc_tuned
+
+                _state["malloc"] = not malloc_process_wide()
+                if _state["malloc"]:
+                    malloc_tuned(True)
+            else:
+                _state["malloc"] = False
+
+    def __exit__(self, *exc: object) -> None:
         with _lock:
             _state["depth"] -= 1
-            if _state["depth"] == 0:
-                for lib, n in zip(libs, _state["saved"], strict=True):
-                    if n != 1:
-                        lib.set_num_threads(n)
-                if _state["malloc"]:
-                    malloc_tuned(False)
+            if _state["depth"]:
+                return
+            _, libs = _state["ctl"]
+            for lib, n in zip(libs, _state["saved"], strict=True):
+                if n != 1:
+                    lib.set_num_threads(n)
+            if _state["malloc"]:
+                from cnnkit.backend import malloc_tuned
+
+                malloc_tuned(False)
+
+
+_SCOPE = _ComputeScope()
+
+
+def computing() -> _ComputeScope:
+    """The scope of one cnnkit computation: BLAS held at one thread (:func:`workers` keeps
+    reporting the user's thread count, which the chunk workers use instead) and the
+    allocator tuned, as :func:`set_runtime` says. Nested uses are free; the user's BLAS
+    setting and glibc's allocator defaults are restored when the outermost one ends."""
+    return _SCOPE
 
 
 def _pool(n: int) -> ThreadPoolExecutor:
@@ -194,17 +215,106 @@ def run(
             f.result()
 
 
-COPY_MIN = 1 << 17  # elements: smaller copies are not worth a thread hand-off
+# ------------------------------------------------------------ when threads pay
+# Splitting work over ``nw`` workers saves ``(1 - 1/nw)`` of its one-thread time and costs
+# one hand-off to the pool and back. Work is split only when the time saved is at least
+# PAYBACK times that hand-off, both measured once per process on first use (the rule,
+# not a constant for one CPU): see :func:`min_work`.
+PAYBACK = 2.0
+# bounds on the measured thresholds: a measurement taken under a burst of load must not
+# switch the threads off (or on for tiny arrays) for the life of the process
+_MIN_WORK_BOUNDS = {"elements": (1 << 12, 1 << 20), "macs": (1 << 16, 1 << 25)}
+_min_work_override: dict[str, int] = {}
+
+
+def _median_time(fn: Callable[[], Any], repeats: int) -> float:
+    import time
+
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    times.sort()
+    return times[len(times) // 2]
+
+
+def calibrate(nw: int) -> dict[str, float]:
+    """Measure, once per worker count, what :func:`min_work` needs: the seconds of one
+    hand-off of (empty) work to ``nw`` pool threads and back, of one element of a
+    streaming float32 pass into a new array (a ReLU of 2 MB) and of one float32
+    multiply-add in a matrix product, each on one thread (medians of short repeats,
+    about 10-30 ms in all)."""
+    key = ("calibration", nw)
+    with _lock:
+        got = _state.get(key)
+    if got is not None:
+        return got
+    if threading.current_thread().name.startswith("cnnkit-chunk"):
+        # inside a pool thread a hand-off to the same pool could wait on itself: assume
+        # the upper bounds (no split) until a caller thread measures
+        return {"dispatch_s": 1.0, "element_s": 1e-9, "mac_s": 1e-11}
+    noop = [(i, i + 1) for i in range(nw)]
+    run(noop, lambda _t, _a, _z: None, nw, False)  # start the threads
+    dispatch = _median_time(lambda: run(noop, lambda _t, _a, _z: None, nw, False), 15)
+    src = np.ones(1 << 19, np.float32)  # larger than a core's L2: streamed from memory
+    element = _median_time(lambda: np.maximum(src, 0), 9) / src.size  # a new output, as ops
+    a = np.ones((64, 256), np.float32)
+    b = np.ones((256, 64), np.float32)
+    with computing():  # one BLAS thread, as the split work runs
+        mac = _median_time(lambda: a @ b, 9) / (64 * 256 * 64)
+    got = {"dispatch_s": dispatch, "element_s": element, "mac_s": mac}
+    with _lock:
+        _state[key] = got
+    return got
+
+
+def min_work(kind: str = "elements", nw: int | None = None) -> int:
+    """The least work worth splitting over ``nw`` workers (default :func:`workers`):
+    ``kind`` ``"elements"`` (elements a streaming pass touches) or ``"macs"``
+    (multiply-adds of matrix products). It is the work whose one-thread time ``T``
+    satisfies ``T (1 - 1/nw) = PAYBACK * hand-off``, from :func:`calibrate`, within
+    fixed bounds; one worker never splits."""
+    if kind in _min_work_override:
+        return _min_work_override[kind]
+    nw = workers() if nw is None else nw
+    if nw <= 1:
+        return 1 << 62
+    cal = calibrate(nw)
+    unit = cal["element_s" if kind == "elements" else "mac_s"]
+    need = PAYBACK * cal["dispatch_s"] / ((1.0 - 1.0 / nw) * max(unit, 1e-13))
+    lo, hi = _MIN_WORK_BOUNDS[kind]
+    return int(min(max(need, lo), hi))
+
+
+def split_workers(size: int, kind: str = "elements") -> int:
+    """Workers to split work of ``size`` (``kind`` as in :func:`min_work`) over: 1 when it
+    is not worth it. Sizes under the lowest possible threshold answer at once, without
+    asking BLAS for its thread count."""
+    if size < _MIN_WORK_BOUNDS[kind][0] and kind not in _min_work_override:
+        return 1
+    nw = workers()
+    return nw if nw > 1 and size >= min_work(kind, nw) else 1
+
+
+@contextlib.contextmanager
+def min_work_fixed(**kinds: int) -> Any:
+    """Replace :func:`min_work`'s measured thresholds meanwhile (``elements=0`` splits
+    everything: for tests of the threaded paths, whatever this CPU measured)."""
+    prev = dict(_min_work_override)
+    _min_work_override.update(kinds)
+    try:
+        yield
+    finally:
+        _min_work_override.clear()
+        _min_work_override.update(prev)
 
 
 def copy(dst: np.ndarray, src: Any, nw: int | None = None) -> None:
     """``dst[...] = src`` with the first axis split over worker threads when large
     (NumPy copies on one core; the memory bus of a small machine has room for two)."""
-    if dst.size < COPY_MIN:
-        np.copyto(dst, src)
-        return
-    nw = workers() if nw is None else nw
-    if nw <= 1 or dst.shape[0] < nw:
+    nw = split_workers(dst.size) if nw is None else nw
+    if nw <= 1 or dst.shape[0] < nw or dst.size < min_work("elements", nw):
         np.copyto(dst, src)
         return
     src = np.broadcast_to(src, dst.shape) if np.ndim(src) != dst.ndim else src
@@ -224,12 +334,13 @@ def batches(
     size: int,
     fn: Callable[[int, int], None],
     blas: bool = False,
-    min_size: int = COPY_MIN,
+    kind: str = "elements",
 ) -> None:
     """Call ``fn(start, stop)`` over ``range(n)`` (a first axis), split among the workers
-    when the work's ``size`` (elements touched, multiply-adds) is at least ``min_size``,
-    else at once. ``blas``: ``fn`` runs matrix products (one BLAS thread each)."""
-    nw = workers() if size >= min_size and n > 1 else 1
+    when the work's ``size`` (``kind``: elements touched, or ``"macs"``, multiply-adds) is
+    at least :func:`min_work`, else at once. ``blas``: ``fn`` runs matrix products (one
+    BLAS thread each)."""
+    nw = split_workers(size, kind) if n > 1 else 1
     if nw <= 1:
         fn(0, n)
         return

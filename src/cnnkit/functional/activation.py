@@ -17,7 +17,7 @@ class ReLU(Function):
     """``max(x, 0)``; derivative 1 where x > 0, else 0 (0 at 0, as PyTorch)."""
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        if x.size < parallel.COPY_MIN:  # small: no split (and no per-call overhead)
+        if parallel.split_workers(x.size) == 1:  # small: no split (no per-call overhead)
             out = np.maximum(x, 0)
         else:
             out = np.empty_like(x)  # x's memory layout
@@ -27,7 +27,7 @@ class ReLU(Function):
 
     def backward(self, grad: np.ndarray) -> np.ndarray:
         (out,) = self.saved
-        if out.size < parallel.COPY_MIN:
+        if parallel.split_workers(out.size) == 1:
             return grad * (out > 0)
         if out.ndim == 4 and grad.strides != out.strides:  # e.g. channels-last activations
             grad = to_layout(grad, is_channels_last(out))

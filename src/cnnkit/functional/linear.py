@@ -8,8 +8,6 @@ from cnnkit.autograd import Function
 from cnnkit.functional import _parallel as parallel
 from cnnkit.tensor import Tensor
 
-_MIN_MACS = 1 << 22  # products with fewer multiply-adds run on one thread (~40 us)
-
 
 class Linear(Function):
     """``y = x W^T + b`` for ``x: (*, in)``, ``W: (out, in)``, ``b: (out,)``.
@@ -22,7 +20,7 @@ class Linear(Function):
     def forward(self, x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None) -> np.ndarray:
         nx, nw, _ = self.needs_input_grad
         self.save_for_backward(x if nw else None, w if nx else None)
-        if x.size * w.shape[0] < _MIN_MACS:  # small: one product, no split
+        if parallel.split_workers(x.size * w.shape[0], "macs") == 1:  # small: one product, no split
             out = x @ w.T
             if b is not None:
                 out += b
@@ -35,7 +33,7 @@ class Linear(Function):
             if b is not None:
                 out[a:z] += b
 
-        parallel.batches(len(x2), x2.size * w.shape[0], rows, True, _MIN_MACS)
+        parallel.batches(len(x2), x2.size * w.shape[0], rows, True, "macs")
         return out.reshape(*x.shape[:-1], w.shape[0])
 
     def infer(self, x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None) -> tuple:
@@ -53,7 +51,7 @@ class Linear(Function):
                 g2.size * w.shape[1],
                 lambda a, z: np.matmul(g2[a:z], w, out=dx2[a:z]),
                 True,
-                _MIN_MACS,
+                "macs",
             )
             dx = dx2.reshape(*grad.shape[:-1], w.shape[1])
         if nw:
@@ -64,10 +62,10 @@ class Linear(Function):
                 g2.size * x2.shape[1],
                 lambda a, z: np.matmul(g2[:, a:z].T, x2, out=dw[a:z]),
                 True,
-                _MIN_MACS,
+                "macs",
             )
-        if nb:
-            db = g2.sum(axis=0)
+        if nb:  # a column sum is a sequential sum per column in NumPy: add in double
+            db = g2.sum(axis=0, dtype=np.result_type(g2.dtype, np.float64)).astype(g2.dtype)
         return dx, dw, db
 
 

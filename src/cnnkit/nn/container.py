@@ -9,10 +9,11 @@ from typing import Any
 import numpy as np
 
 from cnnkit.autograd import is_grad_enabled
+from cnnkit.backend import is_meta
 from cnnkit.functional.activation import relu as relu_fn
 from cnnkit.functional.conv import conv2d
 from cnnkit.nn.layers import MaxPool2d, ReLU
-from cnnkit.nn.linear import Conv2d
+from cnnkit.nn.linear import Conv2d, Linear
 from cnnkit.nn.module import Module
 from cnnkit.nn.norm import BatchNorm2d, _BatchNorm
 from cnnkit.tensor import Tensor
@@ -25,6 +26,26 @@ def _unhooked(*mods: Module) -> bool:
 def _pool_first(a: Module, b: Module) -> bool:
     """``a`` is a plain ReLU and ``b`` a max pool, neither with hooks."""
     return type(a) is ReLU and type(b) is MaxPool2d and _unhooked(a, b)
+
+
+def _relu_in_place(t: Any) -> Any:
+    """ReLU written over ``t``, which the caller just made and nobody else holds, in
+    inference without a graph: the same values as ``relu`` (NaN kept), no new buffer."""
+    if not isinstance(t, Tensor) or is_meta(t) or t.requires_grad or is_grad_enabled():
+        return relu_fn(t)
+    np.maximum(t.array, 0, out=t.array)
+    return t
+
+
+def _fresh_then_relu(a: Module, b: Module) -> bool:
+    """Inference without a graph through a library ``Conv2d`` or ``Linear`` (whose output is
+    a new buffer) and a plain ReLU, neither hooked: the ReLU may overwrite that output."""
+    return (
+        not is_grad_enabled()
+        and type(a) in (Conv2d, Linear)
+        and type(b) is ReLU
+        and _unhooked(a, b)
+    )
 
 
 def bn_relu_fusable(a: Module, b: Module) -> bool:
@@ -78,7 +99,7 @@ def conv_bn(conv: Module, bn: Module, x: Tensor, relu: bool = False) -> Tensor:
         b = b + bn.bias.array
     y = conv2d(x, Tensor(w.astype(dtype)), Tensor(b.astype(dtype)), conv.stride, conv.padding,
                conv.dilation, conv.groups)  # fmt: skip
-    return relu_fn(y) if relu else y
+    return _relu_in_place(y) if relu else y  # y: a new buffer, and no graph
 
 
 class Sequential(Module):
@@ -120,7 +141,12 @@ class Sequential(Module):
                 # a window with no positive value passes no gradient either way). The
                 # ReLU then runs on a quarter of the values (2x2 pool); nobody sees its
                 # full-size output, as neither module has hooks.
-                input = mods[i](mods[i + 1](input))
+                pooled = mods[i + 1](input)  # a new buffer; without a graph, ReLU over it
+                input = mods[i](pooled) if is_grad_enabled() else _relu_in_place(pooled)
+                i += 2
+                continue
+            if i + 1 < len(mods) and _fresh_then_relu(mods[i], mods[i + 1]):
+                input = _relu_in_place(mods[i](input))  # inference: no second buffer
                 i += 2
                 continue
             input = mods[i](input)

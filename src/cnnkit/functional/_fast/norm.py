@@ -16,8 +16,6 @@ from cnnkit.functional import _native as native
 from cnnkit.functional import _parallel as parallel
 from cnnkit.functional._windows import empty_like_layout, is_channels_last, to_layout
 
-MIN_PARALLEL = 1 << 16  # elements below which one thread does the whole batch
-
 
 def applies(x: np.ndarray) -> bool:
     """Whether the compiled kernels take this input: float32 ``(N, C, H, W)``, built."""
@@ -32,7 +30,7 @@ def _layout(x: np.ndarray) -> tuple[np.ndarray, bool]:
 
 def _per_share(x: np.ndarray, fn) -> list:
     """``fn(a, z)`` on one share of the images per worker (one call for small inputs)."""
-    if x.size < MIN_PARALLEL or x.shape[0] < 2:
+    if x.shape[0] < 2 or parallel.split_workers(x.size) == 1:
         return [fn(0, x.shape[0])]
     bounds = parallel.shares(x.shape[0])
     out: list = [None] * len(bounds)
@@ -65,11 +63,11 @@ def forward(
     backward keeps: ``x`` and, with ``relu``, ``y``."""
     xc, nhwc = _layout(x)
     a = invstd.astype(np.float64) * (1.0 if gamma is None else gamma)
-    b = (0.0 if beta is None else beta) - mean.astype(np.float64) * a
+    b = np.zeros_like(a) if beta is None else beta
     y = empty_like_layout(xc, xc.shape)
 
     def part(lo: int, hi: int) -> None:
-        native.bn_apply(xc[lo:hi], y[lo:hi], nhwc, a, b, relu)
+        native.bn_apply(xc[lo:hi], y[lo:hi], nhwc, mean, a, b, relu)
 
     _per_share(xc, part)
     return y, (xc, y if relu else None)
