@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from cnnkit import backend, nn
+from cnnkit import backend, limits, nn
 from cnnkit.io.atomic import atomic_write_text
 from cnnkit.io.schema import Schema
 from cnnkit.train import data_parallel
@@ -217,6 +217,7 @@ def augmented_loader(train: Any, side: int, channels: int, batch_size: int, seed
                       transform=T.Compose(tfs))  # fmt: skip
 
 
+MAX_CHANNELS = 4096  # image channels a run's config.json may declare
 _OPT_CLASSES = {"sgd": "SGD", "adam": "Adam", "adamw": "AdamW"}
 _SCHEDULERS = ("none", "cosine", "step", "plateau")
 
@@ -230,22 +231,29 @@ def read_config(path: str | Path, finished: bool = True) -> dict[str, Any]:
     ValueError
         Not JSON, or a field missing or malformed (the message names the file and field).
     """
+    from cnnkit.io.reading import read_regular_text
+
     path = Path(path)
+    text = read_regular_text(path, "run configuration (JSON)")
     try:
-        cfg = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
+        cfg = json.loads(text)
+    except (json.JSONDecodeError, RecursionError) as e:
         raise ValueError(f"{path}: not valid JSON ({e})") from None
     sc = Schema(path)
     sc.obj(cfg, "(top level)")
     sc.get(cfg, "model", "str")
     sc.get(cfg, "data", "str")
-    sc.get(cfg, "in_channels", "int", min=1, required=finished)
-    sc.get(cfg, "input_size", "int", min=1, required=finished)
-    sc.get(cfg, "num_classes", "int", min=1, required=False)
+    sc.get(cfg, "in_channels", "int", min=1, max=MAX_CHANNELS, required=finished)
+    side = sc.get(cfg, "input_size", "int", min=1, required=finished)
+    if side is not None:
+        limits.check(f"{path}: field 'input_size'", side * side, "MAX_IMAGE_PIXELS", "pixels")
+    num_classes = sc.get(cfg, "num_classes", "int", min=1, required=False)
     classes = sc.get(cfg, "classes", "list", required=False, default=[])
     for i, c in enumerate(classes):
         sc.value(c, "str", f"classes[{i}]")
-    sc.get(cfg, "seed", "int", required=not finished)
+    if classes and num_classes is not None and len(classes) != num_classes:
+        sc.fail("classes", f"{num_classes} names (field 'num_classes')", found=f"{len(classes)}")
+    sc.get(cfg, "seed", "int", min=0, max=2**63 - 1, required=not finished)
     sc.get(cfg, "model_kwargs", "object|null", required=False)
     sc.get(cfg, "epochs", "int", min=1, required=not finished)
     sc.get(cfg, "batch_size", "int", min=1, required=not finished)
@@ -259,6 +267,11 @@ def read_config(path: str | Path, finished: bool = True) -> dict[str, Any]:
     sc.get(cfg, "tensorboard", "bool", required=False)
     sc.get(cfg, "world_size", "int", min=1, required=False)
     sc.get(cfg, "global_batch_size", "int", min=1, required=False)
+    for key in ("test_loss", "train_seconds"):
+        sc.get(cfg, key, "number|null", required=False, min=0)
+    sc.get(cfg, "test_accuracy", "number|null", required=False, min=0, max=1)
+    sc.get(cfg, "parameters", "int", required=False, min=0)
+    sc.get(cfg, "diagnosis", "str|null", required=False)
     resumed = sc.get(cfg, "resumed", "list", required=False, default=[])
     for i, r in enumerate(resumed):
         r = sc.obj(r, f"resumed[{i}]")
@@ -567,4 +580,36 @@ def load_run(run: str | Path) -> tuple[dict[str, Any], nn.Module]:
     if not (run / WEIGHTS).exists():
         raise FileNotFoundError(f"{run}: no weights file {WEIGHTS}")
     ckpt = io.load(run / WEIGHTS)
+    assert ckpt.model is not None
+    _check_model_fits(cfg, ckpt.model, cfg_path, run / WEIGHTS)
     return cfg, ckpt.model
+
+
+def _check_model_fits(cfg: dict[str, Any], model: nn.Module, cfg_path: Path, weights: Path) -> None:
+    """The image geometry and class count of ``config.json`` must be those of the model
+    in the weights file: one forward pass of a blank image checks both."""
+    from cnnkit.autograd import no_grad
+    from cnnkit.tensor import Tensor
+
+    c, side = cfg["in_channels"], cfg["input_size"]
+    dtype = next((p.dtype for p in model.parameters()), np.dtype(np.float32))
+    was_training = model.training
+    model.eval()
+    try:
+        with no_grad(), np.errstate(all="ignore"):
+            out = model(Tensor(np.zeros((1, c, side, side), dtype=dtype)))
+    except Exception as e:  # the model's own message names the layer and the shapes
+        raise ValueError(
+            f"{cfg_path}: fields 'in_channels', 'input_size' ({c}x{side}x{side} images) do "
+            f"not fit the model in {weights}: {' '.join(str(e).split())}"
+        ) from None
+    finally:
+        model.train(was_training)
+    n = cfg.get("num_classes")
+    if cfg.get("task") != "detection" and n is not None and isinstance(out, Tensor):
+        if out.ndim != 2 or out.shape[1] != n:
+            want = out.shape[1] if out.ndim == 2 else f"outputs shaped {tuple(out.shape)[1:]}"
+            raise ValueError(
+                f"{cfg_path}: field 'num_classes': expected {want} (the outputs of the "
+                f"model in {weights}); got {n}"
+            )
