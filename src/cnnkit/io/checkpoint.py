@@ -226,18 +226,39 @@ def _check_optimizer_state(path: Path, state: dict[str, Any], optimizer: Any) ->
     if sorted(seen) != list(range(len(seen))):
         sc.fail("optimizer.param_groups[*].params",
                 f"each of the indices 0..{len(seen) - 1} once", seen)  # fmt: skip
+    names = _state_names(optimizer, groups[0])
     for idx, entry in state.get("state", {}).items():
         if int(idx) >= len(seen):
             sc.fail(f"optimizer state of parameter {idx}", f"a parameter index < {len(seen)}",
                     int(idx))  # fmt: skip
-        step = entry.get("step")
-        if step is not None:
+        if entry and names is not None and set(entry) != names:
+            sc.fail(f"optimizer state of parameter {idx}",
+                    f"the buffers {sorted(names)} (optimizer.scalars.{idx} and optim.{idx}.*)",
+                    found=str(sorted(entry)))  # fmt: skip
+        if "step" in entry:
+            step = entry["step"]
             value = step.item() if isinstance(step, np.ndarray) and step.size == 1 else step
             if not (
                 isinstance(value, (int, float)) and not isinstance(value, bool)
                 and math.isfinite(value) and value >= 0 and value == int(value)
             ):  # fmt: skip
                 sc.fail(f"optimizer.scalars.{idx}.step", "a whole number >= 0", value)
+
+
+def _state_names(optimizer: Any, group: dict[str, Any]) -> set[str] | None:
+    """The per-parameter state an optimizer of this class and these hyper-parameters
+    keeps (found by one step on a throwaway parameter); None if it cannot tell."""
+    from cnnkit.nn import Parameter
+
+    try:
+        p = Parameter(np.zeros(1, dtype=np.float32))
+        p.grad = Tensor(np.ones(1, dtype=np.float32))
+        kwargs = _init_kwargs(type(optimizer), {k: v for k, v in group.items() if k != "params"})
+        probe = type(optimizer)([p], **kwargs)
+        probe.step()
+        return {str(k) for entry in probe.state.values() for k in entry}
+    except Exception:  # an optimizer that cannot be probed: its own checks remain
+        return None
 
 
 def _check_like(sc: Schema, v: Any, ref: Any, field: str) -> None:
@@ -419,14 +440,19 @@ def _check_hyper(v: Any, sc: Schema, field: str) -> None:
 
 
 def validate_history(d: Any, sc: Schema, field: str = "history") -> None:
-    """A :meth:`History.to_dict` result: ``{"records": [{column: number, ...}, ...]}``."""
+    """A :meth:`History.to_dict` result: ``{"records": [{column: number, ...}, ...]}``;
+    ``epoch`` is a whole number >= 1, every other column a number (NaN and infinities
+    included: a diverged loss is a fact worth keeping)."""
     d = sc.obj(d, field)
     records = sc.get(d, "records", "list", f"{field}.records", required=False, default=[])
     for i, r in enumerate(records):
         r = sc.obj(r, f"{field}.records[{i}]")
         for k, v in r.items():
-            if not (v is None or (isinstance(v, (int, float, str)) and not isinstance(v, bool))):
-                sc.fail(f"{field}.records[{i}].{k}", "a number", v)
+            where = f"{field}.records[{i}].{k}"
+            if k == "epoch":
+                sc.value(v, "int", where, min=1)
+            elif not (isinstance(v, (int, float)) and not isinstance(v, bool)):
+                sc.fail(where, "a number", v)
 
 
 def _verify(path: Path, header: dict[str, Any], tensors: dict[str, np.ndarray]) -> None:

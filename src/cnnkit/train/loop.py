@@ -332,7 +332,7 @@ def _restore(state: TrainState, resume: Any) -> None:
         value = sc.get(train, key, "object", f"meta.train.{key}")
         try:
             restore(value)
-        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
+        except Exception as e:  # the state comes from the file: any failure is the file's
             raise CheckpointError(
                 f"{ckpt.path}: field 'meta.train.{key}': cannot restore it "
                 f"({type(e).__name__}: {e})"

@@ -217,6 +217,7 @@ def augmented_loader(train: Any, side: int, channels: int, batch_size: int, seed
                       transform=T.Compose(tfs))  # fmt: skip
 
 
+MAX_EPOCHS = 1_000_000  # a config.json asking for more is corrupt, not ambitious
 MAX_CHANNELS = 4096  # image channels a run's config.json may declare
 _OPT_CLASSES = {"sgd": "SGD", "adam": "Adam", "adamw": "AdamW"}
 _SCHEDULERS = ("none", "cosine", "step", "plateau")
@@ -255,7 +256,7 @@ def read_config(path: str | Path, finished: bool = True) -> dict[str, Any]:
         sc.fail("classes", f"{num_classes} names (field 'num_classes')", found=f"{len(classes)}")
     sc.get(cfg, "seed", "int", min=0, max=2**63 - 1, required=not finished)
     sc.get(cfg, "model_kwargs", "object|null", required=False)
-    sc.get(cfg, "epochs", "int", min=1, required=not finished)
+    sc.get(cfg, "epochs", "int", min=1, max=MAX_EPOCHS, required=not finished)
     sc.get(cfg, "batch_size", "int", min=1, required=not finished)
     lr = sc.get(cfg, "lr", "number", required=not finished)
     if lr is not None and not lr > 0:
@@ -294,6 +295,59 @@ def _finished_epochs(last: Path) -> int:
             f"{last}: field 'meta.train.epoch': expected an integer >= 0; got {epoch!r}"
         )
     return epoch
+
+
+# train_run's defaults: a resumed run given another value was asked for something else
+_RESUME_DEFAULTS = {
+    "model": "lenet5",
+    "data": "digits",
+    "batch_size": 64,
+    "lr": 1e-3,
+    "weight_decay": 0.0,
+    "seed": 0,
+    "scheduler": "none",
+    "augment": False,
+}
+
+
+@contextlib.contextmanager
+def _from_config(path: Path | None, fields: str) -> Any:
+    """Errors about settings read from ``path`` (a resumed run's config.json.running)
+    name that file and its fields."""
+    try:
+        yield
+    except (OSError, ValueError, TypeError) as e:
+        if path is None:
+            raise
+        err = type(e) if isinstance(e, (FileNotFoundError, ValueError)) else ValueError
+        raise err(f"{path}: field {fields!r}: {e}") from None
+
+
+def _same_json(path: Path, value: Any) -> bool:
+    """Whether the JSON file ``path`` holds ``value``."""
+    from cnnkit.io.reading import read_regular_text
+
+    try:
+        return json.loads(read_regular_text(path)) == json.loads(json.dumps(value))
+    except (OSError, ValueError):
+        return False
+
+
+def _check_resume_options(out: Path, cfg_path: Path, cfg: dict[str, Any], **given: Any) -> None:
+    """``--resume`` continues a run with its own settings: an option given with another
+    value than the run's (``--lr 0.5`` for a run trained with 0.001) is an error naming
+    both, not silently ignored."""
+    for key, value in given.items():
+        default = _RESUME_DEFAULTS[key]
+        saved = cfg.get(key, default)
+        if value == default or value == saved:
+            continue
+        flag = "--" + key.replace("_", "-")
+        raise ValueError(
+            f"--resume: {out} was trained with {flag} {saved!r} ({cfg_path.name}); it cannot "
+            f"continue with {flag} {value!r}: leave the option out to continue with the run's "
+            "own settings, or start a new run with another --out"
+        )
 
 
 class _Stretch(Callback):
@@ -400,6 +454,9 @@ def train_run(
                     f"optimizer ({cfg['optimizer']}); it cannot continue with "
                     f"{_OPT_CLASSES.get(optimizer, optimizer)} ({optimizer})"
                 )
+            _check_resume_options(out, cfg_path, cfg, model=model, data=data,
+                                  batch_size=batch_size, lr=lr, weight_decay=weight_decay,
+                                  seed=seed, scheduler=scheduler, augment=augment)  # fmt: skip
             done = _finished_epochs(out / "checkpoints" / "last.safetensors")
             old_epochs = int(cfg["epochs"])
             epochs = old_epochs if epochs is None else epochs
@@ -425,10 +482,12 @@ def train_run(
         if epochs < 1:
             raise ValueError(f"epochs must be >= 1; got {epochs}")
         backend.manual_seed(seed)
-        splits = load_data(data, seed=seed)
+        with _from_config(out / "config.json.running" if resume else None, "data"):
+            splits = load_data(data, seed=seed)
         if verbose:
             print(f"data: {splits.note}", flush=True)
-        net = build_model(model, splits, **(model_kwargs or {}))
+        with _from_config(out / "config.json.running" if resume else None, "model, model_kwargs"):
+            net = build_model(model, splits, **(model_kwargs or {}))
         opt = make_optimizer(optimizer, net.parameters(), lr, weight_decay)
         sched = make_scheduler(scheduler, opt, epochs)
         train_data: Any = splits.train
@@ -465,7 +524,10 @@ def train_run(
             out.mkdir(parents=True, exist_ok=True)
             (out / "FAILED.txt").unlink(missing_ok=True)
             (out / CONFIG).unlink(missing_ok=True)  # an overwritten run is unfinished till the end
-            atomic_write_text(out / "config.json.running", json.dumps(config, indent=2))
+            running = out / "config.json.running"
+            # a resume that changes nothing leaves the file as it was (should it fail later)
+            if not (resume and _same_json(running, config)):
+                atomic_write_text(running, json.dumps(config, indent=2))
             if tensorboard:
                 from cnnkit.train.tensorboard import tensorboard_callback
 
