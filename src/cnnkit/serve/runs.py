@@ -117,7 +117,7 @@ def read_history(path: Path) -> list[dict[str, Any]]:
     mid-write (too few cells, or a cell that is no number) is left out."""
     try:
         text = read_regular_text(path)
-    except (OSError, UnicodeDecodeError):
+    except (OSError, ValueError):  # missing, not a regular file, not UTF-8
         return []
     rows = list(csv.reader(io.StringIO(text)))
     if not rows:
@@ -147,7 +147,7 @@ def read_table(path: Path) -> list[dict[str, Any]]:
     """The rows of a results table (``results.csv`` of a grid search), numbers as numbers."""
     try:
         text = read_regular_text(path)
-    except (OSError, UnicodeDecodeError):
+    except (OSError, ValueError):  # missing, not a regular file, not UTF-8
         return []
     try:
         rows = list(csv.DictReader(io.StringIO(text)))

@@ -52,6 +52,11 @@ def _shape_info(ds: Any) -> tuple[int, int]:
     arr = np.asarray(x)
     if arr.ndim != 3:
         raise ValueError(f"expected samples shaped (channels, h, w); got {arr.shape}")
+    if arr.shape[1] != arr.shape[2]:
+        raise ValueError(
+            f"expected square images (the zoo models take side x side inputs); got "
+            f"{arr.shape[1]}x{arr.shape[2]} (height x width)"
+        )
     return int(arr.shape[0]), int(arr.shape[-1])
 
 
@@ -124,9 +129,17 @@ def load_data(spec: str, seed: int = 0, val_fraction: float = 0.1) -> DataSplits
         train, val = D.random_split(full_train, [n - n_val, n_val], seed=seed)
     else:
         train, val = full_train, None
+    if n - n_val < 1 or len(test) < 1:
+        raise ValueError(
+            f"{spec}: too few images to split: {n - n_val} for training, {n_val} for "
+            f"validation and {len(test)} for testing (each of training and testing needs one)"
+        )
     base = _base(full_train)
     classes = [str(c) for c in getattr(base, "classes", [])]
-    c, side = _shape_info(full_train)
+    try:
+        c, side = _shape_info(full_train)
+    except ValueError as e:
+        raise ValueError(f"{spec}: {e}") from None
     num_classes = len(classes) if classes else int(np.max(_targets(full_train))) + 1
     n_train, n_val, n_test = n - n_val, n_val, len(test)
     note = f"{n_train:,} training, {n_val:,} validation and {n_test:,} test images"
@@ -635,11 +648,11 @@ def load_run(run: str | Path) -> tuple[dict[str, Any], nn.Module]:
     if not run.is_dir():
         raise FileNotFoundError(f"{run}: no such run directory")
     cfg_path = run / CONFIG
-    if not cfg_path.exists():
+    if not (cfg_path.exists() or cfg_path.is_symlink()):  # a link loop is named when read
         why = " (training did not finish: see FAILED.txt)" if (run / "FAILED.txt").exists() else ""
         raise FileNotFoundError(f"{run}: not a finished run directory: no {CONFIG}{why}")
     cfg = read_config(cfg_path, finished=True)
-    if not (run / WEIGHTS).exists():
+    if not ((run / WEIGHTS).exists() or (run / WEIGHTS).is_symlink()):
         raise FileNotFoundError(f"{run}: no weights file {WEIGHTS}")
     ckpt = io.load(run / WEIGHTS)
     assert ckpt.model is not None
