@@ -485,3 +485,75 @@ def test_too_few_images_to_split_is_named(tmp_path: Path) -> None:
     _idx(tmp_path / "m", np.zeros((1, 4, 4)), np.zeros(1))
     with pytest.raises(ValueError, match=r"mnist:.*: too few images to split: 1 for training"):
         load_data(f"mnist:{tmp_path / 'm'}")
+
+
+# ----------------------------------------------------------------- in-place and autograd
+
+
+def _graph_tensor() -> tuple[Any, Any]:
+    import cnnkit as ck
+
+    x0 = ck.tensor(np.arange(6.0).reshape(2, 3), requires_grad=True)
+    return x0, ck.nn.functional.relu(x0 * 2.0)  # inside the graph, not saved by a later op
+
+
+@pytest.mark.parametrize("how", ["zero_", "copy_", "setitem"])
+def test_inplace_write_into_a_graph_tensor_is_refused_not_silently_ignored(how: str) -> None:
+    # PyTorch rebases the graph (the gradient of y.sum() after y.zero_() is 0); cnnkit's
+    # autograd does not, so it refuses instead of returning the old gradient
+    x0, y = _graph_tensor()
+    op = "__setitem__" if how == "setitem" else how
+    want = rf"{op}: in-place write into a tensor that is part of the autograd graph"
+    with pytest.raises(RuntimeError, match=want):
+        if how == "zero_":
+            y.zero_()
+        elif how == "copy_":
+            y.copy_(y * 2.0)
+        else:
+            y[0] = 5.0
+    y.sum().backward()  # the graph is intact: the gradient of the unchanged values
+    assert np.array_equal(np.asarray(x0.grad), np.where(np.arange(6.0).reshape(2, 3) > 0, 2.0, 0.0))
+
+
+@pytest.mark.parametrize("how", ["copy_", "setitem"])
+def test_inplace_write_of_a_value_that_requires_grad_is_refused(how: str) -> None:
+    import cnnkit as ck
+
+    w = ck.tensor(np.ones(3), requires_grad=True)
+    buf = ck.zeros(2, 3, dtype=np.float64)
+    with pytest.raises(RuntimeError, match="into a tensor that does not require grad, from one"):
+        if how == "copy_":
+            buf[0].copy_(w)
+        else:
+            buf[0] = w
+    assert not np.asarray(buf).any()
+
+
+def test_inplace_writes_under_no_grad_stay_allowed() -> None:
+    import cnnkit as ck
+
+    w = ck.tensor(np.ones(3), requires_grad=True)
+    with ck.no_grad():
+        w.copy_(np.full(3, 2.0))
+        w[0] = 7.0
+        w.zero_()
+    assert np.array_equal(np.asarray(w), np.zeros(3))
+
+
+@pytest.mark.parametrize("view", ["slice", "int", "view", "reshape", "T", "detach", "flatten",
+                                  "unsqueeze", "permute", "transpose"])  # fmt: skip
+def test_write_through_a_view_of_a_saved_tensor_is_detected(view: str) -> None:
+    import cnnkit as ck
+
+    x = ck.tensor(np.arange(6.0).reshape(2, 3))
+    w = ck.tensor(np.ones((2, 3)), requires_grad=True)
+    y = x * w  # saves x for w's gradient
+    views = {"slice": lambda: x[0:1], "int": lambda: x[0], "view": lambda: x.view(6),
+             "reshape": lambda: x.reshape(6), "T": lambda: x.T, "detach": lambda: x.detach(),
+             "flatten": lambda: x.flatten(), "unsqueeze": lambda: x.unsqueeze(0),
+             "permute": lambda: x.permute(1, 0),
+             "transpose": lambda: x.transpose(0, 1)}  # fmt: skip
+    v = views[view]()
+    v.zero_()
+    with pytest.raises(RuntimeError, match="zero_"):
+        y.sum().backward()

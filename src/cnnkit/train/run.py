@@ -303,9 +303,10 @@ def _finished_epochs(last: Path) -> int:
     header, _ = read_header(last)
     train = (header.get("meta") or {}).get("train") or {}
     epoch = train.get("epoch", 0) if isinstance(train, dict) else 0
-    if not isinstance(epoch, int) or isinstance(epoch, bool) or epoch < 0:
+    if not isinstance(epoch, int) or isinstance(epoch, bool) or not 0 <= epoch <= MAX_EPOCHS:
         raise CheckpointError(
-            f"{last}: field 'meta.train.epoch': expected an integer >= 0; got {epoch!r}"
+            f"{last}: field 'meta.train.epoch': expected an integer from 0 to {MAX_EPOCHS}; "
+            f"got {epoch!r}"
         )
     return epoch
 
