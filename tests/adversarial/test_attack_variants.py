@@ -557,3 +557,27 @@ def test_write_through_a_view_of_a_saved_tensor_is_detected(view: str) -> None:
     v.zero_()
     with pytest.raises(RuntimeError, match="zero_"):
         y.sum().backward()
+
+
+@pytest.mark.parametrize(("change", "expected"), [
+    ({"train_scenes": None}, "field 'train_scenes': expected an integer; got null"),
+    ({"val_scenes": 0}, "field 'val_scenes': expected an integer >= 1; got an integer (0)"),
+    ({"epochs": "5"}, "field 'epochs': expected an integer; got a string ('5')"),
+    ({"scheduler": 3}, "field 'scheduler': expected a string; got an integer (3)"),
+])  # fmt: skip
+def test_detection_resume_validates_its_running_config(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], change: dict[str, Any], expected: str
+) -> None:
+    out = tmp_path / "yolo"
+    out.mkdir()
+    cfg = {"task": "detection", "model": "tinyyolo", "model_kwargs": {}, "data": "digit-scenes:x",
+           "epochs": 3, "batch_size": 8, "lr": 0.002, "optimizer": "adam", "weight_decay": 0.0,
+           "scheduler": "cosine", "augment": False, "seed": 0, "train_scenes": 8,
+           "val_scenes": 2, "test_scenes": 2}  # fmt: skip
+    cfg.update(change)
+    (out / "config.json.running").write_text(json.dumps(cfg))
+    before = _snapshot(out)
+    code, err = _cli(capsys, "train", "--resume", "--out", out, "--quiet")
+    assert code == 2 and err.count("\n") == 0, err
+    assert f"{out / 'config.json.running'}: {expected}" in err, err
+    assert _snapshot(out) == before
