@@ -157,9 +157,12 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def _is_detection_run(out: str) -> bool:
     """Whether ``out`` holds an (interrupted) detection run."""
+    from cnnkit.io.reading import read_regular_text
+
     for name in ("config.json.running", "config.json"):
         try:
-            return json.loads((Path(out) / name).read_text()).get("task") == "detection"
+            text = read_regular_text(Path(out) / name, "run configuration")
+            return json.loads(text).get("task") == "detection"
         except (OSError, ValueError, AttributeError):
             continue
     return False
@@ -193,7 +196,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         from cnnkit.detect.cli import run_evaluate
 
         return run_evaluate(args, cfg, model)
-    splits = load_data(args.data or cfg["data"], seed=cfg.get("seed", 0))
+    try:
+        splits = load_data(args.data or cfg["data"], seed=cfg.get("seed", 0))
+    except (OSError, ValueError) as e:
+        if args.data:
+            raise
+        # the spec came from the run's config.json: say so
+        raise CLIError(f"{Path(args.run) / 'config.json'}: field 'data': {e}") from None
     _check_fits(cfg, splits)
     result = evaluate(model, splits.test, classes=splits.classes or None)
     print(result)

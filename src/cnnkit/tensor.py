@@ -279,15 +279,36 @@ class Tensor:
         return Tensor._wrap(self.array.astype(np.int64), False)
 
     def zero_(self) -> Tensor:
+        self._refuse_untracked_inplace("zero_")
         self.array[...] = 0
         self._bump_version("zero_")
         return self
 
     def copy_(self, other: Tensor | np.ndarray) -> Tensor:
+        self._refuse_untracked_inplace("copy_", other)
         src = other.array if isinstance(other, Tensor) else np.asarray(other)
         self.array[...] = src
         self._bump_version("copy_")
         return self
+
+    def _refuse_untracked_inplace(self, op: str, value: Any = None) -> None:
+        """cnnkit's autograd does not rebase a graph on in-place writes (PyTorch does): a
+        write into a tensor that requires grad, or of a value that does, would leave the
+        gradients of the old values; refused while grad mode is on."""
+        if not autograd.is_grad_enabled():
+            return
+        if self.requires_grad:
+            what = "a leaf tensor that requires grad" if self.grad_fn is None else (
+                "a tensor that is part of the autograd graph (requires grad)"
+            )  # fmt: skip
+        elif isinstance(value, Tensor) and value.requires_grad:
+            what = "a tensor that does not require grad, from one that does"
+        else:
+            return
+        raise RuntimeError(
+            f"{op}: in-place write into {what} (shape {self.shape}); its gradient would not "
+            "follow the change: write it out of place (y = y * 2) or inside ck.no_grad()"
+        )
 
     # ----------------------------------------------------------------- autograd
     def backward(self, gradient: Tensor | np.ndarray | None = None, retain_graph: bool = False):
@@ -576,10 +597,7 @@ class Tensor:
         return shape.GetItem.apply(self, index=index)
 
     def __setitem__(self, index: Any, value: Any) -> None:
-        if self.requires_grad and autograd.is_grad_enabled():
-            raise RuntimeError(
-                "in-place assignment into a tensor that requires grad; wrap it in ck.no_grad()"
-            )
+        self._refuse_untracked_inplace("__setitem__", value)
         self.array[index] = _raw(value)
         self._bump_version("__setitem__")
 

@@ -196,10 +196,14 @@ def train_detection_run(
             raise FileExistsError(f"--resume: {out} is a finished run ({CONFIG} exists)")
         if not cfg_path.exists():
             raise FileNotFoundError(f"--resume: {out} has no run to resume ({cfg_path} missing)")
-        try:
-            cfg = json.loads(cfg_path.read_text())
-        except json.JSONDecodeError as e:
-            raise ValueError(f"--resume: {cfg_path} is not valid JSON ({e})") from None
+        from cnnkit.io.schema import Schema
+        from cnnkit.train.run import read_config
+
+        cfg = read_config(cfg_path, finished=False)  # the fields of every run, validated
+        sc = Schema(cfg_path)
+        for key in ("train_scenes", "test_scenes", "val_scenes"):
+            sc.get(cfg, key, "int", min=1)
+        sc.get(cfg, "scheduler", "str")
         epochs = int(cfg["epochs"]) if epochs is None else epochs
         model, data, batch_size, lr = cfg["model"], cfg["data"], cfg["batch_size"], cfg["lr"]
         optimizer, weight_decay, seed = cfg["optimizer"], cfg["weight_decay"], cfg["seed"]

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import struct
 import warnings
 from dataclasses import dataclass, field
@@ -167,6 +168,7 @@ class Checkpoint:
                 f"{self.path}: saved optimizer is {self.optimizer_class}; "
                 f"got {type(optimizer).__name__}"
             )
+        _check_optimizer_state(self.path, self.optimizer_state, optimizer)
         try:
             optimizer.load_state_dict(self.optimizer_state)
         except (KeyError, TypeError, ValueError, IndexError, AttributeError) as e:
@@ -200,6 +202,86 @@ class Checkpoint:
         return self.restore_optimizer(opt)
 
 
+def _check_optimizer_state(path: Path, state: dict[str, Any], optimizer: Any) -> None:
+    """The saved optimizer state against ``optimizer`` (fresh, of the saved class): every
+    hyper-parameter it has is present and of its kind (a boolean stays a boolean, a
+    non-negative number stays one, a tuple keeps its length; betas below 1), the
+    parameter indices are those of its parameters, each once, and step counts are
+    whole numbers >= 0."""
+    sc = Schema(path, CheckpointError)
+    groups = state["param_groups"]
+    if len(groups) != len(optimizer.param_groups):
+        sc.fail("optimizer.param_groups", f"{len(optimizer.param_groups)} group(s)",
+                found=f"{len(groups)}")  # fmt: skip
+    seen: list[int] = []
+    for i, (saved, fresh) in enumerate(zip(groups, optimizer.param_groups, strict=True)):
+        where = f"optimizer.param_groups[{i}]"
+        if len(saved["params"]) != len(fresh["params"]):
+            sc.fail(f"{where}.params", f"{len(fresh['params'])} parameter indices",
+                    found=f"{len(saved['params'])}")  # fmt: skip
+        seen += saved["params"]
+        for key, ref in fresh.items():
+            if key != "params":
+                _check_like(sc, saved.get(key, ...), ref, f"{where}.{key}")
+    if sorted(seen) != list(range(len(seen))):
+        sc.fail("optimizer.param_groups[*].params",
+                f"each of the indices 0..{len(seen) - 1} once", seen)  # fmt: skip
+    names = _state_names(optimizer, groups[0])
+    for idx, entry in state.get("state", {}).items():
+        if int(idx) >= len(seen):
+            sc.fail(f"optimizer state of parameter {idx}", f"a parameter index < {len(seen)}",
+                    int(idx))  # fmt: skip
+        if entry and names is not None and set(entry) != names:
+            sc.fail(f"optimizer state of parameter {idx}",
+                    f"the buffers {sorted(names)} (optimizer.scalars.{idx} and optim.{idx}.*)",
+                    found=str(sorted(entry)))  # fmt: skip
+        if "step" in entry:
+            step = entry["step"]
+            value = step.item() if isinstance(step, np.ndarray) and step.size == 1 else step
+            if not (
+                isinstance(value, (int, float)) and not isinstance(value, bool)
+                and math.isfinite(value) and value >= 0 and value == int(value)
+            ):  # fmt: skip
+                sc.fail(f"optimizer.scalars.{idx}.step", "a whole number >= 0", value)
+
+
+def _state_names(optimizer: Any, group: dict[str, Any]) -> set[str] | None:
+    """The per-parameter state an optimizer of this class and these hyper-parameters
+    keeps (found by one step on a throwaway parameter); None if it cannot tell."""
+    from cnnkit.nn import Parameter
+
+    try:
+        p = Parameter(np.zeros(1, dtype=np.float32))
+        p.grad = Tensor(np.ones(1, dtype=np.float32))
+        kwargs = _init_kwargs(type(optimizer), {k: v for k, v in group.items() if k != "params"})
+        probe = type(optimizer)([p], **kwargs)
+        probe.step()
+        return {str(k) for entry in probe.state.values() for k in entry}
+    except Exception:  # an optimizer that cannot be probed: its own checks remain
+        return None
+
+
+def _check_like(sc: Schema, v: Any, ref: Any, field: str) -> None:
+    """``v`` of the kind of the optimizer's own value ``ref``."""
+    if v is ...:
+        sc.fail(field, f"a value like {ref!r}")
+    if isinstance(ref, bool):
+        sc.value(v, "bool", field)
+    elif isinstance(ref, (int, float)):
+        beta = field.endswith(("betas[0]", "betas[1]"))
+        sc.value(v, "number", field, min=0 if ref >= 0 else None, max=1 - 1e-12 if beta else None)
+    elif isinstance(ref, (tuple, list)):
+        sc.value(v, "list", field)
+        if len(v) != len(ref):
+            sc.fail(field, f"a list of {len(ref)} values", v)
+        for j, (x, r) in enumerate(zip(v, ref, strict=True)):
+            _check_like(sc, x, r, f"{field}[{j}]")
+    elif isinstance(ref, str):
+        sc.value(v, "str", field)
+    elif ref is None:
+        sc.value(v, "number|null", field)
+
+
 def _init_kwargs(cls: type, group: dict[str, Any]) -> dict[str, Any]:
     """The hyper-parameters of a saved group that ``cls`` accepts."""
     import inspect
@@ -211,13 +293,13 @@ def _init_kwargs(cls: type, group: dict[str, Any]) -> dict[str, Any]:
 def read_header(path: str | Path) -> tuple[dict[str, Any], bytes]:
     """Validate the safetensors framing and the cnnkit header (its checksum and every
     field); return (header, file bytes)."""
+    from cnnkit.io.reading import read_regular_bytes
+
     path = Path(path)
-    if not path.exists():
-        raise CheckpointError(f"{path}: no such checkpoint file")
-    if not path.is_file():
-        raise CheckpointError(f"{path}: is not a regular file, not a checkpoint file")
     try:
-        data = path.read_bytes()
+        data = read_regular_bytes(path, "checkpoint file", CheckpointError)
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: no such checkpoint file") from None
     except OSError as e:
         raise CheckpointError(f"{path}: cannot read ({e.strerror or e})") from None
     if len(data) < 8:
@@ -271,7 +353,10 @@ def _validate_header(h: dict[str, Any], sc: Schema) -> None:
     """Types and required keys of every header field (see :func:`save`)."""
     sc.get(h, "cnnkit_version", "str", required=False)
     sc.get(h, "model_class", "str|null", required=False)
-    sc.get(h, "architecture", "object|null", required=False)
+    sc.get(h, "format", "str", required=False, choices=(FORMAT,))
+    arch = sc.get(h, "architecture", "object|null", required=False)
+    if arch is not None:
+        validate_architecture(arch, sc, "architecture")
     sc.get(h, "meta", "object|null", required=False)
     hist = sc.get(h, "history", "object|null", required=False)
     if hist is not None:
@@ -292,7 +377,7 @@ def _validate_header(h: dict[str, Any], sc: Schema) -> None:
                     _check_hyper(v, sc, f"optimizer.param_groups[{i}].{key}")
         scalars = sc.get(opt, "scalars", "object", "optimizer.scalars", required=False, default={})
         for idx, entry in scalars.items():
-            if not idx.isdigit():
+            if not (idx.isascii() and idx.isdigit()):
                 sc.fail(f"optimizer.scalars.{idx}", "a parameter index (digits)", idx)
             entry = sc.obj(entry, f"optimizer.scalars.{idx}")
             for name, v in entry.items():
@@ -302,6 +387,47 @@ def _validate_header(h: dict[str, Any], sc: Schema) -> None:
         sc.get(sums, "algorithm", "str", "checksums.algorithm", choices=("sha256",))
         for name, d in sc.get(sums, "tensors", "object", "checksums.tensors").items():
             sc.value(d, "str", f"checksums.tensors.{name}")
+
+
+def validate_architecture(d: Any, sc: Schema, field: str, depth: int = 0) -> None:
+    """An :func:`~cnnkit.io.architecture.describe` result: ``kind`` zoo (``type``,
+    ``config``), sequential (``children``: ``[name, description]`` pairs) or layer
+    (``type``, ``args``, ``dtype``); every number in it finite."""
+    if depth > 64:
+        sc.fail(field, "at most 64 nested Sequential containers", found="deeper nesting")
+    d = sc.obj(d, field)
+    kind = sc.get(d, "kind", "str", f"{field}.kind", choices=("zoo", "sequential", "layer"))
+    sc.get(d, "type", "str", f"{field}.type")
+    if kind == "zoo":
+        _check_args(sc.get(d, "config", "object", f"{field}.config", required=False), sc,
+                    f"{field}.config")  # fmt: skip
+    elif kind == "layer":
+        _check_args(sc.get(d, "args", "object", f"{field}.args", required=False), sc,
+                    f"{field}.args")  # fmt: skip
+        sc.get(d, "dtype", "str|null", f"{field}.dtype", required=False,
+               choices=("float16", "float32", "float64", None))  # fmt: skip
+    else:
+        children = sc.get(d, "children", "list", f"{field}.children")
+        for i, pair in enumerate(children):
+            where = f"{field}.children[{i}]"
+            if not (isinstance(pair, list) and len(pair) == 2):
+                sc.fail(where, "a [name, description] pair", pair)
+            name = sc.value(pair[0], "str", f"{where}[0]")
+            if not name or "." in name:
+                sc.fail(f"{where}[0]", "a non-empty module name without '.'", name)
+            validate_architecture(pair[1], sc, f"{where}[1]", depth + 1)
+
+
+def _check_args(v: Any, sc: Schema, field: str) -> None:
+    """Constructor arguments: JSON values whose numbers are finite."""
+    if isinstance(v, dict):
+        for k, x in v.items():
+            _check_args(x, sc, f"{field}.{k}")
+    elif isinstance(v, list):
+        for i, x in enumerate(v):
+            _check_args(x, sc, f"{field}[{i}]")
+    elif isinstance(v, float) and not math.isfinite(v):
+        sc.fail(field, "a finite number", v)
 
 
 def _check_hyper(v: Any, sc: Schema, field: str) -> None:
@@ -314,14 +440,19 @@ def _check_hyper(v: Any, sc: Schema, field: str) -> None:
 
 
 def validate_history(d: Any, sc: Schema, field: str = "history") -> None:
-    """A :meth:`History.to_dict` result: ``{"records": [{column: number, ...}, ...]}``."""
+    """A :meth:`History.to_dict` result: ``{"records": [{column: number, ...}, ...]}``;
+    ``epoch`` is a whole number >= 1, every other column a number (NaN and infinities
+    included: a diverged loss is a fact worth keeping)."""
     d = sc.obj(d, field)
     records = sc.get(d, "records", "list", f"{field}.records", required=False, default=[])
     for i, r in enumerate(records):
         r = sc.obj(r, f"{field}.records[{i}]")
         for k, v in r.items():
-            if not (v is None or (isinstance(v, (int, float, str)) and not isinstance(v, bool))):
-                sc.fail(f"{field}.records[{i}].{k}", "a number", v)
+            where = f"{field}.records[{i}].{k}"
+            if k == "epoch":
+                sc.value(v, "int", where, min=1)
+            elif not (isinstance(v, (int, float)) and not isinstance(v, bool)):
+                sc.fail(where, "a number", v)
 
 
 def _verify(path: Path, header: dict[str, Any], tensors: dict[str, np.ndarray]) -> None:
@@ -396,15 +527,7 @@ def load(path: str | Path, model: nn.Module | None = None, strict: bool = True) 
             model = build(arch)
         except LimitError as e:
             raise CheckpointError(str(e)) from None
-        except (
-            TypeError,
-            ValueError,
-            KeyError,
-            AttributeError,
-            IndexError,
-            MemoryError,
-            RecursionError,
-        ) as e:
+        except Exception as e:  # constructor arguments come from the file: any failure is its
             raise CheckpointError(
                 f"{path}: cannot rebuild the architecture (field 'architecture'): "
                 f"{type(e).__name__}: {e}"
@@ -420,7 +543,7 @@ def load(path: str | Path, model: nn.Module | None = None, strict: bool = True) 
         for k, v in tensors.items():
             if k.startswith("optim."):
                 _, idx, name = [*k.split(".", 2), "", ""][:3]
-                if not idx.isdigit() or not name:
+                if not (idx.isascii() and idx.isdigit()) or not name:
                     raise CheckpointError(
                         f"{path}: malformed optimizer tensor name {k!r} (expected "
                         "optim.<index>.<name>)"

@@ -687,6 +687,15 @@ def _load_legacy(path: Path, limits: TorchLoadLimits) -> Any:
 
 
 # ------------------------------------------------------------------- public API
+def _is_zipfile(path: Path) -> bool:
+    """Whether ``path`` ends with a zip directory; a corrupt one (a zip64 record claiming
+    several disks) counts as a zip, so that opening it reports the corruption."""
+    try:
+        return zipfile.is_zipfile(path)
+    except (zipfile.BadZipFile, ValueError, EOFError):
+        return True
+
+
 def load_torch_object(path: str | Path, *, limits: TorchLoadLimits | None = None) -> Any:
     """Read the whole object of a ``torch.save`` file (zip or legacy format).
 
@@ -722,7 +731,7 @@ def load_torch_object(path: str | Path, *, limits: TorchLoadLimits | None = None
         raise CheckpointError(f"{path}: not a regular file")
     with open(path, "rb") as f:
         head = f.read(512)
-    if zipfile.is_zipfile(path):
+    if _is_zipfile(path):
         return _load_zip(path, limits)
     if head[:4] == b"PK\x03\x04":
         raise CheckpointError(
@@ -855,7 +864,7 @@ def load_torch_state_dict(
     with open(path, "rb") as f:
         head = f.read(8)
     if path.suffix == ".safetensors" or not (
-        zipfile.is_zipfile(path) or head[:1] == b"\x80" or head[:4] == b"PK\x03\x04"
+        _is_zipfile(path) or head[:1] == b"\x80" or head[:4] == b"PK\x03\x04"
     ):
         sd = _select(_load_safetensors(path), key, path)
     else:

@@ -196,9 +196,12 @@ def _try(fn: Any, *args: Any) -> Any:
 
 def _read_text(path: Path, limit: int) -> str | None:
     """The first ``limit`` characters of a text file, or None."""
+    from cnnkit.io.reading import open_regular
+
     try:
-        return path.read_text(errors="replace")[:limit]
-    except OSError:
+        with open_regular(path) as f:  # a FIFO or device here must not hang the server
+            return f.read(4 * limit).decode("utf-8", errors="replace")[:limit]
+    except (OSError, ValueError):
         return None
 
 

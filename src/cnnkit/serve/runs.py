@@ -15,6 +15,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from cnnkit.io.reading import read_regular_text
+
 RUN_MARKERS = ("history.csv", "config.json", "config.json.running", "model.safetensors",
                "FAILED.txt")  # fmt: skip
 SKIP_DIRS = {"checkpoints", "tensorboard", "__pycache__"}
@@ -92,7 +94,7 @@ def find_runs(root: Path, max_depth: int = MAX_DEPTH) -> list[tuple[Path, str]]:
 def read_json(path: Path) -> dict[str, Any] | None:
     """A JSON object from a file, or None when it is missing, half-written or not an object."""
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(read_regular_text(path))
     except (OSError, ValueError, UnicodeDecodeError):
         return None
     return data if isinstance(data, dict) else None
@@ -114,8 +116,8 @@ def read_history(path: Path) -> list[dict[str, Any]]:
     """The complete rows of a ``history.csv``; a missing file gives ``[]`` and a row cut off
     mid-write (too few cells, or a cell that is no number) is left out."""
     try:
-        text = path.read_text()
-    except (OSError, UnicodeDecodeError):
+        text = read_regular_text(path)
+    except (OSError, ValueError):  # missing, not a regular file, not UTF-8
         return []
     rows = list(csv.reader(io.StringIO(text)))
     if not rows:
@@ -144,8 +146,8 @@ def read_history(path: Path) -> list[dict[str, Any]]:
 def read_table(path: Path) -> list[dict[str, Any]]:
     """The rows of a results table (``results.csv`` of a grid search), numbers as numbers."""
     try:
-        text = path.read_text()
-    except (OSError, UnicodeDecodeError):
+        text = read_regular_text(path)
+    except (OSError, ValueError):  # missing, not a regular file, not UTF-8
         return []
     try:
         rows = list(csv.DictReader(io.StringIO(text)))

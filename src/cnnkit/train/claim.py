@@ -59,10 +59,30 @@ class RunClaim:
 
 def _owner(path: Path) -> dict[str, Any]:
     try:
-        info = json.loads(path.read_text(encoding="utf-8"))
+        from cnnkit.io.reading import read_regular_text
+
+        info = json.loads(read_regular_text(path))
     except (OSError, ValueError):
         return {}
     return info if isinstance(info, dict) else {}
+
+
+def _check_claim_file(path: Path) -> None:
+    """A claim file is a regular file cnnkit created; anything else there (a directory,
+    FIFO, symbolic link) is refused rather than read (a FIFO would block) or replaced."""
+    import stat
+
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return
+    if not stat.S_ISREG(mode):
+        from cnnkit.io.atomic import _kind
+
+        kind = "symbolic link" if stat.S_ISLNK(mode) else _kind(mode)
+        raise RunDirectoryBusy(
+            f"{path} is a {kind}, not a cnnkit claim file; remove it or choose another --out"
+        )
 
 
 def _describe(info: dict[str, Any]) -> str:
@@ -74,7 +94,7 @@ def is_live(path: Path) -> bool:
     """Whether the claim file at ``path`` is held by a running process."""
     if fcntl is not None:
         try:
-            fd = os.open(path, os.O_RDONLY)
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
         except FileNotFoundError:
             return False
         except OSError:
@@ -128,6 +148,7 @@ def claim(folder: str | Path, takeover: bool = False) -> RunClaim:
         try:
             fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o644)
         except FileExistsError:
+            _check_claim_file(path)
             info = _owner(path)
             if is_live(path) or (not info and _young(path)):  # a claim being written
                 raise RunDirectoryBusy(

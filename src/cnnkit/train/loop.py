@@ -311,10 +311,17 @@ def _restore(state: TrainState, resume: Any) -> None:
     from cnnkit.io import Checkpoint, load
 
     ckpt = resume if isinstance(resume, Checkpoint) else load(resume, model=state.model)
+    from cnnkit.io.checkpoint import CheckpointError
+
+    if ckpt.optimizer_state is None and state.optimizer is not None:
+        # continuing without the momentum/moment buffers would silently change the run
+        raise CheckpointError(
+            f"{ckpt.path}: field 'optimizer': expected the optimizer state of a training "
+            f"checkpoint ({type(state.optimizer).__name__}); got none"
+        )
     if ckpt.optimizer_state is not None:
         ckpt.restore_optimizer(state.optimizer)  # another optimizer class: an error naming both
     state.history = ckpt.history if ckpt.history is not None else History()
-    from cnnkit.io.checkpoint import CheckpointError
     from cnnkit.io.schema import Schema
 
     sc = Schema(ckpt.path, CheckpointError)
@@ -332,7 +339,7 @@ def _restore(state: TrainState, resume: Any) -> None:
         value = sc.get(train, key, "object", f"meta.train.{key}")
         try:
             restore(value)
-        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
+        except Exception as e:  # the state comes from the file: any failure is the file's
             raise CheckpointError(
                 f"{ckpt.path}: field 'meta.train.{key}': cannot restore it "
                 f"({type(e).__name__}: {e})"

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from cnnkit import backend, nn
+from cnnkit import backend, limits, nn
 from cnnkit.io.atomic import atomic_write_text
 from cnnkit.io.schema import Schema
 from cnnkit.train import data_parallel
@@ -52,6 +52,11 @@ def _shape_info(ds: Any) -> tuple[int, int]:
     arr = np.asarray(x)
     if arr.ndim != 3:
         raise ValueError(f"expected samples shaped (channels, h, w); got {arr.shape}")
+    if arr.shape[1] != arr.shape[2]:
+        raise ValueError(
+            f"expected square images (the zoo models take side x side inputs); got "
+            f"{arr.shape[1]}x{arr.shape[2]} (height x width)"
+        )
     return int(arr.shape[0]), int(arr.shape[-1])
 
 
@@ -124,9 +129,17 @@ def load_data(spec: str, seed: int = 0, val_fraction: float = 0.1) -> DataSplits
         train, val = D.random_split(full_train, [n - n_val, n_val], seed=seed)
     else:
         train, val = full_train, None
+    if n - n_val < 1 or len(test) < 1:
+        raise ValueError(
+            f"{spec}: too few images to split: {n - n_val} for training, {n_val} for "
+            f"validation and {len(test)} for testing (each of training and testing needs one)"
+        )
     base = _base(full_train)
     classes = [str(c) for c in getattr(base, "classes", [])]
-    c, side = _shape_info(full_train)
+    try:
+        c, side = _shape_info(full_train)
+    except ValueError as e:
+        raise ValueError(f"{spec}: {e}") from None
     num_classes = len(classes) if classes else int(np.max(_targets(full_train))) + 1
     n_train, n_val, n_test = n - n_val, n_val, len(test)
     note = f"{n_train:,} training, {n_val:,} validation and {n_test:,} test images"
@@ -217,6 +230,8 @@ def augmented_loader(train: Any, side: int, channels: int, batch_size: int, seed
                       transform=T.Compose(tfs))  # fmt: skip
 
 
+MAX_EPOCHS = 1_000_000  # a config.json asking for more is corrupt, not ambitious
+MAX_CHANNELS = 4096  # image channels a run's config.json may declare
 _OPT_CLASSES = {"sgd": "SGD", "adam": "Adam", "adamw": "AdamW"}
 _SCHEDULERS = ("none", "cosine", "step", "plateau")
 
@@ -230,24 +245,31 @@ def read_config(path: str | Path, finished: bool = True) -> dict[str, Any]:
     ValueError
         Not JSON, or a field missing or malformed (the message names the file and field).
     """
+    from cnnkit.io.reading import read_regular_text
+
     path = Path(path)
+    text = read_regular_text(path, "run configuration (JSON)")
     try:
-        cfg = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
+        cfg = json.loads(text)
+    except (json.JSONDecodeError, RecursionError) as e:
         raise ValueError(f"{path}: not valid JSON ({e})") from None
     sc = Schema(path)
     sc.obj(cfg, "(top level)")
     sc.get(cfg, "model", "str")
     sc.get(cfg, "data", "str")
-    sc.get(cfg, "in_channels", "int", min=1, required=finished)
-    sc.get(cfg, "input_size", "int", min=1, required=finished)
-    sc.get(cfg, "num_classes", "int", min=1, required=False)
+    sc.get(cfg, "in_channels", "int", min=1, max=MAX_CHANNELS, required=finished)
+    side = sc.get(cfg, "input_size", "int", min=1, required=finished)
+    if side is not None:
+        limits.check(f"{path}: field 'input_size'", side * side, "MAX_IMAGE_PIXELS", "pixels")
+    num_classes = sc.get(cfg, "num_classes", "int", min=1, required=False)
     classes = sc.get(cfg, "classes", "list", required=False, default=[])
     for i, c in enumerate(classes):
         sc.value(c, "str", f"classes[{i}]")
-    sc.get(cfg, "seed", "int", required=not finished)
+    if classes and num_classes is not None and len(classes) != num_classes:
+        sc.fail("classes", f"{num_classes} names (field 'num_classes')", found=f"{len(classes)}")
+    sc.get(cfg, "seed", "int", min=0, max=2**63 - 1, required=not finished)
     sc.get(cfg, "model_kwargs", "object|null", required=False)
-    sc.get(cfg, "epochs", "int", min=1, required=not finished)
+    sc.get(cfg, "epochs", "int", min=1, max=MAX_EPOCHS, required=not finished)
     sc.get(cfg, "batch_size", "int", min=1, required=not finished)
     lr = sc.get(cfg, "lr", "number", required=not finished)
     if lr is not None and not lr > 0:
@@ -259,6 +281,11 @@ def read_config(path: str | Path, finished: bool = True) -> dict[str, Any]:
     sc.get(cfg, "tensorboard", "bool", required=False)
     sc.get(cfg, "world_size", "int", min=1, required=False)
     sc.get(cfg, "global_batch_size", "int", min=1, required=False)
+    for key in ("test_loss", "train_seconds"):
+        sc.get(cfg, key, "number|null", required=False, min=0)
+    sc.get(cfg, "test_accuracy", "number|null", required=False, min=0, max=1)
+    sc.get(cfg, "parameters", "int", required=False, min=0)
+    sc.get(cfg, "diagnosis", "str|null", required=False)
     resumed = sc.get(cfg, "resumed", "list", required=False, default=[])
     for i, r in enumerate(resumed):
         r = sc.obj(r, f"resumed[{i}]")
@@ -276,11 +303,65 @@ def _finished_epochs(last: Path) -> int:
     header, _ = read_header(last)
     train = (header.get("meta") or {}).get("train") or {}
     epoch = train.get("epoch", 0) if isinstance(train, dict) else 0
-    if not isinstance(epoch, int) or isinstance(epoch, bool) or epoch < 0:
+    if not isinstance(epoch, int) or isinstance(epoch, bool) or not 0 <= epoch <= MAX_EPOCHS:
         raise CheckpointError(
-            f"{last}: field 'meta.train.epoch': expected an integer >= 0; got {epoch!r}"
+            f"{last}: field 'meta.train.epoch': expected an integer from 0 to {MAX_EPOCHS}; "
+            f"got {epoch!r}"
         )
     return epoch
+
+
+# train_run's defaults: a resumed run given another value was asked for something else
+_RESUME_DEFAULTS = {
+    "model": "lenet5",
+    "data": "digits",
+    "batch_size": 64,
+    "lr": 1e-3,
+    "weight_decay": 0.0,
+    "seed": 0,
+    "scheduler": "none",
+    "augment": False,
+}
+
+
+@contextlib.contextmanager
+def _from_config(path: Path | None, fields: str) -> Any:
+    """Errors about settings read from ``path`` (a resumed run's config.json.running)
+    name that file and its fields."""
+    try:
+        yield
+    except (OSError, ValueError, TypeError) as e:
+        if path is None:
+            raise
+        err = type(e) if isinstance(e, (FileNotFoundError, ValueError)) else ValueError
+        raise err(f"{path}: field {fields!r}: {e}") from None
+
+
+def _same_json(path: Path, value: Any) -> bool:
+    """Whether the JSON file ``path`` holds ``value``."""
+    from cnnkit.io.reading import read_regular_text
+
+    try:
+        return json.loads(read_regular_text(path)) == json.loads(json.dumps(value))
+    except (OSError, ValueError):
+        return False
+
+
+def _check_resume_options(out: Path, cfg_path: Path, cfg: dict[str, Any], **given: Any) -> None:
+    """``--resume`` continues a run with its own settings: an option given with another
+    value than the run's (``--lr 0.5`` for a run trained with 0.001) is an error naming
+    both, not silently ignored."""
+    for key, value in given.items():
+        default = _RESUME_DEFAULTS[key]
+        saved = cfg.get(key, default)
+        if value == default or value == saved:
+            continue
+        flag = "--" + key.replace("_", "-")
+        raise ValueError(
+            f"--resume: {out} was trained with {flag} {saved!r} ({cfg_path.name}); it cannot "
+            f"continue with {flag} {value!r}: leave the option out to continue with the run's "
+            "own settings, or start a new run with another --out"
+        )
 
 
 class _Stretch(Callback):
@@ -387,6 +468,9 @@ def train_run(
                     f"optimizer ({cfg['optimizer']}); it cannot continue with "
                     f"{_OPT_CLASSES.get(optimizer, optimizer)} ({optimizer})"
                 )
+            _check_resume_options(out, cfg_path, cfg, model=model, data=data,
+                                  batch_size=batch_size, lr=lr, weight_decay=weight_decay,
+                                  seed=seed, scheduler=scheduler, augment=augment)  # fmt: skip
             done = _finished_epochs(out / "checkpoints" / "last.safetensors")
             old_epochs = int(cfg["epochs"])
             epochs = old_epochs if epochs is None else epochs
@@ -412,10 +496,12 @@ def train_run(
         if epochs < 1:
             raise ValueError(f"epochs must be >= 1; got {epochs}")
         backend.manual_seed(seed)
-        splits = load_data(data, seed=seed)
+        with _from_config(out / "config.json.running" if resume else None, "data"):
+            splits = load_data(data, seed=seed)
         if verbose:
             print(f"data: {splits.note}", flush=True)
-        net = build_model(model, splits, **(model_kwargs or {}))
+        with _from_config(out / "config.json.running" if resume else None, "model, model_kwargs"):
+            net = build_model(model, splits, **(model_kwargs or {}))
         opt = make_optimizer(optimizer, net.parameters(), lr, weight_decay)
         sched = make_scheduler(scheduler, opt, epochs)
         train_data: Any = splits.train
@@ -452,7 +538,10 @@ def train_run(
             out.mkdir(parents=True, exist_ok=True)
             (out / "FAILED.txt").unlink(missing_ok=True)
             (out / CONFIG).unlink(missing_ok=True)  # an overwritten run is unfinished till the end
-            atomic_write_text(out / "config.json.running", json.dumps(config, indent=2))
+            running = out / "config.json.running"
+            # a resume that changes nothing leaves the file as it was (should it fail later)
+            if not (resume and _same_json(running, config)):
+                atomic_write_text(running, json.dumps(config, indent=2))
             if tensorboard:
                 from cnnkit.train.tensorboard import tensorboard_callback
 
@@ -560,11 +649,43 @@ def load_run(run: str | Path) -> tuple[dict[str, Any], nn.Module]:
     if not run.is_dir():
         raise FileNotFoundError(f"{run}: no such run directory")
     cfg_path = run / CONFIG
-    if not cfg_path.exists():
+    if not (cfg_path.exists() or cfg_path.is_symlink()):  # a link loop is named when read
         why = " (training did not finish: see FAILED.txt)" if (run / "FAILED.txt").exists() else ""
         raise FileNotFoundError(f"{run}: not a finished run directory: no {CONFIG}{why}")
     cfg = read_config(cfg_path, finished=True)
-    if not (run / WEIGHTS).exists():
+    if not ((run / WEIGHTS).exists() or (run / WEIGHTS).is_symlink()):
         raise FileNotFoundError(f"{run}: no weights file {WEIGHTS}")
     ckpt = io.load(run / WEIGHTS)
+    assert ckpt.model is not None
+    _check_model_fits(cfg, ckpt.model, cfg_path, run / WEIGHTS)
     return cfg, ckpt.model
+
+
+def _check_model_fits(cfg: dict[str, Any], model: nn.Module, cfg_path: Path, weights: Path) -> None:
+    """The image geometry and class count of ``config.json`` must be those of the model
+    in the weights file: one forward pass of a blank image checks both."""
+    from cnnkit.autograd import no_grad
+    from cnnkit.tensor import Tensor
+
+    c, side = cfg["in_channels"], cfg["input_size"]
+    dtype = next((p.dtype for p in model.parameters()), np.dtype(np.float32))
+    was_training = model.training
+    model.eval()
+    try:
+        with no_grad(), np.errstate(all="ignore"):
+            out = model(Tensor(np.zeros((1, c, side, side), dtype=dtype)))
+    except Exception as e:  # the model's own message names the layer and the shapes
+        raise ValueError(
+            f"{cfg_path}: fields 'in_channels', 'input_size' ({c}x{side}x{side} images) do "
+            f"not fit the model in {weights}: {' '.join(str(e).split())}"
+        ) from None
+    finally:
+        model.train(was_training)
+    n = cfg.get("num_classes")
+    if cfg.get("task") != "detection" and n is not None and isinstance(out, Tensor):
+        if out.ndim != 2 or out.shape[1] != n:
+            want = out.shape[1] if out.ndim == 2 else f"outputs shaped {tuple(out.shape)[1:]}"
+            raise ValueError(
+                f"{cfg_path}: field 'num_classes': expected {want} (the outputs of the "
+                f"model in {weights}); got {n}"
+            )
