@@ -32,6 +32,8 @@ __all__ = [
     "min",
     "numel",
     "permute",
+    "randint",
+    "randperm",
     "reshape",
     "sigmoid",
     "sqrt",
@@ -190,3 +192,65 @@ class Generator:
 
     def initial_seed(self) -> int | None:
         return self._seed
+
+
+def _rng_of(generator: Generator | None, where: str) -> np.random.Generator:
+    """The NumPy generator behind ``generator`` (the global one when None)."""
+    if generator is None:
+        return backend.default_rng()
+    if not isinstance(generator, Generator):
+        raise TypeError(f"{where}: generator must be a cnnkit.Generator, got {type(generator)}")
+    return generator.rng
+
+
+def randperm(
+    n: int,
+    *,
+    generator: Generator | None = None,
+    dtype: Any = "int64",
+    device: Any = None,
+    requires_grad: bool = False,
+) -> Tensor:
+    """A random permutation of ``0 .. n-1`` (int64), as ``torch.randperm``.
+
+    Draws from ``generator`` (a :class:`Generator`) or the global generator; the order
+    differs from PyTorch's for the same seed (a different random stream).
+    """
+    from cnnkit._device import check_device
+
+    check_device(device, "randperm")
+    if isinstance(n, Tensor):
+        n = n.item()
+    if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 0:
+        raise ValueError(f"randperm: n must be a non-negative int, got {n!r}")
+    perm = _rng_of(generator, "randperm").permutation(int(n))
+    return Tensor(perm.astype(np.dtype(dtype)), requires_grad)
+
+
+def randint(
+    low: int,
+    high: Any = None,
+    size: Any = None,
+    *,
+    generator: Generator | None = None,
+    dtype: Any = "int64",
+    device: Any = None,
+    requires_grad: bool = False,
+) -> Tensor:
+    """Integers drawn uniformly from ``[low, high)`` in shape ``size``, as ``torch.randint``.
+
+    ``randint(high, size)`` (two positional arguments) draws from ``[0, high)``.
+    """
+    from cnnkit._device import check_device
+
+    check_device(device, "randint")
+    if size is None:
+        if not isinstance(high, (tuple, list)):
+            raise TypeError("randint: give size as a tuple, e.g. randint(0, 10, (3,))")
+        low, high, size = 0, low, high
+    if not isinstance(size, (tuple, list)):
+        raise TypeError(f"randint: size must be a tuple of ints, got {size!r}")
+    if int(high) <= int(low):
+        raise ValueError(f"randint: high ({high}) must be greater than low ({low})")
+    vals = _rng_of(generator, "randint").integers(int(low), int(high), tuple(size))
+    return Tensor(vals.astype(np.dtype(dtype)), requires_grad)

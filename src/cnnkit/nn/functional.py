@@ -38,6 +38,7 @@ _WHERE = {
     "batch_norm": "norm",
     "pad": "shape",
     "flatten": "shape",
+    "one_hot": "shape",
 }
 
 __all__ = sorted(_WHERE)
