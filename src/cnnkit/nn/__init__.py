@@ -32,6 +32,7 @@ from cnnkit.nn.loss import (
 )
 from cnnkit.nn.module import Module, Parameter
 from cnnkit.nn.norm import BatchNorm1d, BatchNorm2d, SyncBatchNorm
+from cnnkit.nn.parallel import DataParallel
 
 __all__ = [
     "GELU",
@@ -44,6 +45,7 @@ __all__ = [
     "BatchNorm2d",
     "Conv2d",
     "CrossEntropyLoss",
+    "DataParallel",
     "Dropout",
     "Dropout2d",
     "Flatten",

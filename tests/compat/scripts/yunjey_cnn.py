@@ -12,7 +12,7 @@ import torchvision.transforms as transforms
 device = torch.device('cuda' if torch.cuda.is_available() else 'cpu')
 
 # Hyper parameters
-num_epochs = 2
+num_epochs = 5
 num_classes = 10
 batch_size = 100
 learning_rate = 0.001
