@@ -140,3 +140,18 @@ def test_data_parallel_wrapper_state_dict_and_forward() -> None:
         dp(ck.tensor(x)).numpy(), tdp(torch.tensor(x)).detach().numpy(), rtol=1e-6
     )
     assert dp.module is net
+
+
+def test_free_softmax_std_topk_match_pytorch() -> None:
+    x = np.random.default_rng(3).normal(size=(3, 5)).astype(np.float32)
+    c, t = ck.tensor(x), torch.tensor(x)
+    np.testing.assert_allclose(ck.softmax(c, 1).numpy(), torch.softmax(t, 1).numpy(), rtol=1e-6)
+    np.testing.assert_allclose(
+        ck.log_softmax(c, dim=0).numpy(), torch.log_softmax(t, dim=0).numpy(), rtol=1e-5
+    )
+    np.testing.assert_allclose(ck.std(c, 0).numpy(), torch.std(t, 0).numpy(), rtol=1e-5)
+    vc, ic = ck.topk(c, 2)
+    vt, it = torch.topk(t, 2)
+    np.testing.assert_array_equal(ic.numpy(), it.numpy())
+    np.testing.assert_allclose(vc.numpy(), vt.numpy())
+    assert ck.cuda.empty_cache() is None and ck.cuda.is_available() is False

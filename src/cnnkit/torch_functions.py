@@ -26,6 +26,7 @@ __all__ = [
     "inference_mode",
     "is_tensor",
     "log",
+    "log_softmax",
     "matmul",
     "max",
     "mean",
@@ -36,10 +37,13 @@ __all__ = [
     "randperm",
     "reshape",
     "sigmoid",
+    "softmax",
     "sqrt",
     "squeeze",
+    "std",
     "sum",
     "tanh",
+    "topk",
     "transpose",
     "unsqueeze",
 ]
@@ -254,3 +258,23 @@ def randint(
         raise ValueError(f"randint: high ({high}) must be greater than low ({low})")
     vals = _rng_of(generator, "randint").integers(int(low), int(high), tuple(size))
     return Tensor(vals.astype(np.dtype(dtype)), requires_grad)
+
+
+def softmax(input: Tensor, dim: int, dtype: Any = None) -> Tensor:
+    """Softmax along ``dim`` (``torch.softmax``)."""
+    return (input if dtype is None else input.type(dtype)).softmax(dim)
+
+
+def log_softmax(input: Tensor, dim: int, dtype: Any = None) -> Tensor:
+    """Log-softmax along ``dim`` (``torch.log_softmax``)."""
+    return (input if dtype is None else input.type(dtype)).log_softmax(dim)
+
+
+def std(input: Tensor, dim: Any = None, unbiased: bool = True, keepdim: bool = False) -> Tensor:
+    """Standard deviation (``Tensor.std``)."""
+    return input.std(dim, unbiased=unbiased, keepdim=keepdim)
+
+
+def topk(input: Tensor, k: int, dim: int = -1, largest: bool = True, sorted: bool = True) -> Any:
+    """The ``k`` largest values and their indices (``Tensor.topk``)."""
+    return input.topk(k, dim, largest, sorted)
