@@ -155,3 +155,35 @@ def test_free_softmax_std_topk_match_pytorch() -> None:
     np.testing.assert_array_equal(ic.numpy(), it.numpy())
     np.testing.assert_allclose(vc.numpy(), vt.numpy())
     assert ck.cuda.empty_cache() is None and ck.cuda.is_available() is False
+
+
+@pytest.mark.parametrize(
+    ("p", "dim"), [("fro", None), (2, 1), (1, 0), (float("inf"), None), (3, 1)]
+)
+def test_norm_matches_pytorch(p, dim) -> None:
+    x = np.random.default_rng(4).normal(size=(3, 4))
+    c, t = ck.tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
+    nc, nt = c.norm(p, dim), t.norm(p, dim)
+    np.testing.assert_allclose(nc.numpy(), nt.detach().numpy(), rtol=1e-10)
+    nc.sum().backward()
+    nt.sum().backward()
+    np.testing.assert_allclose(c.grad.numpy(), t.grad.numpy(), rtol=1e-8)
+
+
+def test_variable_and_num_threads() -> None:
+    from torch.autograd import Variable as TV
+
+    from cnnkit.autograd import Variable
+
+    x = ck.tensor([1.0, 2.0])
+    v, tv = Variable(x, requires_grad=True), TV(torch.tensor([1.0, 2.0]), requires_grad=True)
+    assert v.requires_grad and tv.requires_grad and v.is_leaf and tv.is_leaf
+    assert not Variable(x).requires_grad and not TV(torch.tensor([1.0])).requires_grad
+    v.numpy()[0] = 5.0  # shares the values, as PyTorch's
+    assert x.numpy()[0] == 5.0
+    before = ck.get_num_threads()
+    ck.set_num_threads(1)
+    assert ck.get_num_threads() == 1
+    ck.set_num_threads(before)
+    with pytest.raises(ValueError, match="positive int"):
+        ck.set_num_threads(0)

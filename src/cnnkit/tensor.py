@@ -525,6 +525,17 @@ class Tensor:
         """``self ** exponent``."""
         return self**exponent
 
+    def norm(self, p: Any = "fro", dim: Any = None, keepdim: bool = False) -> Tensor:
+        """The p-norm over ``dim`` (all elements by default): ``p=2``/``"fro"``, ``1``,
+        ``inf`` or any positive number, as ``Tensor.norm``; differentiable."""
+        if p in ("fro", 2, 2.0):
+            return (self * self).sum(dim, keepdim=keepdim).sqrt()
+        if p in (float("inf"), "inf"):
+            return self.abs().amax(dim, keepdim=keepdim)
+        if isinstance(p, (int, float)) and p > 0:
+            return (self.abs() ** p).sum(dim, keepdim=keepdim) ** (1.0 / p)
+        raise ValueError(f"norm: p must be 'fro', inf or a positive number, got {p!r}")
+
     def contiguous(self) -> Tensor:
         """The tensor itself: cnnkit's ops accept any memory layout."""
         return self

@@ -23,6 +23,7 @@ __all__ = [
     "exp",
     "flatten",
     "from_numpy",
+    "get_num_threads",
     "inference_mode",
     "is_tensor",
     "log",
@@ -36,6 +37,7 @@ __all__ = [
     "randint",
     "randperm",
     "reshape",
+    "set_num_threads",
     "sigmoid",
     "softmax",
     "sqrt",
@@ -278,3 +280,20 @@ def std(input: Tensor, dim: Any = None, unbiased: bool = True, keepdim: bool = F
 def topk(input: Tensor, k: int, dim: int = -1, largest: bool = True, sorted: bool = True) -> Any:
     """The ``k`` largest values and their indices (``Tensor.topk``)."""
     return input.topk(k, dim, largest, sorted)
+
+
+def set_num_threads(n: int) -> None:
+    """Use ``n`` threads for BLAS and cnnkit's batch-parallel ops (``torch.set_num_threads``)."""
+    from cnnkit.functional import _parallel
+
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"set_num_threads: expected a positive int, got {n!r}")
+    for lib in _parallel._controllers()[1]:
+        lib.set_num_threads(int(n))
+
+
+def get_num_threads() -> int:
+    """The threads cnnkit computes with (``torch.get_num_threads``)."""
+    from cnnkit.functional import _parallel
+
+    return _parallel.workers()
