@@ -439,3 +439,14 @@ def iter_graph(root: Tensor) -> Iterator[Function]:
     for t in reversed(_topological_order(root)):
         if t._ctx is not None:
             yield t._ctx
+
+
+def Variable(data: Any, requires_grad: bool = False, volatile: bool = False) -> Any:
+    """PyTorch's deprecated ``autograd.Variable(tensor)`` of pre-0.4 scripts: a tensor
+    sharing ``data``'s values, detached from its graph, with ``requires_grad`` as given."""
+    from cnnkit.tensor import Tensor
+
+    if not isinstance(data, Tensor):
+        raise TypeError(f"Variable(): expected a Tensor, got {type(data).__name__}")
+    out = data.detach()
+    return out.requires_grad_(True) if requires_grad else out

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["device_count", "is_available", "manual_seed", "manual_seed_all", "synchronize"]
+__all__ = [
+    "device_count",
+    "empty_cache",
+    "is_available",
+    "manual_seed",
+    "manual_seed_all",
+    "synchronize",
+]
 
 
 def is_available() -> bool:
@@ -26,3 +33,7 @@ manual_seed_all = manual_seed
 
 def synchronize(device: Any = None) -> None:
     """Nothing to wait for on the CPU."""
+
+
+def empty_cache() -> None:
+    """Nothing to release (there is no CUDA memory cache)."""

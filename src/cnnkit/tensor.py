@@ -535,6 +535,99 @@ class Tensor:
             return Tensor._wrap(np.asarray(self.array.argmin()), False)
         return Tensor._wrap(self.array.argmin(axis=dim, keepdims=keepdim), False)
 
+    # ----------------------------------------------------- what training scripts call
+    def std(
+        self, dim: int | tuple[int, ...] | None = None, unbiased: bool = True, keepdim=False
+    ) -> Tensor:
+        """Standard deviation (Bessel-corrected unless ``unbiased=False``), as PyTorch."""
+        return self.var(dim, unbiased=unbiased, keepdim=keepdim).sqrt()
+
+    def pow(self, exponent: Any) -> Tensor:
+        """``self ** exponent``."""
+        return self**exponent
+
+    def norm(self, p: Any = "fro", dim: Any = None, keepdim: bool = False) -> Tensor:
+        """The p-norm over ``dim`` (all elements by default): ``p=2``/``"fro"``, ``1``,
+        ``inf`` or any positive number, as ``Tensor.norm``; differentiable."""
+        if p in ("fro", 2, 2.0):
+            return (self * self).sum(dim, keepdim=keepdim).sqrt()
+        if p in (float("inf"), "inf"):
+            return self.abs().amax(dim, keepdim=keepdim)
+        if isinstance(p, (int, float)) and p > 0:
+            return (self.abs() ** p).sum(dim, keepdim=keepdim) ** (1.0 / p)
+        raise ValueError(f"norm: p must be 'fro', inf or a positive number, got {p!r}")
+
+    def contiguous(self) -> Tensor:
+        """The tensor itself: cnnkit's ops accept any memory layout."""
+        return self
+
+    @property
+    def is_cuda(self) -> bool:
+        """Always False (cnnkit computes on the CPU)."""
+        return False
+
+    def topk(self, k: int, dim: int = -1, largest: bool = True, sorted: bool = True) -> MinMax:
+        """The ``k`` largest (``largest=False``: smallest) values along ``dim`` and their
+        indices, largest first, as ``torch.topk`` (ties: the lower index first); the
+        gradient flows to the chosen places."""
+        dim = int(dim) % max(self.ndim, 1)
+        if not 0 <= k <= self.shape[dim]:
+            raise ValueError(f"topk: k={k} is out of range for dim {dim} of size {self.shape[dim]}")
+        key = -self.array if largest else self.array
+        idx = np.take(np.argsort(key, axis=dim, kind="stable"), np.arange(k), axis=dim)
+        vals = arith.TakeAlongDim.apply(self, idx, dim=dim, keepdim=True)
+        return MinMax(vals, Tensor._wrap(idx.astype(np.int64), False))
+
+    def _inplace_check(self, op: str) -> None:
+        """PyTorch refuses in-place writes to a tensor autograd is tracking; so does cnnkit
+        (which also cannot record an in-place op on a non-leaf in the graph)."""
+        if self.requires_grad and autograd.is_grad_enabled():
+            kind = "a leaf tensor" if self.is_leaf else "a tensor in the graph"
+            raise RuntimeError(
+                f"{op}: {kind} that requires grad is being used in an in-place operation; "
+                f"write through .data or under torch.no_grad() (e.g. weight.data.{op}(...))"
+            )
+
+    def _write(self, values: Any, op: str) -> Tensor:
+        self._inplace_check(op)
+        self.array[...] = values
+        self._bump_version(op)
+        return self
+
+    def add_(self, other: Any, alpha: float = 1) -> Tensor:
+        """In place: ``self += alpha * other``."""
+        return self._write(self.array + alpha * _raw(other), "add_")
+
+    def sub_(self, other: Any, alpha: float = 1) -> Tensor:
+        """In place: ``self -= alpha * other``."""
+        return self._write(self.array - alpha * _raw(other), "sub_")
+
+    def mul_(self, other: Any) -> Tensor:
+        """In place: ``self *= other``."""
+        return self._write(self.array * _raw(other), "mul_")
+
+    def div_(self, other: Any) -> Tensor:
+        """In place: ``self /= other``."""
+        return self._write(self.array / _raw(other), "div_")
+
+    def clamp_(self, min: float | None = None, max: float | None = None) -> Tensor:
+        """In place: clip to ``[min, max]``."""
+        return self._write(np.clip(self.array, min, max), "clamp_")
+
+    def fill_(self, value: Any) -> Tensor:
+        """In place: every element ``value``."""
+        return self._write(_raw(value), "fill_")
+
+    def normal_(self, mean: float = 0.0, std: float = 1.0, *, generator: Any = None) -> Tensor:
+        """In place: samples of N(mean, std^2) from the global generator (or ``generator``)."""
+        rng = backend.default_rng() if generator is None else generator.rng
+        return self._write(rng.normal(mean, std, self.shape), "normal_")
+
+    def uniform_(self, a: float = 0.0, b: float = 1.0, *, generator: Any = None) -> Tensor:
+        """In place: samples of U[a, b) from the global generator (or ``generator``)."""
+        rng = backend.default_rng() if generator is None else generator.rng
+        return self._write(rng.uniform(a, b, self.shape), "uniform_")
+
     # ----------------------------------------------------------------- shape
     def reshape(self, *shape: Any) -> Tensor:
         return shape_mod_reshape(self, shape)
@@ -588,6 +681,10 @@ class Tensor:
             self.shape[i - lead] if (s == -1 and i >= lead) else s for i, s in enumerate(sizes)
         )
         return shape.Expand.apply(self, shape=full)
+
+    def expand_as(self, other: Tensor) -> Tensor:
+        """Broadcast to ``other``'s shape (``expand(*other.shape)``)."""
+        return self.expand(*other.shape)
 
     def __getitem__(self, index: Any) -> Tensor:
         if isinstance(index, Tensor):

@@ -23,21 +23,29 @@ __all__ = [
     "exp",
     "flatten",
     "from_numpy",
+    "get_num_threads",
     "inference_mode",
     "is_tensor",
     "log",
+    "log_softmax",
     "matmul",
     "max",
     "mean",
     "min",
     "numel",
     "permute",
+    "randint",
+    "randperm",
     "reshape",
+    "set_num_threads",
     "sigmoid",
+    "softmax",
     "sqrt",
     "squeeze",
+    "std",
     "sum",
     "tanh",
+    "topk",
     "transpose",
     "unsqueeze",
 ]
@@ -190,3 +198,102 @@ class Generator:
 
     def initial_seed(self) -> int | None:
         return self._seed
+
+
+def _rng_of(generator: Generator | None, where: str) -> np.random.Generator:
+    """The NumPy generator behind ``generator`` (the global one when None)."""
+    if generator is None:
+        return backend.default_rng()
+    if not isinstance(generator, Generator):
+        raise TypeError(f"{where}: generator must be a cnnkit.Generator, got {type(generator)}")
+    return generator.rng
+
+
+def randperm(
+    n: int,
+    *,
+    generator: Generator | None = None,
+    dtype: Any = "int64",
+    device: Any = None,
+    requires_grad: bool = False,
+) -> Tensor:
+    """A random permutation of ``0 .. n-1`` (int64), as ``torch.randperm``.
+
+    Draws from ``generator`` (a :class:`Generator`) or the global generator; the order
+    differs from PyTorch's for the same seed (a different random stream).
+    """
+    from cnnkit._device import check_device
+
+    check_device(device, "randperm")
+    if isinstance(n, Tensor):
+        n = n.item()
+    if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 0:
+        raise ValueError(f"randperm: n must be a non-negative int, got {n!r}")
+    perm = _rng_of(generator, "randperm").permutation(int(n))
+    return Tensor(perm.astype(np.dtype(dtype)), requires_grad)
+
+
+def randint(
+    low: int,
+    high: Any = None,
+    size: Any = None,
+    *,
+    generator: Generator | None = None,
+    dtype: Any = "int64",
+    device: Any = None,
+    requires_grad: bool = False,
+) -> Tensor:
+    """Integers drawn uniformly from ``[low, high)`` in shape ``size``, as ``torch.randint``.
+
+    ``randint(high, size)`` (two positional arguments) draws from ``[0, high)``.
+    """
+    from cnnkit._device import check_device
+
+    check_device(device, "randint")
+    if size is None:
+        if not isinstance(high, (tuple, list)):
+            raise TypeError("randint: give size as a tuple, e.g. randint(0, 10, (3,))")
+        low, high, size = 0, low, high
+    if not isinstance(size, (tuple, list)):
+        raise TypeError(f"randint: size must be a tuple of ints, got {size!r}")
+    if int(high) <= int(low):
+        raise ValueError(f"randint: high ({high}) must be greater than low ({low})")
+    vals = _rng_of(generator, "randint").integers(int(low), int(high), tuple(size))
+    return Tensor(vals.astype(np.dtype(dtype)), requires_grad)
+
+
+def softmax(input: Tensor, dim: int, dtype: Any = None) -> Tensor:
+    """Softmax along ``dim`` (``torch.softmax``)."""
+    return (input if dtype is None else input.type(dtype)).softmax(dim)
+
+
+def log_softmax(input: Tensor, dim: int, dtype: Any = None) -> Tensor:
+    """Log-softmax along ``dim`` (``torch.log_softmax``)."""
+    return (input if dtype is None else input.type(dtype)).log_softmax(dim)
+
+
+def std(input: Tensor, dim: Any = None, unbiased: bool = True, keepdim: bool = False) -> Tensor:
+    """Standard deviation (``Tensor.std``)."""
+    return input.std(dim, unbiased=unbiased, keepdim=keepdim)
+
+
+def topk(input: Tensor, k: int, dim: int = -1, largest: bool = True, sorted: bool = True) -> Any:
+    """The ``k`` largest values and their indices (``Tensor.topk``)."""
+    return input.topk(k, dim, largest, sorted)
+
+
+def set_num_threads(n: int) -> None:
+    """Use ``n`` threads for BLAS and cnnkit's batch-parallel ops (``torch.set_num_threads``)."""
+    from cnnkit.functional import _parallel
+
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"set_num_threads: expected a positive int, got {n!r}")
+    for lib in _parallel._controllers()[1]:
+        lib.set_num_threads(int(n))
+
+
+def get_num_threads() -> int:
+    """The threads cnnkit computes with (``torch.get_num_threads``)."""
+    from cnnkit.functional import _parallel
+
+    return _parallel.workers()

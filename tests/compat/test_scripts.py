@@ -207,3 +207,123 @@ def test_lenet_lazy_layers(data_root: Path, tmp_path: Path) -> None:
     assert {k: tuple(v.shape) for k, v in sd_c.items()} == {
         k: tuple(v.shape) for k, v in sd_t.items()
     }
+
+
+# --- scripts as their authors publish them: no flags added for the test, data where the
+# script looks for it (../data, ../../data/), outputs parsed from what the script prints
+
+
+def _published_run(script: str, lib: str, base: Path, data_root: Path, depth: int, *args: str):
+    """Run ``script`` in ``base/<lib>/w[/w]`` with the data reachable as ``../data`` (depth
+    1) or ``../../data`` (depth 2), as the published scripts expect."""
+    top = base / lib
+    top.mkdir(parents=True, exist_ok=True)
+    (top / "data").symlink_to(data_root, target_is_directory=True)
+    cwd = top.joinpath(*["w"] * depth)
+    return run(script, lib, cwd, *args), cwd
+
+
+def test_published_mnist_example_dry_run(data_root: Path, tmp_path: Path) -> None:
+    import cnnkit as ck
+
+    args = ("--epochs", "1", "--dry-run", "--save-model", "--test-batch-size", "200")
+    out_t, cwd_t = _published_run("mnist_examples", "torch", tmp_path, data_root, 1, *args)
+    out_c, cwd_c = _published_run("mnist_examples", "cnnkit", tmp_path, data_root, 1, *args)
+    for out in (out_t, out_c):
+        assert "Train Epoch: 1 [0/1200 (0%)]" in out and "Accuracy: " in out
+        assert out.count("Train Epoch") == 1  # --dry-run stops after the first logged batch
+    sd_c = torch.load(cwd_c / "mnist_cnn.pt", weights_only=True)
+    sd_t = ck.load(cwd_t / "mnist_cnn.pt", weights_only=True)
+    assert {k: tuple(v.shape) for k, v in sd_c.items()} == {
+        k: tuple(v.shape) for k, v in sd_t.items()
+    }
+
+
+def _accuracies(out: str, prefix: str) -> list[float]:
+    return [float(v) for v in re.findall(rf"{prefix}[^:]*: ([\d.]+) %", out)]
+
+
+def test_yunjey_style_convnet(data_root: Path, tmp_path: Path) -> None:
+    import cnnkit as ck
+
+    out_t, cwd_t = _published_run("yunjey_cnn", "torch", tmp_path, data_root, 2)
+    out_c, cwd_c = _published_run("yunjey_cnn", "cnnkit", tmp_path, data_root, 2)
+    cnn_t, ff_t = _accuracies(out_t, "Test Accuracy")[0], _accuracies(out_t, "Accuracy of")[0]
+    cnn_c, ff_c = _accuracies(out_c, "Test Accuracy")[0], _accuracies(out_c, "Accuracy of")[0]
+    assert cnn_t > 95 and abs(cnn_t - cnn_c) <= 1.0, (cnn_t, cnn_c)
+    # the feed-forward net (images.reshape(-1, 28*28)) starts from other random weights
+    assert ff_t > 90 and ff_c > 90, (ff_t, ff_c)
+    # model.ckpt written by either library loads into the other's ConvNet
+    sd = torch.load(cwd_c / "model.ckpt", weights_only=True)
+    assert [k for k in sd if "running" in k] == [
+        k for k in ck.load(cwd_t / "model.ckpt") if "running" in k
+    ]
+
+
+def test_d2l_style_lenet(data_root: Path, tmp_path: Path) -> None:
+    outs = {}
+    for lib in ("torch", "cnnkit"):
+        outs[lib], _ = _published_run("d2l_lenet", lib, tmp_path, data_root, 1, "16", "3", "0.03")
+    shapes = re.findall(r"(\w+) output shape: \t (.*)", outs["cnnkit"])
+    assert shapes[0] == ("Conv2d", "(1, 6, 28, 28)") and shapes[-1] == ("Linear", "(1, 10)")
+    assert "training on cpu" in outs["cnnkit"]
+    acc_t, acc_c = (float(re.findall(r"test acc ([\d.]+)", outs[k])[-1]) for k in outs)
+    assert acc_t > 0.9 and abs(acc_t - acc_c) <= 0.01, (acc_t, acc_c)
+
+
+def _tb_runs(log_dir: Path) -> dict[str, set[str]]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out = {}
+    for run_dir in [log_dir, *sorted(p for p in log_dir.iterdir() if p.is_dir())]:
+        acc = EventAccumulator(str(run_dir))
+        acc.Reload()
+        name = "." if run_dir == log_dir else run_dir.name
+        if name[0].isdigit():  # add_hparams' sub-run is named by the time
+            name = "<time>"
+        out[name] = {f"{kind}:{t}" for kind in ("scalars", "histograms", "images")
+                     for t in acc.Tags()[kind]}  # fmt: skip
+    return out
+
+
+def test_tensorboard_torchvision_resnet18(tmp_path: Path) -> None:
+    pytest.importorskip("tensorboard")
+    import cnnkit as ck
+
+    sys.path.insert(0, str(ORACLE))
+    try:
+        import torchvision.models as tvm
+
+        torch.manual_seed(0)
+        torch.save(tvm.resnet18(num_classes=10).state_dict(), tmp_path / "init.pt")
+    finally:
+        sys.path.remove(str(ORACLE))
+        for name in [n for n in sys.modules if n == "torchvision" or n.startswith("torchvision.")]:
+            del sys.modules[name]
+    data_root = tmp_path / "small_cifar"  # ResNet-18 at full width: few images
+    write_cifar(data_root, n_train=150, n_test=60)
+    args = ("--data", str(data_root), "--epochs", "1", "--batch-size", "16", "--train-size",
+            "32", "--init", str(tmp_path / "init.pt"))  # fmt: skip
+    out_t = run("tb_resnet18", "torch", tmp_path / "t", *args)
+    out_c = run("tb_resnet18", "cnnkit", tmp_path / "c", *args)
+    for out in (out_t, out_c):
+        assert "train 32, val 30, test 60" in out and "fc in_features: 512" in out
+    # the same TensorBoard runs and tags
+    assert _tb_runs(tmp_path / "c" / "runs" / "resnet18") == _tb_runs(
+        tmp_path / "t" / "runs" / "resnet18"
+    )
+    # each library's best checkpoint, evaluated by the other's ResNet-18 on the test set,
+    # gives the confusion-matrix trace that library printed
+    tf = ck.vision.transforms
+    norm = tf.Normalize((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))
+    ds = ck.vision.datasets.CIFAR10(
+        data_root, train=False, transform=tf.Compose([tf.ToTensor(), norm])
+    )
+    net = ck.vision.models.resnet18(num_classes=10)
+    net.load_state_dict(ck.load(tmp_path / "t" / "best_resnet18.pth", weights_only=True))
+    net.eval()
+    with ck.no_grad():
+        hits = sum(int((net(x).argmax(1) == y).sum()) for x, y in ck.utils.data.DataLoader(ds, 100))
+    assert abs(hits - values(out_t, "CM_TRACE")[-1]) <= 1
+    sd_c = torch.load(tmp_path / "c" / "best_resnet18.pth", weights_only=True)
+    assert list(sd_c) == list(torch.load(tmp_path / "init.pt", weights_only=True))

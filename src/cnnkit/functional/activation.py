@@ -303,3 +303,58 @@ def dropout2d(
     if not (input.requires_grad and is_grad_enabled()):
         return Tensor._wrap(input.array * mask, False)
     return DropoutMask.apply(input, mask)
+
+
+class ELU(Function):
+    """``x if x > 0 else alpha (exp(x) - 1)``; derivative 1, else ``out + alpha``."""
+
+    def forward(self, x: np.ndarray, alpha: float = 1.0) -> np.ndarray:
+        a = x.dtype.type(alpha)
+        out = np.where(x > 0, x, a * np.expm1(np.minimum(x, 0)))
+        self.alpha = a
+        self.save_for_backward(x > 0, out)
+        return out
+
+    def backward(self, grad: np.ndarray) -> np.ndarray:
+        pos, out = self.saved
+        return np.where(pos, grad, grad * (out + self.alpha))
+
+
+class SiLU(Function):
+    """``x * sigmoid(x)`` (swish); derivative ``s (1 + x (1 - s))``."""
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        s = _stable_sigmoid(x)
+        self.save_for_backward(x, s)
+        return x * s
+
+    def backward(self, grad: np.ndarray) -> np.ndarray:
+        x, s = self.saved
+        return grad * s * (1 + x * (1 - s))
+
+
+class ReLU6(Function):
+    """``min(max(x, 0), 6)``; derivative 1 strictly inside (0, 6), else 0 (as PyTorch)."""
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        self.save_for_backward((x > 0) & (x < 6))
+        return np.clip(x, 0, 6)
+
+    def backward(self, grad: np.ndarray) -> np.ndarray:
+        (inside,) = self.saved
+        return grad * inside
+
+
+def elu(input: Tensor, alpha: float = 1.0, inplace: bool = False) -> Tensor:
+    """Exponential linear unit, elementwise (``inplace`` accepted; a new tensor is returned)."""
+    return ELU.apply(input, alpha=alpha)
+
+
+def silu(input: Tensor, inplace: bool = False) -> Tensor:
+    """``x * sigmoid(x)``, elementwise (``inplace`` accepted; a new tensor is returned)."""
+    return SiLU.apply(input)
+
+
+def relu6(input: Tensor, inplace: bool = False) -> Tensor:
+    """``min(max(x, 0), 6)``, elementwise (``inplace`` accepted; a new tensor is returned)."""
+    return ReLU6.apply(input)

@@ -140,3 +140,29 @@ def pad(input: Any, pad: tuple[int, ...], mode: str = "constant", value: float =
     for i in range(len(pad) // 2):
         widths[input.ndim - 1 - i] = (pad[2 * i], pad[2 * i + 1])
     return Pad.apply(input, pad=widths, value=value)
+
+
+def one_hot(tensor: Any, num_classes: int = -1) -> Any:
+    """Class indices ``(*)`` (int64) -> one-hot rows ``(*, num_classes)`` (int64), as PyTorch.
+
+    ``num_classes=-1`` takes ``max(tensor) + 1``. No gradient flows (the input is integer).
+    """
+    from cnnkit.tensor import Tensor
+
+    if not isinstance(tensor, Tensor):
+        raise TypeError(f"one_hot: expected a Tensor of class indices, got {type(tensor).__name__}")
+    idx = np.asarray(tensor.array)
+    if idx.dtype.kind not in "iu":
+        raise TypeError(f"one_hot: class indices must be an integer tensor, got dtype {idx.dtype}")
+    if idx.size and idx.min() < 0:
+        raise ValueError(f"one_hot: class indices must be >= 0, got {int(idx.min())}")
+    if num_classes == -1:
+        num_classes = int(idx.max()) + 1 if idx.size else 0
+    if num_classes < 0 or (idx.size and idx.max() >= num_classes):
+        raise ValueError(
+            f"one_hot: class values must be smaller than num_classes={num_classes}, "
+            f"got {int(idx.max())}"
+        )
+    out = np.zeros((*idx.shape, int(num_classes)), np.int64)
+    np.put_along_axis(out, idx[..., None].astype(np.int64), 1, axis=-1)
+    return Tensor(out)

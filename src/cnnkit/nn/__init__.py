@@ -4,6 +4,7 @@ from cnnkit.nn import functional, init, parallel, utils
 from cnnkit.nn.container import ModuleDict, ModuleList, Sequential
 from cnnkit.nn.detection import YOLOv1Loss
 from cnnkit.nn.layers import (
+    ELU,
     GELU,
     AdaptiveAvgPool2d,
     AdaptiveMaxPool2d,
@@ -15,7 +16,9 @@ from cnnkit.nn.layers import (
     LogSoftmax,
     MaxPool2d,
     ReLU,
+    ReLU6,
     Sigmoid,
+    SiLU,
     Softmax,
     Softmax2d,
     Tanh,
@@ -32,8 +35,10 @@ from cnnkit.nn.loss import (
 )
 from cnnkit.nn.module import Module, Parameter
 from cnnkit.nn.norm import BatchNorm1d, BatchNorm2d, SyncBatchNorm
+from cnnkit.nn.parallel import DataParallel
 
 __all__ = [
+    "ELU",
     "GELU",
     "AdaptiveAvgPool2d",
     "AdaptiveMaxPool2d",
@@ -44,6 +49,7 @@ __all__ = [
     "BatchNorm2d",
     "Conv2d",
     "CrossEntropyLoss",
+    "DataParallel",
     "Dropout",
     "Dropout2d",
     "Flatten",
@@ -63,7 +69,9 @@ __all__ = [
     "NLLLoss",
     "Parameter",
     "ReLU",
+    "ReLU6",
     "Sequential",
+    "SiLU",
     "Sigmoid",
     "Softmax",
     "Softmax2d",

@@ -24,6 +24,9 @@ _WHERE = {
     "relu": "activation",
     "add_relu": "activation",
     "leaky_relu": "activation",
+    "elu": "activation",
+    "silu": "activation",
+    "relu6": "activation",
     "sigmoid": "activation",
     "tanh": "activation",
     "softmax": "activation",
@@ -38,6 +41,7 @@ _WHERE = {
     "batch_norm": "norm",
     "pad": "shape",
     "flatten": "shape",
+    "one_hot": "shape",
 }
 
 __all__ = sorted(_WHERE)

@@ -284,3 +284,46 @@ class AdaptiveMaxPool2d(Module):
 
     def extra_repr(self) -> str:
         return f"output_size={self.output_size}"
+
+
+class ELU(Module):
+    """``x`` for positive, ``alpha (exp(x) - 1)`` for other inputs."""
+
+    _samplewise = True
+
+    def __init__(self, alpha: float = 1.0, inplace: bool = False) -> None:
+        super().__init__()
+        self.alpha = alpha
+        self.inplace = inplace
+
+    def forward(self, input: Tensor) -> Tensor:
+        return A.elu(input, self.alpha)
+
+    def extra_repr(self) -> str:
+        return f"alpha={self.alpha}"
+
+
+class SiLU(Module):
+    """``x * sigmoid(x)`` elementwise (swish)."""
+
+    _samplewise = True
+
+    def __init__(self, inplace: bool = False) -> None:
+        super().__init__()
+        self.inplace = inplace
+
+    def forward(self, input: Tensor) -> Tensor:
+        return A.silu(input)
+
+
+class ReLU6(Module):
+    """``min(max(x, 0), 6)`` elementwise."""
+
+    _samplewise = True
+
+    def __init__(self, inplace: bool = False) -> None:
+        super().__init__()
+        self.inplace = inplace
+
+    def forward(self, input: Tensor) -> Tensor:
+        return A.relu6(input)

@@ -142,10 +142,13 @@ class Optimizer:
                     f"{self._name} can only optimize floating-point tensors, but parameter {i} "
                     f"of the group has dtype {p.dtype}"
                 )
-            if not p.requires_grad:
+            # as PyTorch: frozen parameters (requires_grad=False) are accepted and simply
+            # never stepped (their .grad stays None); a non-leaf cannot be optimised
+            if not p.is_leaf:
                 raise ValueError(
-                    f"{self._name} can only optimize tensors with requires_grad=True, but "
-                    f"parameter {i} of the group (shape {p.shape}) has requires_grad=False"
+                    f"{self._name} can't optimize a non-leaf Tensor: parameter {i} of the "
+                    f"group (shape {p.shape}) was computed by {type(p.grad_fn).__name__}; "
+                    f"pass the leaf tensors (e.g. model.parameters())"
                 )
         ids = [id(p) for p in params]
         if len(set(ids)) != len(ids):

@@ -38,6 +38,28 @@ testloader = torch.utils.data.DataLoader(
 
 classes = ("plane", "car", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
+import matplotlib.pyplot as plt
+import numpy as np
+
+# functions to show an image
+
+
+def imshow(img):
+    img = img / 2 + 0.5  # unnormalize
+    npimg = img.numpy()
+    plt.imshow(np.transpose(npimg, (1, 2, 0)))
+    plt.show()
+
+
+# get some random training images
+dataiter = iter(trainloader)
+images, labels = next(dataiter)
+
+# show images
+imshow(torchvision.utils.make_grid(images))
+# print labels
+print(" ".join(f"{classes[labels[j]]:5s}" for j in range(batch_size)))
+
 
 class Net(nn.Module):
     def __init__(self):
@@ -60,7 +82,12 @@ class Net(nn.Module):
 
 
 torch.manual_seed(0)
+device = torch.device("cuda:0" if torch.cuda.is_available() else "cpu")
+# Assuming that we are on a CUDA machine, this should print a CUDA device:
+print(device)
+
 net = Net()
+net.to(device)
 if args.init:
     net.load_state_dict(torch.load(args.init, weights_only=True))
 
@@ -95,6 +122,9 @@ torch.save(net.state_dict(), PATH)
 
 dataiter = iter(testloader)
 images, labels = next(dataiter)
+
+# print images
+imshow(torchvision.utils.make_grid(images))
 print("GroundTruth: ", " ".join(f"{classes[labels[j]]:5s}" for j in range(4)))
 
 net = Net()

@@ -3,4 +3,4 @@ is not a dependency). Written on torch from torchvision's documented semantics, 
 PyTorch side's oracle: PIL in, ``ToTensor`` gives CHW float in [0, 1], random transforms
 draw from torch's global generator."""
 
-from torchvision import datasets, transforms, utils  # noqa: F401
+from torchvision import datasets, models, transforms, utils  # noqa: F401
