@@ -380,7 +380,7 @@ async function loadActivations(name, box, index) {
     el("button", { onclick: () => loadActivations(name, box, index + 1), text: "next ▶" }),
     el("span", { class: "muted", text: scene ? `  test scene ${index}: ${a.label}` : `  test image ${index}, label ${a.label}` }));
   const head = scene
-    ? el("div", { class: "row" }, scenePicture(a, 288), el("div", {},
+    ? el("div", { class: "row" }, scenePicture(a, 384), el("div", {},
       el("div", { class: "muted", text: "detections (orange; true boxes dashed green)" }), detectionList(a.boxes)))
     : el("div", { class: "row" }, inputPicture(a.input, 112),
       el("div", {}, el("div", { class: "muted", text: "prediction" }), top3(a.top)));
