@@ -77,9 +77,9 @@ def test_console_script() -> None:
     )
     assert bad.returncode == 2
     assert bad.stderr.strip().splitlines() == [
-        "cnnkit summary: error: unknown model 'nope'; choose one of "
-        "['inception', 'lenet5', 'miniinception', 'mlp', 'resnet', 'resnetcifar', "
-        "'smallresnet', 'smallvgg', 'tinyyolo', 'vgg', 'yolo']"
+        "cnnkit summary: error: unknown model 'nope'; choose one of lenet5, mlp, smallvgg, "
+        "smallresnet, resnetcifar, miniinception, tinyyolo (also accepted: vgg, resnet, "
+        "inception, yolo)"
     ]
 
 
