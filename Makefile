@@ -35,7 +35,7 @@ detect-demo: $(STAMP_RUN)
 	elif [ -f runs/yolo/config.json.running ]; then $(VENV)/bin/cnnkit train --resume --out runs/yolo; \
 	else $(VENV)/bin/cnnkit train --model tinyyolo --data digit-scenes:$(MNIST) --out runs/yolo; fi
 	$(VENV)/bin/cnnkit evaluate runs/yolo
-	$(PY) examples/make_scenes.py $(MNIST) runs/scenes --n 4
+	$(PY) examples/make_scenes.py $(MNIST) runs/scenes --n 4 --seed 1
 	$(VENV)/bin/cnnkit detect runs/yolo runs/scenes/scene_0.png runs/scenes/scene_1.png \
 		runs/scenes/scene_2.png runs/scenes/scene_3.png --out runs/boxes.json --draw runs/detect.png
 

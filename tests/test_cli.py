@@ -77,9 +77,9 @@ def test_console_script() -> None:
     )
     assert bad.returncode == 2
     assert bad.stderr.strip().splitlines() == [
-        "cnnkit summary: error: unknown model 'nope'; choose one of "
-        "['inception', 'lenet5', 'miniinception', 'mlp', 'resnet', 'resnetcifar', "
-        "'smallresnet', 'smallvgg', 'tinyyolo', 'vgg', 'yolo']"
+        "cnnkit summary: error: unknown model 'nope'; choose one of lenet5, mlp, smallvgg, "
+        "smallresnet, resnetcifar, miniinception, tinyyolo (also accepted: vgg, resnet, "
+        "inception, yolo)"
     ]
 
 
@@ -512,3 +512,42 @@ def test_a_real_ctrl_c_prints_the_resume_command(tmp_path: Path) -> None:
     last = err.replace("\r", "\n").strip().splitlines()[-1]
     assert last == f"cnnkit train: interrupted; continue with: cnnkit train --resume --out {out}"
     assert (out / "config.json.running").exists() and not (out / "config.json").exists()
+
+
+def test_a_newcomers_typos_get_a_suggestion_before_any_data_is_read(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "run"
+    rc = main(["train", "--model", "lenet", "--out", str(out), "--quiet"])
+    captured = capsys.readouterr()
+    assert rc == 2 and captured.out == ""  # no "data: ..." line: the model is checked first
+    assert captured.err.strip() == (
+        "cnnkit train: error: unknown model 'lenet'; did you mean 'lenet5'? choose one of "
+        "lenet5, mlp, smallvgg, smallresnet, resnetcifar, miniinception, tinyyolo "
+        "(also accepted: vgg, resnet, inception, yolo)"
+    )
+    assert not out.exists()
+    line = assert_one_line_error(capsys, main(["train", "--data", "mnsit:data/mnist",
+                                               "--out", str(out), "--quiet"]))  # fmt: skip
+    assert "unknown data 'mnsit:data/mnist'; did you mean 'mnist:data/mnist'?" in line
+    assert "digit-scenes:PATH" in line
+    assert not out.exists()
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    from cnnkit import __version__
+
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"cnnkit {__version__}"
+
+
+def test_an_unreadable_picture_is_named_once(
+    run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "notes.png"
+    bad.write_text("notes, renamed")
+    line = assert_one_line_error(capsys, main(["predict", str(run_dir), str(bad)]))
+    assert line == (
+        f"cnnkit predict: error: {bad}: cannot read image: not an image file (Pillow cannot "
+        "identify its format)"
+    )

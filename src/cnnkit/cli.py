@@ -119,6 +119,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise CLIError(f"--weight-decay must be >= 0; got {args.weight_decay}")
     if args.tensorboard:
         _need_tensorboard()
+    if not args.resume:  # a misspelt model is named before any data is loaded
+        from cnnkit.models import model_key
+
+        model_key(args.model)
     if _is_detection_run(args.out) if args.resume else is_detection(args.model, args.data):
         from cnnkit.detect.cli import run_train
 
@@ -734,7 +738,12 @@ def cmd_download(args: argparse.Namespace) -> int:
             log=print,
         )
     except DownloadError as e:
-        raise CLIError(f"{e} (run the command again to resume)") from None
+        first, *each = [line.strip() for line in str(e).splitlines() if line.strip()] or [""]
+        tried = f"{first} {'; '.join(each)}".strip()  # one clause per mirror tried
+        raise CLIError(
+            f"{tried}. Run the command again to resume; without internet access, copy the "
+            f"data set's .gz files into {args.root} and run it again to check them"
+        ) from None
     print(f"{len(files)} files in {args.root}; train with --data {args.dataset}:{args.root}")
     return 0
 
@@ -823,6 +832,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train, inspect and use convolutional networks on NumPy.",
         formatter_class=_HelpFormatter,
     )
+    from cnnkit import __version__
+
+    parser.add_argument("--version", action="version", version=f"cnnkit {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name, (setup, run) in COMMANDS.items():

@@ -100,3 +100,16 @@ def test_published_checksums_match_the_shared_test_set(mnist_dir):
 
     for name in ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
         assert md5sum(mnist_dir / name) == MNIST.md5s[name]
+
+
+def test_no_mirror_reachable_says_how_to_work_offline(tmp_path, capsys):
+    root = tmp_path / "root"
+    dead = ["--mirror", "http://127.0.0.1:1/a/", "--mirror", "http://127.0.0.1:1/b/"]
+    rc = main(["download", "mnist", "--root", str(root), "--split", "test", "--quiet", *dead])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1, err
+    # each mirror's failure is its own clause, then what to do with or without a network
+    assert "could not download t10k-images-idx3-ubyte.gz:; " not in err
+    assert "http://127.0.0.1:1/a/t10k-images-idx3-ubyte.gz failed: " in err
+    assert "failed: " in err.split("; download of ")[1]
+    assert err.endswith(f"copy the data set's .gz files into {root} and run it again to check them")

@@ -53,6 +53,31 @@ def test_mnist_convention_on_a_dark_digit_on_paper():
     assert "scaled into a 20x20 box (12x20) and centred by its centre of mass in 28x28" in text
 
 
+@pytest.mark.parametrize("light", ["left-to-right", "corner"])
+def test_paper_lit_unevenly_is_not_taken_for_ink(light):
+    # a photo of paper: 0.95 on the bright side falling to 0.7 (the same ring of ink);
+    # one background level would leave the darker edge as a band of "digit" and the
+    # crop would take the whole height or width
+    sheet = ring(h=300, w=320, top=60, left=200)
+    ys, xs = np.mgrid[0:300, 0:320]
+    fall = xs / 319 if light == "left-to-right" else (xs / 319 + ys / 299) / 2
+    shaded = sheet * (0.95 - 0.25 * fall) / 0.9
+    h, w = bbox(sheet < 0.5)
+    p = prepare_digit(shaded.astype(np.float32), 28)
+    text = "; ".join(p.steps)
+    assert f"cropped to the digit ({w}x{h} of 320x300 pixels)" in text, text
+    assert "uneven background" in text and "fitted to the picture's border" in text
+    even = prepare_digit(sheet, 28).image[0]
+    shifted = [np.roll(p.image[0], (dy, dx), axis=(0, 1)) for dy in (-1, 0, 1) for dx in (-1, 0, 1)]
+    # the same ring; its centre of mass may round to the next pixel
+    assert max(np.corrcoef(s.ravel(), even.ravel())[0, 1] for s in shifted) > 0.95
+    # a stroke that runs across the picture, through the border, does not bend the fit:
+    # the crop is the ring's rows and the stroke's full width, nothing above or below
+    sheet[150:156, :] = 0.1
+    q = prepare_digit((sheet * (0.95 - 0.25 * fall) / 0.9).astype(np.float32), 28)
+    assert f"cropped to the digit (320x{h} of 320x300 pixels)" in "; ".join(q.steps)
+
+
 def test_light_on_dark_is_not_inverted_and_a_ready_image_is_kept():
     p = prepare_digit(1 - ring(), 28)
     assert not any("inverted" in s for s in p.steps)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import os
 import shutil
 from pathlib import Path
@@ -315,3 +316,39 @@ def test_serve_defaults_to_this_machine_only() -> None:
 
     args = build_parser().parse_args(["serve"])
     assert (args.runs_dir, args.host, args.port) == ("runs", "127.0.0.1", 8000)
+
+
+@pytest.mark.skipif(not (MNIST_DIR / "t10k-images-idx3-ubyte.gz").exists(),
+                    reason=f"no MNIST IDX files at {MNIST_DIR} for digit scenes")  # fmt: skip
+def test_a_detection_run_shows_test_scenes_with_their_boxes(tmp_path: Path) -> None:
+    import cnnkit as ck
+    from cnnkit import io as ckio
+    from cnnkit.data import DigitScenes
+    from cnnkit.models import TinyYOLO
+
+    run = tmp_path / "runs" / "yolo"
+    run.mkdir(parents=True)
+    ck.manual_seed(3)
+    model = TinyYOLO()
+    model.eval()
+    classes = [str(k) for k in range(10)]
+    cfg = {"task": "detection", "model": "tinyyolo", "data": f"digit-scenes:{MNIST_DIR}",
+           "seed": 0, "test_scenes": 20, "in_channels": 1, "input_size": 96,
+           "num_classes": 10, "classes": classes}  # fmt: skip
+    (run / "config.json").write_text(json.dumps(cfg))
+    ckio.save(run / "model.safetensors", model)
+    a = TestClient(create_app(tmp_path / "runs")).get("/api/run/yolo/activations?index=23").json()
+    assert a["available"] and a["index"] == 23
+    x, target = DigitScenes(MNIST_DIR, "test", n=20, seed=0)[3]  # 23 wraps round to 3
+    x = np.asarray(x.numpy() if hasattr(x, "numpy") else x)
+    assert a["input"]["shape"] == [1, 96, 96]
+    labels = [str(int(k)) for k in np.asarray(target["labels"])]
+    assert a["label"] == f"{len(labels)} digits: " + ", ".join(labels)
+    assert [t["label"] for t in a["truth"]] == labels
+    np.testing.assert_allclose([t["box"] for t in a["truth"]], np.asarray(target["boxes"]))
+    det = model.detect(x[None], conf_threshold=0.25)[0]
+    assert [b["label"] for b in a["boxes"]] == [str(int(k)) for k in det["labels"]]
+    np.testing.assert_allclose([b["score"] for b in a["boxes"]], det["scores"], atol=5e-4)
+    if len(det["boxes"]):
+        np.testing.assert_allclose([b["box"] for b in a["boxes"]], det["boxes"], atol=0.05)
+    assert a["layers"] and "top" not in a  # maps of the scene; no class ranking for a scene

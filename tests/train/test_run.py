@@ -364,6 +364,25 @@ def test_resume_errors(tmp_path: Path) -> None:
     train_run(done, epochs=1, verbose=False)
     with pytest.raises(FileExistsError, match="finished run"):
         train_run(done, resume=True, verbose=False)
+    # the error says how to train it further; fewer or as many epochs are refused too
+    with pytest.raises(FileExistsError, match=r"trained its 1 epochs and --epochs 1 asks"):
+        train_run(done, resume=True, epochs=1, verbose=False)
+    with pytest.raises(FileExistsError, match=r"`cnnkit train --resume --epochs 2 --out "):
+        train_run(done, resume=True, verbose=False)
+
+
+def test_a_finished_run_continues_to_more_epochs(tmp_path: Path) -> None:
+    """``--resume --epochs N`` on a finished run of fewer epochs trains the extra epochs
+    from its last checkpoint: the same numbers as a run started with N epochs."""
+    full, short = tmp_path / "full", tmp_path / "short"
+    train_run(full, model="mlp", epochs=3, verbose=False)
+    train_run(short, model="mlp", epochs=2, verbose=False)
+    summary = train_run(short, resume=True, epochs=3, verbose=False)
+    assert history_values(short) == history_values(full)
+    cfg = json.loads((short / "config.json").read_text())
+    assert cfg["epochs"] == 3 and cfg["resumed"] == [{"at_epoch": 2, "epochs_before": 2}]
+    assert summary["test_loss"] == json.loads((full / "config.json").read_text())["test_loss"]
+    assert not (short / "config.json.running").exists()
 
 
 def test_load_run_errors(tmp_path: Path) -> None:

@@ -91,6 +91,8 @@ def read_image(path: str | os.PathLike) -> tuple[np.ndarray, list[str]]:
                 steps.append("rotated as its EXIF orientation says")
             arr, alpha, note = _pil_to_float(im)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        if str(e).startswith(f"{path}: "):
+            raise  # open_image's own message names the file and the reason
         raise ValueError(f"{path}: cannot read image ({e})") from e
     if arr.size == 0:
         raise ValueError(f"{path}: the image is empty ({arr.shape[1]}x{arr.shape[0]} pixels)")
@@ -224,6 +226,44 @@ def _border(x: np.ndarray) -> np.ndarray:
     return np.concatenate([x[:bh].ravel(), x[-bh:].ravel(), x[:, :bw].ravel(), x[:, -bw:].ravel()])
 
 
+def _background(x: np.ndarray) -> np.ndarray | None:
+    """The paper's level under a photographed digit, or None where it is even.
+
+    A quadratic surface in the pixel coordinates is fitted by least squares to the
+    border frame (:func:`_border`); border pixels more than 3 robust standard deviations
+    off the fit (a stroke that touches the edge) are dropped and the fit repeated.
+    Lighting that falls off across a photo (a shadow, a lamp on one side) then leaves
+    no band of "ink" along the darker edge. Returns ``(H, W)`` float32, clipped to the
+    range of the border pixels kept, or None when that range is below 0.05 (an even
+    background: one level, the border's median, is removed as before).
+    """
+    h, w = x.shape
+    if min(h, w) < 16:
+        return None
+    bh, bw = max(1, h // 20), max(1, w // 20)
+    frame = np.zeros((h, w), dtype=bool)
+    frame[:bh] = frame[-bh:] = frame[:, :bw] = frame[:, -bw:] = True
+    ys, xs = np.nonzero(frame)
+    v = x[ys, xs].astype(np.float64)
+
+    def design(yy: np.ndarray, xx: np.ndarray) -> np.ndarray:
+        u, t = xx / (w - 1) * 2 - 1, yy / (h - 1) * 2 - 1
+        return np.stack([np.ones_like(u), u, t, u * u, t * t, u * t], axis=-1)
+
+    a = design(ys.astype(np.float64), xs.astype(np.float64))
+    keep = np.ones(v.shape, dtype=bool)
+    for _ in range(3):
+        coef = np.linalg.lstsq(a[keep], v[keep], rcond=None)[0]
+        r = np.abs(v - a @ coef)
+        spread = 1.4826 * float(np.median(r[keep]))
+        keep = r <= max(3 * spread, 0.02)
+    lo, hi = float(v[keep].min()), float(v[keep].max())
+    if hi - lo < 0.05:
+        return None
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
+    return np.clip(design(yy, xx) @ coef, lo, hi).astype(np.float32)
+
+
 def prepare_digit(gray: np.ndarray, size: int = 28, noise_floor: float = 0.15) -> Prepared:
     """Make a picture of one digit look like the digit data sets' images.
 
@@ -274,9 +314,24 @@ def prepare_digit(gray: np.ndarray, size: int = 28, noise_floor: float = 0.15) -
         return Prepared(np.clip(x, 0, 1)[None].astype(np.float32), [
             f"already {size}x{size} light-on-dark: used as it is"
         ])  # fmt: skip
-    x = np.clip((x - bg) / (hi - bg), 0, 1)
-    if bg > 0.02 or hi < 0.98:
-        steps.append(f"background level {bg:.2f} removed and contrast stretched")
+    field = _background(x)
+    if field is None:
+        x = np.clip((x - bg) / (hi - bg), 0, 1)
+        if bg > 0.02 or hi < 0.98:
+            steps.append(f"background level {bg:.2f} removed and contrast stretched")
+    else:
+        x = x - field
+        top = float(np.percentile(x, 99.9)) if x.size > 1000 else float(x.max())
+        if top < 0.1:
+            raise ValueError(
+                f"prepare_digit: no digit found: nothing stands out of the uneven "
+                f"background ({float(field.min()):.2f}-{float(field.max()):.2f})"
+            )
+        x = np.clip(x / top, 0, 1)
+        steps.append(
+            f"uneven background ({float(field.min()):.2f}-{float(field.max()):.2f}, "
+            "fitted to the picture's border) removed and contrast stretched"
+        )
     x[x < noise_floor] = 0
     rows, cols = np.nonzero(x.any(axis=1))[0], np.nonzero(x.any(axis=0))[0]
     x = x[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]

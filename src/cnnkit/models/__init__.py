@@ -32,12 +32,35 @@ MODELS: dict[str, type] = {
 }
 
 
+_MAIN = ("lenet5", "mlp", "smallvgg", "smallresnet", "resnetcifar", "miniinception", "tinyyolo")
+
+
+def model_key(name: str) -> str:
+    """The zoo's key for a model name (case, ``-`` and ``_`` ignored).
+
+    Raises
+    ------
+    ValueError
+        An unknown name: the message suggests the closest names and lists the zoo.
+    """
+    import difflib
+
+    key = name.lower().replace("-", "").replace("_", "")
+    if key in MODELS:
+        return key
+    names = [k for k in MODELS if k in _MAIN]
+    aliases = [k for k in MODELS if k not in names]
+    close = difflib.get_close_matches(key, list(MODELS), n=2, cutoff=0.75)
+    hint = f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
+    raise ValueError(
+        f"unknown model {name!r}; {hint}choose one of {', '.join(names)} "
+        f"(also accepted: {', '.join(aliases)})"
+    )
+
+
 def get_model(name: str, **kwargs: Any) -> Any:
     """Build a zoo model by (case-insensitive) name, e.g. ``get_model('lenet5', input_size=8)``."""
-    key = name.lower().replace("-", "").replace("_", "")
-    if key not in MODELS:
-        raise ValueError(f"unknown model {name!r}; choose one of {sorted(set(MODELS))}")
-    return MODELS[key](**kwargs)
+    return MODELS[model_key(name)](**kwargs)
 
 
 __all__ = [
@@ -52,5 +75,6 @@ __all__ = [
     "SmallVGG",
     "TinyYOLO",
     "get_model",
+    "model_key",
     "resnet_cifar",
 ]

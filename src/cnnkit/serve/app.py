@@ -133,8 +133,18 @@ def create_app(runs_dir: str | Path) -> Starlette:
         if acts is None:
             return _json({"available": False, "reason": "no weights yet"})
         classes = runs.run_config(d).get("classes") or []
-        shown = classes[label] if label < len(classes) else str(label)
-        return _json({"available": True, "index": index, "label": shown, **acts})
+
+        def name(k: int) -> str:
+            return str(classes[k]) if 0 <= k < len(classes) else str(k)
+
+        if isinstance(label, dict):  # a detection run: the scene, its digits and the boxes
+            truth = [{"box": [float(v) for v in b], "label": name(int(k))}
+                     for b, k in zip(label["boxes"], label["labels"], strict=True)]  # fmt: skip
+            boxes = _try(inference.detections, d, image) or []
+            shown = f"{len(truth)} digits: " + ", ".join(t["label"] for t in truth)
+            return _json({"available": True, "index": index, "label": shown,
+                          "truth": truth, "boxes": boxes, **acts})  # fmt: skip
+        return _json({"available": True, "index": index, "label": name(label), **acts})
 
     async def api_predict(request: Request) -> JSONResponse:
         d = await run_in_threadpool(locate, request.path_params["name"], "run")

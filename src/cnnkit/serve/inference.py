@@ -174,28 +174,55 @@ def activations(run: Path, image: np.ndarray) -> dict[str, Any] | None:
 
 
 @functools.lru_cache(maxsize=4)
-def _test_split(spec: str, seed: int) -> Any:
-    """The test split of a data spec (cached: MNIST takes a moment to read)."""
+def _test_split(spec: str, seed: int, scenes: int = 1000) -> Any:
+    """The test split of a data spec (cached: MNIST takes a moment to read); for a
+    detection run (``digit-scenes:PATH``) its ``scenes`` test scenes."""
+    from cnnkit.detect.run import is_detection, load_detection_data
     from cnnkit.train.run import load_data
 
+    if is_detection(data=spec):
+        return load_detection_data(spec, seed=seed, train_scenes=1, val_scenes=1,
+                                   test_scenes=scenes).test  # fmt: skip
     return load_data(spec, seed=seed).test
 
 
-def test_image(run: Path, index: int) -> tuple[np.ndarray, int] | None:
-    """Test image ``index`` of the run's data set and its label, or None when the data
-    cannot be read from here (a relative path from another folder, a missing file)."""
+def test_image(run: Path, index: int) -> tuple[np.ndarray, Any] | None:
+    """Test image ``index`` of the run's data set and its label (for a detection run:
+    the scene and its target dict, ``boxes`` ``(K, 4)`` and ``labels`` ``(K,)``), or None
+    when the data cannot be read from here (a relative path from another folder, a
+    missing file)."""
     cfg = run_config(run)
     spec = cfg.get("data")
     if not isinstance(spec, str):
         return None
     try:
-        test = _test_split(spec, int(cfg.get("seed", 0)))
+        scenes = int(cfg.get("test_scenes", 1000))
+        test = _test_split(spec, int(cfg.get("seed", 0)), max(1, scenes))
         x, y = test[index % len(test)]
     except Exception:  # the data is not where the run found it: no test image
         return None
     x = x.numpy() if hasattr(x, "numpy") else np.asarray(x)
+    if isinstance(y, dict):
+        target = {k: np.asarray(v.numpy() if hasattr(v, "numpy") else v) for k, v in y.items()}
+        return np.asarray(x, dtype=np.float32), target
     y = y.numpy() if hasattr(y, "numpy") else np.asarray(y)
     return np.asarray(x, dtype=np.float32), int(np.asarray(y).reshape(-1)[0])
+
+
+def detections(run: Path, image: np.ndarray, conf_threshold: float = 0.25) -> list | None:
+    """The run's detections on one scene ``(c, h, w)``: ``[{"box": [x1, y1, x2, y2],
+    "score", "label"}, ...]`` in pixels, best first (None while the run has no weights)."""
+    model = load_model(run)
+    if model is None or not hasattr(model, "detect"):
+        return None
+    classes = [str(c) for c in run_config(run).get("classes") or []]
+    with _LOCK:
+        det = model.detect(image[None], conf_threshold=conf_threshold)[0]
+    return [
+        {"box": [round(float(v), 1) for v in b], "score": round(float(sc), 3),
+         "label": classes[int(lab)] if int(lab) < len(classes) else str(int(lab))}
+        for b, sc, lab in zip(det["boxes"], det["scores"], det["labels"], strict=True)
+    ]  # fmt: skip
 
 
 # -- drawn digits -----------------------------------------------------------------------

@@ -60,6 +60,22 @@ def _shape_info(ds: Any) -> tuple[int, int]:
     return int(arr.shape[0]), int(arr.shape[-1])
 
 
+_DATA_KINDS = ("digits", "mnist", "fashion", "cifar10", "folder", "digit-scenes")
+
+
+def _unknown_data(spec: str) -> str:
+    """The error for a data spec of no known kind, with the closest kind suggested."""
+    import difflib
+
+    kind, sep, path = spec.partition(":")
+    close = difflib.get_close_matches(kind.lower(), _DATA_KINDS, n=1, cutoff=0.5)
+    hint = f"did you mean {close[0] + sep + path!r}? " if close else ""
+    return (
+        f"unknown data {spec!r}; {hint}use digits, mnist:PATH, fashion:PATH, cifar10:PATH, "
+        "folder:PATH or digit-scenes:PATH (detection)"
+    )
+
+
 def load_data(spec: str, seed: int = 0, val_fraction: float = 0.1) -> DataSplits:
     """Datasets for a data spec: ``digits``, ``mnist:PATH``, ``fashion:PATH``,
     ``cifar10:PATH`` or ``folder:PATH``.
@@ -74,10 +90,7 @@ def load_data(spec: str, seed: int = 0, val_fraction: float = 0.1) -> DataSplits
     kind, _, path = spec.partition(":")
     kind = kind.lower()
     if kind not in ("digits", "mnist", "fashion", "fashionmnist", "cifar10", "folder"):
-        raise ValueError(
-            f"unknown data {spec!r}; use digits, mnist:PATH, fashion:PATH, cifar10:PATH "
-            "or folder:PATH"
-        )
+        raise ValueError(_unknown_data(spec))
     if kind != "digits" and not path:
         raise ValueError(f"data spec {spec!r} needs a path: {kind}:PATH")
     classes: list[str]
@@ -119,10 +132,7 @@ def load_data(spec: str, seed: int = 0, val_fraction: float = 0.1) -> DataSplits
         n_test = max(1, round(0.15 * n))
         full_train, test = D.random_split(full, [n - n_test, n_test], seed=seed)
     else:
-        raise ValueError(
-            f"unknown data {spec!r}; use digits, mnist:PATH, fashion:PATH, cifar10:PATH "
-            "or folder:PATH"
-        )
+        raise ValueError(_unknown_data(spec))
     n = len(full_train)
     n_val = round(val_fraction * n) if val_fraction > 0 else 0
     if n_val:
@@ -413,7 +423,9 @@ def train_run(
     ``epochs`` defaults to 10 (to the interrupted run's own number with ``resume``).
     ``resume=True`` continues an interrupted run in ``out`` (one with
     ``config.json.running`` and ``checkpoints/last.safetensors`` but no ``config.json``)
-    with its own settings, exactly as if it had not been interrupted. ``callbacks`` are
+    with its own settings, exactly as if it had not been interrupted; a finished run (with
+    ``config.json``) continues only to a larger ``epochs`` (its schedule stretched, as
+    for an interrupted run given another ``epochs``). ``callbacks`` are
     extra :class:`~cnnkit.train.callbacks.Callback` objects for ``fit``. ``tensorboard=True``
     also writes TensorBoard event files to ``out/tensorboard`` (see
     :class:`~cnnkit.train.tensorboard.TensorBoard`; needs tensorboardX), with the run's
@@ -452,12 +464,13 @@ def train_run(
     # before any data is loaded: one run per directory (rank 0 holds it for all ranks)
     owned = claim(out, takeover=resume or overwrite) if rank == 0 else None
     started = False
+    cfg_path = out / "config.json.running"
     try:
         if resume:
-            cfg_path = out / "config.json.running"
-            if (out / CONFIG).exists():
-                raise FileExistsError(f"--resume: {out} is a finished run ({CONFIG} exists)")
-            if not cfg_path.exists():
+            finished = (out / CONFIG).exists()
+            if finished:  # a finished run continues only to a larger --epochs
+                cfg_path = out / CONFIG
+            elif not cfg_path.exists():
                 raise FileNotFoundError(
                     f"--resume: {out} has no run to resume ({cfg_path} missing)"
                 )
@@ -473,6 +486,8 @@ def train_run(
                                   seed=seed, scheduler=scheduler, augment=augment)  # fmt: skip
             done = _finished_epochs(out / "checkpoints" / "last.safetensors")
             old_epochs = int(cfg["epochs"])
+            if finished and (epochs is None or epochs <= done):
+                raise FileExistsError(_finished_hint(out, done, epochs))
             epochs = old_epochs if epochs is None else epochs
             if epochs < done:
                 raise ValueError(
@@ -496,11 +511,11 @@ def train_run(
         if epochs < 1:
             raise ValueError(f"epochs must be >= 1; got {epochs}")
         backend.manual_seed(seed)
-        with _from_config(out / "config.json.running" if resume else None, "data"):
+        with _from_config(cfg_path if resume else None, "data"):
             splits = load_data(data, seed=seed)
-        if verbose:
+        if verbose and rank == 0:  # under mpiexec, once (every rank loads the same split)
             print(f"data: {splits.note}", flush=True)
-        with _from_config(out / "config.json.running" if resume else None, "model, model_kwargs"):
+        with _from_config(cfg_path if resume else None, "model, model_kwargs"):
             net = build_model(model, splits, **(model_kwargs or {}))
         opt = make_optimizer(optimizer, net.parameters(), lr, weight_decay)
         sched = make_scheduler(scheduler, opt, epochs)
@@ -618,6 +633,19 @@ def resume_command(out: str | Path) -> str:
     import shlex
 
     return f"cnnkit train --resume --out {shlex.quote(str(out))}"
+
+
+def _finished_hint(out: Path, done: int, epochs: int | None) -> str:
+    """Why ``--resume`` does not continue the finished run in ``out``, and what does."""
+    import shlex
+
+    asked = "" if epochs is None else f" and --epochs {epochs} asks for no more"
+    more = max(done, 1) * 2
+    return (
+        f"--resume: {out} is a finished run ({CONFIG} exists): it trained its {done} "
+        f"epochs{asked}; to train it further give a larger total, e.g. `cnnkit train "
+        f"--resume --epochs {more} --out {shlex.quote(str(out))}`"
+    )
 
 
 def _free_name(out: Path) -> Path:

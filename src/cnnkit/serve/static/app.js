@@ -335,17 +335,55 @@ async function loadFilters(name, box) {
     tiles);
 }
 
+// a detection run's test scene, enlarged, with the predicted and the true boxes drawn
+function scenePicture(a, target) {
+  const [, h, w] = a.input.shape, k = scaleFor(w, target);
+  const c = el("canvas", { width: w * k, height: h * k, class: "scene",
+    title: "predicted boxes: orange, with class and score; true boxes: dashed green" });
+  const ctx = c.getContext("2d");
+  ctx.imageSmoothingEnabled = false;
+  ctx.drawImage(inputPicture(a.input, w), 0, 0, w * k, h * k);
+  const rect = ([x1, y1, x2, y2]) => ctx.strokeRect(x1 * k, y1 * k, (x2 - x1) * k, (y2 - y1) * k);
+  ctx.lineWidth = 2;
+  ctx.setLineDash([6, 4]); ctx.strokeStyle = "#3ddc84";
+  for (const t of a.truth || []) rect(t.box);
+  ctx.setLineDash([]); ctx.strokeStyle = "#ff8c1a"; ctx.font = "bold 13px sans-serif";
+  for (const b of a.boxes || []) {
+    rect(b.box);
+    const text = `${b.label} ${b.score.toFixed(2)}`, tw = ctx.measureText(text).width;
+    const x = b.box[0] * k, y = b.box[1] * k >= 16 ? b.box[1] * k - 16 : b.box[1] * k;
+    ctx.fillStyle = "rgba(0,0,0,0.75)"; ctx.fillRect(x, y, tw + 6, 16);
+    ctx.fillStyle = "#ff8c1a"; ctx.fillText(text, x + 3, y + 12);
+  }
+  return c;
+}
+function detectionList(boxes) {
+  if (!boxes.length) return el("p", { class: "muted", text: "no box scores 0.25 or more" });
+  const list = el("ol", { class: "top3" });
+  for (const b of boxes) {
+    const [x1, y1, x2, y2] = b.box.map((v) => Math.round(v));
+    list.append(el("li", {}, el("span", { class: "cls", text: b.label }),
+      el("span", { text: ` ${(100 * b.score).toFixed(1)} % at (${x1}, ${y1})-(${x2}, ${y2})` })));
+  }
+  return list;
+}
+
 async function loadActivations(name, box, index) {
   let a;
   try { a = await api("/api/run/" + runUrl(name) + "/activations?index=" + index); } catch (e) { return; }
-  const title = el("h2", { text: "Activation maps of every convolution for a test image" });
+  const scene = a.available && Array.isArray(a.boxes);
+  const title = el("h2", { text: scene ? "Test scenes with the predicted boxes, and the activation maps of every convolution"
+    : "Activation maps of every convolution for a test image" });
   box.dataset.index = String(index);
   if (!a.available) { box.replaceChildren(title, el("p", { class: "muted", text: a.reason })); return; }
   const nav = el("div", {}, el("button", { onclick: () => loadActivations(name, box, Math.max(0, index - 1)), text: "◀ previous" }), " ",
     el("button", { onclick: () => loadActivations(name, box, index + 1), text: "next ▶" }),
-    el("span", { class: "muted", text: `  test image ${index}, label ${a.label}` }));
-  const head = el("div", { class: "row" }, inputPicture(a.input, 112),
-    el("div", {}, el("div", { class: "muted", text: "prediction" }), top3(a.top)));
+    el("span", { class: "muted", text: scene ? `  test scene ${index}: ${a.label}` : `  test image ${index}, label ${a.label}` }));
+  const head = scene
+    ? el("div", { class: "row" }, scenePicture(a, 384), el("div", {},
+      el("div", { class: "muted", text: "detections (orange; true boxes dashed green)" }), detectionList(a.boxes)))
+    : el("div", { class: "row" }, inputPicture(a.input, 112),
+      el("div", {}, el("div", { class: "muted", text: "prediction" }), top3(a.top)));
   box.replaceChildren(title, nav, head, ...layerBlocks(a.layers));
 }
 
