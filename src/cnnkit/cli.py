@@ -477,8 +477,9 @@ def _dream_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--lr",
         type=float,
-        default=0.05,
-        help="step size as a fraction of the data range (normalised gradient; default 0.05)",
+        default=0.2,
+        help="first step size as a fraction of the data range, decaying to a tenth "
+        "(normalised gradient; default 0.2)",
     )
     p.add_argument("--octaves", type=int, default=3, help="number of scales (default 3)")
     p.add_argument("--octave-scale", type=float, default=1.4, help="default 1.4")

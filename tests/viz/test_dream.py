@@ -99,3 +99,30 @@ def test_plot_dream(tmp_path: Path) -> None:
     image = digit(0)
     path = plot_dream(image, image + 1, tmp_path / "d.png", title="t")
     assert path.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_keep_structure_projects_onto_the_correlation_constraint() -> None:
+    from cnnkit.viz.dream import _keep_structure, _pearson
+
+    rng = np.random.default_rng(0)
+    ref = digit(3).astype(np.float64)
+    lo, hi = np.zeros((1, 1, 1)), np.ones((1, 1, 1))
+    for keep in (0.3, 0.5, 0.9):
+        img = np.clip(ref + rng.normal(0, 0.8, ref.shape), 0, 1)
+        assert _pearson(img, ref) < keep  # the noise broke the structure
+        out = _keep_structure(img, ref, keep, lo, hi)
+        r = _pearson(out, ref)
+        assert keep <= r < keep + 0.02, (keep, r)  # on the boundary, not far inside it
+        assert out.min() >= 0 and out.max() <= 1
+        # a projection moves less than scaling the whole change back to the boundary
+        s = [t for t in np.linspace(0, 1, 2001) if _pearson(ref + t * (img - ref), ref) >= keep]
+        blend = ref + max(s) * (img - ref)
+        assert np.linalg.norm(out - img) < np.linalg.norm(blend - img)
+    ok = np.clip(ref + rng.normal(0, 0.05, ref.shape), 0, 1)
+    assert _pearson(ok, ref) > 0.9
+    np.testing.assert_array_equal(_keep_structure(ok, ref, 0.5, lo, hi), ok)  # feasible: kept
+    # a constant image has lost the structure; a constant reference has none to keep
+    assert _pearson(np.full_like(ref, 0.5), ref) == 0.0
+    assert _pearson(ref, np.full_like(ref, 0.5)) == 1.0
+    out = _keep_structure(np.full_like(ref, 0.5), ref, 0.5, lo, hi)
+    assert _pearson(out, ref) >= 0.5
