@@ -177,8 +177,13 @@ def deep_dream(
     Pixels held at a bound of ``clip`` are left out of the step (projected ascent), so
     the step is spent on pixels that can still move.
 
-    What the defaults reach is bounded by the two constraints, and it differs by layer
-    (README, "The lecture's tools"; tests/viz/test_dream_goals.py): MEASURED_FIGURES
+    What the defaults reach depends on the model and the layer (README, "The lecture's
+    tools"; tests/viz/test_dream_goals.py). Over the 11 outputs of LeNet-5, 10 test
+    images and 2 seeds, every pixel stays in the data range and every correlation
+    >= 0.5; the norm grows x2.2 at the median (smallest x1.3, at conv1) on the demo
+    model, x1.6 (x1.3) on one trained in PyTorch on normalised 8x8 digits and x1.7
+    (x1.2) on one trained in PyTorch on MNIST: the data range caps the growth, since
+    real digits already drive these small networks close to what any image can.
 
     Parameters
     ----------
@@ -291,40 +296,50 @@ def deep_dream(
 def _keep_structure(
     img: np.ndarray, ref: np.ndarray, keep: float, lo: np.ndarray | None, hi: np.ndarray | None
 ) -> np.ndarray:
-    """The image nearest ``img`` whose Pearson correlation with ``ref`` is >= ``keep``."""
-    if _pearson(img, ref) >= keep:
-        return img
+    """``img`` brought back to keep ``ref``'s structure: Pearson correlation with ``ref``
+    >= ``keep``, and ``ref``'s own pattern (its centred image) kept at >= ``keep`` of its
+    contrast (a correlation alone would accept a faint copy of ``ref`` on a flat image).
+
+    The change unlike ``ref`` is shrunk to the cone ``corr >= keep`` (the nearest point
+    of it), ``ref``'s pattern is raised back to its floor, the pixels are clipped to
+    ``[lo, hi]``; if clipping undid it, the whole change is scaled back (bisection)."""
     rc = (ref - ref.mean()).astype(np.float64)
     nr = float(np.sqrt((rc * rc).sum()))
-    if nr == 0:
+    if nr == 0:  # a flat reference has no structure to keep
         return img
     u = rc / nr
-    if 0 < keep < 1:
-        t = np.sqrt(1 - keep * keep) / keep
-        d = img.astype(np.float64)
-        for _ in range(3):
-            m = d.mean()
-            dc = d - m
-            a = float((dc * u).sum())
-            y = dc - a * u
-            ny = float(np.sqrt((y * y).sum()))
-            if ny <= t * a * (1 - 1e-6):
-                break
-            a2 = max((a + t * ny) / (1 + t * t), 0.0)
-            d = m + a2 * u + (a2 * t / ny) * y * (1 - 1e-4)
-            if lo is not None:
-                d = np.clip(d, lo, hi)
-        img = d.astype(img.dtype)
-    if _pearson(img, ref) >= keep:
+    floor = keep * nr
+
+    def kept(d: np.ndarray) -> bool:
+        along = float(((d - d.mean()) * u).sum())
+        return _pearson(d, ref) >= keep and along >= floor * (1 - 1e-6)
+
+    if kept(img):
         return img
+    t = np.sqrt(1 - keep * keep) / keep if 0 < keep < 1 else None
+    d = img.astype(np.float64)
+    for _ in range(4):
+        m = d.mean()
+        dc = d - m
+        a = float((dc * u).sum())
+        y = dc - a * u
+        ny = float(np.sqrt((y * y).sum()))
+        if t is not None and ny > t * a:  # nearest point of the cone |y| <= t a
+            a = max((a + t * ny) / (1 + t * t), 0.0)
+            y = y * (a * t / ny) * (1 - 1e-4)
+        d = m + max(a, floor) * u + y
+        if lo is not None:
+            d = np.clip(d, lo, hi)
+        if kept(d):
+            return d.astype(img.dtype)
     s_lo, s_hi = 0.0, 1.0
     for _ in range(30):
         s = 0.5 * (s_lo + s_hi)
-        if _pearson(ref + s * (img - ref), ref) >= keep:
+        if kept(ref + s * (d - ref)):
             s_lo = s
         else:
             s_hi = s
-    return (ref + s_lo * (img - ref)).astype(img.dtype)
+    return (ref + s_lo * (d - ref)).astype(img.dtype)
 
 
 def _pearson(img: np.ndarray, ref: np.ndarray) -> float:
