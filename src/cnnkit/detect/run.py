@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import time
 import traceback
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +18,10 @@ import numpy as np
 
 from cnnkit import backend, nn
 from cnnkit.io.atomic import atomic_write_text
+from cnnkit.train.run import DataSplits
 
 __all__ = [
     "DETECTION_DEFAULTS",
-    "DetectionData",
     "evaluate_detection",
     "is_detection",
     "load_detection_data",
@@ -56,27 +55,13 @@ def is_detection(model: str | None = None, data: str | None = None) -> bool:
     return key in DETECTION_MODELS or (data or "").lower().startswith("digit-scenes")
 
 
-@dataclass
-class DetectionData:
-    """Train/validation/test scene datasets of a ``digit-scenes:PATH`` spec."""
-
-    train: Any
-    val: Any
-    test: Any
-    in_channels: int
-    input_size: int
-    num_classes: int
-    classes: list[str]
-    spec: str
-
-
 def load_detection_data(
     spec: str,
     seed: int = 0,
     train_scenes: int = 8000,
     val_scenes: int = 500,
     test_scenes: int = 1000,
-) -> DetectionData:
+) -> DataSplits:
     """Datasets for ``digit-scenes:PATH`` (a folder of MNIST IDX files).
 
     Training scenes use digits 0-7,999 (seed ``seed``), validation scenes other
@@ -97,7 +82,7 @@ def load_detection_data(
     test = DigitScenes(
         images=train.digits, labels=train.digit_labels, split="test", n=test_scenes, seed=seed
     )
-    return DetectionData(train, val, test, 1, train.size, train.num_classes, train.classes, spec)
+    return DataSplits(train, val, test, 1, train.size, train.num_classes, train.classes, spec)
 
 
 def _loader(ds: Any, batch_size: int, shuffle: bool, seed: int) -> Any:

@@ -245,30 +245,24 @@ def _resize(img: np.ndarray, h: int, w: int) -> np.ndarray:
     return np.asarray(im.resize((w, h), Image.Resampling.LANCZOS), dtype=np.float32) / 255.0
 
 
+def _prepared(img: np.ndarray, size: int) -> np.ndarray | None:
+    """``cnnkit.data.preprocess.prepare_digit`` (the one preprocessing of ``cnnkit
+    predict`` too), or None where the drawing holds no digit."""
+    from cnnkit.data.preprocess import prepare_digit
+
+    if float(np.max(img, initial=0.0)) <= 0.1:
+        return None
+    try:
+        return prepare_digit(img, size).image
+    except ValueError:  # nearly uniform: no strokes to speak of
+        return None
+
+
 def mnist_digit(img: np.ndarray) -> np.ndarray | None:
     """A drawn digit (gray, ink bright, any size) as an MNIST image ``(1, 28, 28)`` in
     [0, 1]: scaled into a 20x20 box keeping its aspect ratio, centre of mass at the centre
     of the 28x28 field. None for an empty drawing."""
-    box = _bbox(img, 0.1)
-    if box is None:
-        return None
-    t, b, l, r = box
-    crop = img[t:b, l:r]
-    h, w = crop.shape
-    k = 20.0 / max(h, w)
-    nh, nw = max(1, round(h * k)), max(1, round(w * k))
-    small = np.clip(_resize(crop, nh, nw), 0.0, 1.0)
-    mass = small.sum()
-    if mass <= 0:
-        return None
-    cy = float((small.sum(axis=1) * np.arange(nh)).sum() / mass)
-    cx = float((small.sum(axis=0) * np.arange(nw)).sum() / mass)
-    # MNIST's centres of mass lie at pixel index 14.0 +- 0.3 (measured on the test set)
-    top = int(np.clip(round(14.0 - cy), 0, 28 - nh))
-    left = int(np.clip(round(14.0 - cx), 0, 28 - nw))
-    out = np.zeros((28, 28), np.float32)
-    out[top : top + nh, left : left + nw] = small
-    return out[None]
+    return _prepared(img, 28)
 
 
 def digits8(img: np.ndarray) -> np.ndarray | None:

@@ -113,18 +113,7 @@ class FashionMNIST(MNIST):
     """Fashion-MNIST in MNIST's layout (``root/FashionMNIST/raw/...``)."""
 
     _source = _mnist.FashionMNIST
-    class_labels = [  # noqa: RUF012
-        "T-shirt/top",
-        "Trouser",
-        "Pullover",
-        "Dress",
-        "Coat",
-        "Sandal",
-        "Shirt",
-        "Sneaker",
-        "Bag",
-        "Ankle boot",
-    ]
+    class_labels = _mnist.FashionMNIST.class_names
 
 
 class CIFAR10(_VisionDataset):
