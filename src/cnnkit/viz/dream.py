@@ -159,9 +159,11 @@ def deep_dream(
        replace it): where the step took the dream's Pearson correlation with the
        original below ``keep``, the dream is projected back onto that constraint,
        shrinking only the part of the change that is unlike the original (the
-       nearest image in the cone ``corr >= keep``, then clipped again; should the
-       clip undo it, the change is scaled back until ``corr >= keep``). The ascent
-       goes on along the constraint's boundary instead of stopping there.
+       nearest image in the cone ``corr >= keep``), keeping at least ``keep`` of the
+       original's own contrast (a correlation alone accepts a faint copy of the digit
+       on a white square), then clipped again; should the clip undo it, the change
+       is scaled back until both hold. The ascent goes on along the constraint's
+       boundary instead of stopping there.
 
     The ascent runs at ``octaves`` scales, from ``1 / octave_scale**(octaves - 1)`` of
     the size up to the full one; the detail added at one scale is resized up and kept
@@ -182,7 +184,7 @@ def deep_dream(
     images and 2 seeds, every pixel stays in the data range and every correlation
     >= 0.5; the norm grows x2.2 at the median (smallest x1.3, at conv1) on the demo
     model, x1.6 (x1.3) on one trained in PyTorch on normalised 8x8 digits and x1.7
-    (x1.2) on one trained in PyTorch on MNIST: the data range caps the growth, since
+    (x1.25) on one trained in PyTorch on MNIST: the data range caps the growth, since
     real digits already drive these small networks close to what any image can.
 
     Parameters
@@ -214,8 +216,9 @@ def deep_dream(
     objective : {"norm", "mean"}
     keep : float or None
         Keep the original's structure: the dream's Pearson correlation with the
-        original stays >= ``keep`` (default 0.5), by projection after every step;
-        ``None`` leaves the correlation free.
+        original stays >= ``keep`` (default 0.5) and the original's pattern keeps
+        >= ``keep`` of its contrast, by projection after every step; ``None`` leaves
+        both free.
 
     Returns
     -------
