@@ -490,8 +490,9 @@ def _dream_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--lr",
         type=float,
-        default=0.05,
-        help="step size as a fraction of the data range (normalised gradient; default 0.05)",
+        default=0.2,
+        help="first step size as a fraction of the data range, decaying to a tenth "
+        "(normalised gradient; default 0.2)",
     )
     p.add_argument("--octaves", type=int, default=3, help="number of scales (default 3)")
     p.add_argument("--octave-scale", type=float, default=1.4, help="default 1.4")
@@ -576,18 +577,20 @@ def cmd_dream(args: argparse.Namespace) -> int:
         raise CLIError(str(e)) from None
     after = layer_norm(model, dreamed, layer, args.channel)
     corr = float(np.corrcoef(np.ravel(img), np.ravel(dreamed))[0, 1])
+    ratio = after / max(before, 1e-12)
     what = layer if args.layer == layer else f"{args.layer} ({layer})"
     if args.channel is not None:
         what += f" channel {args.channel}"
     title = (
-        f"DeepDream on {what}: L2 norm {before:.3g} -> {after:.3g} "
-        f"({args.steps} steps x {args.octaves} octaves)"
+        f"DeepDream on {what}: L2 norm {before:.3g} -> {after:.3g} (x{ratio:.2f}), "
+        f"correlation {corr:.2f}"
     )
     viz.plot_dream(img, dreamed, args.out, title=title, value_range=clip)
+    lo, hi = float(np.min(clip[0])), float(np.max(clip[1]))
     print(
-        f"{what}: activation L2 norm {before:.4g} -> {after:.4g} "
-        f"(x{after / max(before, 1e-12):.2f}); "
-        f"correlation with the original {corr:.2f}; wrote {args.out}"
+        f"{what}: activation L2 norm {before:.4g} -> {after:.4g} (x{ratio:.2f}); "
+        f"correlation with the original {corr:.2f}; pixels in [{float(dreamed.min()):.3g}, "
+        f"{float(dreamed.max()):.3g}] (data range [{lo:.3g}, {hi:.3g}]); wrote {args.out}"
     )
     return 0
 

@@ -63,8 +63,10 @@ def test_dream(
     norms = text.split("activation L2 norm ")[1].split(" (x")[0]
     before, after = (float(v) for v in norms.split("->"))
     corr = float(text.split("correlation with the original ")[1].split(";")[0])
-    print(layer, before, after, corr)
-    assert after > 1.2 * before and corr >= 0.5
+    lo, hi = (float(v) for v in text.split("pixels in [")[1].split("]")[0].split(","))
+    print(layer, before, after, corr, lo, hi)
+    assert after > 1.2 * before and corr >= 0.5 and 0 <= lo < hi <= 1
+    assert f"(x{after / before:.2f})" in text and "data range [0, 1]" in text
 
 
 def test_dream_options_and_errors(

@@ -99,3 +99,41 @@ def test_plot_dream(tmp_path: Path) -> None:
     image = digit(0)
     path = plot_dream(image, image + 1, tmp_path / "d.png", title="t")
     assert path.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_keep_structure_projects_onto_the_correlation_constraint() -> None:
+    from cnnkit.viz.dream import _keep_structure, _pearson
+
+    rng = np.random.default_rng(0)
+    ref = digit(3).astype(np.float64)
+    lo, hi = np.zeros((1, 1, 1)), np.ones((1, 1, 1))
+    rc = ref - ref.mean()
+
+    def contrast(d):  # the reference's pattern in d, as a fraction of its own
+        return float(((d - d.mean()) * rc).sum() / (rc * rc).sum())
+
+    for keep in (0.3, 0.5, 0.9):
+        img = np.clip(ref + rng.normal(0, 0.8, ref.shape), 0, 1)
+        assert _pearson(img, ref) < keep  # the noise broke the structure
+        out = _keep_structure(img, ref, keep, lo, hi)
+        r = _pearson(out, ref)
+        assert keep <= r < keep + 0.02, (keep, r)  # on the boundary, not far inside it
+        assert out.min() >= 0 and out.max() <= 1 and contrast(out) >= keep - 1e-6
+        if keep < 0.9:  # the contrast floor does not bind: a projection onto the cone
+            s = [t for t in np.linspace(0, 1, 2001) if _pearson(ref + t * (img - ref), ref) >= keep]
+            blend = ref + max(s) * (img - ref)  # scaling the whole change back moves farther
+            assert np.linalg.norm(out - img) < np.linalg.norm(blend - img)
+    ok = np.clip(ref + rng.normal(0, 0.05, ref.shape), 0, 1)
+    assert _pearson(ok, ref) > 0.9
+    np.testing.assert_array_equal(_keep_structure(ok, ref, 0.5, lo, hi), ok)  # feasible: kept
+    # a faint copy on a flat image correlates perfectly but has lost the picture
+    faint = 0.99 + 0.01 * ref
+    assert _pearson(faint, ref) > 0.999 and contrast(faint) < 0.02
+    out = _keep_structure(faint, ref, 0.5, lo, hi)
+    assert contrast(out) >= 0.5 - 1e-6 and _pearson(out, ref) >= 0.5
+    assert out.min() >= 0 and out.max() <= 1
+    # a constant image has lost the structure; a constant reference has none to keep
+    assert _pearson(np.full_like(ref, 0.5), ref) == 0.0
+    assert _pearson(ref, np.full_like(ref, 0.5)) == 1.0
+    out = _keep_structure(np.full_like(ref, 0.5), ref, 0.5, lo, hi)
+    assert _pearson(out, ref) >= 0.5 and contrast(out) >= 0.5 - 1e-6
