@@ -19,6 +19,7 @@ from threadpoolctl import threadpool_limits
 import cnnkit as ck
 import cnnkit.nn.functional as F
 from cnnkit.functional import _native as native
+from cnnkit.functional import _parallel
 from cnnkit.functional._fast.conv import _gemm_weight
 from tests.conftest import assert_close, torch
 from tests.functional.test_pool import MAX_SPECIFIC
@@ -285,7 +286,7 @@ def test_conv2d_with_kernel_equals_torch_and_numpy_path(case, threads, rng, monk
 
     def run():
         x, w, b = (ck.tensor(a, requires_grad=True) for a in (xn, wn, bn))
-        with threadpool_limits(threads):
+        with threadpool_limits(threads), _parallel.min_work_fixed(macs=0):  # split when 2
             y = F.conv2d(x, w, b, **kw)
             g = ck.tensor(np.random.default_rng(1).standard_normal(y.shape).astype(np.float32))
             y.backward(g)

@@ -105,6 +105,13 @@ class ConvGeometry:
         """``OH * OW``."""
         return self.out_hw[0] * self.out_hw[1]
 
+    @property
+    def macs(self) -> int:
+        """Multiply-adds of the forward (each gradient takes as many):
+        ``N * OH * OW * OC * Cg * KH * KW``."""
+        oc, cg, kh, kw = self.w_shape
+        return self.x_shape[0] * self.positions * oc * cg * kh * kw
+
 
 @dataclass(frozen=True)
 class PoolGeometry:

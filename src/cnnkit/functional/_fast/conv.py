@@ -72,16 +72,18 @@ def _dx_by_conv(cg: int, wide: bool, compiled: bool) -> bool:
     return compiled and (not wide or cg >= 4)
 
 
-def _workers(n: int) -> int:
-    """Chunk worker threads for ``n`` images: one per BLAS thread (one image: no threads,
-    and no query of the BLAS thread count).
+def _workers(n: int, macs: int) -> int:
+    """Chunk worker threads for ``n`` images whose convolution takes ``macs``
+    multiply-adds: one per BLAS thread when splitting pays (``parallel.split_workers``:
+    the one-thread time saved is at least twice the measured hand-off), else one (one
+    image: no threads, and no query of the BLAS thread count).
 
     Each worker copies its chunk's columns and runs the chunk's product on
     single-threaded BLAS, so the copies around the products use every core too. On 2
     cores this beats one sequence of chunks on 2-thread BLAS by about 25 % for a
     32->32 3x3 convolution forward (8.9 vs 11.5-12 ms, batch 128, 32x32).
     """
-    return parallel.workers() if n > 1 else 1
+    return parallel.split_workers(macs, "macs") if n > 1 else 1
 
 
 def _chunk(n: int, k: int, p: int) -> int:
@@ -137,7 +139,7 @@ class _Windows:
              s3 * self.cg, s3),
             writeable=False,
         )  # fmt: skip
-        self.nwork = _workers(n)
+        self.nwork = _workers(n, n * self.p * self.k * max(oc, 1))
         # a chunk's columns and its output rows (``oc`` per position) stay in cache
         self.chunks = parallel.split(n, _chunk(n, self.g * self.k + oc, self.p), self.nwork)
         bsz = max(c1 - c0 for c0, c1 in self.chunks)
@@ -180,7 +182,7 @@ def _forward_nhwc(
         whole = all(st % x.itemsize == 0 for st in x.strides)
         xp = np.empty((n, hp, wp, c), dtype=x.dtype) if whole else _pad_nhwc(x, pads)
         src = x if whole else None
-        nwork = _workers(n)
+        nwork = _workers(n, geom.macs)
 
         def native_work(_t: int, c0: int, c1: int) -> None:
             native.conv_nhwc(
@@ -217,7 +219,7 @@ def _weight_grad_nhwc(g2: np.ndarray, xp: np.ndarray, geom: ConvGeometry) -> np.
     if native.usable(xp, g2):  # compiled, no im2col
         n = xp.shape[0]
         g4 = g2.reshape(n, *out_hw, oc)
-        nwork = _workers(n)
+        nwork = _workers(n, geom.macs)
         dwks = [np.zeros((g, kh * kw * cg, oc // g), dtype=g2.dtype) for _ in range(nwork)]
 
         def native_work(t: int, c0: int, c1: int) -> None:
@@ -258,7 +260,7 @@ def _col2im_nhwc(g2: np.ndarray, w: np.ndarray, geom: ConvGeometry) -> np.ndarra
     p = out_hw[0] * out_hw[1]
     wkt = _gemm_weight(w, g).transpose(0, 2, 1)  # (G, OCg, K)
     dxp = np.zeros(xp_shape, dtype=g2.dtype)  # (N, Hp, Wp, C)
-    nwork = _workers(n)
+    nwork = _workers(n, geom.macs)
 
     def work(_t: int, c0: int, c1: int) -> None:  # each chunk adds into its own images
         gc = g2[c0 * p : c1 * p].reshape(-1, g, oc // g).transpose(1, 0, 2)
@@ -378,7 +380,7 @@ def _forward_nchw(
     xp_shape = (n, c, *geom.padded_hw)
     plan = _Plan(xp_shape, (kh, kw), stride, dilation, out_hw)
     xp = _pad_for(x, pads, plan.slack)
-    nwork = _workers(n)
+    nwork = _workers(n, geom.macs)
     out = np.empty((n, oc, *out_hw), dtype=np.result_type(xp, w))
     if stride == (1, 1) and native.usable(xp, w, *(() if b is None else (b,))):
         wn = native.nchw_weight(w, g)
@@ -418,7 +420,7 @@ def _weight_grad_nchw(grad: np.ndarray, xp: np.ndarray, geom: ConvGeometry) -> n
     n, c = xp.shape[:2]
     oc, cg, kh, kw = w_shape
     k = cg * kh * kw
-    nwork = _workers(n)
+    nwork = _workers(n, geom.macs)
     if stride == (1, 1) and native.usable(xp, grad):  # compiled, no im2col
         gc = np.ascontiguousarray(grad)
         dws = [np.zeros(w_shape, dtype=grad.dtype) for _ in range(nwork)]
@@ -467,7 +469,7 @@ def _col2im_nchw(grad: np.ndarray, w: np.ndarray, geom: ConvGeometry) -> np.ndar
     oc, cg, kh, kw = w_shape
     c = g * cg
     plan = _Plan(xp_shape, (kh, kw), stride, dilation, out_hw)
-    nwork = _workers(n)
+    nwork = _workers(n, geom.macs)
     chunks = parallel.split(n, _chunk(n, c * kh * kw, plan.p), nwork)
     bsz = max(c1 - c0 for c0, c1 in chunks)
     gbufs = [np.zeros((oc, bsz * plan.p), dtype=grad.dtype) for _ in range(nwork)]
