@@ -53,10 +53,15 @@ def call_module(module: Any, args: tuple, kwargs: dict) -> Any:
 
 
 def splittable(module: Any, x: Tensor) -> bool:
-    """A batch through modules that all treat samples independently and have no
-    hooks: each core can run the whole model on its share of the batch (measured:
-    CIFAR-net inference 33 -> 28 ms, LeNet-5 3.5 -> 2.2 ms)."""
+    """A batch through a module with children that all treat samples independently
+    and have no hooks: each core can run the whole model on its share of the batch
+    (measured: CIFAR-net inference 33 -> 28 ms, LeNet-5 3.5 -> 2.2 ms). A leaf module
+    (one op) is not split: its op splits its own work where that pays."""
     if not parallel.runtime_setting("batch_split") or is_meta(x.array):
+        return False
+    if not any(True for _ in module.children()):
+        # one op (a Conv2d, a ReLU): it splits its own work where that pays (measured
+        # thresholds); shares would only add a graph per share and GIL hand-overs
         return False
     nwork = parallel.workers()
     if nwork < 2 or x.shape[0] < 2 * nwork or x.array.size < SPLIT_MIN:

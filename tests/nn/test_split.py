@@ -104,17 +104,28 @@ def test_hooks_see_the_whole_batch():
 
 def test_no_split_for_unbatched_input(splits):
     with threadpool_limits(2, user_api="blas"), ck.no_grad():
-        conv = nn.Conv2d(64, 5, 3).double()
+        conv = nn.Sequential(nn.Conv2d(64, 5, 3), nn.ReLU()).double()
         out = conv(ck.tensor(np.ones((64, 30, 30))))  # (C, H, W): one image, not a batch
     assert tuple(out.shape) == (5, 28, 28)
     assert splits == []
+
+
+def test_one_op_is_not_split_into_shares(splits):
+    with threadpool_limits(2, user_api="blas"), ck.no_grad():
+        relu, conv = nn.ReLU(), nn.Conv2d(3, 8, 3).double()
+        x = ck.tensor(np.random.default_rng(4).standard_normal((64, 3, 40, 40)))
+        assert_close(conv(x).numpy(), nn.Sequential(conv)(x).numpy(), what="conv")
+        relu(x)
+    assert splits == [64]  # the Sequential around the conv, not the conv or the ReLU
 
 
 def test_softmax_over_the_batch_dim_keeps_the_batch_together(splits):
     net = nn.Sequential(nn.Linear(300, 4), nn.Softmax(dim=0)).double()
     x = np.random.default_rng(3).standard_normal((600, 300))
     out = _run(net, x, 2)
-    assert splits == [600]  # the Linear alone
+    # nothing runs in shares: the softmax needs the whole batch, and the Linear alone is
+    # one op, which splits its own product where that pays
+    assert splits == []
     assert_close(out.sum(axis=0), np.ones(4), what="columns sum to one")
 
 
