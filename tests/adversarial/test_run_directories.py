@@ -77,6 +77,20 @@ def test_stale_claim_is_reported_and_nothing_touched(tmp_path: Path) -> None:
     assert (out / "keep.txt").read_text() == "winner's" and lock.exists()
 
 
+@pytest.mark.parametrize("written", [True, False])
+def test_stale_claim_alone_in_its_folder_is_taken_over(tmp_path: Path, written: bool) -> None:
+    """A run stopped before it wrote anything (under mpiexec another rank's bad option
+    aborts the job while rank 0 holds the claim, maybe before the claim has its
+    content): the folder has nothing to lose, so the next run takes it over."""
+    out = tmp_path / "run"
+    lock = _stale_lock(out)
+    if not written:
+        lock.write_text("")
+        os.utime(lock, (time.time() - 60, time.time() - 60))
+    train_run(out, epochs=1, **QUICK)
+    assert (out / "config.json").exists() and not lock.exists()
+
+
 def test_stale_claim_is_taken_over_by_claim_takeover(tmp_path: Path) -> None:
     _stale_lock(tmp_path / "r")
     c = claim(tmp_path / "r", takeover=True)

@@ -74,6 +74,21 @@ def test_a_raising_rank_aborts_the_job_with_its_error():
     assert "rank 0 finished" not in res.stdout
 
 
+def test_a_user_error_under_mpiexec_is_one_line_not_a_traceback(tmp_path):
+    cnnkit = str(Path(sys.executable).parent / "cnnkit")
+    res = mpiexec(2, cnnkit, "train", "--model", "lenet5", "--data", "nosuch", "--out",
+                  str(tmp_path / "run"), timeout=60)  # fmt: skip
+    assert res.returncode != 0
+    assert "stopped: unknown data 'nosuch'; use digits, mnist:PATH" in res.stderr, res.stderr
+    assert "Traceback" not in res.stderr, res.stderr
+    # the abort may have stopped rank 0 while it held the run directory's claim: the
+    # corrected command still runs there at once
+    res = mpiexec(2, cnnkit, "train", "--model", "mlp", "--data", "digits", "--epochs", "1",
+                  "--out", str(tmp_path / "run"), "--quiet", timeout=120)  # fmt: skip
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert (tmp_path / "run" / "config.json").exists()
+
+
 def test_a_hanging_rank_is_reported_by_the_collective_timeout():
     res = mpiexec(2, sys.executable, str(HERE / "fail_worker.py"), "hang", timeout=60)
     assert res.returncode != 0

@@ -425,11 +425,14 @@ def broadcast_object(obj: Any, src: int = 0) -> Any:
 
 
 # ------------------------------------------------------------------------ failure
-def _report_and_abort(exc_type: Any, exc: BaseException, tb: Any) -> None:
+def _report_and_abort(exc_type: Any, exc: BaseException, tb: Any, brief: bool = False) -> None:
     g = _group
     who = f"rank {g.rank} of {g.size}" if g is not None else "a rank"
-    text = "".join(traceback.format_exception(exc_type, exc, tb))
-    sys.stderr.write(f"[cnnkit.distributed] {who} failed:\n{text}")
+    if brief:  # an error in what the user gave (a file, an option): its message says it
+        sys.stderr.write(f"[cnnkit.distributed] {who} stopped: {exc}\n")
+    else:
+        text = "".join(traceback.format_exception(exc_type, exc, tb))
+        sys.stderr.write(f"[cnnkit.distributed] {who} failed:\n{text}")
     sys.stderr.write(f"[cnnkit.distributed] {who}: aborting all ranks (MPI.COMM_WORLD.Abort)\n")
     sys.stderr.flush()
     sys.stdout.flush()
@@ -442,13 +445,15 @@ def _abort_hook(exc_type: Any, exc: BaseException, tb: Any) -> None:
 
 
 @contextlib.contextmanager
-def abort_on_error() -> Iterator[None]:
+def abort_on_error(brief: tuple[type[BaseException], ...] = ()) -> Iterator[None]:
     """Inside a group of more than one process: an exception escaping the block prints
     this rank's traceback and aborts every rank (``MPI.COMM_WORLD.Abort``), so no rank
-    is left waiting in a collective. Outside such a group it changes nothing."""
+    is left waiting in a collective. Exceptions of the ``brief`` types (errors in the
+    user's input, whose message says what is wrong) print their message alone. Outside
+    such a group it changes nothing."""
     try:
         yield
     except BaseException as e:
         if _group is not None and _group.size > 1 and not isinstance(e, SystemExit):
-            _report_and_abort(type(e), e, e.__traceback__)
+            _report_and_abort(type(e), e, e.__traceback__, isinstance(e, brief))
         raise

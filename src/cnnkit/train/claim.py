@@ -1,12 +1,14 @@
 """Run directories owned by one run at a time: an exclusive claim file.
 
 ``cnnkit train --out DIR`` claims ``DIR`` before any data is loaded by creating
-``DIR/.cnnkit-run.lock`` with ``O_CREAT | O_EXCL`` (exactly one process can create it)
-and holding an ``flock`` on it for as long as it runs; the file records the process id,
-host and start time. A second run on the same directory stops at once with an error
-naming the owner. When the owner died (SIGKILL, power loss) the lock file stays but its
-``flock`` is gone: the claim is *stale*, reported as such; ``--resume`` takes it over
-(one process wins the takeover, by an atomic rename).
+``DIR/.cnnkit-run.lock`` and holding an ``flock`` on it for as long as it runs; the file
+records the process id, host and start time. It is written and locked under a private
+name first and then hard-linked to its name (exactly one process can create it), so a
+claim file never exists without its owner's record. A second run on the same directory
+stops at once with an error naming the owner. When the owner died (SIGKILL, power
+loss) the lock file stays but its ``flock`` is gone: the claim is *stale*, reported as
+such; ``--resume`` takes it over (one process wins the takeover, by an atomic rename),
+and so does any run when the folder holds nothing but the claim.
 """
 
 from __future__ import annotations
@@ -126,6 +128,17 @@ def _young(path: Path) -> bool:
         return False
 
 
+def nothing_but_claims(folder: Path) -> bool:
+    """Whether ``folder`` holds no files but claim files: a stale claim there is of a
+    run that was stopped before it wrote anything (a mistyped option under ``mpiexec``:
+    another rank aborted the job while this one held the claim), so nothing is lost by
+    taking it over."""
+    try:
+        return all(p.name.startswith(LOCK) for p in folder.iterdir())
+    except OSError:
+        return False
+
+
 def claim(folder: str | Path, takeover: bool = False) -> RunClaim:
     """Claim ``folder`` (created if missing) for this process.
 
@@ -133,7 +146,8 @@ def claim(folder: str | Path, takeover: bool = False) -> RunClaim:
     ----------
     folder : str or Path
     takeover : bool
-        Take over a stale claim (of a run that was killed), as ``--resume`` does.
+        Take over a stale claim (of a run that was killed), as ``--resume`` does. A
+        stale claim in a folder with nothing else in it is taken over in any case.
 
     Raises
     ------
@@ -145,9 +159,11 @@ def claim(folder: str | Path, takeover: bool = False) -> RunClaim:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / LOCK
     for _ in range(3):
+        fd = _new_claim(folder)  # locked and written before it takes the claim's name
         try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o644)
+            _take_name(folder / _pending_name(), path, fd)  # exactly one process can
         except FileExistsError:
+            _drop_pending(folder, fd)
             _check_claim_file(path)
             info = _owner(path)
             if is_live(path) or (not info and _young(path)):  # a claim being written
@@ -155,7 +171,7 @@ def claim(folder: str | Path, takeover: bool = False) -> RunClaim:
                     f"{folder} is in use by another cnnkit run ({_describe(info)}); wait for "
                     "it to finish or choose another --out"
                 ) from None
-            if not takeover:
+            if not (takeover or nothing_but_claims(folder)):
                 raise RunDirectoryBusy(
                     f"{folder} holds a stale claim ({path.name}) of a run that was killed "
                     f"({_describe(info)}); continue it with `cnnkit train --resume --out "
@@ -169,6 +185,52 @@ def claim(folder: str | Path, takeover: bool = False) -> RunClaim:
             with contextlib.suppress(OSError):
                 stale.unlink()
             continue
+        except BaseException:
+            _drop_pending(folder, fd)
+            raise
+        with contextlib.suppress(OSError):
+            (folder / _pending_name()).unlink()
+        return RunClaim(folder, fd)
+    raise RunDirectoryBusy(f"{folder}: could not claim the run directory (contended)")
+
+
+def _take_name(pending: Path, path: Path, fd: int) -> None:
+    """Give the written claim ``pending`` the name ``path``; FileExistsError if taken.
+    Where the file system has no hard links, ``path`` is created exclusively and the
+    record copied into it (briefly empty: the "being written" case of :func:`claim`)."""
+    try:
+        os.link(pending, path)
+        return
+    except FileExistsError:
+        raise
+    except OSError:
+        pass  # no hard links here (some network and FUSE file systems)
+    fd2 = os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o644)
+    try:
+        if fcntl is not None:
+            fcntl.flock(fd2, fcntl.LOCK_EX)
+        os.lseek(fd, 0, os.SEEK_SET)
+        os.write(fd2, os.read(fd, 4096))
+        os.fsync(fd2)
+    except BaseException:
+        os.close(fd2)
+        raise
+    os.dup2(fd2, fd)  # the claim holds the lock of the file that has the name
+    os.close(fd2)
+
+
+def _pending_name() -> str:
+    return f"{LOCK}.new.{os.getpid()}"
+
+
+def _new_claim(folder: Path) -> int:
+    """This process's claim file under a private name, ``flock``ed and holding its pid,
+    host and start time, so that the claim file never exists without them."""
+    pending = folder / _pending_name()
+    with contextlib.suppress(FileNotFoundError):
+        pending.unlink()  # left by an earlier attempt of this process
+    fd = os.open(pending, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o644)
+    try:
         if fcntl is not None:
             fcntl.flock(fd, fcntl.LOCK_EX)
         info = {
@@ -178,5 +240,14 @@ def claim(folder: str | Path, takeover: bool = False) -> RunClaim:
         }
         os.write(fd, json.dumps(info).encode())
         os.fsync(fd)
-        return RunClaim(folder, fd)
-    raise RunDirectoryBusy(f"{folder}: could not claim the run directory (contended)")
+    except BaseException:
+        _drop_pending(folder, fd)
+        raise
+    return fd
+
+
+def _drop_pending(folder: Path, fd: int) -> None:
+    with contextlib.suppress(OSError):
+        (folder / _pending_name()).unlink()
+    with contextlib.suppress(OSError):
+        os.close(fd)

@@ -38,13 +38,20 @@ def world() -> tuple[int, int]:
 
 
 def abort_on_error(fn: F) -> F:
-    """Decorator: an exception escaping ``fn`` in a world of several processes prints
-    the rank's traceback and aborts every rank (see
-    :func:`cnnkit.distributed.abort_on_error`)."""
+    """Decorator: an exception escaping ``fn`` in a world of several processes aborts
+    every rank (see :func:`cnnkit.distributed.abort_on_error`), printing the rank's
+    traceback, or for an error in the user's input (a file, an option, a diverged loss:
+    the errors ``cnnkit`` reports in one line) its message alone."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        with dist.abort_on_error():
+        import pickle
+
+        from cnnkit.io.checkpoint import CheckpointError
+        from cnnkit.train.loop import TrainingError
+
+        user_errors = (OSError, ValueError, pickle.UnpicklingError, CheckpointError, TrainingError)
+        with dist.abort_on_error(brief=user_errors):
             return fn(*args, **kwargs)
 
     return wrapper  # type: ignore[return-value]

@@ -503,7 +503,11 @@ def train_run(
             resumes = list(cfg.get("resumed", []))
             if epochs != old_epochs:
                 resumes.append({"at_epoch": done, "epochs_before": old_epochs})
-        elif rank == 0 and [p for p in out.iterdir() if p.name != LOCK] and not overwrite:
+        elif (
+            rank == 0
+            and [p for p in out.iterdir() if not p.name.startswith(LOCK)]
+            and not overwrite
+        ):
             raise FileExistsError(_occupied(out))
         optimizer = optimizer or "adam"
         if epochs is None:
