@@ -164,6 +164,28 @@ def test_train_resume(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
     )
 
 
+def test_resume_refuses_a_typed_option_even_at_its_default(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "run"
+    assert main(["train", "--model", "mlp", "--epochs", "1", "--lr", "0.01", "--seed", "3",
+                 "--out", str(out), "--quiet"]) == 0  # fmt: skip
+    capsys.readouterr()
+    before = (out / "config.json").read_bytes()
+    for typed in (["--lr", "0.001"], ["--lr=1e-3"], ["--see", "0"], ["--data", "digits",
+                  "--model", "lenet5"]):  # fmt: skip
+        line = assert_one_line_error(
+            capsys, main(["train", "--resume", "--epochs", "2", *typed, "--out", str(out)])
+        )
+        assert "--resume:" in line and "leave the option out" in line, line
+    assert "was trained with --lr 0.01" in line or "was trained with --model 'mlp'" in line
+    assert (out / "config.json").read_bytes() == before
+    # the run's own values, typed or left out, continue it
+    assert main(["train", "--resume", "--epochs", "2", "--lr", "0.01", "--model", "mlp",
+                 "--out", str(out), "--quiet"]) == 0  # fmt: skip
+    assert json.loads((out / "config.json").read_text())["epochs"] == 2
+
+
 # ---------------------------------------------------------------- evaluate, predict, summary
 
 

@@ -127,6 +127,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         from cnnkit.detect.cli import run_train
 
         return run_train(args)
+    if args.resume:
+        _check_typed_resume_options(args)
     args.batch_size = 64 if args.batch_size is None else args.batch_size
     args.lr = 1e-3 if args.lr is None else args.lr
     args.scheduler = args.scheduler or "none"
@@ -157,6 +159,54 @@ def cmd_train(args: argparse.Namespace) -> int:
     print(f"diagnosis: {s['diagnosis_text']}")
     print(f"run directory: {args.out}")
     return 0
+
+
+_SETTINGS = ("model", "data", "batch_size", "lr", "weight_decay", "seed", "scheduler", "augment")
+
+
+def _typed_options(argv: Sequence[str], setup: Callable[[argparse.ArgumentParser], None]) -> set:
+    """The settings (of :data:`_SETTINGS`) given on the command line ``argv`` (the
+    subcommand's own arguments), found by parsing them again with every default unset,
+    so that an option typed with its default value still counts as given."""
+    unset = object()
+    probe = argparse.ArgumentParser(add_help=False, exit_on_error=False)
+    setup(probe)
+    probe.set_defaults(**dict.fromkeys(_SETTINGS, unset))
+    try:
+        ns, _ = probe.parse_known_args(list(argv))
+    except (argparse.ArgumentError, SystemExit):
+        return set()
+    return {k for k in _SETTINGS if getattr(ns, k, unset) is not unset}
+
+
+def _check_typed_resume_options(args: argparse.Namespace) -> None:
+    """``--resume --lr 0.001`` for a run trained with 0.01 is an error naming both, even
+    when the typed value is the option's default (``train_run`` alone cannot tell a
+    default from a typed value)."""
+    from cnnkit.train.run import read_config
+
+    argv = list(getattr(args, "argv", []) or [])
+    if "train" not in argv:
+        return
+    typed = _typed_options(argv[argv.index("train") + 1 :], _train_args)
+    out = Path(args.out)
+    cfg_path = out / "config.json.running"
+    if not cfg_path.exists():
+        cfg_path = out / "config.json"
+    try:
+        cfg = read_config(cfg_path, finished=False)
+    except (OSError, ValueError):
+        return  # train_run reports what is wrong with the run
+    for key in sorted(typed):
+        value, saved = getattr(args, key), cfg.get(key)
+        if saved is None or value == saved:
+            continue
+        flag = "--" + key.replace("_", "-")
+        raise CLIError(
+            f"--resume: {out} was trained with {flag} {saved!r} ({cfg_path.name}); it cannot "
+            f"continue with {flag} {value!r}: leave the option out to continue with the run's "
+            "own settings, or start a new run with another --out"
+        )
 
 
 def _is_detection_run(out: str) -> bool:
@@ -872,6 +922,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as e:  # --help (0) or a bad argument (2, message already printed)
         return e.code if isinstance(e.code, int) else 2
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     try:
         return int(args.func(args) or 0)
     except SystemExit as e:  # a command that has said why it stops (Ctrl-C in train)
