@@ -133,3 +133,22 @@ def test_training_smoke_run_and_cli(tmp_path, mnist_dir, capsys) -> None:
 
 def test_loss_module_repr() -> None:
     assert "lambda_coord=5" in repr(nn.YOLOv1Loss(6, 2, 10))
+
+
+def test_detection_run_claims_its_directory(tmp_path, mnist_dir) -> None:
+    """As `cnnkit train` for classification: a detection run into a directory another
+    live run holds stops at once, loads nothing and leaves the other's files alone."""
+    from cnnkit.detect.run import train_detection_run
+    from cnnkit.train.claim import RunDirectoryBusy, claim
+
+    out = tmp_path / "yolo"
+    held = claim(out)
+    try:
+        with pytest.raises(RunDirectoryBusy, match="in use by another cnnkit run"):
+            train_detection_run(out, data=f"digit-scenes:{mnist_dir}", epochs=1, verbose=False)
+        assert sorted(p.name for p in out.iterdir()) == [".cnnkit-run.lock"]
+    finally:
+        held.release()
+    with pytest.raises(FileNotFoundError, match="no run to resume"):
+        train_detection_run(tmp_path / "none", data=f"digit-scenes:{mnist_dir}", resume=True)
+    assert not (tmp_path / "none").exists()

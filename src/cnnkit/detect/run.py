@@ -8,6 +8,7 @@ The directory has the files of a classification run (``config.json``, ``model.sa
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 import traceback
@@ -18,6 +19,7 @@ import numpy as np
 
 from cnnkit import backend, nn
 from cnnkit.io.atomic import atomic_write_text
+from cnnkit.train.claim import LOCK, claim
 from cnnkit.train.run import DataSplits
 
 __all__ = [
@@ -190,169 +192,180 @@ def train_detection_run(
 
     out = Path(out)
     d = DETECTION_DEFAULTS
-    if resume:
-        cfg_path = out / "config.json.running"
-        if (out / CONFIG).exists():
-            raise FileExistsError(f"--resume: {out} is a finished run ({CONFIG} exists)")
-        if not cfg_path.exists():
-            raise FileNotFoundError(f"--resume: {out} has no run to resume ({cfg_path} missing)")
-        from cnnkit.io.schema import Schema
-        from cnnkit.train.run import read_config
-
-        cfg = read_config(cfg_path, finished=False)  # the fields of every run, validated
-        sc = Schema(cfg_path)
-        for key in ("train_scenes", "test_scenes", "val_scenes"):
-            sc.get(cfg, key, "int", min=1)
-        sc.get(cfg, "scheduler", "str")
-        epochs = int(cfg["epochs"]) if epochs is None else epochs
-        model, data, batch_size, lr = cfg["model"], cfg["data"], cfg["batch_size"], cfg["lr"]
-        optimizer, weight_decay, seed = cfg["optimizer"], cfg["weight_decay"], cfg["seed"]
-        scheduler, train_scenes = cfg["scheduler"], cfg["train_scenes"]
-        test_scenes, val_scenes = cfg["test_scenes"], cfg["val_scenes"]
-        model_kwargs = cfg.get("model_kwargs") or {}
-    elif out.exists() and not out.is_dir():
+    if out.exists() and not out.is_dir():
         raise FileExistsError(f"{out} exists and is not a directory (choose another --out)")
-    elif out.exists() and any(out.iterdir()) and not overwrite:
-        raise FileExistsError(f"{out} already exists and is not empty (choose another --out)")
-    if model.lower().replace("-", "").replace("_", "") not in DETECTION_MODELS:
-        raise ValueError(f"detection runs train tinyyolo; got --model {model!r}")
-    epochs = d["epochs"] if epochs is None else int(epochs)
-    batch_size = d["batch_size"] if batch_size is None else int(batch_size)
-    lr = d["lr"] if lr is None else float(lr)
-    optimizer = optimizer or d["optimizer"]
-    scheduler = scheduler or d["scheduler"]
-    train_scenes = d["train_scenes"] if train_scenes is None else int(train_scenes)
-    test_scenes = d["test_scenes"] if test_scenes is None else int(test_scenes)
-    val_scenes = d["val_scenes"] if val_scenes is None else int(val_scenes)
-    if min(epochs, batch_size, train_scenes, val_scenes, test_scenes) < 1:
-        raise ValueError(
-            "epochs, batch size and the numbers of train, validation and test scenes must be "
-            f">= 1; got {epochs}, {batch_size}, {train_scenes}, {val_scenes}, {test_scenes}"
-        )
-    backend.manual_seed(seed)
-    splits = load_detection_data(data, seed, train_scenes, val_scenes, test_scenes)
-    kwargs = dict(model_kwargs or {})
-    net = TinyYOLO(num_classes=splits.num_classes, in_channels=splits.in_channels, **kwargs)
-    if net.input_size != splits.input_size:
-        raise ValueError(
-            f"TinyYOLO takes {net.input_size}x{net.input_size} images; the scenes are "
-            f"{splits.input_size}x{splits.input_size}"
-        )
-    loss = nn.YOLOv1Loss(
-        net.grid, net.boxes_per_cell, net.num_classes, image_size=splits.input_size
-    )
-    opt = make_optimizer(optimizer, net.parameters(), lr, weight_decay)
-    sched = make_scheduler(scheduler, opt, epochs)
-    config: dict[str, Any] = {
-        "task": TASK,
-        "model": model,
-        "model_kwargs": kwargs,
-        "data": data,
-        "epochs": epochs,
-        "batch_size": batch_size,
-        "lr": lr,
-        "optimizer": optimizer,
-        "weight_decay": weight_decay,
-        "scheduler": scheduler,
-        "augment": False,
-        "seed": seed,
-        "train_scenes": train_scenes,
-        "val_scenes": val_scenes,
-        "test_scenes": test_scenes,
-        "in_channels": splits.in_channels,
-        "input_size": splits.input_size,
-        "num_classes": splits.num_classes,
-        "classes": splits.classes,
-        "grid": net.grid,
-        "boxes_per_cell": net.boxes_per_cell,
-    }
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "FAILED.txt").unlink(missing_ok=True)
-    (out / CONFIG).unlink(missing_ok=True)
-    atomic_write_text(out / "config.json.running", json.dumps(config, indent=2))
-    ckpt = ModelCheckpoint(out / "checkpoints", monitor="val_loss")
-    last = ckpt.last_path if resume and ckpt.last_path.exists() else None
-    if resume and last is None:
-        raise FileNotFoundError(f"--resume: no checkpoint at {ckpt.last_path}")
-    t0, cpu0 = time.perf_counter(), time.process_time()
+    created = not out.exists()
+    # one run per directory, claimed before any data is loaded (as train_run does)
+    owned = claim(out, takeover=resume or overwrite)
     try:
-        history = fit(
-            net,
-            _loader(splits.train, batch_size, True, seed),
-            _loader(splits.val, 100, False, seed),
-            loss=loss,
-            optimizer=opt,
-            epochs=epochs,
-            scheduler=sched,
-            callbacks=[ckpt, CSVLogger(out / "history.csv")],
-            verbose=verbose,
-            resume=last,
-        )
-        train_seconds = time.perf_counter() - t0
-        train_cpu_seconds = time.process_time() - cpu0
-        seen = len(splits.train) * len(history)
-        result, _, targets, det_seconds = evaluate_detection(net, splits.test)
-        at_default, _, _, _ = evaluate_detection(net, splits.test, conf_threshold=0.25)
-        verdict = diagnose(history)
-        io.save(
-            out / WEIGHTS,
-            net,
-            optimizer=opt,
-            history=history,
-            meta={"config": config, "task": TASK},
-        )
-        history.to_csv(out / "history.csv")
-        plot_history(history, out / "curves.png", verdict, title=f"{model} on {data}")
-        atomic_write_text(out / "diagnosis.txt", str(verdict) + "\n")
-        report = _report(
-            result,
-            len(splits.test),
-            det_seconds,
-            at_default,
-            train_seconds,
-            train_cpu_seconds,
-            seen,
-        )
-        atomic_write_text(out / "report.txt", report)
-        shown = list(range(min(16, len(splits.test))))
-        images = np.stack([splits.test[i][0] for i in shown])
-        shown_preds = net.detect(images)
-        plot_detections(
-            images,
-            shown_preds,
-            out / "detections.png",
-            targets=[targets[i] for i in shown],
-            classes=splits.classes,
-            title=f"TinyYOLO on test scenes (mAP@0.5 {result.map:.3f} on {len(splits.test)}): "
-            "predictions red, ground truth green dashed",
-        )
-        summary = dict(config)
-        summary.update(
-            test_map=result.map,
-            test_ap={
-                c: (None if np.isnan(a) else float(a))
-                for c, a in zip(splits.classes, result.ap, strict=True)
-            },
-            test_map_conf_0_25=at_default.map,
-            detect_ms_per_scene=1000 * det_seconds / len(splits.test),
-            train_seconds=train_seconds,
-            train_cpu_seconds=train_cpu_seconds,
-            train_images_per_second=seen / max(train_seconds, 1e-9),
-            diagnosis=verdict.verdict,
-            parameters=sum(p.numel() for p in net.parameters()),
-        )
-        atomic_write_text(out / CONFIG, json.dumps(summary, indent=2))
-        (out / "config.json.running").unlink(missing_ok=True)
-    except BaseException as e:
-        hint = ""
-        if ckpt.last_path.exists():
-            hint = (
-                f"the checkpoints of the finished epochs are in {ckpt.dirpath}; continue with "
-                f"`cnnkit train --resume --out {out}`\n"
+        if resume:
+            cfg_path = out / "config.json.running"
+            if (out / CONFIG).exists():
+                raise FileExistsError(f"--resume: {out} is a finished run ({CONFIG} exists)")
+            if not cfg_path.exists():
+                raise FileNotFoundError(
+                    f"--resume: {out} has no run to resume ({cfg_path} missing)"
+                )
+            from cnnkit.io.schema import Schema
+            from cnnkit.train.run import read_config
+
+            cfg = read_config(cfg_path, finished=False)  # the fields of every run, validated
+            sc = Schema(cfg_path)
+            for key in ("train_scenes", "test_scenes", "val_scenes"):
+                sc.get(cfg, key, "int", min=1)
+            sc.get(cfg, "scheduler", "str")
+            epochs = int(cfg["epochs"]) if epochs is None else epochs
+            model, data, batch_size, lr = cfg["model"], cfg["data"], cfg["batch_size"], cfg["lr"]
+            optimizer, weight_decay, seed = cfg["optimizer"], cfg["weight_decay"], cfg["seed"]
+            scheduler, train_scenes = cfg["scheduler"], cfg["train_scenes"]
+            test_scenes, val_scenes = cfg["test_scenes"], cfg["val_scenes"]
+            model_kwargs = cfg.get("model_kwargs") or {}
+        elif any(not p.name.startswith(LOCK) for p in out.iterdir()) and not overwrite:
+            raise FileExistsError(f"{out} already exists and is not empty (choose another --out)")
+        if model.lower().replace("-", "").replace("_", "") not in DETECTION_MODELS:
+            raise ValueError(f"detection runs train tinyyolo; got --model {model!r}")
+        epochs = d["epochs"] if epochs is None else int(epochs)
+        batch_size = d["batch_size"] if batch_size is None else int(batch_size)
+        lr = d["lr"] if lr is None else float(lr)
+        optimizer = optimizer or d["optimizer"]
+        scheduler = scheduler or d["scheduler"]
+        train_scenes = d["train_scenes"] if train_scenes is None else int(train_scenes)
+        test_scenes = d["test_scenes"] if test_scenes is None else int(test_scenes)
+        val_scenes = d["val_scenes"] if val_scenes is None else int(val_scenes)
+        if min(epochs, batch_size, train_scenes, val_scenes, test_scenes) < 1:
+            raise ValueError(
+                "epochs, batch size and the numbers of train, validation and test scenes must be "
+                f">= 1; got {epochs}, {batch_size}, {train_scenes}, {val_scenes}, {test_scenes}"
             )
-        why = f"training did not finish: {type(e).__name__}: {e}\n{hint}"
-        atomic_write_text(out / "FAILED.txt", f"{why}\n{traceback.format_exc()}")
-        raise
-    summary["diagnosis_text"] = str(verdict)
-    summary["report"] = report
-    return summary
+        backend.manual_seed(seed)
+        splits = load_detection_data(data, seed, train_scenes, val_scenes, test_scenes)
+        kwargs = dict(model_kwargs or {})
+        net = TinyYOLO(num_classes=splits.num_classes, in_channels=splits.in_channels, **kwargs)
+        if net.input_size != splits.input_size:
+            raise ValueError(
+                f"TinyYOLO takes {net.input_size}x{net.input_size} images; the scenes are "
+                f"{splits.input_size}x{splits.input_size}"
+            )
+        loss = nn.YOLOv1Loss(
+            net.grid, net.boxes_per_cell, net.num_classes, image_size=splits.input_size
+        )
+        opt = make_optimizer(optimizer, net.parameters(), lr, weight_decay)
+        sched = make_scheduler(scheduler, opt, epochs)
+        config: dict[str, Any] = {
+            "task": TASK,
+            "model": model,
+            "model_kwargs": kwargs,
+            "data": data,
+            "epochs": epochs,
+            "batch_size": batch_size,
+            "lr": lr,
+            "optimizer": optimizer,
+            "weight_decay": weight_decay,
+            "scheduler": scheduler,
+            "augment": False,
+            "seed": seed,
+            "train_scenes": train_scenes,
+            "val_scenes": val_scenes,
+            "test_scenes": test_scenes,
+            "in_channels": splits.in_channels,
+            "input_size": splits.input_size,
+            "num_classes": splits.num_classes,
+            "classes": splits.classes,
+            "grid": net.grid,
+            "boxes_per_cell": net.boxes_per_cell,
+        }
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "FAILED.txt").unlink(missing_ok=True)
+        (out / CONFIG).unlink(missing_ok=True)
+        atomic_write_text(out / "config.json.running", json.dumps(config, indent=2))
+        ckpt = ModelCheckpoint(out / "checkpoints", monitor="val_loss")
+        last = ckpt.last_path if resume and ckpt.last_path.exists() else None
+        if resume and last is None:
+            raise FileNotFoundError(f"--resume: no checkpoint at {ckpt.last_path}")
+        t0, cpu0 = time.perf_counter(), time.process_time()
+        try:
+            history = fit(
+                net,
+                _loader(splits.train, batch_size, True, seed),
+                _loader(splits.val, 100, False, seed),
+                loss=loss,
+                optimizer=opt,
+                epochs=epochs,
+                scheduler=sched,
+                callbacks=[ckpt, CSVLogger(out / "history.csv")],
+                verbose=verbose,
+                resume=last,
+            )
+            train_seconds = time.perf_counter() - t0
+            train_cpu_seconds = time.process_time() - cpu0
+            seen = len(splits.train) * len(history)
+            result, _, targets, det_seconds = evaluate_detection(net, splits.test)
+            at_default, _, _, _ = evaluate_detection(net, splits.test, conf_threshold=0.25)
+            verdict = diagnose(history)
+            io.save(
+                out / WEIGHTS,
+                net,
+                optimizer=opt,
+                history=history,
+                meta={"config": config, "task": TASK},
+            )
+            history.to_csv(out / "history.csv")
+            plot_history(history, out / "curves.png", verdict, title=f"{model} on {data}")
+            atomic_write_text(out / "diagnosis.txt", str(verdict) + "\n")
+            report = _report(
+                result,
+                len(splits.test),
+                det_seconds,
+                at_default,
+                train_seconds,
+                train_cpu_seconds,
+                seen,
+            )
+            atomic_write_text(out / "report.txt", report)
+            shown = list(range(min(16, len(splits.test))))
+            images = np.stack([splits.test[i][0] for i in shown])
+            shown_preds = net.detect(images)
+            plot_detections(
+                images,
+                shown_preds,
+                out / "detections.png",
+                targets=[targets[i] for i in shown],
+                classes=splits.classes,
+                title=f"TinyYOLO on test scenes (mAP@0.5 {result.map:.3f} on {len(splits.test)}): "
+                "predictions red, ground truth green dashed",
+            )
+            summary = dict(config)
+            summary.update(
+                test_map=result.map,
+                test_ap={
+                    c: (None if np.isnan(a) else float(a))
+                    for c, a in zip(splits.classes, result.ap, strict=True)
+                },
+                test_map_conf_0_25=at_default.map,
+                detect_ms_per_scene=1000 * det_seconds / len(splits.test),
+                train_seconds=train_seconds,
+                train_cpu_seconds=train_cpu_seconds,
+                train_images_per_second=seen / max(train_seconds, 1e-9),
+                diagnosis=verdict.verdict,
+                parameters=sum(p.numel() for p in net.parameters()),
+            )
+            atomic_write_text(out / CONFIG, json.dumps(summary, indent=2))
+            (out / "config.json.running").unlink(missing_ok=True)
+        except BaseException as e:
+            hint = ""
+            if ckpt.last_path.exists():
+                hint = (
+                    f"the checkpoints of the finished epochs are in {ckpt.dirpath}; continue with "
+                    f"`cnnkit train --resume --out {out}`\n"
+                )
+            why = f"training did not finish: {type(e).__name__}: {e}\n{hint}"
+            atomic_write_text(out / "FAILED.txt", f"{why}\n{traceback.format_exc()}")
+            raise
+        summary["diagnosis_text"] = str(verdict)
+        summary["report"] = report
+        return summary
+    finally:
+        owned.release()
+        if created:
+            with contextlib.suppress(OSError):
+                out.rmdir()  # only if nothing was written
