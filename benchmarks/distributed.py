@@ -242,17 +242,19 @@ def main() -> None:
 
     b, steps = args.per_rank, args.steps
     cpu = _cpu_model()
-    print(f"CPU: {cpu}, {os.cpu_count()} cores; the machine is shared with other engineers' "
-          "jobs while this runs (figures are medians, loaded).")  # fmt: skip
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"CPU: {cpu}, {os.cpu_count()} cores; load average {load:.1f} at the start "
+          "(other jobs on the machine move every figure; they are medians)")  # fmt: skip
     env_note = (f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE')}, "
                 f"OPENBLAS_L2_SIZE={os.environ.get('OPENBLAS_L2_SIZE')}")  # fmt: skip
+    print(f"machine env: {env_note}")
     configs = {
         "1 rank x 2 threads": (1, 2, 2 * b),
         "2 ranks x 1 thread": (2, 1, b),
     }
     table: dict[str, dict[str, list[dict[str, Any]]]] = {}
     for unset in (False, True):
-        label = "OpenBLAS vars unset" if unset else f"machine env ({env_note})"
+        label = "OpenBLAS vars unset" if unset else "machine env"
         runs: dict[str, list[dict[str, Any]]] = {k: [] for k in configs}
         for _ in range(args.rounds):
             for name, (ranks, threads, per) in configs.items():
@@ -261,7 +263,7 @@ def main() -> None:
         table[label] = runs
     print(f"\nCIFAR-style net, float32, SGD momentum, global batch {2 * b} per step "
           f"({args.rounds} interleaved rounds x {steps} steps; medians):")  # fmt: skip
-    head = (f"{'env':42s} {'configuration':20s} {'img/s':>7s} {'step ms':>8s} "
+    head = (f"{'env':20s} {'configuration':20s} {'img/s':>7s} {'step ms':>8s} "
             f"{'allreduce ms':>13s} {'exposed ms':>11s} {'hidden':>7s}")  # fmt: skip
     print(head)
     print("-" * len(head))
@@ -275,7 +277,7 @@ def main() -> None:
                 cells += f" {comm * 1e3:13.1f} {wait * 1e3:11.1f} {max(0.0, 1 - wait / comm):7.0%}"
             else:
                 cells += f" {'-':>13s} {'-':>11s} {'-':>7s}"
-            print(f"{label[:42]:42s} {name:20s} {cells}")
+            print(f"{label:20s} {name:20s} {cells}")
     any_ddp = next(iter(table.values()))["2 ranks x 1 thread"][0]
     print(f"gradient buckets (MB, reduction order): {any_ddp['buckets_mb']}")
 

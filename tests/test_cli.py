@@ -436,7 +436,9 @@ def test_out_at_an_existing_run_suggests_resume_or_another_name(
     run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     line = assert_one_line_error(capsys, main(["train", "--out", str(run_dir), "--quiet"]))
-    assert f"holds a finished run; choose another --out (e.g. {run_dir}-2)" in line
+    further = f"train it further with `cnnkit train --resume --out {run_dir} --epochs N`"
+    assert f"holds a finished run; {further}" in line
+    assert f"or choose another --out (e.g. {run_dir}-2)" in line
     cut = tmp_path / "cut"
     with pytest.raises(KeyboardInterrupt):
         train_run(cut, epochs=2, verbose=False, callbacks=[InterruptAfter(1)])

@@ -560,9 +560,27 @@ def _dream_args(p: argparse.ArgumentParser) -> None:
 _ALIASES = (("conv", "Conv2d"), ("pool", "MaxPool2d"), ("fc", "Linear"))
 
 
+def _layer_choices(model: Any) -> str:
+    """What ``--layer`` accepts for ``model``: each alias with the layer it names, and
+    that every dotted name (as ``cnnkit summary`` prints them) works too."""
+    from cnnkit import nn
+
+    named = dict(model.named_modules())
+    parts = []
+    for prefix, cls_name in _ALIASES:
+        found = [n for n, m in named.items() if isinstance(m, getattr(nn, cls_name))]
+        parts += [f"{prefix}{k} = {n}" for k, n in enumerate(found, 1)]
+    dotted = [n for n in named if n]
+    return (
+        f"aliases: {', '.join(parts) or 'none'}; or a dotted name of any layer "
+        f"({', '.join(dotted)})"
+    )
+
+
 def _layer_alias(model: Any, name: str) -> str:
     """'conv2' -> the dotted name of the second Conv2d (a convenience for the CLI); other
-    names are returned as they are. An alias beyond the model's layers is an error."""
+    names are returned as they are. A name the model does not have is an error that
+    lists what it has."""
     from cnnkit import nn
 
     named = dict(model.named_modules())
@@ -575,10 +593,12 @@ def _layer_alias(model: Any, name: str) -> str:
             k = int(name[len(prefix) :])
             if not 1 <= k <= len(found):
                 raise CLIError(
-                    f"--layer {name}: the model has {len(found)} {cls_name} layers "
-                    f"({', '.join(found) or 'none'})"
+                    f"--layer {name}: the model has {len(found)} {cls_name} layers; "
+                    f"{_layer_choices(model)}"
                 )
             return found[k - 1]
+    if isinstance(name, str) and not name.lstrip("-").isdigit():
+        raise CLIError(f"--layer {name}: the model has no such layer; {_layer_choices(model)}")
     return name
 
 

@@ -76,8 +76,12 @@ def test_dream_options_and_errors(
     base = ["dream", str(digits_run), str(digit_png), "--out", str(out)]
     rc = main([*base, "--layer", "conv2", "--channel", "5", "--octaves", "2", "--jitter", "1"])
     assert rc == 0 and "channel 5" in capsys.readouterr().out
-    assert "2 Conv2d layers" in assert_one_line_error(capsys, main([*base, "--layer", "conv3"]))
-    assert "available" in assert_one_line_error(capsys, main([*base, "--layer", "nope"]))
+    err = assert_one_line_error(capsys, main([*base, "--layer", "conv3"]))
+    assert "2 Conv2d layers; aliases: conv1 = features.0, conv2 = features.3" in err
+    assert "pool2 = features.5" in err and "fc3 = classifier." in err
+    err = assert_one_line_error(capsys, main([*base, "--layer", "nope"]))
+    assert "--layer nope: the model has no such layer; aliases: conv1 = features.0" in err
+    assert "or a dotted name of any layer (features, features.0, features.1," in err
     err = assert_one_line_error(capsys, main([*base, "--layer", "conv1", "--channel", "6"]))
     assert "channel 6 out of range" in err
     assert "--steps" in assert_one_line_error(

@@ -664,7 +664,10 @@ def _occupied(out: Path) -> str:
     """Why ``out`` cannot take a new run, and what to do instead."""
     other = f"choose another --out (e.g. {_free_name(out)})"
     if (out / CONFIG).exists():
-        return f"{out} already exists and is not empty: it holds a finished run; {other}"
+        return (
+            f"{out} already exists and is not empty: it holds a finished run; train it "
+            f"further with `{resume_command(out)} --epochs N` (N: a larger total), or {other}"
+        )
     if (out / "config.json.running").exists():
         return (
             f"{out} already exists and is not empty: it holds an interrupted run; continue "
