@@ -71,6 +71,17 @@ def test_receptive_field_through_dilation_stride_and_branches():
     assert rows["b.1"].receptive_field == (7, 7)
 
 
+def test_global_average_pool_sees_exactly_the_input():
+    """The theoretical field of a global pool would grow past the image by the padding
+    of the layers before it (46x46 on 28x28 in MiniInception); it is the whole input."""
+    from cnnkit.models import MiniInception
+
+    rows = {r.name: r for r in ck.summary(MiniInception(), (1, 1, 28, 28)).rows}
+    assert rows["avgpool"].receptive_field == (28, 28) == rows["fc"].receptive_field
+    net = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.AdaptiveAvgPool2d(1))
+    assert ck.summary(net, (1, 1, 9, 9)).rows[-1].receptive_field == (9, 9)
+
+
 def test_meta_model_of_1_6_billion_parameters_without_memory():
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     m = nn.Sequential(nn.Flatten(), nn.Linear(40_000, 40_000, device="meta"))

@@ -282,7 +282,9 @@ def summary(
         f = None
         if fin is not None:
             geo = _geometry(m, in_shape)
-            if geo is not None:
+            if type(m).__name__ == "AdaptiveAvgPool2d" and tuple(output.shape[-2:]) == (1, 1):
+                f = full  # a global average: each output sees the whole input, no more
+            elif geo is not None:
                 f = fin.through(*geo)
             elif output.ndim == 4 and output.shape[-2:] == tuple(in_shape[-2:]):
                 f = fin
