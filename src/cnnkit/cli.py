@@ -926,8 +926,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _fail(command: str, e: BaseException) -> int:
-    """Print ``e`` as one line on stderr; the exit status of a user error."""
+    """Print ``e`` as one line on stderr; the exit status of a user error. An operating
+    system error names its file first, in words (``runs/x: Permission denied``), not as
+    Python's ``[Errno 13] ...``."""
     text = " ".join(str(e).split()) or type(e).__name__
+    if isinstance(e, OSError) and e.strerror and e.filename is not None:
+        text = f"{e.filename}: {e.strerror}"
+        if e.filename2 is not None:
+            text += f" (with {e.filename2})"
     print(f"cnnkit {command}: error: {text}", file=sys.stderr)
     return 2
 
