@@ -152,3 +152,28 @@ def test_detection_run_claims_its_directory(tmp_path, mnist_dir) -> None:
     with pytest.raises(FileNotFoundError, match="no run to resume"):
         train_detection_run(tmp_path / "none", data=f"digit-scenes:{mnist_dir}", resume=True)
     assert not (tmp_path / "none").exists()
+
+
+@pytest.mark.slow
+def test_finished_detection_run_continues_to_more_epochs(tmp_path, mnist_dir) -> None:
+    """`cnnkit train --resume --epochs N` on a finished detection run trains it on to N
+    epochs with its schedule stretched; without a larger N it says what to type."""
+    from cnnkit.cli import main
+    from cnnkit.detect.run import train_detection_run
+
+    run = tmp_path / "yolo"
+    small = {"train_scenes": 96, "val_scenes": 32, "test_scenes": 16, "batch_size": 32,
+             "model_kwargs": {"widths": [8, 8, 8, 8, 8]}, "verbose": False}  # fmt: skip
+    train_detection_run(run, data=f"digit-scenes:{mnist_dir}", epochs=1, **small)
+    with pytest.raises(FileExistsError, match="--resume --epochs 2"):
+        train_detection_run(run, resume=True, verbose=False)
+    assert main(["train", "--resume", "--epochs", "3", "--out", str(run), "--quiet"]) == 0
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["epochs"] == 3 and cfg["resumed"] == [{"at_epoch": 1, "epochs_before": 1}]
+    assert len((run / "history.csv").read_text().split()) == 1 + 3  # header + 3 epochs
+    lrs = [float(r.split(",")[3]) for r in (run / "history.csv").read_text().split()[1:]]
+    # epoch 1 at the base rate; then the cosine schedule as if started with 3 epochs
+    np.testing.assert_allclose(
+        lrs, [2e-3, 1e-3 * (1 + np.cos(np.pi / 3)), 1e-3 * (1 + np.cos(2 * np.pi / 3))], rtol=1e-6
+    )
+    assert not (run / "config.json.running").exists()

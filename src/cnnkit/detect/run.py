@@ -187,7 +187,7 @@ def train_detection_run(
     from cnnkit.train.callbacks import CSVLogger, ModelCheckpoint
     from cnnkit.train.diagnosis import diagnose
     from cnnkit.train.loop import fit
-    from cnnkit.train.run import make_optimizer, make_scheduler
+    from cnnkit.train.run import _Stretch, make_optimizer, make_scheduler
     from cnnkit.viz.curves import plot_history
 
     out = Path(out)
@@ -198,23 +198,36 @@ def train_detection_run(
     # one run per directory, claimed before any data is loaded (as train_run does)
     owned = claim(out, takeover=resume or overwrite)
     try:
+        resumes: list[dict[str, int]] = []
         if resume:
-            cfg_path = out / "config.json.running"
-            if (out / CONFIG).exists():
-                raise FileExistsError(f"--resume: {out} is a finished run ({CONFIG} exists)")
+            from cnnkit.io.schema import Schema
+            from cnnkit.train.run import _finished_epochs, _finished_hint, read_config
+
+            # an interrupted run continues; a finished one only to a larger --epochs
+            finished = (out / CONFIG).exists()
+            cfg_path = out / (CONFIG if finished else "config.json.running")
             if not cfg_path.exists():
                 raise FileNotFoundError(
                     f"--resume: {out} has no run to resume ({cfg_path} missing)"
                 )
-            from cnnkit.io.schema import Schema
-            from cnnkit.train.run import read_config
-
             cfg = read_config(cfg_path, finished=False)  # the fields of every run, validated
             sc = Schema(cfg_path)
             for key in ("train_scenes", "test_scenes", "val_scenes"):
                 sc.get(cfg, key, "int", min=1)
             sc.get(cfg, "scheduler", "str")
-            epochs = int(cfg["epochs"]) if epochs is None else epochs
+            done = _finished_epochs(out / "checkpoints" / "last.safetensors")
+            old_epochs = int(cfg["epochs"])
+            if finished and (epochs is None or epochs <= done):
+                raise FileExistsError(_finished_hint(out, done, epochs))
+            epochs = old_epochs if epochs is None else int(epochs)
+            if epochs < done:
+                raise ValueError(
+                    f"--resume: --epochs {epochs} is fewer than the {done} epochs {out} "
+                    "already finished"
+                )
+            resumes = list(cfg.get("resumed", []))
+            if epochs != old_epochs:
+                resumes.append({"at_epoch": done, "epochs_before": old_epochs})
             model, data, batch_size, lr = cfg["model"], cfg["data"], cfg["batch_size"], cfg["lr"]
             optimizer, weight_decay, seed = cfg["optimizer"], cfg["weight_decay"], cfg["seed"]
             scheduler, train_scenes = cfg["scheduler"], cfg["train_scenes"]
@@ -274,6 +287,8 @@ def train_detection_run(
             "grid": net.grid,
             "boxes_per_cell": net.boxes_per_cell,
         }
+        if resumes:
+            config["resumed"] = resumes
         out.mkdir(parents=True, exist_ok=True)
         (out / "FAILED.txt").unlink(missing_ok=True)
         (out / CONFIG).unlink(missing_ok=True)
@@ -292,7 +307,9 @@ def train_detection_run(
                 optimizer=opt,
                 epochs=epochs,
                 scheduler=sched,
-                callbacks=[ckpt, CSVLogger(out / "history.csv")],
+                # a resumed run given another --epochs: its schedule stretched to the total
+                callbacks=[ckpt, CSVLogger(out / "history.csv")]
+                + ([_Stretch(epochs, scheduler)] if resume else []),
                 verbose=verbose,
                 resume=last,
             )
