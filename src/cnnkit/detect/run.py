@@ -201,7 +201,7 @@ def train_detection_run(
         resumes: list[dict[str, int]] = []
         if resume:
             from cnnkit.io.schema import Schema
-            from cnnkit.train.run import _finished_epochs, _finished_hint, read_config
+            from cnnkit.train.run import read_config, resumed_epochs
 
             # an interrupted run continues; a finished one only to a larger --epochs
             finished = (out / CONFIG).exists()
@@ -215,19 +215,7 @@ def train_detection_run(
             for key in ("train_scenes", "test_scenes", "val_scenes"):
                 sc.get(cfg, key, "int", min=1)
             sc.get(cfg, "scheduler", "str")
-            done = _finished_epochs(out / "checkpoints" / "last.safetensors")
-            old_epochs = int(cfg["epochs"])
-            if finished and (epochs is None or epochs <= done):
-                raise FileExistsError(_finished_hint(out, done, epochs))
-            epochs = old_epochs if epochs is None else int(epochs)
-            if epochs < done:
-                raise ValueError(
-                    f"--resume: --epochs {epochs} is fewer than the {done} epochs {out} "
-                    "already finished"
-                )
-            resumes = list(cfg.get("resumed", []))
-            if epochs != old_epochs:
-                resumes.append({"at_epoch": done, "epochs_before": old_epochs})
+            epochs, resumes = resumed_epochs(out, cfg, finished, epochs)
             model, data, batch_size, lr = cfg["model"], cfg["data"], cfg["batch_size"], cfg["lr"]
             optimizer, weight_decay, seed = cfg["optimizer"], cfg["weight_decay"], cfg["seed"]
             scheduler, train_scenes = cfg["scheduler"], cfg["train_scenes"]

@@ -321,6 +321,31 @@ def _finished_epochs(last: Path) -> int:
     return epoch
 
 
+def resumed_epochs(
+    out: Path, cfg: dict[str, Any], finished: bool, epochs: int | None
+) -> tuple[int, list[dict[str, int]]]:
+    """The total epochs of a run resumed with ``--epochs epochs`` (None: its own), and
+    its ``resumed`` record with this resume added when the total changes.
+
+    An interrupted run continues to any total from what it finished on; a finished run
+    (``config.json`` exists) only to a larger one: otherwise FileExistsError saying what
+    to type.
+    """
+    done = _finished_epochs(out / "checkpoints" / "last.safetensors")
+    old_epochs = int(cfg["epochs"])
+    if finished and (epochs is None or epochs <= done):
+        raise FileExistsError(_finished_hint(out, done, epochs))
+    epochs = old_epochs if epochs is None else int(epochs)
+    if epochs < done:
+        raise ValueError(
+            f"--resume: --epochs {epochs} is fewer than the {done} epochs {out} already finished"
+        )
+    resumes = list(cfg.get("resumed", []))
+    if epochs != old_epochs:
+        resumes.append({"at_epoch": done, "epochs_before": old_epochs})
+    return epochs, resumes
+
+
 # train_run's defaults: a resumed run given another value was asked for something else
 _RESUME_DEFAULTS = {
     "model": "lenet5",
@@ -484,25 +509,13 @@ def train_run(
             _check_resume_options(out, cfg_path, cfg, model=model, data=data,
                                   batch_size=batch_size, lr=lr, weight_decay=weight_decay,
                                   seed=seed, scheduler=scheduler, augment=augment)  # fmt: skip
-            done = _finished_epochs(out / "checkpoints" / "last.safetensors")
-            old_epochs = int(cfg["epochs"])
-            if finished and (epochs is None or epochs <= done):
-                raise FileExistsError(_finished_hint(out, done, epochs))
-            epochs = old_epochs if epochs is None else epochs
-            if epochs < done:
-                raise ValueError(
-                    f"--resume: --epochs {epochs} is fewer than the {done} epochs {out} "
-                    "already finished"
-                )
+            epochs, resumes = resumed_epochs(out, cfg, finished, epochs)
             model, data = cfg["model"], cfg["data"]
             batch_size, lr, optimizer = cfg["batch_size"], cfg["lr"], cfg["optimizer"]
             weight_decay, seed = cfg["weight_decay"], cfg["seed"]
             scheduler, augment = cfg.get("scheduler", "none"), cfg.get("augment", False)
             model_kwargs = cfg.get("model_kwargs") or {}
             tensorboard = bool(cfg.get("tensorboard", tensorboard))
-            resumes = list(cfg.get("resumed", []))
-            if epochs != old_epochs:
-                resumes.append({"at_epoch": done, "epochs_before": old_epochs})
         elif (
             rank == 0
             and [p for p in out.iterdir() if not p.name.startswith(LOCK)]
