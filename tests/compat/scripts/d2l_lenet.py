@@ -99,6 +99,7 @@ def init_cnn(module):
         nn.init.xavier_uniform_(module.weight)
 
 
+torch.manual_seed(0)
 net = nn.Sequential(
     nn.LazyConv2d(6, kernel_size=5, padding=2), nn.ReLU(),
     nn.AvgPool2d(kernel_size=2, stride=2),

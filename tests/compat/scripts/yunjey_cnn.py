@@ -10,6 +10,7 @@ import torchvision.transforms as transforms
 
 # Device configuration
 device = torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+torch.manual_seed(0)  # added for the test: both libraries' runs are then repeatable
 
 # Hyper parameters
 num_epochs = 5
