@@ -183,7 +183,7 @@ def _check_typed_resume_options(args: argparse.Namespace) -> None:
     """``--resume --lr 0.001`` for a run trained with 0.01 is an error naming both, even
     when the typed value is the option's default (``train_run`` alone cannot tell a
     default from a typed value)."""
-    from cnnkit.train.run import read_config
+    from cnnkit.train.run import _check_resume_options, read_config
 
     argv = list(getattr(args, "argv", []) or [])
     if "train" not in argv:
@@ -197,16 +197,11 @@ def _check_typed_resume_options(args: argparse.Namespace) -> None:
         cfg = read_config(cfg_path, finished=False)
     except (OSError, ValueError):
         return  # train_run reports what is wrong with the run
-    for key in sorted(typed):
-        value, saved = getattr(args, key), cfg.get(key)
-        if saved is None or value == saved:
-            continue
-        flag = "--" + key.replace("_", "-")
-        raise CLIError(
-            f"--resume: {out} was trained with {flag} {saved!r} ({cfg_path.name}); it cannot "
-            f"continue with {flag} {value!r}: leave the option out to continue with the run's "
-            "own settings, or start a new run with another --out"
-        )
+    try:
+        _check_resume_options(out, cfg_path, cfg, typed=True,
+                              **{k: getattr(args, k) for k in sorted(typed)})  # fmt: skip
+    except ValueError as e:
+        raise CLIError(str(e)) from None
 
 
 def _is_detection_run(out: str) -> bool:
@@ -560,17 +555,26 @@ def _dream_args(p: argparse.ArgumentParser) -> None:
 _ALIASES = (("conv", "Conv2d"), ("pool", "MaxPool2d"), ("fc", "Linear"))
 
 
+def _aliased(model: Any) -> dict[str, list[str]]:
+    """Per alias prefix (conv, pool, fc), the dotted names of its layers in order."""
+    from cnnkit import nn
+
+    named = list(model.named_modules())
+    return {
+        prefix: [n for n, m in named if isinstance(m, getattr(nn, cls_name))]
+        for prefix, cls_name in _ALIASES
+    }
+
+
 def _layer_choices(model: Any) -> str:
     """What ``--layer`` accepts for ``model``: each alias with the layer it names, and
     that every dotted name (as ``cnnkit summary`` prints them) works too."""
-    from cnnkit import nn
-
-    named = dict(model.named_modules())
-    parts = []
-    for prefix, cls_name in _ALIASES:
-        found = [n for n, m in named.items() if isinstance(m, getattr(nn, cls_name))]
-        parts += [f"{prefix}{k} = {n}" for k, n in enumerate(found, 1)]
-    dotted = [n for n in named if n]
+    parts = [
+        f"{prefix}{k} = {n}"
+        for prefix, found in _aliased(model).items()
+        for k, n in enumerate(found, 1)
+    ]
+    dotted = [n for n, _ in model.named_modules() if n]
     return (
         f"aliases: {', '.join(parts) or 'none'}; or a dotted name of any layer "
         f"({', '.join(dotted)})"
@@ -581,15 +585,12 @@ def _layer_alias(model: Any, name: str) -> str:
     """'conv2' -> the dotted name of the second Conv2d (a convenience for the CLI); other
     names are returned as they are. A name the model does not have is an error that
     lists what it has."""
-    from cnnkit import nn
-
-    named = dict(model.named_modules())
-    if name in named:
+    if name in dict(model.named_modules()):
         return name
+    aliased = _aliased(model)
     for prefix, cls_name in _ALIASES:
         if name.startswith(prefix) and name[len(prefix) :].isdigit():
-            cls = getattr(nn, cls_name)
-            found = [n for n, m in named.items() if isinstance(m, cls)]
+            found = aliased[prefix]
             k = int(name[len(prefix) :])
             if not 1 <= k <= len(found):
                 raise CLIError(

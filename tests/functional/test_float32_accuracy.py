@@ -25,16 +25,17 @@ def _cl(a: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(a.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
 
 
-def _compare(
+def _over_twice(
     ours_fn: Callable[..., Any],
     torch_fn: Callable[..., Any],
     inputs: list[np.ndarray],
     grad_of: tuple[int, ...],
     gout: np.ndarray | None,
     channels_last: bool = False,
-) -> None:
+) -> list[str]:
     """Run ``ours_fn`` in float64 (the exact result) and float32, ``torch_fn`` in float32,
-    backward with ``gout`` (or from the scalar), and bound our error by twice torch's."""
+    backward with ``gout`` (or from the scalar); the results (output, each gradient) whose
+    float32 error exceeds twice torch's, with both errors (empty: all within)."""
 
     def ours(dtype: Any) -> list[np.ndarray]:
         ts = []
@@ -62,12 +63,15 @@ def _compare(
 
     exact, got, ref = ours(np.float64), ours(np.float32), theirs()
     names = ["out"] + [f"grad of input {i}" for i in grad_of]
+    over = []
     for name, e, o, t in zip(names, exact, got, ref, strict=True):
         assert o.shape == e.shape == t.shape, name
         scale = max(float(np.abs(e).max()), 1e-30)
         err_ours = float(np.abs(o - e).max()) / scale
         err_torch = float(np.abs(t - e).max()) / scale
-        assert err_ours <= 2 * err_torch + EPS32, f"{name}: {err_ours:.2e} vs torch {err_torch:.2e}"
+        if not err_ours <= 2 * err_torch + EPS32:
+            over.append(f"{name}: {err_ours:.2e} vs torch {err_torch:.2e}")
+    return over
 
 
 @pytest.mark.parametrize("channels_last", [False, True])
@@ -83,7 +87,7 @@ def test_pooling_error_at_most_twice_torchs(kernel, stride, padding, channels_la
         (F.max_pool2d, torch.nn.functional.max_pool2d),
         (F.avg_pool2d, torch.nn.functional.avg_pool2d),
     ):
-        _compare(
+        assert not _over_twice(
             lambda a, f=ours_fn: f(a, kernel, stride, padding),
             lambda a, f=torch_fn: f(a, kernel, stride, padding),
             [x],
@@ -97,7 +101,7 @@ def test_global_average_pool_error_at_most_twice_torchs():
     rng = np.random.default_rng(3)
     x = 10.0 + rng.standard_normal((16, 32, 16, 16))
     g = rng.standard_normal((16, 32, 1, 1))
-    _compare(
+    assert not _over_twice(
         lambda a: F.adaptive_avg_pool2d(a, 1),
         lambda a: torch.nn.functional.adaptive_avg_pool2d(a, 1),
         [x],
@@ -114,7 +118,7 @@ def test_linear_error_at_most_twice_torchs(n, fin, fout):
     w = rng.standard_normal((fout, fin)) / np.sqrt(fin)
     b = rng.standard_normal(fout)
     g = rng.standard_normal((n, fout))
-    _compare(F.linear, torch.nn.functional.linear, [x, w, b], (0, 1, 2), g)
+    assert not _over_twice(F.linear, torch.nn.functional.linear, [x, w, b], (0, 1, 2), g)
 
 
 @pytest.mark.parametrize("channels_last", [False, True])
@@ -137,7 +141,7 @@ def test_batch_norm_error_at_most_twice_torchs(training, channels_last):
         m, v = torch.tensor(rm, dtype=a.dtype), torch.tensor(rv, dtype=a.dtype)
         return torch.nn.functional.batch_norm(a, m, v, gamma, beta, training, 0.1, 1e-5)
 
-    _compare(ours, theirs, [x, w, b], (0, 1, 2), g, channels_last)
+    assert not _over_twice(ours, theirs, [x, w, b], (0, 1, 2), g, channels_last)
 
 
 def test_batch_norm_running_statistics_error_at_most_twice_torchs():
@@ -164,8 +168,10 @@ def test_cross_entropy_and_nll_error_at_most_twice_torchs(n, classes):
     logits = 20.0 + 4.0 * rng.standard_normal((n, classes))  # shifted: softmax must subtract
     y = rng.integers(0, classes, n)
     weight = rng.random(classes) + 0.5
-    _compare(F.cross_entropy, torch.nn.functional.cross_entropy, [logits, y], (0,), None)
-    _compare(
+    assert not _over_twice(
+        F.cross_entropy, torch.nn.functional.cross_entropy, [logits, y], (0,), None
+    )
+    assert not _over_twice(
         lambda a, t, w: F.cross_entropy(a, t, weight=w, label_smoothing=0.1),
         lambda a, t, w: torch.nn.functional.cross_entropy(a, t, weight=w, label_smoothing=0.1),
         [logits, y, weight],
@@ -173,7 +179,7 @@ def test_cross_entropy_and_nll_error_at_most_twice_torchs(n, classes):
         None,
     )
     logp = np.log(rng.dirichlet(np.ones(classes), n))
-    _compare(F.nll_loss, torch.nn.functional.nll_loss, [logp, y], (0,), None)
+    assert not _over_twice(F.nll_loss, torch.nn.functional.nll_loss, [logp, y], (0,), None)
 
 
 @pytest.mark.parametrize("reduction", ["mean", "sum"])
@@ -190,7 +196,7 @@ def test_regression_and_binary_losses_error_at_most_twice_torchs(reduction):
         (F.binary_cross_entropy_with_logits, tf.binary_cross_entropy_with_logits, [4 * a, z]),
         (F.binary_cross_entropy, tf.binary_cross_entropy, [p, z]),
     ):
-        _compare(
+        assert not _over_twice(
             lambda x, y, f=ours_fn: f(x, y, reduction=reduction),
             lambda x, y, f=torch_fn: f(x, y, reduction=reduction),
             inputs,

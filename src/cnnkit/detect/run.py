@@ -268,10 +268,7 @@ def train_detection_run(
             "train_scenes": train_scenes,
             "val_scenes": val_scenes,
             "test_scenes": test_scenes,
-            "in_channels": splits.in_channels,
-            "input_size": splits.input_size,
-            "num_classes": splits.num_classes,
-            "classes": splits.classes,
+            **splits.config_fields(),
             "grid": net.grid,
             "boxes_per_cell": net.boxes_per_cell,
         }

@@ -45,6 +45,15 @@ class DataSplits:
     spec: str
     note: str = ""
 
+    def config_fields(self) -> dict[str, Any]:
+        """What a run's ``config.json`` records of its data (to rebuild the model)."""
+        return {
+            "in_channels": self.in_channels,
+            "input_size": self.input_size,
+            "num_classes": self.num_classes,
+            "classes": self.classes,
+        }
+
 
 def _shape_info(ds: Any) -> tuple[int, int]:
     """(channels, side) of the first sample of a dataset."""
@@ -382,14 +391,17 @@ def _same_json(path: Path, value: Any) -> bool:
         return False
 
 
-def _check_resume_options(out: Path, cfg_path: Path, cfg: dict[str, Any], **given: Any) -> None:
+def _check_resume_options(
+    out: Path, cfg_path: Path, cfg: dict[str, Any], typed: bool = False, **given: Any
+) -> None:
     """``--resume`` continues a run with its own settings: an option given with another
     value than the run's (``--lr 0.5`` for a run trained with 0.001) is an error naming
-    both, not silently ignored."""
+    both, not silently ignored. A value equal to the option's default counts as not
+    given, unless ``typed`` (the command line says it was typed)."""
     for key, value in given.items():
         default = _RESUME_DEFAULTS[key]
         saved = cfg.get(key, default)
-        if value == default or value == saved:
+        if (value == default and not typed) or value == saved:
             continue
         flag = "--" + key.replace("_", "-")
         raise ValueError(
@@ -552,10 +564,7 @@ def train_run(
             "scheduler": scheduler,
             "augment": augment,
             "seed": seed,
-            "in_channels": splits.in_channels,
-            "input_size": splits.input_size,
-            "num_classes": splits.num_classes,
-            "classes": splits.classes,
+            **splits.config_fields(),
         }
         if resume and resumes:
             config["resumed"] = resumes
