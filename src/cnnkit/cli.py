@@ -531,7 +531,7 @@ def _dream_args(p: argparse.ArgumentParser) -> None:
         "Conv2d / MaxPool2d / Linear",
     )
     p.add_argument("--out", required=True, help="output PNG (original, dream, difference)")
-    p.add_argument("--steps", type=int, default=20, help="ascent steps per octave (default 20)")
+    p.add_argument("--steps", type=int, default=40, help="ascent steps per octave (default 40)")
     p.add_argument(
         "--lr",
         type=float,

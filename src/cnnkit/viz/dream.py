@@ -131,7 +131,7 @@ def deep_dream(
     model: nn.Module,
     image: Any,
     layer: int | str | nn.Module,
-    steps: int = 20,
+    steps: int = 40,
     lr: float = 0.2,
     octaves: int = 3,
     octave_scale: float = 1.4,
@@ -179,13 +179,14 @@ def deep_dream(
     Pixels held at a bound of ``clip`` are left out of the step (projected ascent), so
     the step is spent on pixels that can still move.
 
-    What the defaults reach depends on the model and the layer (README, "The lecture's
-    tools"; tests/viz/test_dream_goals.py). Over the 11 outputs of LeNet-5, 10 test
-    images and 2 seeds, every pixel stays in the data range and every correlation
-    >= 0.5; the norm grows x2.2 at the median (smallest x1.3, at conv1) on the demo
-    model, x1.6 (x1.3) on one trained in PyTorch on normalised 8x8 digits and x1.7
-    (x1.25) on one trained in PyTorch on MNIST: the data range caps the growth, since
-    real digits already drive these small networks close to what any image can.
+    What the defaults reach depends on the model, the layer and the training run
+    (README, "The lecture's tools"; ``benchmarks/dream_reach.py``). Every pixel stays in
+    the data range and every correlation >= ``keep``; over every layer output of
+    LeNet-5, 10 test images and 2 seeds, the norm grows x2.2 at the median (smallest
+    x1.3, at conv1) on the demo model, x1.6-x1.9 on LeNet-5s trained in PyTorch and x1.9
+    on a ResNet-20 trained in PyTorch on MNIST: the data range and the guard cap the
+    growth, since real digits already drive these small networks close to what any
+    image can.
 
     Parameters
     ----------
