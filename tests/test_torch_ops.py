@@ -12,6 +12,7 @@ import pytest
 import torch
 
 import cnnkit as ck
+import cnnkit.nn.functional as F
 
 RNG = np.random.default_rng(7)
 
@@ -433,3 +434,103 @@ def test_size_is_a_tuple_printed_as_torch() -> None:
     assert ck.zeros(s).shape == (2, 3, 4)
     with pytest.raises(TypeError, match="Size: expected a sequence of ints"):
         ck.Size([2, 1.5])
+
+
+# ----------------------------------------------------------------- F functions
+@pytest.mark.parametrize("p", [2, 1, 3.0, 0.5, float("inf")])
+@pytest.mark.parametrize("dim", [1, 0, -1])
+def test_normalize(p: float, dim: int) -> None:
+    x = _noncontig(4, 3, 5)
+    x[1, :, 2] = 0.0  # a zero slice along dim 1
+    x[:, 0, 0] = 0.0
+    x[2, 1, 1] = x[2, 2, 1] = -x[2, 0, 1]  # a tie for the inf-norm
+    check(lambda lib, t: lib.nn.functional.normalize(t, p=p, dim=dim), x, atol=1e-10)
+
+
+def test_normalize_eps_and_errors() -> None:
+    x = np.array([[1e-8, 0.0], [3.0, 4.0]])
+    check(lambda lib, t: lib.nn.functional.normalize(t, eps=1e-6), x)
+    check(lambda lib, t: lib.nn.functional.normalize(t, dim=0, eps=3.0), x)
+    with pytest.raises(ValueError, match="normalize: p must be a positive number"):
+        F.normalize(ck.zeros(2, 2), p=0)
+    with pytest.raises(
+        ValueError, match=r"normalize: dim 2 is out of range for input of shape \(2, 2\)"
+    ):
+        F.normalize(ck.zeros(2, 2), dim=2)
+    with pytest.raises(TypeError, match="normalize: expected a floating-point Tensor"):
+        F.normalize(ck.tensor([1, 2]))
+
+
+@pytest.mark.parametrize(("beta", "threshold"), [(1.0, 20.0), (2.0, 5.0), (0.5, 1.0), (-2.0, 20.0)])
+def test_softplus(beta: float, threshold: float) -> None:
+    x = np.array([[-50.0, -3.0, -0.1, 0.0], [0.4, 2.5, 3.0, 10.0], [21.0, 40.0, 1e3, -1e3]])
+    check(lambda lib, t: lib.nn.functional.softplus(t, beta=beta, threshold=threshold), x)
+    x32 = x.astype(np.float32)
+    check(lambda lib, t: lib.nn.functional.softplus(t), x32, rtol=1e-6, atol=1e-7)
+    with pytest.raises(ValueError, match="softplus: beta must be a non-zero number"):
+        F.softplus(ck.zeros(2), beta=0)
+    with pytest.raises(TypeError, match="softplus: expected a floating-point Tensor"):
+        F.softplus(ck.tensor([1, 2]))
+
+
+@pytest.mark.filterwarnings("ignore:reduction. 'mean' divides:UserWarning")  # torch's
+@pytest.mark.parametrize("reduction", ["mean", "batchmean", "sum", "none"])
+@pytest.mark.parametrize("log_target", [False, True])
+def test_kl_div(reduction: str, log_target: bool) -> None:
+    x = np.log(RNG.dirichlet(np.ones(5), size=3))
+    t = RNG.dirichlet(np.ones(5), size=3)
+    t = np.log(t) if log_target else t
+    check(
+        lambda lib, a, b: lib.nn.functional.kl_div(
+            a, b, reduction=reduction, log_target=log_target
+        ),
+        x,
+        t,
+    )
+
+
+def test_kl_div_zero_target_and_errors() -> None:
+    x = np.log(np.array([[0.2, 0.3, 0.5]]))
+    t = np.array([[0.0, 0.4, 0.6]])
+    c = F.kl_div(ck.tensor(x, requires_grad=True), ck.tensor(t), reduction="sum")
+    w = torch.nn.functional.kl_div(torch.tensor(x), torch.tensor(t), reduction="sum")
+    np.testing.assert_allclose(c.item(), w.item(), rtol=1e-12)
+    check(lambda lib, a: lib.nn.functional.kl_div(a, lib.tensor(t), reduction="batchmean"), x)
+    with pytest.raises(ValueError, match="kl_div: reduction must be"):
+        F.kl_div(ck.tensor(x), ck.tensor(t), reduction="avg")
+    with pytest.raises(ValueError, match=r"kl_div: expected target of shape \(1, 3\)"):
+        F.kl_div(ck.tensor(x), ck.tensor(t[0, :2]))
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("beta", [1.0, 0.3, 0.0, 2.0])
+def test_smooth_l1_and_huber(reduction: str, beta: float) -> None:
+    x = _noncontig(4, 5) * 2
+    t = RNG.normal(size=(4, 5))
+    x[0, 0], t[0, 0] = 1.0, 1.0 - beta  # exactly at the switch
+    x[0, 1] = t[0, 1]
+    check(
+        lambda lib, a, b: lib.nn.functional.smooth_l1_loss(a, b, reduction=reduction, beta=beta),
+        x,
+        t,
+    )
+    if beta > 0:
+        check(
+            lambda lib, a, b: lib.nn.functional.huber_loss(a, b, reduction=reduction, delta=beta),
+            x,
+            t,
+        )
+
+
+def test_smooth_l1_and_huber_errors() -> None:
+    a = ck.zeros(3)
+    with pytest.raises(ValueError, match="smooth_l1_loss: beta must be a number >= 0, got -1"):
+        F.smooth_l1_loss(a, a, beta=-1)
+    with pytest.raises(ValueError, match="huber_loss: delta must be a number > 0, got 0"):
+        F.huber_loss(a, a, delta=0)
+    with pytest.raises(ValueError, match="huber_loss: reduction must be"):
+        F.huber_loss(a, a, reduction="batchmean")
+    with pytest.raises(ValueError, match=r"smooth_l1_loss: expected target of shape \(3,\)"):
+        F.smooth_l1_loss(a, ck.zeros(2))
+    with pytest.raises(TypeError, match="huber_loss: expected a floating-point Tensor"):
+        F.huber_loss(ck.tensor([1, 2]), ck.tensor([1, 2]))
