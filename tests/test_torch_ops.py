@@ -426,7 +426,7 @@ def test_new_factories_take_the_dtype(dtype: str) -> None:
 def test_size_is_a_tuple_printed_as_torch() -> None:
     s = ck.Size([2, 3, 4])
     assert repr(s) == repr(torch.Size([2, 3, 4])) == "torch.Size([2, 3, 4])"
-    assert str(s) == str(torch.Size([2, 3, 4]))
+    assert str(s) == "(2, 3, 4)"
     assert (
         s == (2, 3, 4) and isinstance(s, tuple) and s.numel() == 24 == torch.Size([2, 3, 4]).numel()
     )
@@ -434,6 +434,21 @@ def test_size_is_a_tuple_printed_as_torch() -> None:
     assert ck.zeros(s).shape == (2, 3, 4)
     with pytest.raises(TypeError, match="Size: expected a sequence of ints"):
         ck.Size([2, 1.5])
+
+
+def test_shape_and_size_are_torch_size() -> None:
+    c, t = ck.zeros(2, 3, 1), torch.zeros(2, 3, 1)
+    for got, want in [(c.shape, t.shape), (c.size(), t.size()), (c[0].shape, t[0].shape)]:
+        assert isinstance(got, ck.Size) and isinstance(got, tuple)
+        assert repr(got) == repr(want) and got == tuple(want) and hash(got) == hash(tuple(want))
+    assert c.size(1) == 3 and type(c.size(-1)) is int
+    assert c.shape == (2, 3, 1) and c.shape != (2, 3) and tuple(c.shape) == (2, 3, 1)
+    assert c.shape[1:] == t.shape[1:] == (3, 1) and repr(c.shape[1:]) == repr(t.shape[1:])
+    assert ck.LongTensor(c.shape).shape == tuple(torch.LongTensor(t.shape).shape) == (2, 3, 1)
+    assert ck.zeros(c.shape).shape == c.new_zeros(c.shape).shape == (2, 3, 1)
+    assert c.view(c.size(0), -1).shape == (2, 3)
+    # str (print, f-strings, error messages) stays the tuple's: torch prints torch.Size
+    assert f"{c.shape}" == str(c.shape) == "(2, 3, 1)" and str(t.shape) == "torch.Size([2, 3, 1])"
 
 
 # ----------------------------------------------------------------- F functions

@@ -18,8 +18,10 @@ MinMax = namedtuple("MinMax", ["values", "indices"])
 
 
 class Size(tuple):
-    """A shape: a tuple of ints printed as ``torch.Size([2, 3])`` (``torch.Size``); it
-    compares equal to the plain tuple of the same ints."""
+    """A shape (``torch.Size``, what ``x.shape`` and ``x.size()`` return): a tuple of ints
+    that compares and hashes as the plain tuple. Its ``repr`` is ``torch.Size([2, 3])``;
+    ``str`` (``print``, f-strings, hence every error message) keeps the tuple's
+    ``(2, 3)``."""
 
     def __new__(cls, sizes: Any = ()) -> Size:
         dims = tuple(sizes)
@@ -31,7 +33,11 @@ class Size(tuple):
     def __repr__(self) -> str:
         return f"torch.Size({list(self)})"
 
-    __str__ = __repr__
+    def __str__(self) -> str:
+        return tuple.__repr__(self)
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self), spec)
 
     def __getitem__(self, index: Any) -> Any:
         out = super().__getitem__(index)
@@ -113,8 +119,9 @@ class Tensor:
         return self.array if dtype is None else self.array.astype(dtype, copy=False)
 
     @property
-    def shape(self) -> tuple[int, ...]:
-        return self.array.shape
+    def shape(self) -> Size:
+        """The dimensions, a tuple that prints as ``torch.Size([...])``."""
+        return tuple.__new__(Size, self.array.shape)
 
     @property
     def dtype(self) -> np.dtype:
@@ -140,8 +147,8 @@ class Tensor:
     def T(self) -> Tensor:
         return self.permute(*reversed(range(self.ndim)))
 
-    def size(self, dim: int | None = None) -> tuple[int, ...] | int:
-        return self.shape if dim is None else self.shape[dim]
+    def size(self, dim: int | None = None) -> Size | int:
+        return self.shape if dim is None else self.array.shape[dim]
 
     def dim(self) -> int:
         return self.ndim
@@ -601,7 +608,7 @@ class Tensor:
             raise ValueError(f"topk: k={k} is out of range for dim {dim} of size {self.shape[dim]}")
         key = -self.array if largest else self.array
         idx = np.take(np.argsort(key, axis=dim, kind="stable"), np.arange(k), axis=dim)
-        vals = arith.TakeAlongDim.apply(self, idx, dim=dim, keepdim=True)
+        vals = arith.TakeAlongDim.apply(self, idx, dim=dim, keepdim=True, distinct=True)
         return MinMax(vals, Tensor._wrap(idx.astype(np.int64), False))
 
     # ------------------------------------------- sorting, rounding, products (PyTorch's)
@@ -613,7 +620,7 @@ class Tensor:
         if self.ndim == 0:
             return MinMax(self * 1 if self.requires_grad else self.clone(), idx)
         d = _dim(dim, self.ndim, "sort")
-        vals = arith.TakeAlongDim.apply(self, idx.array, dim=d, keepdim=True)
+        vals = arith.TakeAlongDim.apply(self, idx.array, dim=d, keepdim=True, distinct=True)
         return MinMax(vals, idx)
 
     def argsort(self, dim: int = -1, descending: bool = False, stable: bool = False) -> Tensor:
@@ -666,7 +673,8 @@ class Tensor:
         mat2 = _operand(mat2, "mm")
         if self.ndim != 2 or mat2.ndim != 2 or self.shape[1] != mat2.shape[0]:
             raise ValueError(
-                f"mm: expected matrices (n, m) and (m, p); got {self.shape} and {mat2.shape}"
+                f"mm: expected matrices (n, m) and (m, p); got {tuple(self.shape)} and "
+                f"{tuple(mat2.shape)}"
             )
         return arith.MatMul.apply(self, mat2)
 
@@ -680,8 +688,8 @@ class Tensor:
             or self.shape[2] != mat2.shape[1]
         ):
             raise ValueError(
-                f"bmm: expected batches of matrices (b, n, m) and (b, m, p); got {self.shape} "
-                f"and {mat2.shape}"
+                f"bmm: expected batches of matrices (b, n, m) and (b, m, p); got "
+                f"{tuple(self.shape)} and {tuple(mat2.shape)}"
             )
         return arith.MatMul.apply(self, mat2)
 
@@ -747,7 +755,7 @@ class Tensor:
             if any(k < 0 for k in sizes) or builtins.sum(sizes) != n:
                 raise ValueError(
                     f"split: section sizes {list(s)} must be non-negative and add up to "
-                    f"{n} (dim {dim} of shape {self.shape})"
+                    f"{n} (dim {dim} of shape {tuple(self.shape)})"
                 )
         elif isinstance(s, (int, np.integer)) and not isinstance(s, bool):
             if s <= 0 and not (s == 0 and n == 0):
@@ -852,7 +860,7 @@ class Tensor:
         a = self.array
         if a.ndim != 1 or a.dtype.kind not in "iub":
             raise ValueError(
-                f"bincount: expected a 1-D integer tensor; got shape {self.shape}, "
+                f"bincount: expected a 1-D integer tensor; got shape {tuple(self.shape)}, "
                 f"dtype {self.dtype}"
             )
         if a.size and a.min() < 0:

@@ -294,13 +294,18 @@ class Amin(Amax):
 class TakeAlongDim(Function):
     """Values of ``a`` at integer ``index`` along ``dim`` (the gradient goes to those places).
 
-    Used by ``max(dim)``/``min(dim)`` (index = first arg-extremum, as PyTorch) and gather.
+    Used by ``max(dim)``/``min(dim)`` (index = first arg-extremum, as PyTorch) and gather;
+    ``distinct`` promises no index repeats along ``dim`` (sort, topk), so backward can
+    scatter without accumulating.
     """
 
-    def forward(self, a: np.ndarray, index: np.ndarray, dim: int, keepdim: bool = True):
+    def forward(
+        self, a: np.ndarray, index: np.ndarray, dim: int, keepdim: bool = True, distinct=False
+    ):
         self.dim = dim % a.ndim
         self.shape = a.shape
         self.keepdim = keepdim
+        self.distinct = distinct
         self.save_for_backward(index)
         out = np.take_along_axis(a, index, axis=self.dim)
         return out if keepdim else np.squeeze(out, axis=self.dim)
@@ -312,7 +317,7 @@ class TakeAlongDim(Function):
         g = np.zeros(self.shape, dtype=grad.dtype)
         np.put_along_axis(g, index, grad, axis=self.dim)
         # put_along_axis overwrites on repeated indices; add them up instead when gathering.
-        if index.shape[self.dim] > 1:
+        if index.shape[self.dim] > 1 and not self.distinct:
             g[...] = 0
             idx = list(np.indices(index.shape, sparse=True))
             idx[self.dim] = index
