@@ -549,3 +549,18 @@ def test_smooth_l1_and_huber_errors() -> None:
         F.smooth_l1_loss(a, ck.zeros(2))
     with pytest.raises(TypeError, match="huber_loss: expected a floating-point Tensor"):
         F.huber_loss(ck.tensor([1, 2]), ck.tensor([1, 2]))
+
+
+@pytest.mark.parametrize(
+    ("name", "kw"),
+    [
+        ("SmoothL1Loss", {"beta": 0.5}),
+        ("HuberLoss", {"delta": 0.7, "reduction": "sum"}),
+        ("KLDivLoss", {"reduction": "batchmean", "log_target": True}),
+    ],
+)
+def test_loss_modules(name: str, kw: dict) -> None:
+    x, t = _noncontig(3, 4), RNG.normal(size=(3, 4))
+    check(lambda lib, a, b: getattr(lib.nn, name)(**kw)(a, b), x, t)
+    with pytest.raises(ValueError, match=f"{name}: reduction must be"):
+        getattr(ck.nn, name)(reduction="avg")

@@ -459,6 +459,13 @@ class Huber(_Elementwise):
         return np.clip(x - t, -delta, delta)
 
 
+def _check_kl_reduction(reduction: str, where: str) -> None:
+    if reduction not in (*_REDUCTIONS, "batchmean"):
+        raise ValueError(
+            f"{where}: reduction must be 'mean', 'batchmean', 'sum' or 'none'; got {reduction!r}"
+        )
+
+
 def _float_input(input: Any, where: str) -> None:
     if not isinstance(input, Tensor) or input.dtype.kind != "f":
         what = input.dtype if isinstance(input, Tensor) else type(input).__name__
@@ -497,8 +504,7 @@ def kl_div(
     where = "kl_div"
     if size_average is not None or reduce is not None:
         raise ValueError(f"{where}: size_average/reduce are deprecated; use reduction=")
-    if reduction != "batchmean":
-        _check_reduction(reduction, where)
+    _check_kl_reduction(reduction, where)
     _float_input(input, where)
     t = _target(target, input, where)
     return KLDiv.apply(input, t, reduction=reduction, log_target=bool(log_target))
