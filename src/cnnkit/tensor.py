@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 from collections import namedtuple
 from collections.abc import Sequence
 from typing import Any
@@ -14,6 +15,37 @@ from cnnkit.functional import arith, shape
 _FLOATS = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))
 
 MinMax = namedtuple("MinMax", ["values", "indices"])
+
+
+class Size(tuple):
+    """A shape (``torch.Size``, what ``x.shape`` and ``x.size()`` return): a tuple of ints
+    that compares and hashes as the plain tuple. Its ``repr`` is ``torch.Size([2, 3])``;
+    ``str`` (``print``, f-strings, hence every error message) keeps the tuple's
+    ``(2, 3)``."""
+
+    def __new__(cls, sizes: Any = ()) -> Size:
+        dims = tuple(sizes)
+        for n in dims:
+            if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
+                raise TypeError(f"Size: expected a sequence of ints, got {n!r} in {sizes!r}")
+        return super().__new__(cls, (int(n) for n in dims))
+
+    def __repr__(self) -> str:
+        return f"torch.Size({list(self)})"
+
+    def __str__(self) -> str:
+        return tuple.__repr__(self)
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self), spec)
+
+    def __getitem__(self, index: Any) -> Any:
+        out = super().__getitem__(index)
+        return Size(out) if isinstance(index, slice) else out
+
+    def numel(self) -> int:
+        """The number of elements of a tensor of this shape."""
+        return int(np.prod(self, dtype=np.int64))
 
 
 class Tensor:
@@ -87,8 +119,9 @@ class Tensor:
         return self.array if dtype is None else self.array.astype(dtype, copy=False)
 
     @property
-    def shape(self) -> tuple[int, ...]:
-        return self.array.shape
+    def shape(self) -> Size:
+        """The dimensions, a tuple that prints as ``torch.Size([...])``."""
+        return tuple.__new__(Size, self.array.shape)
 
     @property
     def dtype(self) -> np.dtype:
@@ -114,8 +147,8 @@ class Tensor:
     def T(self) -> Tensor:
         return self.permute(*reversed(range(self.ndim)))
 
-    def size(self, dim: int | None = None) -> tuple[int, ...] | int:
-        return self.shape if dim is None else self.shape[dim]
+    def size(self, dim: int | None = None) -> Size | int:
+        return self.shape if dim is None else self.array.shape[dim]
 
     def dim(self) -> int:
         return self.ndim
@@ -504,7 +537,7 @@ class Tensor:
     def max(self, dim: Any = None, keepdim: bool = False, **alias: Any) -> Tensor | MinMax:
         """Largest value; with ``dim``, a ``(values, indices)`` pair as in PyTorch."""
         if isinstance(dim, Tensor):  # max(other): element-wise
-            return where(self >= dim, self, dim)
+            return self.maximum(dim)
         dim, keepdim = _aliases(dim, keepdim, alias, "max")
         if dim is None:
             return self.amax()
@@ -514,8 +547,8 @@ class Tensor:
 
     def min(self, dim: Any = None, keepdim: bool = False, **alias: Any) -> Tensor | MinMax:
         """Smallest value; with ``dim``, a ``(values, indices)`` pair as in PyTorch."""
-        if isinstance(dim, Tensor):  # max(other): element-wise
-            return where(self <= dim, self, dim)
+        if isinstance(dim, Tensor):  # min(other): element-wise
+            return self.minimum(dim)
         dim, keepdim = _aliases(dim, keepdim, alias, "min")
         if dim is None:
             return self.amin()
@@ -575,8 +608,302 @@ class Tensor:
             raise ValueError(f"topk: k={k} is out of range for dim {dim} of size {self.shape[dim]}")
         key = -self.array if largest else self.array
         idx = np.take(np.argsort(key, axis=dim, kind="stable"), np.arange(k), axis=dim)
-        vals = arith.TakeAlongDim.apply(self, idx, dim=dim, keepdim=True)
+        vals = arith.TakeAlongDim.apply(self, idx, dim=dim, keepdim=True, distinct=True)
         return MinMax(vals, Tensor._wrap(idx.astype(np.int64), False))
+
+    # ------------------------------------------- sorting, rounding, products (PyTorch's)
+    def sort(self, dim: int = -1, descending: bool = False, stable: bool = False) -> MinMax:
+        """Values sorted along ``dim`` and their original indices (int64), as
+        ``torch.sort``; always stable (equal values keep their order, also descending);
+        NaN sorts as the largest value. The gradient flows back to the original places."""
+        idx = self.argsort(dim, descending, stable)
+        if self.ndim == 0:
+            return MinMax(self * 1 if self.requires_grad else self.clone(), idx)
+        d = _dim(dim, self.ndim, "sort")
+        vals = arith.TakeAlongDim.apply(self, idx.array, dim=d, keepdim=True, distinct=True)
+        return MinMax(vals, idx)
+
+    def argsort(self, dim: int = -1, descending: bool = False, stable: bool = False) -> Tensor:
+        """The indices (int64) that sort ``dim``, as ``torch.argsort`` (stable)."""
+        if self.ndim == 0:
+            _dim(dim, 1, "argsort")
+            return Tensor._wrap(np.zeros((), np.int64), False)
+        d = _dim(dim, self.ndim, "argsort")
+        a = self.array
+        if not descending:
+            return Tensor._wrap(np.argsort(a, axis=d, kind="stable").astype(np.int64), False)
+        # descending and stable: sort the reversed array ascending, read it backwards
+        n = a.shape[d]
+        rev = np.argsort(np.flip(a, d), axis=d, kind="stable")
+        return Tensor._wrap((n - 1 - np.flip(rev, d)).astype(np.int64), False)
+
+    def maximum(self, other: Tensor) -> Tensor:
+        """Element-wise larger of ``self`` and ``other`` (broadcast); a tie splits the
+        gradient in half between them, as ``torch.maximum``."""
+        return arith.Maximum.apply(self, _operand(other, "maximum"))
+
+    def minimum(self, other: Tensor) -> Tensor:
+        """Element-wise smaller of ``self`` and ``other``; ties split the gradient."""
+        return arith.Minimum.apply(self, _operand(other, "minimum"))
+
+    def sign(self) -> Tensor:
+        """-1, 0 or 1 by the sign of each element (gradient 0, as PyTorch)."""
+        return arith.Piecewise.apply(self, op="sign")
+
+    def round(self, decimals: int = 0) -> Tensor:
+        """Round half to even (to ``decimals`` places); gradient 0, as PyTorch."""
+        if isinstance(decimals, bool) or not isinstance(decimals, (int, np.integer)):
+            raise TypeError(f"round: decimals must be an int, got {decimals!r}")
+        return arith.Piecewise.apply(self, op="round", decimals=int(decimals))
+
+    def floor(self) -> Tensor:
+        """Largest integer <= each element (gradient 0)."""
+        return arith.Piecewise.apply(self, op="floor")
+
+    def ceil(self) -> Tensor:
+        """Smallest integer >= each element (gradient 0)."""
+        return arith.Piecewise.apply(self, op="ceil")
+
+    def trunc(self) -> Tensor:
+        """Each element rounded toward zero (gradient 0)."""
+        return arith.Piecewise.apply(self, op="trunc")
+
+    def mm(self, mat2: Tensor) -> Tensor:
+        """Matrix product of ``(n, m)`` and ``(m, p)`` matrices (no broadcasting)."""
+        mat2 = _operand(mat2, "mm")
+        if self.ndim != 2 or mat2.ndim != 2 or self.shape[1] != mat2.shape[0]:
+            raise ValueError(
+                f"mm: expected matrices (n, m) and (m, p); got {tuple(self.shape)} and "
+                f"{tuple(mat2.shape)}"
+            )
+        return arith.MatMul.apply(self, mat2)
+
+    def bmm(self, mat2: Tensor) -> Tensor:
+        """Batched matrix product ``(b, n, m) @ (b, m, p) -> (b, n, p)`` (no broadcasting)."""
+        mat2 = _operand(mat2, "bmm")
+        if (
+            self.ndim != 3
+            or mat2.ndim != 3
+            or self.shape[0] != mat2.shape[0]
+            or self.shape[2] != mat2.shape[1]
+        ):
+            raise ValueError(
+                f"bmm: expected batches of matrices (b, n, m) and (b, m, p); got "
+                f"{tuple(self.shape)} and {tuple(mat2.shape)}"
+            )
+        return arith.MatMul.apply(self, mat2)
+
+    def cumsum(self, dim: int, dtype: Any = None) -> Tensor:
+        """Running sum along ``dim``, as ``torch.cumsum`` (integers and bool give int64)."""
+        x = self if dtype is None else self.type(dtype)
+        if x.dtype.kind in "biu":
+            x = Tensor._wrap(x.array.astype(np.int64), False)
+        if x.ndim == 0:
+            _dim(dim, 1, "cumsum")
+            return x * 1 if x.requires_grad else x.clone()
+        return arith.Cumsum.apply(x, dim=_dim(dim, x.ndim, "cumsum"))
+
+    def prod(self, dim: int | None = None, keepdim: bool = False, dtype: Any = None) -> Tensor:
+        """Product of all elements, or along ``dim``, as ``torch.prod`` (integers and bool
+        give int64); the gradient is exact where elements are 0."""
+        x = self if dtype is None else self.type(dtype)
+        if x.dtype.kind in "biu":
+            x = Tensor._wrap(x.array.astype(np.int64), False)
+        if dim is not None:
+            if not isinstance(dim, (int, np.integer)) or isinstance(dim, bool):
+                raise TypeError(f"prod: dim must be an int or None, got {dim!r}")
+            d = _dim(dim, max(x.ndim, 1), "prod")
+            if x.ndim == 0:
+                return arith.Prod.apply(x, dim=None)
+            return arith.Prod.apply(x, dim=d, keepdim=bool(keepdim))
+        return arith.Prod.apply(x, dim=None)
+
+    def logsumexp(self, dim: int | tuple[int, ...], keepdim: bool = False) -> Tensor:
+        """``log(sum(exp(x)))`` over ``dim`` without overflow, as ``torch.logsumexp``;
+        integer input is computed in the default float dtype."""
+        x = self
+        if x.dtype.kind not in "f":
+            x = Tensor._wrap(x.array.astype(backend.get_default_dtype()), False)
+        dims = dim if isinstance(dim, (tuple, list)) else (dim,)
+        if x.ndim == 0:
+            for d in dims:
+                _dim(d, 1, "logsumexp")
+            return x * 1 if x.requires_grad else x.clone()
+        axes = tuple(_dim(d, x.ndim, "logsumexp") for d in dims)
+        return arith.LogSumExp.apply(x, dim=axes, keepdim=bool(keepdim))
+
+    # ------------------------------------------------------------- splitting, tiling
+    def narrow(self, dim: int, start: int, length: int) -> Tensor:
+        """Elements ``start .. start + length - 1`` along ``dim``."""
+        d = _dim(dim, self.ndim, "narrow")
+        n = self.shape[d]
+        start = start + n if start < 0 else start
+        if length < 0 or not 0 <= start <= n or start + length > n:
+            raise ValueError(
+                f"narrow: start {start} and length {length} do not fit in dim {dim} of size {n}"
+            )
+        return shape.Narrow.apply(self, dim=d, start=start, stop=start + length)
+
+    def split(self, split_size_or_sections: Any, dim: int = 0) -> tuple[Tensor, ...]:
+        """Pieces along ``dim``: an int gives pieces of that size (the last may be
+        smaller); a list gives pieces of those sizes (they must add up to the dim)."""
+        d = _dim(dim, self.ndim, "split")
+        n = self.shape[d]
+        s = split_size_or_sections
+        if isinstance(s, (list, tuple)):
+            sizes = [int(k) for k in s]
+            if any(k < 0 for k in sizes) or builtins.sum(sizes) != n:
+                raise ValueError(
+                    f"split: section sizes {list(s)} must be non-negative and add up to "
+                    f"{n} (dim {dim} of shape {tuple(self.shape)})"
+                )
+        elif isinstance(s, (int, np.integer)) and not isinstance(s, bool):
+            if s <= 0 and not (s == 0 and n == 0):
+                raise ValueError(f"split: split_size must be a positive int, got {s}")
+            sizes = [builtins.min(int(s), n - i) for i in range(0, n, int(s))] if n else [0]
+        else:
+            raise TypeError(f"split: expected an int or a list of ints, got {type(s).__name__}")
+        starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(int)
+        return tuple(
+            shape.Narrow.apply(self, dim=d, start=int(a), stop=int(a) + k)
+            for a, k in zip(starts, sizes, strict=True)
+        )
+
+    def chunk(self, chunks: int, dim: int = 0) -> tuple[Tensor, ...]:
+        """Split into ``chunks`` pieces of ``ceil(n / chunks)`` along ``dim`` (fewer
+        pieces when ``n`` runs out first), as ``torch.chunk``."""
+        if isinstance(chunks, bool) or not isinstance(chunks, (int, np.integer)) or chunks < 1:
+            raise ValueError(f"chunk: chunks must be a positive int, got {chunks!r}")
+        n = self.shape[_dim(dim, self.ndim, "chunk")]
+        return self.split(builtins.max(-(-n // int(chunks)), 1), dim)
+
+    def unbind(self, dim: int = 0) -> tuple[Tensor, ...]:
+        """The slices along ``dim``, each without that dim."""
+        d = _dim(dim, self.ndim, "unbind")
+        return tuple(
+            shape.Narrow.apply(self, dim=d, start=i, stop=i + 1, squeeze=True)
+            for i in range(self.shape[d])
+        )
+
+    def flip(self, *dims: Any) -> Tensor:
+        """Reverse the order along each of ``dims``, as ``torch.flip``."""
+        if len(dims) == 1 and isinstance(dims[0], (tuple, list)):
+            dims = tuple(dims[0])
+        axes = tuple(_dim(d, self.ndim, "flip") for d in dims)
+        if len(set(axes)) != len(axes):
+            raise ValueError(f"flip: dims {dims} name a dimension twice")
+        return shape.Flip.apply(self, dims=axes)
+
+    def repeat(self, *sizes: Any) -> Tensor:
+        """Tile the tensor ``sizes[i]`` times along dim ``i`` (PyTorch's ``repeat``, which
+        is NumPy's ``tile``); extra leading sizes add dimensions."""
+        if len(sizes) == 1 and isinstance(sizes[0], (tuple, list)):
+            sizes = tuple(sizes[0])
+        reps = tuple(int(r) for r in sizes)
+        if len(reps) < self.ndim or any(r < 0 for r in reps):
+            raise ValueError(
+                f"repeat: expected at least {self.ndim} non-negative repeat counts (one per "
+                f"dim of shape {self.shape}); got {tuple(sizes)}"
+            )
+        return shape.Tile.apply(self, reps=reps)
+
+    def repeat_interleave(
+        self, repeats: Any, dim: int | None = None, *, output_size: int | None = None
+    ) -> Tensor:
+        """Repeat each element ``repeats`` times (an int, or one count per element along
+        ``dim``) next to itself; ``dim=None`` works on the flattened tensor."""
+        x = self.reshape(-1) if dim is None else self
+        d = 0 if dim is None else _dim(dim, self.ndim, "repeat_interleave")
+        r = np.asarray(_raw(repeats))
+        if r.dtype.kind not in "iu" or r.ndim > 1 or (r.size and r.min() < 0):
+            raise ValueError(
+                f"repeat_interleave: repeats must be a non-negative int or 1-D int tensor, "
+                f"got {repeats!r}"
+            )
+        if r.ndim == 1 and r.size not in (1, x.shape[d]):
+            raise ValueError(
+                f"repeat_interleave: got {r.size} repeat counts for dim of size {x.shape[d]}"
+            )
+        out = shape.RepeatInterleave.apply(x, r.reshape(-1) if r.ndim else r, dim=d)
+        if output_size is not None and out.shape[d] != output_size:
+            raise ValueError(
+                f"repeat_interleave: output_size={output_size} but the result has {out.shape[d]}"
+            )
+        return out
+
+    # --------------------------------------------------------------- counting (no grad)
+    def unique(
+        self,
+        sorted: bool = True,
+        return_inverse: bool = False,
+        return_counts: bool = False,
+        dim: int | None = None,
+    ) -> Any:
+        """The distinct values (sorted), optionally with, for each element, the index of
+        its value (``return_inverse``, the input's shape) and how often each value occurs
+        (``return_counts``), as ``torch.unique``; ``dim`` finds distinct slices."""
+        axis = None if dim is None else _dim(dim, self.ndim, "unique")
+        vals, inv, counts = np.unique(
+            self.array, return_inverse=True, return_counts=True, axis=axis
+        )
+        inv = inv.reshape(self.shape if axis is None else -1).astype(np.int64)
+        out: list[Tensor] = [Tensor._wrap(vals, False)]
+        if return_inverse:
+            out.append(Tensor._wrap(inv, False))
+        if return_counts:
+            out.append(Tensor._wrap(counts.astype(np.int64), False))
+        return out[0] if len(out) == 1 else tuple(out)
+
+    def bincount(self, weights: Tensor | None = None, minlength: int = 0) -> Tensor:
+        """How often each value ``0 .. max`` occurs in this 1-D non-negative integer
+        tensor (summing ``weights`` instead of 1 when given), at least ``minlength`` long."""
+        a = self.array
+        if a.ndim != 1 or a.dtype.kind not in "iub":
+            raise ValueError(
+                f"bincount: expected a 1-D integer tensor; got shape {tuple(self.shape)}, "
+                f"dtype {self.dtype}"
+            )
+        if a.size and a.min() < 0:
+            raise ValueError(f"bincount: values must be >= 0, got {int(a.min())}")
+        if isinstance(minlength, bool) or int(minlength) < 0:
+            raise ValueError(f"bincount: minlength must be >= 0, got {minlength!r}")
+        if weights is None:
+            return Tensor._wrap(np.bincount(a, minlength=int(minlength)).astype(np.int64), False)
+        w = np.asarray(_raw(weights))
+        if w.shape != a.shape:
+            raise ValueError(f"bincount: weights have shape {w.shape}; expected {a.shape}")
+        dt = w.dtype if w.dtype.kind == "f" else np.dtype(np.float64)
+        return Tensor._wrap(np.bincount(a, w, minlength=int(minlength)).astype(dt), False)
+
+    # ------------------------------------------------------------- new_* factories
+    def new_tensor(self, data: Any, dtype: Any = None, requires_grad: bool = False, **kw: Any):
+        """A new tensor from ``data`` with this tensor's dtype unless ``dtype`` says."""
+        _check_new_kw(kw, "new_tensor")
+        arr = np.array(_raw(data), dtype=self.dtype if dtype is None else np.dtype(dtype))
+        return Tensor(arr, requires_grad)
+
+    def new_full(
+        self, size: Any, fill_value: Any, dtype: Any = None, requires_grad: bool = False, **kw
+    ) -> Tensor:
+        """A tensor of ``size`` filled with ``fill_value``, of this tensor's dtype."""
+        _check_new_kw(kw, "new_full")
+        dt = self.dtype if dtype is None else np.dtype(dtype)
+        return Tensor(np.full(_size((size,)), fill_value, dt), requires_grad)
+
+    def new_zeros(self, *size: Any, dtype: Any = None, requires_grad: bool = False, **kw):
+        """Zeros of ``size`` (``new_zeros(2, 3)`` or ``new_zeros((2, 3))``), this dtype."""
+        _check_new_kw(kw, "new_zeros")
+        return self.new_full(_size(size), 0, dtype, requires_grad)
+
+    def new_ones(self, *size: Any, dtype: Any = None, requires_grad: bool = False, **kw):
+        """Ones of ``size``, of this tensor's dtype."""
+        _check_new_kw(kw, "new_ones")
+        return self.new_full(_size(size), 1, dtype, requires_grad)
+
+    def new_empty(self, *size: Any, dtype: Any = None, requires_grad: bool = False, **kw):
+        """A tensor of ``size`` and this dtype (its values are zeros)."""
+        _check_new_kw(kw, "new_empty")
+        return self.new_full(_size(size), 0, dtype, requires_grad)
 
     def _inplace_check(self, op: str) -> None:
         """PyTorch refuses in-place writes to a tensor autograd is tracking; so does cnnkit
@@ -712,6 +1039,37 @@ class _Cast(autograd.Function):
 
 def _raw(x: Any) -> Any:
     return x.array if isinstance(x, Tensor) else x
+
+
+def _dim(dim: Any, ndim: int, where: str) -> int:
+    """``dim`` as an index in ``0 .. ndim-1`` (negative counts from the end)."""
+    if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)):
+        raise TypeError(f"{where}: dim must be an int, got {dim!r}")
+    if not -ndim <= dim < ndim:
+        raise IndexError(
+            f"{where}: dim {dim} is out of range for a tensor with {ndim} dimension(s) "
+            f"(expected {-ndim} .. {ndim - 1})"
+        )
+    return int(dim) % ndim
+
+
+def _operand(other: Any, where: str) -> Tensor:
+    if not isinstance(other, Tensor):
+        raise TypeError(
+            f"{where}: expected a Tensor as the second operand, got {type(other).__name__}"
+        )
+    return other
+
+
+def _check_new_kw(kw: dict[str, Any], where: str) -> None:
+    """``device=``, ``layout=``, ``pin_memory=`` of the new_* factories: the CPU only."""
+    from cnnkit._device import check_device
+
+    check_device(kw.pop("device", None), where)
+    kw.pop("layout", None)
+    kw.pop("pin_memory", None)
+    if kw:
+        raise TypeError(f"{where}() got unexpected keyword arguments {sorted(kw)}")
 
 
 def _is_dtype(name: str) -> bool:
@@ -867,3 +1225,59 @@ def where(cond: Tensor | np.ndarray, a: Tensor, b: Tensor | float) -> Tensor:
         a = b._other(a) if isinstance(b, Tensor) else Tensor(np.asarray(a))
     bt = b if isinstance(b, Tensor) else a._other(b)
     return arith.Where.apply(Tensor._wrap(c, False), a, bt)
+
+
+def empty(
+    *shape: Any, dtype: Any = None, requires_grad: bool = False, size: Any = None, **kw: Any
+) -> Tensor:
+    """A tensor of the given shape, as ``torch.empty``; its values are zeros (PyTorch
+    leaves them uninitialised: code must not rely on them either way)."""
+    for key in ("layout", "pin_memory", "memory_format"):
+        kw.pop(key, None)
+    shape = _factory_shape(shape, size, kw, "empty")
+    return Tensor(np.zeros(_size(shape), backend.resolve_dtype(dtype)), requires_grad)
+
+
+def linspace(
+    start: float,
+    end: float,
+    steps: int,
+    *,
+    dtype: Any = None,
+    requires_grad: bool = False,
+    device: Any = None,
+) -> Tensor:
+    """``steps`` evenly spaced values from ``start`` to ``end`` inclusive, as
+    ``torch.linspace`` (default float dtype unless ``dtype`` says otherwise)."""
+    from cnnkit._device import check_device
+
+    check_device(device, "linspace")
+    start, end = _raw(start), _raw(end)
+    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 0:
+        raise ValueError(f"linspace: steps must be a non-negative int, got {steps!r}")
+    dt = backend.resolve_dtype(dtype)
+    vals = np.linspace(float(start), float(end), int(steps), dtype=np.float64)
+    if dt.kind in "iu":  # PyTorch truncates toward zero for integer dtypes
+        vals = np.trunc(vals)
+    return Tensor(vals.astype(dt), requires_grad)
+
+
+def eye(
+    n: int,
+    m: int | None = None,
+    *,
+    dtype: Any = None,
+    requires_grad: bool = False,
+    device: Any = None,
+) -> Tensor:
+    """An ``(n, m)`` matrix (``m = n`` by default) with ones on the diagonal, as ``torch.eye``."""
+    from cnnkit._device import check_device
+
+    check_device(device, "eye")
+    for name, v in (("n", n), ("m", n if m is None else m)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
+            raise ValueError(f"eye: {name} must be a non-negative int, got {v!r}")
+    return Tensor(
+        np.eye(int(n), None if m is None else int(m), dtype=backend.resolve_dtype(dtype)),
+        requires_grad,
+    )

@@ -11,42 +11,71 @@ from typing import Any
 import numpy as np
 
 from cnnkit import autograd, backend
-from cnnkit.tensor import Tensor
+from cnnkit.tensor import Size, Tensor
 
 __all__ = [
+    "BoolTensor",
+    "DoubleTensor",
+    "FloatTensor",
     "Generator",
+    "IntTensor",
+    "LongTensor",
     "abs",
     "argmax",
     "argmin",
+    "argsort",
+    "bincount",
+    "bmm",
+    "ceil",
+    "chunk",
     "clamp",
+    "cumsum",
+    "einsum",
     "eq",
     "exp",
     "flatten",
+    "flip",
+    "floor",
     "from_numpy",
     "get_num_threads",
     "inference_mode",
     "is_tensor",
     "log",
     "log_softmax",
+    "logsumexp",
     "matmul",
     "max",
+    "maximum",
     "mean",
     "min",
+    "minimum",
+    "mm",
+    "narrow",
     "numel",
     "permute",
+    "prod",
     "randint",
     "randperm",
+    "repeat_interleave",
     "reshape",
+    "round",
     "set_num_threads",
     "sigmoid",
+    "sign",
     "softmax",
+    "sort",
+    "split",
     "sqrt",
     "squeeze",
     "std",
     "sum",
     "tanh",
+    "tile",
     "topk",
     "transpose",
+    "trunc",
+    "unbind",
+    "unique",
     "unsqueeze",
 ]
 
@@ -297,3 +326,194 @@ def get_num_threads() -> int:
     from cnnkit.functional import _parallel
 
     return _parallel.workers()
+
+
+# ------------------------------------------------ sorting, element-wise, reductions
+def sort(input: Tensor, dim: int = -1, descending: bool = False, stable: bool = False) -> Any:
+    """``(values, indices)`` sorted along ``dim`` (``Tensor.sort``)."""
+    return input.sort(dim, descending, stable)
+
+
+def argsort(input: Tensor, dim: int = -1, descending: bool = False, stable: bool = False):
+    """Indices that sort ``dim`` (``Tensor.argsort``)."""
+    return input.argsort(dim, descending, stable)
+
+
+def maximum(input: Tensor, other: Tensor) -> Tensor:
+    """Element-wise maximum (``Tensor.maximum``)."""
+    return _tensor(input).maximum(other)
+
+
+def minimum(input: Tensor, other: Tensor) -> Tensor:
+    """Element-wise minimum (``Tensor.minimum``)."""
+    return _tensor(input).minimum(other)
+
+
+def sign(input: Tensor) -> Tensor:
+    return input.sign()
+
+
+def round(input: Tensor, *, decimals: int = 0) -> Tensor:
+    """Round half to even, to ``decimals`` places (``Tensor.round``)."""
+    return input.round(decimals)
+
+
+def floor(input: Tensor) -> Tensor:
+    return input.floor()
+
+
+def ceil(input: Tensor) -> Tensor:
+    return input.ceil()
+
+
+def trunc(input: Tensor) -> Tensor:
+    return input.trunc()
+
+
+def mm(input: Tensor, mat2: Tensor) -> Tensor:
+    """``(n, m) @ (m, p)`` (``Tensor.mm``)."""
+    return input.mm(mat2)
+
+
+def bmm(input: Tensor, mat2: Tensor) -> Tensor:
+    """``(b, n, m) @ (b, m, p)`` (``Tensor.bmm``)."""
+    return input.bmm(mat2)
+
+
+def einsum(equation: str, *operands: Any) -> Tensor:
+    """Einstein summation (:func:`cnnkit.functional.einsum.einsum`)."""
+    from cnnkit.functional.einsum import einsum as _einsum
+
+    return _einsum(equation, *operands)
+
+
+def cumsum(input: Tensor, dim: int, dtype: Any = None) -> Tensor:
+    return input.cumsum(dim, dtype=dtype)
+
+
+def prod(input: Tensor, dim: int | None = None, keepdim: bool = False, dtype: Any = None):
+    """Product of all elements or along ``dim`` (``Tensor.prod``)."""
+    return input.prod(dim, keepdim, dtype=dtype)
+
+
+def logsumexp(input: Tensor, dim: Any, keepdim: bool = False) -> Tensor:
+    return input.logsumexp(dim, keepdim)
+
+
+# ------------------------------------------------------------- splitting, tiling
+def split(tensor: Tensor, split_size_or_sections: Any, dim: int = 0) -> tuple[Tensor, ...]:
+    """Pieces of a size, or of the listed sizes, along ``dim`` (``Tensor.split``)."""
+    return tensor.split(split_size_or_sections, dim)
+
+
+def chunk(input: Tensor, chunks: int, dim: int = 0) -> tuple[Tensor, ...]:
+    return input.chunk(chunks, dim)
+
+
+def unbind(input: Tensor, dim: int = 0) -> tuple[Tensor, ...]:
+    return input.unbind(dim)
+
+
+def narrow(input: Tensor, dim: int, start: int, length: int) -> Tensor:
+    return input.narrow(dim, start, length)
+
+
+def flip(input: Tensor, dims: Any) -> Tensor:
+    return input.flip(dims)
+
+
+def tile(input: Tensor, dims: Any) -> Tensor:
+    """``Tensor.repeat`` with fewer counts than dims allowed (they pad with 1 on the left)."""
+    reps = tuple(dims)
+    return input.repeat((1,) * (input.ndim - len(reps)) + reps)
+
+
+def repeat_interleave(input: Tensor, repeats: Any = None, dim: int | None = None, **kw: Any):
+    """Each element repeated in place (``Tensor.repeat_interleave``); with only a 1-D
+    count tensor, the indices ``i`` repeated ``input[i]`` times."""
+    if repeats is None:
+        counts = np.asarray(input.array)
+        if counts.ndim != 1 or counts.dtype.kind not in "iu" or (counts.size and counts.min() < 0):
+            raise ValueError(
+                "repeat_interleave: with one argument, expected a 1-D tensor of non-negative "
+                f"int counts, got shape {input.shape}, dtype {input.dtype}"
+            )
+        return Tensor(np.repeat(np.arange(counts.size, dtype=np.int64), counts))
+    return input.repeat_interleave(repeats, dim, **kw)
+
+
+# ---------------------------------------------------------------- counting
+def unique(
+    input: Tensor,
+    sorted: bool = True,
+    return_inverse: bool = False,
+    return_counts: bool = False,
+    dim: int | None = None,
+) -> Any:
+    """Distinct values, and optionally inverse indices and counts (``Tensor.unique``)."""
+    return input.unique(sorted, return_inverse, return_counts, dim)
+
+
+def bincount(input: Tensor, weights: Tensor | None = None, minlength: int = 0) -> Tensor:
+    return input.bincount(weights, minlength)
+
+
+# ---------------------------------------------------------- legacy constructors
+class _LegacyType(type):
+    """``isinstance(t, torch.LongTensor)`` is a dtype check, as in PyTorch."""
+
+    def __instancecheck__(cls, obj: Any) -> bool:
+        return isinstance(obj, Tensor) and obj.dtype == np.dtype(cls.dtype)
+
+
+def _legacy(args: tuple, dtype: str, name: str) -> Tensor:
+    """``XTensor(2, 3)`` or ``XTensor(torch.Size)``: a zero tensor of that shape;
+    ``XTensor([...])`` (a list, tuple, array or tensor): those values in ``dtype``."""
+    dt = np.dtype(dtype)
+    if len(args) == 1 and isinstance(args[0], Size):
+        return Tensor(np.zeros(tuple(args[0]), dt))
+    if all(isinstance(a, (int, np.integer)) and not isinstance(a, bool) for a in args):
+        if any(a < 0 for a in args):
+            raise ValueError(f"{name}: sizes must be non-negative, got {args}")
+        return Tensor(np.zeros(tuple(int(a) for a in args) if args else (0,), dt))
+    if len(args) == 1 and isinstance(args[0], (list, tuple, np.ndarray, Tensor)):
+        data = args[0].array if isinstance(args[0], Tensor) else args[0]
+        return Tensor(np.array(data, dtype=dt))
+    raise TypeError(
+        f"{name}: expected sizes as ints (e.g. {name}(2, 3)) or data as a list; got "
+        f"{', '.join(type(a).__name__ for a in args)}"
+    )
+
+
+class LongTensor(metaclass=_LegacyType):
+    """PyTorch's legacy ``torch.LongTensor``: ``LongTensor([1, 2])`` makes an int64 tensor
+    of those values, ``LongTensor(2, 3)`` an int64 tensor of that shape (zeros)."""
+
+    dtype = "int64"
+
+    def __new__(cls, *args: Any) -> Tensor:  # type: ignore[misc]
+        return _legacy(args, cls.dtype, cls.__name__)
+
+
+class FloatTensor(LongTensor):
+    """``torch.FloatTensor``: as :class:`LongTensor`, float32."""
+
+    dtype = "float32"
+
+
+class DoubleTensor(LongTensor):
+    """``torch.DoubleTensor``: as :class:`LongTensor`, float64."""
+
+    dtype = "float64"
+
+
+class IntTensor(LongTensor):
+    """``torch.IntTensor``: as :class:`LongTensor`, int32."""
+
+    dtype = "int32"
+
+
+class BoolTensor(LongTensor):
+    """``torch.BoolTensor``: as :class:`LongTensor`, bool."""
+
+    dtype = "bool"

@@ -358,3 +358,38 @@ def silu(input: Tensor, inplace: bool = False) -> Tensor:
 def relu6(input: Tensor, inplace: bool = False) -> Tensor:
     """``min(max(x, 0), 6)``, elementwise (``inplace`` accepted; a new tensor is returned)."""
     return ReLU6.apply(input)
+
+
+class Softplus(Function):
+    """``log(1 + exp(beta x)) / beta``, and ``x`` itself where ``beta x > threshold``
+    (as PyTorch); derivative ``sigmoid(beta x)``, 1 above the threshold."""
+
+    def forward(self, x: np.ndarray, beta: float, threshold: float) -> np.ndarray:
+        z = x * x.dtype.type(beta)
+        linear = z > threshold
+        soft = (np.maximum(z, 0) + np.log1p(np.exp(-np.abs(z)))) / x.dtype.type(beta)
+        self.save_for_backward(z, linear)
+        return np.where(linear, x, soft).astype(x.dtype, copy=False)
+
+    def backward(self, grad: np.ndarray) -> np.ndarray:
+        z, linear = self.saved
+        return np.where(linear, grad, grad * _stable_sigmoid(z)).astype(grad.dtype, copy=False)
+
+
+def softplus(input: Tensor, beta: float = 1.0, threshold: float = 20.0) -> Tensor:
+    """Smooth ReLU ``log(1 + exp(beta x)) / beta``, linear where ``beta x > threshold``.
+
+    Parameters
+    ----------
+    input : Tensor, any shape, floating point
+    beta : float
+        Sharpness (non-zero); larger is closer to ReLU.
+    threshold : float
+        Above ``beta x > threshold`` the output is ``x`` (the two agree to float precision).
+    """
+    if not isinstance(input, Tensor) or input.dtype.kind != "f":
+        what = input.dtype if isinstance(input, Tensor) else type(input).__name__
+        raise TypeError(f"softplus: expected a floating-point Tensor, got {what}")
+    if isinstance(beta, bool) or not isinstance(beta, (int, float)) or beta == 0:
+        raise ValueError(f"softplus: beta must be a non-zero number, got {beta!r}")
+    return Softplus.apply(input, beta=float(beta), threshold=float(threshold))

@@ -294,13 +294,18 @@ class Amin(Amax):
 class TakeAlongDim(Function):
     """Values of ``a`` at integer ``index`` along ``dim`` (the gradient goes to those places).
 
-    Used by ``max(dim)``/``min(dim)`` (index = first arg-extremum, as PyTorch) and gather.
+    Used by ``max(dim)``/``min(dim)`` (index = first arg-extremum, as PyTorch) and gather;
+    ``distinct`` promises no index repeats along ``dim`` (sort, topk), so backward can
+    scatter without accumulating.
     """
 
-    def forward(self, a: np.ndarray, index: np.ndarray, dim: int, keepdim: bool = True):
+    def forward(
+        self, a: np.ndarray, index: np.ndarray, dim: int, keepdim: bool = True, distinct=False
+    ):
         self.dim = dim % a.ndim
         self.shape = a.shape
         self.keepdim = keepdim
+        self.distinct = distinct
         self.save_for_backward(index)
         out = np.take_along_axis(a, index, axis=self.dim)
         return out if keepdim else np.squeeze(out, axis=self.dim)
@@ -312,7 +317,7 @@ class TakeAlongDim(Function):
         g = np.zeros(self.shape, dtype=grad.dtype)
         np.put_along_axis(g, index, grad, axis=self.dim)
         # put_along_axis overwrites on repeated indices; add them up instead when gathering.
-        if index.shape[self.dim] > 1:
+        if index.shape[self.dim] > 1 and not self.distinct:
             g[...] = 0
             idx = list(np.indices(index.shape, sparse=True))
             idx[self.dim] = index
@@ -343,3 +348,125 @@ class Where(Function):
 def as_array(value: Any, dtype: np.dtype) -> np.ndarray:
     """A Python scalar or array-like as an array of ``dtype`` (keeps float32 float32)."""
     return np.asarray(value, dtype=dtype)
+
+
+class Maximum(Function):
+    """Element-wise ``max(a, b)`` (broadcast); the larger input gets the gradient, a tie
+    splits it in half between both (as PyTorch). A NaN propagates, and (as PyTorch, which
+    only zeroes the input that compares smaller) both inputs get the gradient there."""
+
+    def forward(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        self.shapes = (a.shape, b.shape)
+        self.save_for_backward(a, b)
+        return self.pick(a, b)
+
+    @staticmethod
+    def pick(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return np.maximum(a, b)
+
+    @staticmethod
+    def loses(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """Where ``a`` is not the result (strictly)."""
+        return a < b
+
+    def backward(self, grad: np.ndarray) -> tuple:
+        a, b = self.saved
+        na, nb = self.needs_input_grad
+        half = np.where(a == b, grad * 0.5, grad)
+        zero = np.zeros((), grad.dtype)
+        ga = unbroadcast(np.where(self.loses(a, b), zero, half), self.shapes[0]) if na else None
+        gb = unbroadcast(np.where(self.loses(b, a), zero, half), self.shapes[1]) if nb else None
+        return ga, gb
+
+
+class Minimum(Maximum):
+    """Element-wise ``min(a, b)``; the smaller input gets the gradient, ties split it."""
+
+    @staticmethod
+    def pick(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return np.minimum(a, b)
+
+    @staticmethod
+    def loses(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return a > b
+
+
+class Piecewise(Function):
+    """A step function of ``a`` (``sign``, ``round``, ``floor``, ``ceil``, ``trunc``):
+    its derivative is 0 wherever it exists, and PyTorch passes 0 everywhere."""
+
+    def forward(self, a: np.ndarray, op: str, decimals: int = 0) -> np.ndarray:
+        self.shape = a.shape
+        if a.dtype.kind in "biu" and op != "sign":
+            return a.copy()
+        if op == "round":
+            return np.round(a, decimals)
+        return getattr(np, op)(a)
+
+    def backward(self, grad: np.ndarray) -> np.ndarray:
+        return np.zeros(self.shape, grad.dtype)
+
+
+class Cumsum(Function):
+    """Running sum along ``dim``; the gradient is the running sum of ``grad`` taken from
+    the end: ``d out_j / d a_i = 1`` for every ``j >= i``."""
+
+    def forward(self, a: np.ndarray, dim: int) -> np.ndarray:
+        self.dim = dim
+        return np.cumsum(a, axis=dim)
+
+    def backward(self, grad: np.ndarray) -> np.ndarray:
+        rev = np.flip(grad, self.dim)
+        return np.ascontiguousarray(np.flip(np.cumsum(rev, axis=self.dim), self.dim))
+
+
+class Prod(Function):
+    """Product over ``dim`` (all elements if None). The gradient of each element is the
+    product of all the others, built from running products from the left and from the
+    right, so zeros in the input give exact gradients (no division)."""
+
+    def forward(self, a: np.ndarray, dim: int | None, keepdim: bool = False) -> np.ndarray:
+        self.shape = a.shape
+        self.flat = dim is None
+        work = a.reshape(-1) if self.flat else a
+        self.dim = 0 if self.flat else dim
+        self.keepdim = keepdim and not self.flat
+        if self.needs_input_grad[0]:
+            self.save_for_backward(work)
+        return np.asarray(np.prod(work, axis=self.dim, keepdims=self.keepdim))
+
+    def backward(self, grad: np.ndarray) -> np.ndarray:
+        (work,) = self.saved
+        d = self.dim
+        n = work.shape[d]
+        if n == 0:
+            return np.zeros(self.shape, grad.dtype)
+        ones = np.ones_like(np.take(work, [0], axis=d))
+        # left[i] = prod(a[:i]), right[i] = prod(a[i+1:])
+        head = np.take(work, np.arange(n - 1), axis=d)
+        tail = np.flip(np.take(work, np.arange(1, n), axis=d), d)
+        left = np.concatenate([ones, np.cumprod(head, axis=d)], axis=d)
+        right = np.flip(np.concatenate([ones, np.cumprod(tail, axis=d)], axis=d), d)
+        g = grad if self.keepdim or self.flat else np.expand_dims(grad, d)
+        return (left * right * g).reshape(self.shape).astype(grad.dtype, copy=False)
+
+
+class LogSumExp(Function):
+    """``log(sum(exp(a)))`` over ``dim``, computed as ``m + log(sum(exp(a - m)))`` with
+    ``m`` the maximum (finite-safe); the gradient is ``softmax(a) * grad``."""
+
+    def forward(self, a: np.ndarray, dim: Axis, keepdim: bool = False) -> np.ndarray:
+        self.axes = _norm_axis(dim, a.ndim)
+        self.keepdim = keepdim
+        m = np.max(a, axis=self.axes, keepdims=True) if a.size else np.zeros((1,) * a.ndim)
+        m = np.where(np.isfinite(m), m, 0).astype(a.dtype)
+        with np.errstate(divide="ignore"):
+            out = np.log(np.sum(np.exp(a - m), axis=self.axes, keepdims=True)) + m
+        self.save_for_backward(a, out)
+        return np.asarray(out if keepdim else np.squeeze(out, axis=self.axes))
+
+    def backward(self, grad: np.ndarray) -> np.ndarray:
+        a, out = self.saved
+        g = _expand_back(grad, a.shape, self.axes, self.keepdim)
+        with np.errstate(invalid="ignore"):  # a slice all -inf: nan, as PyTorch
+            return (np.exp(a - out) * g).astype(grad.dtype, copy=False)

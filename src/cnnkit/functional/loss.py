@@ -373,3 +373,183 @@ def nll_loss(
     if t.dtype.kind == "f":
         raise TypeError("nll_loss: target must be class indices (int)")
     return _weighted_nll(input, target, weight, ignore_index, reduction, 0.0, False, "nll_loss")
+
+
+class _Elementwise(Function):
+    """An element-wise loss ``l(x, t)`` reduced by ``reduction``: subclasses give the
+    loss and its two partial derivatives on raw arrays."""
+
+    def forward(self, x: np.ndarray, t: np.ndarray, reduction: str, **params: Any):
+        self.params_ = params
+        loss = self.loss(x, t, **params)
+        if reduction == "batchmean":  # the sum over the batch's first dim, as PyTorch
+            self.scale = 1.0 / (x.shape[0] if x.ndim else 1)
+            out = np.asarray(loss.sum() * self.scale, dtype=loss.dtype)
+        else:
+            out, self.scale = _reduce_array(loss, reduction)
+        self.save_for_backward(x, t)
+        return out.astype(x.dtype, copy=False)
+
+    def backward(self, grad: np.ndarray) -> tuple:
+        x, t = self.saved
+        nx, nt = self.needs_input_grad
+        g = grad * self.scale
+        with np.errstate(divide="ignore", invalid="ignore"):
+            gx = (self.d_input(x, t, **self.params_) * g).astype(x.dtype) if nx else None
+            gt = (self.d_target(x, t, **self.params_) * g).astype(t.dtype) if nt else None
+        return gx, gt
+
+    def loss(self, x: np.ndarray, t: np.ndarray, **params: Any) -> np.ndarray:
+        raise NotImplementedError
+
+    def d_input(self, x: np.ndarray, t: np.ndarray, **params: Any) -> np.ndarray:
+        raise NotImplementedError
+
+    def d_target(self, x: np.ndarray, t: np.ndarray, **params: Any) -> np.ndarray:
+        return -self.d_input(x, t, **params)  # the losses of x - t
+
+
+class KLDiv(_Elementwise):
+    """``t (log t - x)`` (0 where ``t = 0``) with ``x`` log-probabilities; with
+    ``log_target``, ``exp(t) (t - x)``. ``d/dx = -t`` (``-exp(t)``); ``d/dt = log t + 1 - x``
+    (``exp(t) (t - x + 1)``)."""
+
+    def loss(self, x: np.ndarray, t: np.ndarray, log_target: bool) -> np.ndarray:
+        if log_target:
+            return np.exp(t) * (t - x)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            t_log_t = np.where(t == 0, 0, t * np.log(np.where(t == 0, 1, t)))
+        return t_log_t - t * x
+
+    def d_input(self, x: np.ndarray, t: np.ndarray, log_target: bool) -> np.ndarray:
+        return -np.exp(t) if log_target else -t
+
+    def d_target(self, x: np.ndarray, t: np.ndarray, log_target: bool) -> np.ndarray:
+        if log_target:
+            return np.exp(t) * (t - x + 1)
+        return np.log(t) + t / t - x  # 0 / 0 = nan at t = 0, as PyTorch's xlogy
+
+
+class SmoothL1(_Elementwise):
+    """With ``d = x - t``: ``0.5 d^2 / beta`` where ``|d| < beta``, else ``|d| - 0.5 beta``
+    (``beta = 0``: ``|d|``); ``d/dx = d / beta`` inside, ``sign(d)`` outside."""
+
+    def loss(self, x: np.ndarray, t: np.ndarray, beta: float) -> np.ndarray:
+        ad = np.abs(x - t)
+        if beta == 0:
+            return ad
+        return np.where(ad < beta, 0.5 * ad * ad / beta, ad - 0.5 * beta)
+
+    def d_input(self, x: np.ndarray, t: np.ndarray, beta: float) -> np.ndarray:
+        d = x - t
+        if beta == 0:
+            return np.sign(d)
+        return np.where(np.abs(d) < beta, d / beta, np.sign(d))
+
+
+class Huber(_Elementwise):
+    """With ``d = x - t``: ``0.5 d^2`` where ``|d| <= delta``, else
+    ``delta (|d| - 0.5 delta)``; ``d/dx = clip(d, -delta, delta)``."""
+
+    def loss(self, x: np.ndarray, t: np.ndarray, delta: float) -> np.ndarray:
+        ad = np.abs(x - t)
+        return np.where(ad <= delta, 0.5 * ad * ad, delta * (ad - 0.5 * delta))
+
+    def d_input(self, x: np.ndarray, t: np.ndarray, delta: float) -> np.ndarray:
+        return np.clip(x - t, -delta, delta)
+
+
+def _check_kl_reduction(reduction: str, where: str) -> None:
+    if reduction not in (*_REDUCTIONS, "batchmean"):
+        raise ValueError(
+            f"{where}: reduction must be 'mean', 'batchmean', 'sum' or 'none'; got {reduction!r}"
+        )
+
+
+def _float_input(input: Any, where: str) -> None:
+    if not isinstance(input, Tensor) or input.dtype.kind != "f":
+        what = input.dtype if isinstance(input, Tensor) else type(input).__name__
+        raise TypeError(f"{where}: expected a floating-point Tensor as input, got {what}")
+
+
+def _positive(value: Any, name: str, where: str, allow_zero: bool) -> float:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not ok or value < 0 or (value == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"{where}: {name} must be a number {bound}, got {value!r}")
+    return float(value)
+
+
+def kl_div(
+    input: Tensor,
+    target: Any,
+    size_average: Any = None,
+    reduce: Any = None,
+    reduction: str = "mean",
+    log_target: bool = False,
+) -> Tensor:
+    """Kullback-Leibler divergence ``sum t (log t - x)`` of the target distribution from
+    the input's, as ``F.kl_div``.
+
+    Parameters
+    ----------
+    input : Tensor, any shape
+        Log-probabilities (e.g. ``log_softmax`` output).
+    target : Tensor, same shape
+        Probabilities, or log-probabilities with ``log_target=True``.
+    reduction : 'mean', 'batchmean', 'sum' or 'none'
+        ``'batchmean'`` (the true KL divergence per sample) divides the sum by
+        ``input.shape[0]``; ``'mean'`` divides by the number of elements.
+    """
+    where = "kl_div"
+    if size_average is not None or reduce is not None:
+        raise ValueError(f"{where}: size_average/reduce are deprecated; use reduction=")
+    _check_kl_reduction(reduction, where)
+    _float_input(input, where)
+    t = _target(target, input, where)
+    return KLDiv.apply(input, t, reduction=reduction, log_target=bool(log_target))
+
+
+def smooth_l1_loss(
+    input: Tensor,
+    target: Any,
+    size_average: Any = None,
+    reduce: Any = None,
+    reduction: str = "mean",
+    beta: float = 1.0,
+) -> Tensor:
+    """Smooth L1 loss: quadratic ``0.5 d^2 / beta`` for ``|d| < beta``, ``|d| - 0.5 beta``
+    beyond (``d = input - target``), as ``F.smooth_l1_loss``.
+
+    Parameters
+    ----------
+    input, target : Tensor, same shape
+    reduction : 'mean', 'sum' or 'none'
+    beta : float
+        Where the loss turns linear (``>= 0``; ``0`` is the L1 loss).
+    """
+    where = "smooth_l1_loss"
+    if size_average is not None or reduce is not None:
+        raise ValueError(f"{where}: size_average/reduce are deprecated; use reduction=")
+    _check_reduction(reduction, where)
+    _float_input(input, where)
+    b = _positive(beta, "beta", where, allow_zero=True)
+    return SmoothL1.apply(input, _target(target, input, where), reduction=reduction, beta=b)
+
+
+def huber_loss(input: Tensor, target: Any, reduction: str = "mean", delta: float = 1.0) -> Tensor:
+    """Huber loss: ``0.5 d^2`` for ``|d| <= delta``, ``delta (|d| - 0.5 delta)`` beyond,
+    as ``F.huber_loss`` (``smooth_l1_loss`` with ``beta = delta``, times ``delta``).
+
+    Parameters
+    ----------
+    input, target : Tensor, same shape
+    reduction : 'mean', 'sum' or 'none'
+    delta : float
+        Where the loss turns linear (``> 0``).
+    """
+    where = "huber_loss"
+    _check_reduction(reduction, where)
+    _float_input(input, where)
+    d = _positive(delta, "delta", where, allow_zero=False)
+    return Huber.apply(input, _target(target, input, where), reduction=reduction, delta=d)

@@ -282,3 +282,71 @@ def sync_batch_norm(
     return SyncBatchNorm.apply(
         input, weight, bias, mean=mean.astype(x.dtype), invstd=invstd, count=m
     )
+
+
+class Normalize(Function):
+    """``y = x / max(||x||_p, eps)`` along ``dim``. With ``n = ||x||_p`` above ``eps``:
+    ``dx = g / n - (sum(g x) / n^2) dn/dx``, where ``dn/dx = sign(x) |x|^(p-1) / n^(p-1)``
+    (for ``p = inf``: ``sign(x)`` at the largest ``|x|``, ties sharing it); at or below
+    ``eps`` the norm is a constant and ``dx = g / eps``."""
+
+    def forward(self, x: np.ndarray, p: float, dim: int, eps: float) -> np.ndarray:
+        ax = np.abs(x)
+        if p == np.inf:
+            n = ax.max(axis=dim, keepdims=True)
+        elif p == 2:
+            n = np.sqrt((x * x).sum(axis=dim, keepdims=True))
+        else:
+            n = (ax**p).sum(axis=dim, keepdims=True) ** (1.0 / p)
+        denom = np.maximum(n, x.dtype.type(eps))
+        self.p, self.dim = p, dim
+        self.save_for_backward(x, n, denom, n >= eps)  # clamp_min passes at eps
+        return (x / denom).astype(x.dtype, copy=False)
+
+    def backward(self, grad: np.ndarray) -> np.ndarray:
+        x, n, denom, above = self.saved
+        p, dim = self.p, self.dim
+        with np.errstate(divide="ignore", invalid="ignore"):
+            if p == np.inf:
+                top = np.abs(x) == n
+                dn = np.sign(x) * top / top.sum(axis=dim, keepdims=True)
+            elif p == 2:
+                dn = x / n
+            else:
+                # 0 where x = 0 (also for p < 1, where |x|^(p-1) is infinite), as PyTorch
+                dn = np.where(x == 0, 0, np.sign(x) * (np.abs(x) / n) ** (p - 1))
+            dn = np.where(above, dn, 0)
+        gx = grad / denom - (grad * x).sum(axis=dim, keepdims=True) / denom**2 * dn
+        return gx.astype(grad.dtype, copy=False)
+
+
+def normalize(
+    input: Tensor, p: float = 2.0, dim: int = 1, eps: float = 1e-12, out: Any = None
+) -> Tensor:
+    """Scale slices along ``dim`` to unit ``p``-norm: ``x / max(||x||_p, eps)``.
+
+    Parameters
+    ----------
+    input : Tensor, any shape with at least one dim, floating point
+    p : float
+        The norm's exponent (positive, may be ``inf``).
+    dim : int
+        The dimension whose slices are normalised (``1``: each row of ``(n, d)``).
+    eps : float
+        Lower bound on the divisor (a zero slice stays zero).
+    """
+    if out is not None:
+        raise ValueError("normalize: out= is not supported; use the returned tensor")
+    if not isinstance(input, Tensor) or input.dtype.kind != "f":
+        what = input.dtype if isinstance(input, Tensor) else type(input).__name__
+        raise TypeError(f"normalize: expected a floating-point Tensor, got {what}")
+    if isinstance(p, bool) or not isinstance(p, (int, float)) or not p > 0:
+        raise ValueError(f"normalize: p must be a positive number (or inf), got {p!r}")
+    nd = max(input.ndim, 1)
+    if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)) or not -nd <= dim < nd:
+        raise ValueError(
+            f"normalize: dim {dim!r} is out of range for input of shape {tuple(input.shape)}"
+        )
+    x = input if input.ndim else input.reshape(1)
+    y = Normalize.apply(x, p=float(p), dim=int(dim) % nd, eps=float(eps))
+    return y if input.ndim else y.reshape(())

@@ -123,6 +123,68 @@ class Pad(Function):
         return np.ascontiguousarray(grad[self.slices])
 
 
+class Narrow(Function):
+    """``a[start:stop]`` along ``dim`` (``squeeze``: the single index ``start``, dim
+    dropped), as ``chunk``, ``split``, ``unbind`` and ``narrow`` cut; backward writes the
+    gradient into that slot of zeros."""
+
+    def forward(
+        self, a: np.ndarray, dim: int, start: int, stop: int, squeeze: bool = False
+    ) -> np.ndarray:
+        self.shape = a.shape
+        self.index = (slice(None),) * dim + ((start if squeeze else slice(start, stop)),)
+        return a[self.index]
+
+    def backward(self, grad: np.ndarray) -> np.ndarray:
+        g = np.zeros(self.shape, dtype=grad.dtype)
+        g[self.index] = grad
+        return g
+
+
+class Flip(Function):
+    """Reverse the order of elements along each of ``dims``; backward flips back."""
+
+    def forward(self, a: np.ndarray, dims: tuple[int, ...]) -> np.ndarray:
+        self.dims = dims
+        return np.flip(a, dims) if dims else a.copy()
+
+    def backward(self, grad: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(np.flip(grad, self.dims) if self.dims else grad)
+
+
+class Tile(Function):
+    """``Tensor.repeat``: ``a`` (left-padded with size-1 dims to ``len(reps)`` dims)
+    copied ``reps[i]`` times along dim ``i``. Backward views the gradient as
+    ``(reps[0], n[0], reps[1], n[1], ...)`` and sums over the copies."""
+
+    def forward(self, a: np.ndarray, reps: tuple[int, ...]) -> np.ndarray:
+        self.shape = a.shape
+        self.padded = (1,) * (len(reps) - a.ndim) + a.shape
+        self.reps = reps
+        return np.tile(a.reshape(self.padded), reps)
+
+    def backward(self, grad: np.ndarray) -> np.ndarray:
+        pairs = [v for r, n in zip(self.reps, self.padded, strict=True) for v in (r, n)]
+        g = grad.reshape(pairs).sum(axis=tuple(range(0, len(pairs), 2)))
+        return g.reshape(self.shape)
+
+
+class RepeatInterleave(Function):
+    """Each element along ``dim`` repeated ``repeats[i]`` times in place (``np.repeat``);
+    backward adds the copies' gradients back onto their source."""
+
+    def forward(self, a: np.ndarray, repeats: np.ndarray, dim: int) -> np.ndarray:
+        self.shape = a.shape
+        self.dim = dim
+        self.source = np.repeat(np.arange(a.shape[dim]), repeats)
+        return np.repeat(a, repeats, axis=dim)
+
+    def backward(self, grad: np.ndarray) -> np.ndarray:
+        g = np.zeros(self.shape, dtype=grad.dtype)
+        np.add.at(np.moveaxis(g, self.dim, 0), self.source, np.moveaxis(grad, self.dim, 0))
+        return g
+
+
 def flatten(input: Any, start_dim: int = 0, end_dim: int = -1) -> Any:
     """Merge dims ``start_dim..end_dim`` into one (``input.flatten``)."""
     return input.flatten(start_dim, end_dim)

@@ -29,9 +29,12 @@ from cnnkit.nn.loss import (
     BCELoss,
     BCEWithLogitsLoss,
     CrossEntropyLoss,
+    HuberLoss,
+    KLDivLoss,
     L1Loss,
     MSELoss,
     NLLLoss,
+    SmoothL1Loss,
 )
 from cnnkit.nn.module import Module, Parameter
 from cnnkit.nn.norm import BatchNorm1d, BatchNorm2d, SyncBatchNorm
@@ -53,7 +56,9 @@ __all__ = [
     "Dropout",
     "Dropout2d",
     "Flatten",
+    "HuberLoss",
     "Identity",
+    "KLDivLoss",
     "L1Loss",
     "LazyConv2d",
     "LazyLinear",
@@ -73,6 +78,7 @@ __all__ = [
     "Sequential",
     "SiLU",
     "Sigmoid",
+    "SmoothL1Loss",
     "Softmax",
     "Softmax2d",
     "SyncBatchNorm",

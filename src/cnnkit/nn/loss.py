@@ -1,4 +1,5 @@
-"""Loss modules (PyTorch names): MSE, L1, BCE, BCE on logits, cross-entropy, NLL."""
+"""Loss modules (PyTorch names): MSE, L1, smooth L1, Huber, BCE, BCE on logits,
+cross-entropy, NLL, KL divergence."""
 
 from __future__ import annotations
 
@@ -94,3 +95,42 @@ class NLLLoss(_Loss):
 
     def forward(self, input: Tensor, target: Any) -> Tensor:
         return L.nll_loss(input, target, self.weight, self.ignore_index, self.reduction)
+
+
+class SmoothL1Loss(_Loss):
+    """Quadratic for errors below ``beta``, linear beyond (``F.smooth_l1_loss``)."""
+
+    def __init__(self, reduction: str = "mean", beta: float = 1.0) -> None:
+        super().__init__(reduction)
+        self.beta = beta
+
+    def forward(self, input: Tensor, target: Any) -> Tensor:
+        return L.smooth_l1_loss(input, target, reduction=self.reduction, beta=self.beta)
+
+
+class HuberLoss(_Loss):
+    """Quadratic for errors up to ``delta``, ``delta``-sloped beyond (``F.huber_loss``)."""
+
+    def __init__(self, reduction: str = "mean", delta: float = 1.0) -> None:
+        super().__init__(reduction)
+        self.delta = delta
+
+    def forward(self, input: Tensor, target: Any) -> Tensor:
+        return L.huber_loss(input, target, reduction=self.reduction, delta=self.delta)
+
+
+class KLDivLoss(Module):
+    """KL divergence of the target distribution from the input's log-probabilities
+    (``F.kl_div``; ``reduction='batchmean'`` is the per-sample divergence)."""
+
+    def __init__(self, reduction: str = "mean", log_target: bool = False) -> None:
+        super().__init__()
+        L._check_kl_reduction(reduction, "KLDivLoss")
+        self.reduction = reduction
+        self.log_target = log_target
+
+    def forward(self, input: Tensor, target: Any) -> Tensor:
+        return L.kl_div(input, target, reduction=self.reduction, log_target=self.log_target)
+
+    def extra_repr(self) -> str:
+        return "" if self.reduction == "mean" else f"reduction={self.reduction!r}"
