@@ -120,7 +120,7 @@ class Tensor:
 
     @property
     def shape(self) -> Size:
-        """The dimensions, a tuple that prints as ``torch.Size([...])``."""
+        """The dimensions: a tuple (``torch.Size``; its repr is ``torch.Size([...])``)."""
         return tuple.__new__(Size, self.array.shape)
 
     @property
