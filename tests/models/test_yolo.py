@@ -177,3 +177,11 @@ def test_finished_detection_run_continues_to_more_epochs(tmp_path, mnist_dir) ->
         lrs, [2e-3, 1e-3 * (1 + np.cos(np.pi / 3)), 1e-3 * (1 + np.cos(2 * np.pi / 3))], rtol=1e-6
     )
     assert not (run / "config.json.running").exists()
+    # the throughput counts the scenes of the epochs this session ran (2 and 3), not all 3
+    report = (run / "report.txt").read_text()
+    assert "training (epochs 2-3, resumed): 192 scenes in" in report, report
+    rate = float(report.split(" scenes/s)")[0].rsplit("(", 1)[1])
+    seconds = float(report.split(" scenes in ")[1].split(" s of wall time")[0])
+    per_second = 192 / max(cfg["train_seconds"], 1e-9)
+    assert cfg["train_images_per_second"] == pytest.approx(per_second, rel=1e-9)
+    assert abs(rate - per_second) <= 0.5 and abs(seconds - cfg["train_seconds"]) <= 0.5

@@ -131,15 +131,23 @@ def evaluate_detection(
 
 
 def _report(
-    result: Any, n: int, detect_seconds: float, at_default: Any, wall: float, cpu: float, seen: int
+    result: Any,
+    n: int,
+    detect_seconds: float,
+    at_default: Any,
+    wall: float,
+    cpu: float,
+    seen: int,
+    epochs: str = "",
 ) -> str:
     return (
         f"mAP@0.5 {result.map:.4f} on {n} test scenes (digits never seen in training; "
         f"detections scoring > {EVAL_CONF_THRESHOLD} after per-class NMS at IoU 0.45)\n"
         f"mAP@0.5 with model.detect's default conf_threshold 0.25: {at_default.map:.4f}\n"
         f"detection time: {1000 * detect_seconds / max(n, 1):.2f} ms per scene (batches of 100)\n"
-        f"training: {seen} scenes in {wall:.0f} s of wall time ({seen / max(wall, 1e-9):.0f} "
-        f"scenes/s) and {cpu:.0f} CPU-seconds (all threads; on an idle machine with k cores "
+        f"training{epochs}: {seen:,} scenes in {wall:.0f} s of wall time "
+        f"({seen / max(wall, 1e-9):.0f} scenes/s) and {cpu:.0f} CPU-seconds (all threads; "
+        "on an idle machine with k cores "
         "the wall time is about CPU-seconds / k or more)\n\n"
         f"per-class average precision (VOC all-points interpolation, IoU >= 0.5)\n"
         f"{result.table()}\n"
@@ -282,6 +290,10 @@ def train_detection_run(
         last = ckpt.last_path if resume and ckpt.last_path.exists() else None
         if resume and last is None:
             raise FileNotFoundError(f"--resume: no checkpoint at {ckpt.last_path}")
+        from cnnkit.train.run import _finished_epochs
+
+        # a resumed run's times cover only the epochs it runs now: so does its count
+        done_before = _finished_epochs(last) if last is not None else 0
         t0, cpu0 = time.perf_counter(), time.process_time()
         try:
             history = fit(
@@ -300,7 +312,7 @@ def train_detection_run(
             )
             train_seconds = time.perf_counter() - t0
             train_cpu_seconds = time.process_time() - cpu0
-            seen = len(splits.train) * len(history)
+            seen = len(splits.train) * (len(history) - done_before)
             result, _, targets, det_seconds = evaluate_detection(net, splits.test)
             at_default, _, _, _ = evaluate_detection(net, splits.test, conf_threshold=0.25)
             verdict = diagnose(history)
@@ -322,6 +334,7 @@ def train_detection_run(
                 train_seconds,
                 train_cpu_seconds,
                 seen,
+                f" (epochs {done_before + 1}-{len(history)}, resumed)" if done_before else "",
             )
             atomic_write_text(out / "report.txt", report)
             shown = list(range(min(16, len(splits.test))))
