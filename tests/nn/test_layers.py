@@ -10,6 +10,7 @@ import torch
 
 import cnnkit as ck
 import cnnkit.nn as nn
+from cnnkit.functional import activation as A
 from tests.conftest import assert_close
 
 tnn = torch.nn
@@ -535,3 +536,33 @@ def test_locally_connected_does_not_share_weights():
     expected = np.zeros((1, 1, 3, 3))
     expected[0, 0, 1, 2] = 4.0
     np.testing.assert_array_equal(y, expected)
+
+
+# ----------------------------------------------------------------------------- PReLU
+@pytest.mark.parametrize(
+    ("num", "shape"), [(1, (4, 3, 5, 2)), (3, (4, 3, 5, 2)), (3, (2, 3)), (1, (7,)), (4, (2, 4, 5))]
+)
+def test_prelu_matches_torch(num, shape):
+    x = _x(*shape)
+    x.flat[:2] = 0.0  # PyTorch: the slope's side at exactly 0
+    t = tnn.PReLU(num)
+    with torch.no_grad():
+        t.weight.copy_(torch.linspace(-0.5, 0.7, num))
+    c = nn.PReLU(num, dtype="float64")
+    assert assert_matches_torch(t, c, x)[0].shape == shape
+    assert list(c.state_dict()) == ["weight"]
+
+
+def test_prelu_default_init_and_gradcheck():
+    c = nn.PReLU(3, dtype="float64")
+    assert np.array_equal(c.weight.numpy(), [0.25] * 3)
+    assert nn.PReLU(init=0.1).weight.numpy().tolist() == pytest.approx([0.1])
+    x = ck.tensor(_x(2, 3, 4) + 0.05, requires_grad=True)
+    assert ck.gradcheck(A.prelu, [x, c.weight])
+
+
+def test_prelu_rejects_bad_arguments():
+    with pytest.raises(ValueError, match="PReLU: num_parameters must be positive"):
+        nn.PReLU(0)
+    with pytest.raises(ValueError, match=r"prelu: weight has 3 slopes but input \(2, 4\) has 4"):
+        nn.PReLU(3)(ck.zeros(2, 4))

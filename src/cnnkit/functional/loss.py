@@ -373,3 +373,181 @@ def nll_loss(
     if t.dtype.kind == "f":
         raise TypeError("nll_loss: target must be class indices (int)")
     return _weighted_nll(input, target, weight, ignore_index, reduction, 0.0, False, "nll_loss")
+
+
+class SmoothL1(Function):
+    """Piecewise quadratic/linear loss of ``d = x - t`` (``huber`` picks the scaling):
+
+    smooth L1 (``beta``): ``0.5 d^2 / beta`` where ``|d| < beta``, else ``|d| - 0.5 beta``;
+    ``d/dd = d / beta`` inside, ``sign(d)`` outside (``beta = 0`` is the L1 loss).
+
+    Huber (``delta``): ``0.5 d^2`` where ``|d| <= delta``, else ``delta (|d| - 0.5 delta)``;
+    ``d/dd = d`` inside, ``delta sign(d)`` outside. ``d/dt = -d/dx`` in both.
+    """
+
+    def forward(
+        self, x: np.ndarray, t: np.ndarray, width: float, huber: bool, reduction: str
+    ) -> np.ndarray:
+        d = x - t
+        ad = np.abs(d)
+        if huber:
+            inside = ad <= width
+            loss = np.where(inside, 0.5 * d * d, width * (ad - 0.5 * width))
+        else:
+            inside = ad < width
+            with np.errstate(divide="ignore", invalid="ignore"):
+                loss = np.where(inside, 0.5 * d * d / width if width else 0.0, ad - 0.5 * width)
+        out, self.scale = _reduce_array(loss.astype(x.dtype, copy=False), reduction)
+        self.width, self.huber = width, huber
+        self.save_for_backward(d, inside)
+        return out
+
+    def backward(self, grad: np.ndarray) -> tuple:
+        d, inside = self.saved
+        gs = grad * self.scale
+        outer = np.sign(d) * (self.width if self.huber else 1.0)
+        if self.huber:
+            slope = np.where(inside, d, outer)
+        else:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                slope = np.where(inside, d / self.width if self.width else 0.0, outer)
+        g = (slope * gs).astype(d.dtype, copy=False)
+        nx, nt = self.needs_input_grad[:2]
+        return (g if nx else None), (-g if nt else None)
+
+
+def _smooth(input: Tensor, target: Any, width: float, huber: bool, reduction: str,
+            where: str, name: str) -> Tensor:  # fmt: skip
+    _check_reduction(reduction, where)
+    if not isinstance(input, Tensor):
+        raise TypeError(f"{where}: input must be a cnnkit Tensor; got {type(input).__name__}")
+    if input.dtype.kind != "f":
+        raise TypeError(f"{where}: expected a floating input; got dtype {input.dtype}")
+    if not np.isfinite(width) or width < 0 or (huber and width == 0):
+        bound = "positive" if huber else "non-negative"
+        raise ValueError(f"{where}: {name} must be a finite {bound} number; got {width}")
+    t = _target(target, input, where)
+    return SmoothL1.apply(input, t, width=float(width), huber=huber, reduction=reduction)
+
+
+def smooth_l1_loss(
+    input: Tensor, target: Any, size_average: Any = None, reduce: Any = None,
+    reduction: str = "mean", beta: float = 1.0,
+) -> Tensor:  # fmt: skip
+    """Smooth L1 loss: quadratic ``0.5 d^2 / beta`` for ``|d| < beta``, linear
+    ``|d| - 0.5 beta`` beyond (``d = input - target``; ``beta = 0`` is the L1 loss).
+
+    Parameters
+    ----------
+    input, target : Tensor, same shape
+    reduction : 'mean', 'sum' or 'none'
+    beta : float >= 0
+
+    Returns
+    -------
+    Tensor, a scalar, or the input's shape with ``reduction='none'``.
+    """
+    _legacy(size_average, reduce, "smooth_l1_loss")
+    return _smooth(input, target, beta, False, reduction, "smooth_l1_loss", "beta")
+
+
+def huber_loss(input: Tensor, target: Any, reduction: str = "mean", delta: float = 1.0) -> Tensor:
+    """Huber loss: ``0.5 d^2`` for ``|d| <= delta``, ``delta (|d| - 0.5 delta)`` beyond
+    (``d = input - target``); equals ``delta * smooth_l1_loss(beta=delta)``.
+
+    Parameters
+    ----------
+    input, target : Tensor, same shape
+    reduction : 'mean', 'sum' or 'none'
+    delta : float > 0
+
+    Returns
+    -------
+    Tensor, a scalar, or the input's shape with ``reduction='none'``.
+    """
+    return _smooth(input, target, delta, True, reduction, "huber_loss", "delta")
+
+
+def _legacy(size_average: Any, reduce: Any, where: str) -> None:
+    if size_average is not None or reduce is not None:
+        raise ValueError(
+            f"{where}: size_average and reduce are deprecated in PyTorch and not supported; "
+            "use reduction='mean', 'sum' or 'none'"
+        )
+
+
+class KLDiv(Function):
+    """Pointwise ``t (log t - x)`` (``t = 0`` adds 0), or ``exp(t) (t - x)`` with
+    ``log_target``; ``x`` holds log-probabilities.
+
+    ``d/dx = -t`` (``-exp(t)``); ``d/dt = log t + 1 - x`` (``exp(t) (t - x + 1)``). At
+    ``t = 0`` the target gradient is NaN, as PyTorch's (the limit is ``-inf``).
+    ``batchmean`` divides the sum by the batch size ``N`` (``x.shape[0]``).
+    """
+
+    def forward(self, x: np.ndarray, t: np.ndarray, reduction: str, log_target: bool):
+        if log_target:
+            p = np.exp(t)
+            loss = p * (t - x)
+        else:
+            p = t
+            with np.errstate(divide="ignore", invalid="ignore"):
+                loss = np.where(t > 0, t * (np.log(np.where(t > 0, t, 1)) - x), -t * x)
+        if reduction == "batchmean":
+            n = x.shape[0] if x.ndim else 1
+            out, self.scale = np.asarray(loss.sum() / n, dtype=x.dtype), 1.0 / n
+        else:
+            out, self.scale = _reduce_array(loss.astype(x.dtype, copy=False), reduction)
+        self.log_target = log_target
+        self.save_for_backward(x, t, p)
+        return out
+
+    def backward(self, grad: np.ndarray) -> tuple:
+        x, t, p = self.saved
+        gs = grad * self.scale
+        nx, nt = self.needs_input_grad[:2]
+        dx = (-p * gs).astype(x.dtype, copy=False) if nx else None
+        dt = None
+        if nt:
+            if self.log_target:
+                dt = p * (t - x + 1) * gs
+            else:
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    dt = np.where(t > 0, np.log(np.where(t > 0, t, 1)) + 1 - x, np.nan) * gs
+            dt = dt.astype(t.dtype, copy=False)
+        return dx, dt
+
+
+def kl_div(
+    input: Tensor, target: Any, size_average: Any = None, reduce: Any = None,
+    reduction: str = "mean", log_target: bool = False,
+) -> Tensor:  # fmt: skip
+    """Kullback-Leibler divergence ``sum t (log t - input)`` of the target distribution
+    from the input's, with ``input`` log-probabilities (e.g. after ``log_softmax``).
+
+    Parameters
+    ----------
+    input : Tensor, any shape, log-probabilities
+    target : Tensor, same shape: probabilities, or log-probabilities with ``log_target``
+    reduction : 'mean' (over all elements, as PyTorch's), 'batchmean' (sum / N, the true
+        KL divergence per sample), 'sum' or 'none'
+    log_target : bool
+
+    Returns
+    -------
+    Tensor, a scalar, or the input's shape with ``reduction='none'``.
+    """
+    where = "kl_div"
+    _legacy(size_average, reduce, where)
+    if reduction != "batchmean":
+        if reduction not in _REDUCTIONS:
+            raise ValueError(
+                f"{where}: reduction must be 'mean', 'batchmean', 'sum' or 'none'; "
+                f"got {reduction!r}"
+            )
+    if not isinstance(input, Tensor):
+        raise TypeError(f"{where}: input must be a cnnkit Tensor; got {type(input).__name__}")
+    if input.dtype.kind != "f":
+        raise TypeError(f"{where}: expected a floating input; got dtype {input.dtype}")
+    t = _target(target, input, where)
+    return KLDiv.apply(input, t, reduction=reduction, log_target=bool(log_target))

@@ -1,4 +1,4 @@
-"""Parameter-free layers: pooling, activations, dropout, flatten."""
+"""Pooling, activations (PReLU with its learned slopes), dropout, flatten."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import Any
 
 from cnnkit.functional import activation as A
 from cnnkit.functional import pool as P
-from cnnkit.nn._util import check_input
+from cnnkit.nn._util import check_input, empty_param
 from cnnkit.nn.module import Module
 from cnnkit.tensor import Tensor
 
@@ -327,3 +327,37 @@ class ReLU6(Module):
 
     def forward(self, input: Tensor) -> Tensor:
         return A.relu6(input)
+
+
+class PReLU(Module):
+    """``x if x > 0 else a * x`` with learned slopes ``a``: ``num_parameters`` 1 (one
+    shared slope) or ``C`` (one per channel, axis 1), each initialised to ``init``.
+
+    Parameters: ``weight`` of shape ``(num_parameters,)``.
+    """
+
+    _samplewise = True
+
+    def __init__(
+        self, num_parameters: int = 1, init: float = 0.25, device: Any = None, dtype: Any = None
+    ) -> None:
+        super().__init__()
+        if isinstance(num_parameters, bool) or not isinstance(num_parameters, int):
+            raise TypeError(f"PReLU: num_parameters must be an int; got {num_parameters!r}")
+        if num_parameters < 1:
+            raise ValueError(f"PReLU: num_parameters must be positive; got {num_parameters}")
+        self.num_parameters = num_parameters
+        self.init = float(init)
+        self.weight = empty_param((num_parameters,), dtype, device, "PReLU")
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        from cnnkit.nn import init
+
+        init.constant_(self.weight, self.init)
+
+    def forward(self, input: Tensor) -> Tensor:
+        return A.prelu(input, self.weight)
+
+    def extra_repr(self) -> str:
+        return f"num_parameters={self.num_parameters}"

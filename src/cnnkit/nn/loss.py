@@ -1,4 +1,5 @@
-"""Loss modules (PyTorch names): MSE, L1, BCE, BCE on logits, cross-entropy, NLL."""
+"""Loss modules (PyTorch names): MSE, L1, smooth L1, Huber, BCE, BCE on logits,
+cross-entropy, NLL, KL divergence."""
 
 from __future__ import annotations
 
@@ -94,3 +95,47 @@ class NLLLoss(_Loss):
 
     def forward(self, input: Tensor, target: Any) -> Tensor:
         return L.nll_loss(input, target, self.weight, self.ignore_index, self.reduction)
+
+
+class SmoothL1Loss(_Loss):
+    """Quadratic for ``|input - target| < beta``, linear beyond (``beta = 0``: L1)."""
+
+    def __init__(self, size_average: Any = None, reduce: Any = None, reduction: str = "mean",
+                 beta: float = 1.0) -> None:  # fmt: skip
+        L._legacy(size_average, reduce, "SmoothL1Loss")
+        super().__init__(reduction)
+        self.beta = float(beta)
+
+    def forward(self, input: Tensor, target: Any) -> Tensor:
+        return L.smooth_l1_loss(input, target, reduction=self.reduction, beta=self.beta)
+
+
+class HuberLoss(_Loss):
+    """Quadratic for ``|input - target| <= delta``, ``delta``-sloped linear beyond."""
+
+    def __init__(self, reduction: str = "mean", delta: float = 1.0) -> None:
+        super().__init__(reduction)
+        self.delta = float(delta)
+
+    def forward(self, input: Tensor, target: Any) -> Tensor:
+        return L.huber_loss(input, target, reduction=self.reduction, delta=self.delta)
+
+
+class KLDivLoss(Module):
+    """Kullback-Leibler divergence of ``target`` from ``input`` (log-probabilities);
+    ``reduction='batchmean'`` gives the per-sample divergence."""
+
+    def __init__(self, size_average: Any = None, reduce: Any = None, reduction: str = "mean",
+                 log_target: bool = False) -> None:  # fmt: skip
+        super().__init__()
+        L._legacy(size_average, reduce, "KLDivLoss")
+        if reduction not in ("mean", "batchmean", "sum", "none"):
+            raise ValueError(
+                "KLDivLoss: reduction must be 'mean', 'batchmean', 'sum' or 'none'; "
+                f"got {reduction!r}"
+            )
+        self.reduction = reduction
+        self.log_target = bool(log_target)
+
+    def forward(self, input: Tensor, target: Any) -> Tensor:
+        return L.kl_div(input, target, reduction=self.reduction, log_target=self.log_target)
