@@ -38,7 +38,7 @@ from cnnkit.nn.loss import (
     SmoothL1Loss,
 )
 from cnnkit.nn.module import Module, Parameter
-from cnnkit.nn.norm import BatchNorm1d, BatchNorm2d, SyncBatchNorm
+from cnnkit.nn.norm import BatchNorm1d, BatchNorm2d, GroupNorm, LayerNorm, SyncBatchNorm
 from cnnkit.nn.padding import ConstantPad2d, ZeroPad2d
 from cnnkit.nn.parallel import DataParallel
 
@@ -59,10 +59,12 @@ __all__ = [
     "Dropout",
     "Dropout2d",
     "Flatten",
+    "GroupNorm",
     "HuberLoss",
     "Identity",
     "KLDivLoss",
     "L1Loss",
+    "LayerNorm",
     "LazyConv2d",
     "LazyLinear",
     "LeakyReLU",
