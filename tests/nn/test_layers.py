@@ -566,3 +566,34 @@ def test_prelu_rejects_bad_arguments():
         nn.PReLU(0)
     with pytest.raises(ValueError, match=r"prelu: weight has 3 slopes but input \(2, 4\) has 4"):
         nn.PReLU(3)(ck.zeros(2, 4))
+
+
+# ----------------------------------------------------------------------------- Upsample
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {"scale_factor": 2},
+        {"scale_factor": (1.5, 3)},
+        {"size": (7, 5)},
+        {"size": 9, "mode": "bilinear"},
+        {"scale_factor": 2, "mode": "bilinear", "align_corners": True},
+        {"scale_factor": 2.5, "mode": "bilinear", "align_corners": False},
+        {"size": (3, 11), "mode": "bilinear", "align_corners": True},
+    ],
+)
+def test_upsample_matches_torch(kw):
+    yc, yt = assert_matches_torch(tnn.Upsample(**kw), nn.Upsample(**kw), _x(2, 3, 4, 5))
+    assert yc.shape == tuple(yt.shape)
+
+
+def test_upsample_repr_and_errors():
+    for kw in [{"scale_factor": 2}, {"size": (3, 4), "mode": "bilinear"}]:
+        assert repr(nn.Upsample(**kw)) == repr(tnn.Upsample(**kw))
+    with pytest.raises(ValueError, match="Upsample: give exactly one of size and scale_factor"):
+        nn.Upsample()
+    with pytest.raises(ValueError, match="Upsample: mode must be 'nearest' or 'bilinear'"):
+        nn.Upsample(scale_factor=2, mode="bicubic")
+    with pytest.raises(ValueError, match="Upsample: align_corners can only be set"):
+        nn.Upsample(scale_factor=2, align_corners=True)
+    with pytest.raises(ValueError, match=r"expects input \(N, C, H, W\)"):
+        nn.Upsample(scale_factor=2)(ck.zeros(3, 4, 5))

@@ -6,6 +6,7 @@ from typing import Any
 
 from cnnkit.functional import activation as A
 from cnnkit.functional import pool as P
+from cnnkit.functional.resize import interpolate
 from cnnkit.nn._util import check_input, empty_param
 from cnnkit.nn.module import Module
 from cnnkit.tensor import Tensor
@@ -361,3 +362,43 @@ class PReLU(Module):
 
     def extra_repr(self) -> str:
         return f"num_parameters={self.num_parameters}"
+
+
+class Upsample(Module):
+    """Resize ``(N, C, H, W)`` images to ``size`` or by ``scale_factor`` with ``mode``
+    ``'nearest'`` or ``'bilinear'`` (:func:`~cnnkit.functional.resize.interpolate`)."""
+
+    _samplewise = True
+
+    def __init__(
+        self,
+        size: int | tuple[int, int] | None = None,
+        scale_factor: float | tuple[float, float] | None = None,
+        mode: str = "nearest",
+        align_corners: bool | None = None,
+        recompute_scale_factor: bool | None = None,
+    ) -> None:
+        super().__init__()
+        if (size is None) == (scale_factor is None):
+            raise ValueError("Upsample: give exactly one of size and scale_factor")
+        if mode not in ("nearest", "bilinear"):
+            raise ValueError(f"Upsample: mode must be 'nearest' or 'bilinear'; got {mode!r}")
+        if mode == "nearest" and align_corners is not None:
+            raise ValueError("Upsample: align_corners can only be set with mode='bilinear'")
+        self.size = size
+        if isinstance(scale_factor, (tuple, list)):
+            self.scale_factor: Any = tuple(float(f) for f in scale_factor)
+        else:
+            self.scale_factor = None if scale_factor is None else float(scale_factor)
+        self.mode = mode
+        self.align_corners = align_corners
+        self.recompute_scale_factor = recompute_scale_factor
+
+    def forward(self, input: Tensor) -> Tensor:
+        check_input(input, self, (4,), "(N, C, H, W)")
+        return interpolate(input, self.size, self.scale_factor, self.mode, self.align_corners,
+                           self.recompute_scale_factor)  # fmt: skip
+
+    def extra_repr(self) -> str:
+        what = f"scale_factor={self.scale_factor!r}" if self.size is None else f"size={self.size!r}"
+        return f"{what}, mode={self.mode!r}"
