@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from cnnkit.backend import is_meta
 from cnnkit.functional.embedding import _padding_idx, embedding
 from cnnkit.nn import init
 from cnnkit.nn._util import empty_param
@@ -65,7 +66,7 @@ class Embedding(Module):
 
     def reset_parameters(self) -> None:
         init.normal_(self.weight)
-        if self.padding_idx is not None:
+        if self.padding_idx is not None and not is_meta(self.weight):
             self.weight.array[self.padding_idx] = 0
 
     def forward(self, input: Any) -> Tensor:
