@@ -10,6 +10,7 @@ import torch
 
 import cnnkit as ck
 import cnnkit.nn as nn
+from cnnkit.functional import activation as A
 from tests.conftest import assert_close
 
 tnn = torch.nn
@@ -535,3 +536,64 @@ def test_locally_connected_does_not_share_weights():
     expected = np.zeros((1, 1, 3, 3))
     expected[0, 0, 1, 2] = 4.0
     np.testing.assert_array_equal(y, expected)
+
+
+# ----------------------------------------------------------------------------- PReLU
+@pytest.mark.parametrize(
+    ("num", "shape"), [(1, (4, 3, 5, 2)), (3, (4, 3, 5, 2)), (3, (2, 3)), (1, (7,)), (4, (2, 4, 5))]
+)
+def test_prelu_matches_torch(num, shape):
+    x = _x(*shape)
+    x.flat[:2] = 0.0  # PyTorch: the slope's side at exactly 0
+    t = tnn.PReLU(num)
+    with torch.no_grad():
+        t.weight.copy_(torch.linspace(-0.5, 0.7, num))
+    c = nn.PReLU(num, dtype="float64")
+    assert assert_matches_torch(t, c, x)[0].shape == shape
+    assert list(c.state_dict()) == ["weight"]
+
+
+def test_prelu_default_init_and_gradcheck():
+    c = nn.PReLU(3, dtype="float64")
+    assert np.array_equal(c.weight.numpy(), [0.25] * 3)
+    assert nn.PReLU(init=0.1).weight.numpy().tolist() == pytest.approx([0.1])
+    x = ck.tensor(_x(2, 3, 4) + 0.05, requires_grad=True)
+    assert ck.gradcheck(A.prelu, [x, c.weight])
+
+
+def test_prelu_rejects_bad_arguments():
+    with pytest.raises(ValueError, match="PReLU: num_parameters must be positive"):
+        nn.PReLU(0)
+    with pytest.raises(ValueError, match=r"prelu: weight has 3 slopes but input \(2, 4\) has 4"):
+        nn.PReLU(3)(ck.zeros(2, 4))
+
+
+# ----------------------------------------------------------------------------- Upsample
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {"scale_factor": 2},
+        {"scale_factor": (1.5, 3)},
+        {"size": (7, 5)},
+        {"size": 9, "mode": "bilinear"},
+        {"scale_factor": 2, "mode": "bilinear", "align_corners": True},
+        {"scale_factor": 2.5, "mode": "bilinear", "align_corners": False},
+        {"size": (3, 11), "mode": "bilinear", "align_corners": True},
+    ],
+)
+def test_upsample_matches_torch(kw):
+    yc, yt = assert_matches_torch(tnn.Upsample(**kw), nn.Upsample(**kw), _x(2, 3, 4, 5))
+    assert yc.shape == tuple(yt.shape)
+
+
+def test_upsample_repr_and_errors():
+    for kw in [{"scale_factor": 2}, {"size": (3, 4), "mode": "bilinear"}]:
+        assert repr(nn.Upsample(**kw)) == repr(tnn.Upsample(**kw))
+    with pytest.raises(ValueError, match="Upsample: give exactly one of size and scale_factor"):
+        nn.Upsample()
+    with pytest.raises(ValueError, match="Upsample: mode must be 'nearest' or 'bilinear'"):
+        nn.Upsample(scale_factor=2, mode="bicubic")
+    with pytest.raises(ValueError, match="Upsample: align_corners can only be set"):
+        nn.Upsample(scale_factor=2, align_corners=True)
+    with pytest.raises(ValueError, match=r"expects input \(N, C, H, W\)"):
+        nn.Upsample(scale_factor=2)(ck.zeros(3, 4, 5))

@@ -138,3 +138,39 @@ def test_clip_grad_norm_matches_torch(norm_type: float) -> None:
     torch.nn.utils.clip_grad_value_(tps, 0.1)
     for c, t in zip(cps, tps, strict=True):
         assert_close(c.grad, t.grad)
+
+
+def _decoder(mod):
+    nn_ = mod.nn if mod is ck else torch.nn
+    return nn_.Sequential(
+        nn_.Conv2d(3, 8, 3, padding=1), nn_.GroupNorm(2, 8), nn_.PReLU(8), nn_.ZeroPad2d(1),
+        nn_.ConvTranspose2d(8, 4, 3, stride=2, padding=1, output_padding=1),
+        nn_.Upsample(scale_factor=0.5, mode="bilinear"), nn_.Flatten(), nn_.LayerNorm(576),
+        nn_.Linear(576, 5),
+    )  # fmt: skip
+
+
+def test_new_layers_checkpoints_interchange_with_torch(tmp_path) -> None:
+    """A model of the layers added for PyTorch scripts: torch's file loads into cnnkit's
+    model and back, with the same outputs."""
+    t = _decoder(torch).double()
+    torch.save(t.state_dict(), tmp_path / "t.pt")
+    c = _decoder(ck).double()
+    c.load_state_dict(ck.load(tmp_path / "t.pt"))
+    x = np.random.default_rng(0).normal(size=(2, 3, 10, 10))
+    assert_close(c(ck.tensor(x)), t(torch.tensor(x)))
+    ck.save(c.state_dict(), tmp_path / "c.pt")
+    t2 = _decoder(torch).double()
+    t2.load_state_dict(torch.load(tmp_path / "c.pt"))
+    assert_close(t2(torch.tensor(x)).detach().numpy(), t(torch.tensor(x)), rtol=0, atol=0)
+
+
+def test_new_layers_on_the_meta_device() -> None:
+    from cnnkit.backend import meta_array
+
+    m = nn.Sequential(nn.ConvTranspose2d(3, 4, 3, stride=2, device="meta"),
+                      nn.GroupNorm(2, 4, device="meta"), nn.LayerNorm(11, device="meta"),
+                      nn.PReLU(device="meta"), nn.Upsample(scale_factor=2))  # fmt: skip
+    assert m(ck.Tensor(meta_array((1, 3, 5, 5), "float32"))).shape == (1, 4, 22, 22)
+    e = nn.Embedding(10, 3, padding_idx=2, device="meta")
+    assert e(ck.tensor([[1, 2]])).shape == (1, 2, 3)

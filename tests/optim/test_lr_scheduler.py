@@ -47,6 +47,37 @@ SCHEDULERS = {
 }
 
 
+def _warmup_cosine(m, o):
+    return m.SequentialLR(
+        o, [m.LinearLR(o, start_factor=0.1, total_iters=5), m.CosineAnnealingLR(o, T_max=12)],
+        milestones=[5],
+    )  # fmt: skip
+
+
+def _three_phases(m, o):
+    return m.SequentialLR(
+        o,
+        [m.ExponentialLR(o, gamma=0.8), m.LinearLR(o, 0.5, 0.9, total_iters=4),
+         m.MultiStepLR(o, milestones=[3, 6], gamma=0.5)],
+        milestones=[4, 13],
+    )  # fmt: skip
+
+
+SCHEDULERS.update(
+    {
+        "LinearLR": (lambda m, o: m.LinearLR(o)),
+        "LinearLRDecay": (lambda m, o: m.LinearLR(o, start_factor=1.0, end_factor=0.05,
+                                                  total_iters=17)),
+        "WarmRestarts": (lambda m, o: m.CosineAnnealingWarmRestarts(o, T_0=7, eta_min=0.002)),
+        "WarmRestartsMult": (lambda m, o: m.CosineAnnealingWarmRestarts(o, T_0=3, T_mult=2)),
+        "SequentialWarmupCosine": _warmup_cosine,
+        "SequentialThree": _three_phases,
+        "SequentialStepThenWarmRestarts": (lambda m, o: m.SequentialLR(
+            o, [m.StepLR(o, 3, 0.5), m.CosineAnnealingWarmRestarts(o, 4, 2)], milestones=[8])),
+    }
+)  # fmt: skip
+
+
 def _lrs(opt) -> list[float]:
     return [float(g["lr"]) for g in opt.param_groups]
 
@@ -92,8 +123,11 @@ def test_state_dict_round_trip(name: str) -> None:
     opt_sd = o1.state_dict()
 
     o2 = _ck_opt()
-    o2.load_state_dict(opt_sd)
+    # the scheduler is built before the optimizer's state is loaded (PyTorch's order):
+    # a scheduler whose first step changes the rate (LinearLR) would otherwise scale
+    # the loaded rate
     s2 = make(lr_scheduler, o2)
+    o2.load_state_dict(opt_sd)
     s2.load_state_dict(sched_sd)
     assert s2.last_epoch == 11
     assert s2.get_last_lr() == s1.get_last_lr()
@@ -198,3 +232,57 @@ def test_module_access() -> None:
 
     assert cnnkit.optim.lr_scheduler.StepLR is lr_scheduler.StepLR
     assert issubclass(lr_scheduler.ExponentialLR, lr_scheduler.LRScheduler)
+
+
+@pytest.mark.parametrize(
+    "name", ["LinearLRDecay", "WarmRestartsMult", "SequentialWarmupCosine", "SequentialThree"]
+)
+def test_long_sequence_matches_torch(name: str) -> None:
+    """200 epochs: far past every milestone, restart and the end of every warm-up."""
+    make = SCHEDULERS[name]
+    ck_o, th_o = _ck_opt(), _torch_opt()
+    ck_s, th_s = make(lr_scheduler, ck_o), make(torch.optim.lr_scheduler, th_o)
+    assert _lrs(ck_o) == pytest.approx(_lrs(th_o), rel=1e-13)
+    for _ in range(200):
+        ck_o.step()
+        th_o.step()
+        ck_s.step()
+        th_s.step()
+        np.testing.assert_allclose(_lrs(ck_o), _lrs(th_o), rtol=1e-11, atol=1e-15)
+    assert ck_s.last_epoch == th_s.last_epoch
+
+
+@pytest.mark.parametrize(("t0", "mult"), [(5, 1), (3, 2), (2, 3)])
+def test_warm_restarts_fractional_epochs_match_torch(t0: int, mult: int) -> None:
+    ck_o, th_o = _ck_opt(), _torch_opt()
+    ck_s = lr_scheduler.CosineAnnealingWarmRestarts(ck_o, T_0=t0, T_mult=mult, eta_min=0.01)
+    th_s = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(th_o, T_0=t0, T_mult=mult,
+                                                                eta_min=0.01)  # fmt: skip
+    for epoch in np.arange(0, 30, 0.35):
+        ck_o.step()
+        th_o.step()
+        ck_s.step(float(epoch))
+        th_s.step(float(epoch))
+        np.testing.assert_allclose(_lrs(ck_o), _lrs(th_o), rtol=1e-12)
+        assert (ck_s.T_i, ck_s.last_epoch) == (th_s.T_i, th_s.last_epoch)
+
+
+def test_new_schedulers_reject_bad_arguments() -> None:
+    o = _ck_opt()
+    with pytest.raises(ValueError, match=r"LinearLR: start_factor must be in \(0, 1\]"):
+        lr_scheduler.LinearLR(o, start_factor=0.0)
+    with pytest.raises(ValueError, match="LinearLR: total_iters must be a positive integer"):
+        lr_scheduler.LinearLR(o, total_iters=0)
+    with pytest.raises(ValueError, match="CosineAnnealingWarmRestarts: T_0 must be a positive"):
+        lr_scheduler.CosineAnnealingWarmRestarts(o, T_0=0)
+    with pytest.raises(ValueError, match="CosineAnnealingWarmRestarts: T_mult must be"):
+        lr_scheduler.CosineAnnealingWarmRestarts(o, T_0=2, T_mult=0)
+    with pytest.raises(ValueError, match="CosineAnnealingWarmRestarts: epoch must be >= 0"):
+        lr_scheduler.CosineAnnealingWarmRestarts(o, T_0=2).step(-1)
+    a, b = lr_scheduler.StepLR(o, 2), lr_scheduler.ExponentialLR(o, 0.9)
+    with pytest.raises(ValueError, match="SequentialLR: expected 1 milestones"):
+        lr_scheduler.SequentialLR(o, [a, b], milestones=[2, 4])
+    with pytest.raises(ValueError, match=r"SequentialLR: scheduler 1 .* wraps another optimizer"):
+        lr_scheduler.SequentialLR(o, [a, lr_scheduler.StepLR(_ck_opt(), 2)], milestones=[2])
+    with pytest.raises(ValueError, match="SequentialLR: scheduler 0 is a ReduceLROnPlateau"):
+        lr_scheduler.SequentialLR(o, [lr_scheduler.ReduceLROnPlateau(o), b], milestones=[2])

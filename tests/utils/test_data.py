@@ -127,3 +127,57 @@ def test_iterable_dataset_and_unbatched() -> None:
     batches = [b.tolist() for b in ud.DataLoader(Stream(), batch_size=3)]
     assert batches == [[0, 1, 2], [3, 4, 5], [6]]
     assert [b for b in ud.DataLoader(Stream(), batch_size=None)][:2] == [0, 1]
+
+
+# ------------------------------------------------------------------ WeightedRandomSampler
+def test_weighted_random_sampler_frequencies_with_replacement() -> None:
+    w = [0.5, 0.0, 2.0, 1.0, 4.5]
+    s = ud.WeightedRandomSampler(w, num_samples=80_000, generator=ck.Generator().manual_seed(0))
+    draws = np.array(list(s))
+    assert len(s) == draws.size == 80_000
+    freq = np.bincount(draws, minlength=5) / draws.size
+    p = np.array(w) / sum(w)
+    assert freq[1] == 0.0
+    np.testing.assert_allclose(freq, p, atol=4 * np.sqrt(p * (1 - p) / draws.size).max())
+    # torch's sampler draws from the same distribution (its stream differs)
+    t = np.array(list(torch.utils.data.WeightedRandomSampler(w, 80_000)))
+    np.testing.assert_allclose(freq, np.bincount(t, minlength=5) / t.size, atol=0.012)
+
+
+def test_weighted_random_sampler_without_replacement_is_successive_sampling() -> None:
+    w = np.array([1.0, 2.0, 3.0, 4.0])
+    s = ud.WeightedRandomSampler(w, num_samples=2, replacement=False,
+                                 generator=ck.Generator().manual_seed(1))  # fmt: skip
+    counts = np.zeros((4, 4))
+    epochs = 40_000
+    for _ in range(epochs):
+        i, j = list(s)
+        counts[i, j] += 1
+    assert np.all(np.diag(counts) == 0)  # never twice in one epoch
+    # P(i then j) = w_i / W * w_j / (W - w_i): each draw among the indices left
+    exact = np.array([[0 if i == j else w[i] / w.sum() * w[j] / (w.sum() - w[i])
+                       for j in range(4)] for i in range(4)])  # fmt: skip
+    np.testing.assert_allclose(counts / epochs, exact, atol=0.008)
+
+
+def test_weighted_random_sampler_all_positive_indices_once_and_in_a_loader() -> None:
+    s = ud.WeightedRandomSampler([0.1, 5.0, 0.0, 1.0, 2.0], 4, replacement=False)
+    for _ in range(20):
+        assert sorted(s) == [0, 1, 3, 4]
+    ds = ud.TensorDataset(ck.tensor(np.arange(10.0)))
+    sampler = ud.WeightedRandomSampler([0.0] * 9 + [1.0], num_samples=6)
+    batches = [b[0].numpy().tolist() for b in ud.DataLoader(ds, batch_size=4, sampler=sampler)]
+    assert batches == [[9.0] * 4, [9.0] * 2]
+
+
+def test_weighted_random_sampler_rejects_bad_arguments() -> None:
+    with pytest.raises(ValueError, match="WeightedRandomSampler: num_samples must be a positive"):
+        ud.WeightedRandomSampler([1.0, 2.0], 0)
+    with pytest.raises(ValueError, match="WeightedRandomSampler: replacement must be a bool"):
+        ud.WeightedRandomSampler([1.0, 2.0], 2, replacement=0)
+    with pytest.raises(ValueError, match="weights must be finite, non-negative"):
+        ud.WeightedRandomSampler([1.0, -2.0], 2)
+    with pytest.raises(ValueError, match="weights must be a non-empty 1-D sequence"):
+        ud.WeightedRandomSampler([[1.0, 2.0]], 2)
+    with pytest.raises(ValueError, match="cannot draw 3 samples without replacement from 2"):
+        ud.WeightedRandomSampler([1.0, 0.0, 2.0], 3, replacement=False)

@@ -84,6 +84,35 @@ class LeakyReLU(Function):
         return grad * (pos + (~pos) * slope).astype(grad.dtype, copy=False)
 
 
+class PReLU(Function):
+    """``x if x > 0 else a * x`` with a learned slope ``a``: one value, or one per channel
+    (axis 1, broadcast over the other axes).
+
+    ``dx = g`` where ``x > 0``, else ``a g``; ``da = sum g x`` over the elements with
+    ``x <= 0`` (summed over every axis but the channel axis).
+    """
+
+    def forward(self, x: np.ndarray, a: np.ndarray) -> np.ndarray:
+        shape = (1, -1) + (1,) * (x.ndim - 2) if a.size > 1 else (1,) * x.ndim
+        self.a_shape = a.shape
+        a_b = a.reshape(shape) if x.ndim else a.reshape(())
+        pos = x > 0
+        self.save_for_backward(x, pos, a_b)
+        return np.where(pos, x, a_b * x).astype(x.dtype, copy=False)
+
+    def backward(self, grad: np.ndarray) -> tuple:
+        x, pos, a_b = self.saved
+        nx, na = self.needs_input_grad
+        dx = np.where(pos, grad, a_b * grad).astype(grad.dtype, copy=False) if nx else None
+        da = None
+        if na:
+            neg = np.where(pos, 0, grad * x)
+            per_channel = self.a_shape[0] > 1
+            axes = tuple(i for i in range(neg.ndim) if not (per_channel and i == 1))
+            da = neg.sum(axis=axes).reshape(self.a_shape).astype(grad.dtype, copy=False)
+        return dx, da
+
+
 def _stable_sigmoid(x: np.ndarray) -> np.ndarray:
     # exp of a non-positive number only: no overflow at |x| = 1000
     e = np.exp(-np.abs(x))
@@ -199,6 +228,32 @@ def add_relu(a: Tensor, b: Tensor) -> Tensor:
 def leaky_relu(input: Tensor, negative_slope: float = 0.01, inplace: bool = False) -> Tensor:
     """Leaky ReLU, elementwise."""
     return LeakyReLU.apply(input, negative_slope=negative_slope)
+
+
+def prelu(input: Tensor, weight: Tensor) -> Tensor:
+    """Parametric ReLU: ``x if x > 0 else weight * x``.
+
+    Parameters
+    ----------
+    input : Tensor, shape (N, C, *) or (N,) or a scalar
+    weight : Tensor, shape (1,) or (C,) (one slope per channel, axis 1)
+
+    Returns
+    -------
+    Tensor, the input's shape
+    """
+    for name, t in (("input", input), ("weight", weight)):
+        if not isinstance(t, Tensor):
+            raise TypeError(f"prelu: {name} must be a cnnkit Tensor; got {type(t).__name__}")
+    if weight.ndim != 1:
+        raise ValueError(f"prelu: expected weight of shape (1,) or (C,); got {tuple(weight.shape)}")
+    channels = input.shape[1] if input.ndim >= 2 else 1
+    if weight.shape[0] not in (1, channels):
+        raise ValueError(
+            f"prelu: weight has {weight.shape[0]} slopes but input {tuple(input.shape)} has "
+            f"{channels} channels (axis 1); give 1 or {channels}"
+        )
+    return PReLU.apply(input, weight)
 
 
 def sigmoid(input: Tensor) -> Tensor:

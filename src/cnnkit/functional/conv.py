@@ -1,4 +1,5 @@
-"""Convolution (shared weights) and locally connected (unshared weights) layers.
+"""Convolution (shared weights), its transpose, and locally connected (unshared
+weights) layers.
 
 The maths of each op reads here. A convolution is im2col plus a matrix product: the
 input is seen through a strided view of all its windows, copied into GEMM layout once,
@@ -35,11 +36,13 @@ from cnnkit.tensor import Tensor
 __all__ = [
     "Conv2d",
     "ConvGeometry",
+    "ConvTranspose2d",
     "LocallyConnected2d",
     "conv2d",
     "conv2d_reference",
     "conv2d_reference_backward",
     "conv_output_size",
+    "conv_transpose2d",
     "locally_connected2d",
     "resolve_padding",
 ]
@@ -208,6 +211,133 @@ def conv2d(
     out_hw = spatial_output(x.shape, (kh, kw), st, dl, pads, where)
     geom = ConvGeometry(tuple(x.shape), tuple(weight.shape), st, pads, dl, int(groups), out_hw)
     out = Conv2d.apply(x, weight, bias, geom=geom)
+    return out.squeeze(0) if unbatched else out
+
+
+class ConvTranspose2d(Function):
+    """Transposed convolution: the adjoint of the convolution ``conv`` described by
+    ``geom`` (whose input is this op's output and whose output is this op's input).
+
+    Forward is ``conv``'s input gradient applied to ``x`` (``col2im(W^T @ x)``, cropped
+    by the padding), plus the bias. Backward: ``dx = conv(g)`` (the convolution's
+    forward on the output gradient), ``dW`` is ``conv``'s weight gradient with ``g`` as
+    its input and ``x`` as its output gradient, ``db = sum g``. The same reference and
+    fast paths as :class:`Conv2d` run each step.
+    """
+
+    version_checked = (1,)
+
+    def forward(
+        self, x: np.ndarray, w: np.ndarray, b: np.ndarray | None, geom: ConvGeometry
+    ) -> np.ndarray:
+        self.path = _path(x.dtype)
+        out = self.path.backward(x, None, w, geom, (True, False, False))[0]
+        if b is not None:
+            out = out + b.reshape(1, -1, 1, 1)
+        self.save_for_backward(x if self.needs_input_grad[1] else None, w)
+        self.geom = geom
+        return out
+
+    def infer(self, x: np.ndarray, w: np.ndarray, b: Any, geom: ConvGeometry) -> tuple:
+        return geom.x_shape, np.result_type(x, w)
+
+    def backward(self, grad: np.ndarray) -> tuple:
+        x, w = self.saved
+        need_x, need_w, need_b = self.needs_input_grad
+        dx = dw = db = None
+        if need_x or need_w:
+            # the convolution of the output gradient: dx, and its padded input for dW
+            conv_out, gp = self.path.forward(grad, w, None, self.geom)
+            dx = conv_out if need_x else None
+            if need_w:
+                dw = self.path.backward(x, gp, w, self.geom, (False, True, False))[1]
+        if need_b:
+            db = grad.sum(axis=(0, 2, 3))
+        return dx, dw, db
+
+
+def conv_transpose_output_size(
+    size: int, kernel: int, stride: int = 1, padding: int = 0, output_padding: int = 0,
+    dilation: int = 1,
+) -> int:  # fmt: skip
+    """Output length of a transposed convolution:
+    ``(H - 1) * S - 2P + D * (K - 1) + output_padding + 1``."""
+    return (size - 1) * stride - 2 * padding + dilation * (kernel - 1) + output_padding + 1
+
+
+def conv_transpose2d(
+    input: Tensor,
+    weight: Tensor,
+    bias: Tensor | None = None,
+    stride: int | Pair = 1,
+    padding: int | Pair = 0,
+    output_padding: int | Pair = 0,
+    groups: int = 1,
+    dilation: int | Pair = 1,
+) -> Tensor:
+    """2-D transposed convolution ("deconvolution"), PyTorch's argument order.
+
+    Parameters
+    ----------
+    input : Tensor, shape (N, C_in, H, W) or (C_in, H, W)
+    weight : Tensor, shape (C_in, C_out / groups, KH, KW)
+    bias : Tensor, shape (C_out,), optional
+    stride, dilation : int or (int, int)
+    padding : int or (int, int)
+        Rows/columns removed from each border of the full output.
+    output_padding : int or (int, int)
+        Rows/columns added at the bottom/right (smaller than the stride or the dilation),
+        to reach the sizes a strided convolution maps to the same output size.
+    groups : int
+
+    Returns
+    -------
+    Tensor, shape (N, C_out, OH, OW) with
+    ``OH = (H - 1) * S - 2P + D * (KH - 1) + output_padding + 1``.
+    """
+    where = "conv_transpose2d"
+    _check_float(weight, "weight", where)
+    if weight.ndim != 4:
+        raise ValueError(
+            f"{where}: expected weight (C_in, C_out/groups, KH, KW); got {tuple(weight.shape)}"
+        )
+    if isinstance(groups, bool) or not isinstance(groups, (int, np.integer)) or groups < 1:
+        raise ValueError(f"{where}: groups must be a positive int; got {groups!r}")
+    cin, cog, kh, kw = weight.shape
+    if cin % groups:
+        raise ValueError(f"{where}: in_channels {cin} is not divisible by groups {groups}")
+    x, unbatched = _batched(input, where, cin, weight.shape)
+    if x.dtype != weight.dtype:
+        raise TypeError(
+            f"{where}: input dtype {x.dtype} does not match weight dtype {weight.dtype}"
+        )
+    st = pair(stride, "stride", where, 1)
+    dl = pair(dilation, "dilation", where, 1)
+    pd = pair(padding, "padding", where)
+    op = pair(output_padding, "output_padding", where)
+    for i in range(2):
+        if op[i] >= max(st[i], dl[i]):
+            raise ValueError(
+                f"{where}: output_padding {op} must be smaller than the stride {st} or the "
+                f"dilation {dl} in each dimension"
+            )
+    n, _, h, w = x.shape
+    out_hw = tuple(
+        conv_transpose_output_size((h, w)[i], (kh, kw)[i], st[i], pd[i], op[i], dl[i])
+        for i in range(2)
+    )
+    if min(out_hw) < 1:
+        raise ValueError(
+            f"{where}: output size {out_hw} is not positive for input {tuple(x.shape)}, "
+            f"kernel {kh}x{kw}, stride {st}, padding {pd}, dilation {dl}"
+        )
+    oc = cog * groups
+    if bias is not None and tuple(bias.shape) != (oc,):
+        raise ValueError(f"{where}: expected bias ({oc},); got {tuple(bias.shape)}")
+    # the convolution whose input gradient this is: (N, C_out, OH, OW) -> (N, C_in, H, W)
+    pads = (pd[0], pd[0], pd[1], pd[1])
+    geom = ConvGeometry((n, oc, *out_hw), tuple(weight.shape), st, pads, dl, int(groups), (h, w))
+    out = ConvTranspose2d.apply(x, weight, bias, geom=geom)
     return out.squeeze(0) if unbatched else out
 
 

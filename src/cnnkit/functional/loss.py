@@ -459,6 +459,15 @@ class Huber(_Elementwise):
         return np.clip(x - t, -delta, delta)
 
 
+def _legacy(size_average: Any, reduce: Any, where: str) -> None:
+    """PyTorch's deprecated ``size_average`` / ``reduce`` arguments: refused, by name."""
+    if size_average is not None or reduce is not None:
+        raise ValueError(
+            f"{where}: size_average and reduce are deprecated in PyTorch and not supported; "
+            "use reduction='mean', 'sum' or 'none'"
+        )
+
+
 def _check_kl_reduction(reduction: str, where: str) -> None:
     if reduction not in (*_REDUCTIONS, "batchmean"):
         raise ValueError(
@@ -473,10 +482,10 @@ def _float_input(input: Any, where: str) -> None:
 
 
 def _positive(value: Any, name: str, where: str, allow_zero: bool) -> float:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and np.isfinite(value)
     if not ok or value < 0 or (value == 0 and not allow_zero):
         bound = ">= 0" if allow_zero else "> 0"
-        raise ValueError(f"{where}: {name} must be a number {bound}, got {value!r}")
+        raise ValueError(f"{where}: {name} must be a finite number {bound}, got {value!r}")
     return float(value)
 
 
@@ -502,8 +511,7 @@ def kl_div(
         ``input.shape[0]``; ``'mean'`` divides by the number of elements.
     """
     where = "kl_div"
-    if size_average is not None or reduce is not None:
-        raise ValueError(f"{where}: size_average/reduce are deprecated; use reduction=")
+    _legacy(size_average, reduce, where)
     _check_kl_reduction(reduction, where)
     _float_input(input, where)
     t = _target(target, input, where)
@@ -529,8 +537,7 @@ def smooth_l1_loss(
         Where the loss turns linear (``>= 0``; ``0`` is the L1 loss).
     """
     where = "smooth_l1_loss"
-    if size_average is not None or reduce is not None:
-        raise ValueError(f"{where}: size_average/reduce are deprecated; use reduction=")
+    _legacy(size_average, reduce, where)
     _check_reduction(reduction, where)
     _float_input(input, where)
     b = _positive(beta, "beta", where, allow_zero=True)

@@ -1,6 +1,7 @@
-"""Batch normalisation over the batch (and spatial) axes, per channel.
+"""Normalisation: batch normalisation over the batch (and spatial) axes per channel;
+layer and group normalisation over the axes of each sample.
 
-The equations are :func:`batch_norm_reference` (forward) and
+Batch normalisation's equations are :func:`batch_norm_reference` (forward) and
 :func:`batch_norm_reference_backward`; float32 images run the compiled one-pass kernels
 of :mod:`cnnkit.functional._fast.norm` through the same signatures.
 """
@@ -350,3 +351,184 @@ def normalize(
     x = input if input.ndim else input.reshape(1)
     y = Normalize.apply(x, p=float(p), dim=int(dim) % nd, eps=float(eps))
     return y if input.ndim else y.reshape(())
+
+
+def _standardize(x: np.ndarray, axes: tuple[int, ...], eps: float) -> tuple[np.ndarray, np.ndarray]:
+    """``xh = (x - mean) * invstd`` over ``axes`` (biased variance); returns ``xh`` and
+    ``invstd`` (kept dims)."""
+    mean = x.mean(axis=axes, keepdims=True)
+    centred = x - mean
+    var = (centred * centred).mean(axis=axes, keepdims=True)
+    invstd = 1.0 / np.sqrt(var + eps)
+    return centred * invstd, invstd
+
+
+def _standardize_backward(
+    dxh: np.ndarray, xh: np.ndarray, invstd: np.ndarray, axes: tuple[int, ...]
+) -> np.ndarray:
+    """Input gradient of :func:`_standardize` given ``dxh = dL/dxh``:
+    ``dx = invstd * (dxh - mean(dxh) - xh * mean(dxh * xh))``, means over ``axes``."""
+    m1 = dxh.mean(axis=axes, keepdims=True)
+    m2 = (dxh * xh).mean(axis=axes, keepdims=True)
+    return invstd * (dxh - m1 - xh * m2)
+
+
+class LayerNorm(Function):
+    """``y = gamma * xh + beta`` with ``xh`` the input standardised over its last ``k``
+    axes (one mean and variance per leading index); ``gamma``, ``beta`` have the shape of
+    those ``k`` axes.
+
+    Backward: ``dgamma = sum g * xh``, ``dbeta = sum g`` over the leading axes;
+    ``dx = invstd * (d - mean(d) - xh * mean(d * xh))`` with ``d = g * gamma``, the means
+    over the normalised axes.
+    """
+
+    def forward(self, x: np.ndarray, gamma: np.ndarray | None, beta: np.ndarray | None,
+                k: int, eps: float) -> np.ndarray:  # fmt: skip
+        axes = tuple(range(x.ndim - k, x.ndim))
+        xh, invstd = _standardize(x, axes, eps)
+        out = xh * gamma if gamma is not None else xh.copy()
+        if beta is not None:
+            out += beta
+        self.axes = axes
+        self.save_for_backward(xh, invstd, gamma)
+        return out.astype(x.dtype, copy=False)
+
+    def backward(self, grad: np.ndarray) -> tuple:
+        xh, invstd, gamma = self.saved
+        nx, ng, nb = self.needs_input_grad
+        lead = tuple(range(grad.ndim - len(self.axes)))
+        dx = None
+        if nx:
+            d = grad * gamma if gamma is not None else grad
+            dx = _standardize_backward(d, xh, invstd, self.axes)
+        dgamma = (grad * xh).sum(axis=lead) if ng else None
+        dbeta = grad.sum(axis=lead) if nb else None
+        return dx, dgamma, dbeta
+
+
+def _check_affine(t: Any, shape: tuple[int, ...], name: str, where: str, x_shape: tuple) -> None:
+    if t is not None and tuple(t.shape) != shape:
+        raise ValueError(
+            f"{where}: expected {name} of shape {shape} for input {x_shape}; got {tuple(t.shape)}"
+        )
+
+
+def layer_norm(
+    input: Tensor,
+    normalized_shape: int | tuple[int, ...] | list[int],
+    weight: Tensor | None = None,
+    bias: Tensor | None = None,
+    eps: float = 1e-5,
+) -> Tensor:
+    """Layer normalisation: standardise over the last ``len(normalized_shape)`` axes of
+    each sample, then scale and shift elementwise.
+
+    Parameters
+    ----------
+    input : Tensor, shape (*, *normalized_shape)
+    normalized_shape : int or tuple of int
+        The trailing shape to normalise over.
+    weight, bias : Tensor, shape normalized_shape, optional
+    eps : float
+        Added to the variance.
+
+    Returns
+    -------
+    Tensor, the input's shape
+    """
+    where = "layer_norm"
+    shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+    k = len(shape)
+    if not isinstance(input, Tensor):
+        raise TypeError(f"{where}: input must be a cnnkit Tensor; got {type(input).__name__}")
+    if input.dtype.kind != "f":
+        raise TypeError(f"{where}: expected a floating input; got dtype {input.dtype}")
+    if k == 0 or input.ndim < k or tuple(input.shape[input.ndim - k :]) != shape:
+        raise ValueError(
+            f"{where}: expected input of shape (*, {', '.join(map(str, shape))}) "
+            f"(normalized_shape={shape}); got {tuple(input.shape)}"
+        )
+    _check_affine(weight, shape, "weight", where, tuple(input.shape))
+    _check_affine(bias, shape, "bias", where, tuple(input.shape))
+    return LayerNorm.apply(input, weight, bias, k=k, eps=float(eps))
+
+
+class GroupNorm(Function):
+    """``y = gamma_c * xh + beta_c`` with ``xh`` standardised over each group of
+    ``C / G`` channels and all spatial positions of one sample; ``gamma``, ``beta`` (C,).
+
+    Backward as :class:`LayerNorm` over the group axes: with ``d = g * gamma_c`` reshaped
+    to ``(N, G, -1)``, ``dx = invstd * (d - mean(d) - xh * mean(d * xh))``;
+    ``dgamma_c = sum g * xh``, ``dbeta_c = sum g`` over the batch and spatial axes.
+    """
+
+    def forward(self, x: np.ndarray, gamma: np.ndarray | None, beta: np.ndarray | None,
+                groups: int, eps: float) -> np.ndarray:  # fmt: skip
+        n = x.shape[0]
+        xh, invstd = _standardize(x.reshape(n, groups, -1), (2,), eps)
+        xh = xh.reshape(x.shape)
+        cshape = (1, -1) + (1,) * (x.ndim - 2)
+        out = xh * gamma.reshape(cshape) if gamma is not None else xh.copy()
+        if beta is not None:
+            out += beta.reshape(cshape)
+        self.groups = groups
+        self.save_for_backward(xh, invstd, gamma)
+        return out.astype(x.dtype, copy=False)
+
+    def backward(self, grad: np.ndarray) -> tuple:
+        xh, invstd, gamma = self.saved
+        nx, ng, nb = self.needs_input_grad
+        n = grad.shape[0]
+        cshape = (1, -1) + (1,) * (grad.ndim - 2)
+        axes = (0, *range(2, grad.ndim))
+        dx = None
+        if nx:
+            d = grad * gamma.reshape(cshape) if gamma is not None else grad
+            dx = _standardize_backward(
+                d.reshape(n, self.groups, -1), xh.reshape(n, self.groups, -1), invstd, (2,)
+            ).reshape(grad.shape)
+        dgamma = (grad * xh).sum(axis=axes) if ng else None
+        dbeta = grad.sum(axis=axes) if nb else None
+        return dx, dgamma, dbeta
+
+
+def group_norm(
+    input: Tensor,
+    num_groups: int,
+    weight: Tensor | None = None,
+    bias: Tensor | None = None,
+    eps: float = 1e-5,
+) -> Tensor:
+    """Group normalisation: standardise each sample over groups of ``C / num_groups``
+    channels (and all their positions), then scale and shift per channel.
+
+    Parameters
+    ----------
+    input : Tensor, shape (N, C, *)
+    num_groups : int, divides C
+    weight, bias : Tensor, shape (C,), optional
+    eps : float
+
+    Returns
+    -------
+    Tensor, the input's shape
+    """
+    where = "group_norm"
+    if not isinstance(input, Tensor):
+        raise TypeError(f"{where}: input must be a cnnkit Tensor; got {type(input).__name__}")
+    if input.dtype.kind != "f":
+        raise TypeError(f"{where}: expected a floating input; got dtype {input.dtype}")
+    if input.ndim < 2:
+        raise ValueError(f"{where}: expected input (N, C, *); got {tuple(input.shape)}")
+    c = input.shape[1]
+    if isinstance(num_groups, bool) or not isinstance(num_groups, (int, np.integer)):
+        raise TypeError(f"{where}: num_groups must be an int; got {num_groups!r}")
+    if num_groups < 1 or c % num_groups:
+        raise ValueError(
+            f"{where}: num_groups={num_groups} must be positive and divide the {c} channels "
+            f"of input {tuple(input.shape)}"
+        )
+    _check_affine(weight, (c,), "weight", where, tuple(input.shape))
+    _check_affine(bias, (c,), "bias", where, tuple(input.shape))
+    return GroupNorm.apply(input, weight, bias, groups=int(num_groups), eps=float(eps))

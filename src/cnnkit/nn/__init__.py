@@ -1,7 +1,7 @@
 """``cnnkit.nn``: Module, Parameter, layers, losses and initialisation (PyTorch's names)."""
 
 from cnnkit.nn import functional, init, parallel, utils
-from cnnkit.nn.container import ModuleDict, ModuleList, Sequential
+from cnnkit.nn.container import ModuleDict, ModuleList, ParameterList, Sequential
 from cnnkit.nn.detection import YOLOv1Loss
 from cnnkit.nn.layers import (
     ELU,
@@ -15,6 +15,7 @@ from cnnkit.nn.layers import (
     LeakyReLU,
     LogSoftmax,
     MaxPool2d,
+    PReLU,
     ReLU,
     ReLU6,
     Sigmoid,
@@ -22,9 +23,10 @@ from cnnkit.nn.layers import (
     Softmax,
     Softmax2d,
     Tanh,
+    Upsample,
 )
 from cnnkit.nn.lazy import LazyConv2d, LazyLinear
-from cnnkit.nn.linear import Conv2d, Identity, Linear, LocallyConnected2d
+from cnnkit.nn.linear import Conv2d, ConvTranspose2d, Identity, Linear, LocallyConnected2d
 from cnnkit.nn.loss import (
     BCELoss,
     BCEWithLogitsLoss,
@@ -37,8 +39,10 @@ from cnnkit.nn.loss import (
     SmoothL1Loss,
 )
 from cnnkit.nn.module import Module, Parameter
-from cnnkit.nn.norm import BatchNorm1d, BatchNorm2d, SyncBatchNorm
+from cnnkit.nn.norm import BatchNorm1d, BatchNorm2d, GroupNorm, LayerNorm, SyncBatchNorm
+from cnnkit.nn.padding import ConstantPad2d, ZeroPad2d
 from cnnkit.nn.parallel import DataParallel
+from cnnkit.nn.sparse import Embedding
 
 __all__ = [
     "ELU",
@@ -50,16 +54,21 @@ __all__ = [
     "BCEWithLogitsLoss",
     "BatchNorm1d",
     "BatchNorm2d",
+    "ConstantPad2d",
     "Conv2d",
+    "ConvTranspose2d",
     "CrossEntropyLoss",
     "DataParallel",
     "Dropout",
     "Dropout2d",
+    "Embedding",
     "Flatten",
+    "GroupNorm",
     "HuberLoss",
     "Identity",
     "KLDivLoss",
     "L1Loss",
+    "LayerNorm",
     "LazyConv2d",
     "LazyLinear",
     "LeakyReLU",
@@ -72,7 +81,9 @@ __all__ = [
     "ModuleDict",
     "ModuleList",
     "NLLLoss",
+    "PReLU",
     "Parameter",
+    "ParameterList",
     "ReLU",
     "ReLU6",
     "Sequential",
@@ -83,7 +94,9 @@ __all__ = [
     "Softmax2d",
     "SyncBatchNorm",
     "Tanh",
+    "Upsample",
     "YOLOv1Loss",
+    "ZeroPad2d",
     "functional",
     "init",
     "parallel",

@@ -1,4 +1,4 @@
-"""Containers: Sequential, ModuleList, ModuleDict."""
+"""Containers: Sequential, ModuleList, ModuleDict, ParameterList."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from cnnkit.functional.activation import relu as relu_fn
 from cnnkit.functional.conv import conv2d
 from cnnkit.nn.layers import MaxPool2d, ReLU
 from cnnkit.nn.linear import Conv2d, Linear
-from cnnkit.nn.module import Module
+from cnnkit.nn.module import Module, Parameter
 from cnnkit.nn.norm import BatchNorm2d, _BatchNorm
 from cnnkit.tensor import Tensor
 
@@ -236,3 +236,56 @@ class ModuleDict(Module):
 
     def items(self) -> Iterable[tuple[str, Module]]:
         return self._modules.items()
+
+
+class ParameterList(Module):
+    """A list of parameters registered under the names ``0``, ``1``, ... (a tensor that is
+    not a Parameter is wrapped in one, as PyTorch does)."""
+
+    def __init__(self, values: Iterable[Any] | None = None) -> None:
+        super().__init__()
+        for v in values or ():
+            self.append(v)
+
+    @staticmethod
+    def _as_parameter(value: Any) -> Parameter:
+        if isinstance(value, Parameter):
+            return value
+        if isinstance(value, Tensor):
+            return Parameter(value)
+        raise TypeError(
+            f"ParameterList: expected a Parameter or Tensor; got {type(value).__name__}"
+        )
+
+    def append(self, value: Any) -> ParameterList:
+        self.register_parameter(str(len(self)), self._as_parameter(value))
+        return self
+
+    def extend(self, values: Iterable[Any]) -> ParameterList:
+        for v in values:
+            self.append(v)
+        return self
+
+    def __len__(self) -> int:
+        return len(self._parameters)
+
+    def __iter__(self) -> Iterator[Parameter]:
+        return iter(self._parameters.values())
+
+    def _key(self, idx: int) -> str:
+        n = len(self)
+        if not -n <= idx < n:
+            raise IndexError(f"ParameterList: index {idx} is out of range for {n} parameters")
+        return str(idx % n)
+
+    def __getitem__(self, idx: int) -> Parameter:
+        return self._parameters[self._key(idx)]
+
+    def __setitem__(self, idx: int, value: Any) -> None:
+        self.register_parameter(self._key(idx), self._as_parameter(value))
+
+    def extra_repr(self) -> str:
+        return "\n".join(
+            f"({k}): Parameter containing: [{p.dtype} of size {tuple(p.shape)}]"
+            for k, p in self._parameters.items()
+        )

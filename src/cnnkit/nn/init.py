@@ -6,6 +6,7 @@ All draws use the global generator (``ck.manual_seed``).
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 
@@ -126,3 +127,89 @@ def default_init(weight: Tensor, bias: Tensor | None, fan_in: int | None = None)
     if bias is not None:
         bound = 1.0 / math.sqrt(fan_in) if fan_in > 0 else 0.0
         uniform_(bias, -bound, bound)
+
+
+def _rng(generator: Any, where: str) -> np.random.Generator:
+    from cnnkit.torch_functions import _rng_of
+
+    return _rng_of(generator, where)
+
+
+def orthogonal_(tensor: Tensor, gain: float = 1.0, generator: Any = None) -> Tensor:
+    """Fill with a (semi-)orthogonal matrix times ``gain`` (Saxe et al. 2013).
+
+    The tensor is seen as ``(rows, cols) = (size(0), numel / size(0))``; a Gaussian
+    matrix of the taller of that shape and its transpose is QR-factorised and ``Q`` (its
+    columns' signs fixed by ``R``'s diagonal, so that ``Q`` is uniformly distributed) is
+    used: ``rows <= cols`` gives orthonormal rows, otherwise orthonormal columns.
+
+    Parameters
+    ----------
+    tensor : Tensor, at least 2 dims
+    gain : float
+    generator : cnnkit.Generator, optional
+    """
+    if tensor.ndim < 2:
+        raise ValueError(
+            f"orthogonal_: only tensors with 2 or more dimensions are supported; got shape "
+            f"{tuple(tensor.shape)}"
+        )
+    if backend.is_meta(tensor) or tensor.numel() == 0:
+        return tensor
+    rows = tensor.shape[0]
+    cols = tensor.numel() // rows
+    a = _rng(generator, "orthogonal_").standard_normal((max(rows, cols), min(rows, cols)))
+    q, r = np.linalg.qr(a)
+    q *= np.sign(np.diag(r))  # a zero diagonal entry has probability 0
+    if rows < cols:
+        q = q.T
+    return _fill(tensor, gain * q.reshape(tensor.shape))
+
+
+def trunc_normal_(
+    tensor: Tensor,
+    mean: float = 0.0,
+    std: float = 1.0,
+    a: float = -2.0,
+    b: float = 2.0,
+    generator: Any = None,
+) -> Tensor:
+    """Fill with ``N(mean, std^2)`` conditioned on ``[a, b]`` (``a``, ``b`` are values,
+    not numbers of standard deviations, as in PyTorch).
+
+    Drawn exactly by rejection: normal draws outside ``[a, b]`` are drawn again. The
+    interval must hold at least 1e-4 of the distribution's mass (e.g. ``a`` no further
+    than 3.7 std beyond the mean when ``b`` is infinite).
+
+    Parameters
+    ----------
+    tensor : Tensor
+    mean, std : float (``std > 0``)
+    a, b : float, ``a < b``
+    generator : cnnkit.Generator, optional
+    """
+    where = "trunc_normal_"
+    if not std > 0:
+        raise ValueError(f"{where}: std must be positive; got {std}")
+    if not a < b:
+        raise ValueError(f"{where}: expected a < b; got a={a}, b={b}")
+    lo, hi = (a - mean) / std, (b - mean) / std
+    mass = 0.5 * (math.erf(hi / math.sqrt(2)) - math.erf(lo / math.sqrt(2)))
+    if mass < 1e-4:
+        raise ValueError(
+            f"{where}: [a, b] = [{a}, {b}] holds only {mass:.2g} of N({mean}, {std}^2)'s "
+            "mass (at least 1e-4 needed); move the interval towards the mean"
+        )
+    if backend.is_meta(tensor):
+        return tensor
+    rng = _rng(generator, where)
+    n = tensor.numel()
+    out = np.empty(n, dtype=np.float64)
+    filled = 0
+    while filled < n:
+        need = n - filled
+        z = rng.standard_normal(int(need / mass * 1.1) + 16)
+        z = z[(z >= lo) & (z <= hi)][:need]
+        out[filled : filled + z.size] = z
+        filled += z.size
+    return _fill(tensor, (mean + std * out).reshape(tensor.shape))

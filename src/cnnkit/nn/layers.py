@@ -1,4 +1,4 @@
-"""Parameter-free layers: pooling, activations, dropout, flatten."""
+"""Pooling, activations (PReLU with its learned slopes), dropout, flatten."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ from typing import Any
 
 from cnnkit.functional import activation as A
 from cnnkit.functional import pool as P
-from cnnkit.nn._util import check_input
+from cnnkit.functional.resize import interpolate
+from cnnkit.nn._util import check_input, empty_param
 from cnnkit.nn.module import Module
 from cnnkit.tensor import Tensor
 
@@ -327,3 +328,77 @@ class ReLU6(Module):
 
     def forward(self, input: Tensor) -> Tensor:
         return A.relu6(input)
+
+
+class PReLU(Module):
+    """``x if x > 0 else a * x`` with learned slopes ``a``: ``num_parameters`` 1 (one
+    shared slope) or ``C`` (one per channel, axis 1), each initialised to ``init``.
+
+    Parameters: ``weight`` of shape ``(num_parameters,)``.
+    """
+
+    _samplewise = True
+
+    def __init__(
+        self, num_parameters: int = 1, init: float = 0.25, device: Any = None, dtype: Any = None
+    ) -> None:
+        super().__init__()
+        if isinstance(num_parameters, bool) or not isinstance(num_parameters, int):
+            raise TypeError(f"PReLU: num_parameters must be an int; got {num_parameters!r}")
+        if num_parameters < 1:
+            raise ValueError(f"PReLU: num_parameters must be positive; got {num_parameters}")
+        self.num_parameters = num_parameters
+        self.init = float(init)
+        self.weight = empty_param((num_parameters,), dtype, device, "PReLU")
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        from cnnkit.nn import init
+
+        init.constant_(self.weight, self.init)
+
+    def forward(self, input: Tensor) -> Tensor:
+        return A.prelu(input, self.weight)
+
+    def extra_repr(self) -> str:
+        return f"num_parameters={self.num_parameters}"
+
+
+class Upsample(Module):
+    """Resize ``(N, C, H, W)`` images to ``size`` or by ``scale_factor`` with ``mode``
+    ``'nearest'`` or ``'bilinear'`` (:func:`~cnnkit.functional.resize.interpolate`)."""
+
+    _samplewise = True
+
+    def __init__(
+        self,
+        size: int | tuple[int, int] | None = None,
+        scale_factor: float | tuple[float, float] | None = None,
+        mode: str = "nearest",
+        align_corners: bool | None = None,
+        recompute_scale_factor: bool | None = None,
+    ) -> None:
+        super().__init__()
+        if (size is None) == (scale_factor is None):
+            raise ValueError("Upsample: give exactly one of size and scale_factor")
+        if mode not in ("nearest", "bilinear"):
+            raise ValueError(f"Upsample: mode must be 'nearest' or 'bilinear'; got {mode!r}")
+        if mode == "nearest" and align_corners is not None:
+            raise ValueError("Upsample: align_corners can only be set with mode='bilinear'")
+        self.size = size
+        if isinstance(scale_factor, (tuple, list)):
+            self.scale_factor: Any = tuple(float(f) for f in scale_factor)
+        else:
+            self.scale_factor = None if scale_factor is None else float(scale_factor)
+        self.mode = mode
+        self.align_corners = align_corners
+        self.recompute_scale_factor = recompute_scale_factor
+
+    def forward(self, input: Tensor) -> Tensor:
+        check_input(input, self, (4,), "(N, C, H, W)")
+        return interpolate(input, self.size, self.scale_factor, self.mode, self.align_corners,
+                           self.recompute_scale_factor)  # fmt: skip
+
+    def extra_repr(self) -> str:
+        what = f"scale_factor={self.scale_factor!r}" if self.size is None else f"size={self.size!r}"
+        return f"{what}, mode={self.mode!r}"

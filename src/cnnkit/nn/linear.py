@@ -1,11 +1,17 @@
-"""Fully connected, convolutional and locally connected layers."""
+"""Fully connected, convolutional, transposed convolutional and locally connected layers."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from cnnkit.functional._windows import out_size, pair
-from cnnkit.functional.conv import conv2d, locally_connected2d, resolve_padding
+from cnnkit.functional.conv import (
+    conv2d,
+    conv_transpose2d,
+    conv_transpose_output_size,
+    locally_connected2d,
+    resolve_padding,
+)
 from cnnkit.functional.linear import linear
 from cnnkit.nn import init
 from cnnkit.nn._util import check_input, empty_param
@@ -185,6 +191,130 @@ class Conv2d(Module):
             )
         if self.dilation != (1, 1):
             s += f", dilation={self.dilation}"
+        if self.groups != 1:
+            s += f", groups={self.groups}"
+        if self.bias is None:
+            s += ", bias=False"
+        return s
+
+
+class ConvTranspose2d(Module):
+    """2-D transposed convolution: the gradient of a :class:`Conv2d` with respect to its
+    input, used to upsample (decoders, segmentation heads, GAN generators).
+
+    Parameters
+    ----------
+    in_channels, out_channels : int
+    kernel_size, stride, padding, output_padding, dilation : int or (int, int)
+    groups : int
+    bias : bool
+
+    Shapes: input ``(N, C_in, H, W)`` -> ``(N, C_out, OH, OW)`` with
+    ``OH = (H - 1) * S - 2P + D * (KH - 1) + output_padding + 1``; weight
+    ``(C_in, C_out/groups, KH, KW)`` (PyTorch's layout); bias ``(C_out,)``.
+    """
+
+    _samplewise = True
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int | tuple[int, int],
+        stride: int | tuple[int, int] = 1,
+        padding: int | tuple[int, int] = 0,
+        output_padding: int | tuple[int, int] = 0,
+        groups: int = 1,
+        bias: bool = True,
+        dilation: int | tuple[int, int] = 1,
+        padding_mode: str = "zeros",
+        device: Any = None,
+        dtype: Any = None,
+    ) -> None:
+        super().__init__()
+        where = "ConvTranspose2d"
+        if in_channels < 1 or out_channels < 1:
+            raise ValueError(
+                f"{where}: channels must be positive; got {in_channels}, {out_channels}"
+            )
+        if groups < 1 or in_channels % groups or out_channels % groups:
+            raise ValueError(
+                f"{where}: groups={groups} must divide in_channels={in_channels} and "
+                f"out_channels={out_channels}"
+            )
+        if padding_mode != "zeros":
+            raise ValueError(
+                f"{where}: only padding_mode='zeros' is supported (as in PyTorch); "
+                f"got {padding_mode!r}"
+            )
+        self.in_channels = int(in_channels)
+        self.out_channels = int(out_channels)
+        self.kernel_size = pair(kernel_size, "kernel_size", where, 1)
+        self.stride = pair(stride, "stride", where, 1)
+        self.padding = pair(padding, "padding", where)
+        self.output_padding = pair(output_padding, "output_padding", where)
+        self.dilation = pair(dilation, "dilation", where, 1)
+        for i in range(2):
+            if self.output_padding[i] >= max(self.stride[i], self.dilation[i]):
+                raise ValueError(
+                    f"{where}: output_padding {self.output_padding} must be smaller than the "
+                    f"stride {self.stride} or the dilation {self.dilation} in each dimension"
+                )
+        self.groups = int(groups)
+        self.padding_mode = padding_mode
+        kh, kw = self.kernel_size
+        wshape = (in_channels, out_channels // groups, kh, kw)
+        _weight_and_bias(self, wshape, (out_channels,), bias, dtype, device)
+
+    def reset_parameters(self) -> None:
+        init.default_init(self.weight, self.bias)
+
+    def _output_padding(self, input: Tensor, output_size: Any) -> tuple[int, int]:
+        """PyTorch's rule: the output_padding that reaches ``output_size`` (its last two
+        entries), which must lie within one stride of the smallest output."""
+        if output_size is None:
+            return self.output_padding
+        size = tuple(int(s) for s in output_size)[-2:]
+        if len(size) != 2:
+            raise ValueError(f"{self!r}: output_size must end with (OH, OW); got {output_size}")
+        pads = []
+        for i in range(2):
+            least = conv_transpose_output_size(
+                input.shape[-2 + i], self.kernel_size[i], self.stride[i], self.padding[i], 0,
+                self.dilation[i],
+            )  # fmt: skip
+            extra = size[i] - least
+            if not 0 <= extra < max(self.stride[i], self.dilation[i]):
+                raise ValueError(
+                    f"{self!r}: output_size {size} is not reachable from input "
+                    f"{tuple(input.shape)}: each size must be in [{least}, "
+                    f"{least + max(self.stride[i], self.dilation[i]) - 1}] along dim {i}"
+                )
+            pads.append(extra)
+        return (pads[0], pads[1])
+
+    def forward(self, input: Tensor, output_size: Any = None) -> Tensor:
+        check_input(input, self, (3, 4), f"(N, {self.in_channels}, H, W)")
+        if input.shape[-3] != self.in_channels:
+            raise ValueError(
+                f"{self!r} expects input (N, {self.in_channels}, H, W); got {tuple(input.shape)}"
+            )
+        op = self._output_padding(input, output_size)
+        try:
+            return conv_transpose2d(input, self.weight, self.bias, self.stride, self.padding, op,
+                                    self.groups, self.dilation)  # fmt: skip
+        except ValueError as e:
+            raise ValueError(f"{self!r}: {e}") from None
+
+    def extra_repr(self) -> str:
+        s = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}"
+        s += f", stride={self.stride}"
+        if self.padding != (0, 0):
+            s += f", padding={self.padding}"
+        if self.dilation != (1, 1):
+            s += f", dilation={self.dilation}"
+        if self.output_padding != (0, 0):
+            s += f", output_padding={self.output_padding}"
         if self.groups != 1:
             s += f", groups={self.groups}"
         if self.bias is None:

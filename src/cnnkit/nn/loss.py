@@ -98,39 +98,40 @@ class NLLLoss(_Loss):
 
 
 class SmoothL1Loss(_Loss):
-    """Quadratic for errors below ``beta``, linear beyond (``F.smooth_l1_loss``)."""
+    """Quadratic for ``|input - target| < beta``, linear beyond (``beta = 0``: L1)."""
 
-    def __init__(self, reduction: str = "mean", beta: float = 1.0) -> None:
+    def __init__(self, size_average: Any = None, reduce: Any = None, reduction: str = "mean",
+                 beta: float = 1.0) -> None:  # fmt: skip
+        L._legacy(size_average, reduce, "SmoothL1Loss")
         super().__init__(reduction)
-        self.beta = beta
+        self.beta = float(beta)
 
     def forward(self, input: Tensor, target: Any) -> Tensor:
         return L.smooth_l1_loss(input, target, reduction=self.reduction, beta=self.beta)
 
 
 class HuberLoss(_Loss):
-    """Quadratic for errors up to ``delta``, ``delta``-sloped beyond (``F.huber_loss``)."""
+    """Quadratic for ``|input - target| <= delta``, ``delta``-sloped linear beyond."""
 
     def __init__(self, reduction: str = "mean", delta: float = 1.0) -> None:
         super().__init__(reduction)
-        self.delta = delta
+        self.delta = float(delta)
 
     def forward(self, input: Tensor, target: Any) -> Tensor:
         return L.huber_loss(input, target, reduction=self.reduction, delta=self.delta)
 
 
 class KLDivLoss(Module):
-    """KL divergence of the target distribution from the input's log-probabilities
-    (``F.kl_div``; ``reduction='batchmean'`` is the per-sample divergence)."""
+    """Kullback-Leibler divergence of ``target`` from ``input`` (log-probabilities);
+    ``reduction='batchmean'`` gives the per-sample divergence."""
 
-    def __init__(self, reduction: str = "mean", log_target: bool = False) -> None:
+    def __init__(self, size_average: Any = None, reduce: Any = None, reduction: str = "mean",
+                 log_target: bool = False) -> None:  # fmt: skip
         super().__init__()
+        L._legacy(size_average, reduce, "KLDivLoss")
         L._check_kl_reduction(reduction, "KLDivLoss")
         self.reduction = reduction
-        self.log_target = log_target
+        self.log_target = bool(log_target)
 
     def forward(self, input: Tensor, target: Any) -> Tensor:
         return L.kl_div(input, target, reduction=self.reduction, log_target=self.log_target)
-
-    def extra_repr(self) -> str:
-        return "" if self.reduction == "mean" else f"reduction={self.reduction!r}"

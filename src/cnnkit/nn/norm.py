@@ -1,4 +1,5 @@
-"""Batch normalisation layers with running statistics."""
+"""Normalisation layers: batch normalisation (running statistics), layer and group
+normalisation (statistics of each sample)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from cnnkit.backend import is_meta, meta_array
-from cnnkit.functional.norm import batch_norm, sync_batch_norm
+from cnnkit.functional.norm import batch_norm, group_norm, layer_norm, sync_batch_norm
 from cnnkit.nn import init
 from cnnkit.nn._util import check_input, empty_param
 from cnnkit.nn.module import Module
@@ -200,3 +201,111 @@ class SyncBatchNorm(_BatchNorm):
             if converted is not child:
                 setattr(module, name, converted)
         return module
+
+
+class LayerNorm(Module):
+    """Standardise each sample over its trailing ``normalized_shape`` axes, then scale and
+    shift elementwise (``weight`` ones, ``bias`` zeros, shape ``normalized_shape``).
+
+    Input ``(*, *normalized_shape)`` -> same shape.
+    """
+
+    _samplewise = True
+
+    def __init__(
+        self,
+        normalized_shape: int | tuple[int, ...] | list[int],
+        eps: float = 1e-5,
+        elementwise_affine: bool = True,
+        bias: bool = True,
+        device: Any = None,
+        dtype: Any = None,
+    ) -> None:
+        super().__init__()
+        shape = (normalized_shape,) if isinstance(normalized_shape, int) else normalized_shape
+        shape = tuple(shape)
+        if not shape or not all(isinstance(s, (int, np.integer)) and s >= 1 for s in shape):
+            raise ValueError(
+                f"LayerNorm: normalized_shape must be positive ints; got {normalized_shape!r}"
+            )
+        self.normalized_shape = tuple(int(s) for s in shape)
+        self.eps = float(eps)
+        self.elementwise_affine = bool(elementwise_affine)
+        if elementwise_affine:
+            self.weight = empty_param(self.normalized_shape, dtype, device, "LayerNorm")
+            init.ones_(self.weight)
+            if bias:
+                self.bias = empty_param(self.normalized_shape, dtype, device, "LayerNorm")
+            else:
+                self.register_parameter("bias", None)
+        else:
+            self.register_parameter("weight", None)
+            self.register_parameter("bias", None)
+
+    def forward(self, input: Tensor) -> Tensor:
+        try:
+            return layer_norm(input, self.normalized_shape, self.weight, self.bias, self.eps)
+        except ValueError as e:
+            raise ValueError(f"{self!r}: {e}") from None
+
+    def extra_repr(self) -> str:
+        return (
+            f"{self.normalized_shape}, eps={self.eps}, elementwise_affine="
+            f"{self.elementwise_affine}, bias={self.bias is not None}"
+        )
+
+
+class GroupNorm(Module):
+    """Standardise each sample over groups of ``num_channels / num_groups`` channels (and
+    all their positions), then scale and shift per channel (``weight`` ones, ``bias``
+    zeros, shape ``(num_channels,)``).
+
+    Input ``(N, num_channels, *)`` -> same shape.
+    """
+
+    _samplewise = True
+
+    def __init__(
+        self,
+        num_groups: int,
+        num_channels: int,
+        eps: float = 1e-5,
+        affine: bool = True,
+        device: Any = None,
+        dtype: Any = None,
+        *,
+        bias: bool = True,
+    ) -> None:
+        super().__init__()
+        if num_groups < 1 or num_channels < 1 or num_channels % num_groups:
+            raise ValueError(
+                f"GroupNorm: num_groups={num_groups} must be positive and divide "
+                f"num_channels={num_channels}"
+            )
+        self.num_groups = int(num_groups)
+        self.num_channels = int(num_channels)
+        self.eps = float(eps)
+        self.affine = bool(affine)
+        if affine:
+            self.weight = empty_param((num_channels,), dtype, device, "GroupNorm")
+            init.ones_(self.weight)
+            if bias:
+                self.bias = empty_param((num_channels,), dtype, device, "GroupNorm")
+            else:
+                self.register_parameter("bias", None)
+        else:
+            self.register_parameter("weight", None)
+            self.register_parameter("bias", None)
+
+    def forward(self, input: Tensor) -> Tensor:
+        expected = f"(N, {self.num_channels}, *)"
+        check_input(input, self, tuple(range(2, 9)), expected)
+        if input.shape[1] != self.num_channels:
+            raise ValueError(f"{self!r} expects input {expected}; got {tuple(input.shape)}")
+        return group_norm(input, self.num_groups, self.weight, self.bias, self.eps)
+
+    def extra_repr(self) -> str:
+        return (
+            f"{self.num_groups}, {self.num_channels}, eps={self.eps}, affine={self.affine}, "
+            f"bias={self.bias is not None}"
+        )

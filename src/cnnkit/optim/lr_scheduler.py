@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -11,12 +12,15 @@ from cnnkit.optim.optimizer import Optimizer
 
 __all__ = [
     "CosineAnnealingLR",
+    "CosineAnnealingWarmRestarts",
     "ExponentialLR",
     "LRScheduler",
     "LambdaLR",
+    "LinearLR",
     "MultiStepLR",
     "OneCycleLR",
     "ReduceLROnPlateau",
+    "SequentialLR",
     "StepLR",
 ]
 
@@ -99,6 +103,19 @@ class LRScheduler:
             group["lr"] = lr
         self._last_lr = [float(g["lr"]) for g in self.optimizer.param_groups]
 
+    def _closed_form_lr(self) -> list[float]:
+        """The learning rates of epoch ``last_epoch`` from the base rates alone (not from
+        the current ones); schedulers whose :meth:`get_lr` is recursive override it."""
+        return self.get_lr()
+
+    def _step_to(self, epoch: int) -> None:
+        """Jump to ``epoch`` and set its learning rates by the closed form (how
+        :class:`SequentialLR` restarts a scheduler at its milestone)."""
+        self.last_epoch = int(epoch)
+        for group, lr in zip(self.optimizer.param_groups, self._closed_form_lr(), strict=True):
+            group["lr"] = lr
+        self._last_lr = [float(g["lr"]) for g in self.optimizer.param_groups]
+
     def state_dict(self) -> dict[str, Any]:
         """Return the scheduler's state as a JSON-serialisable dict.
 
@@ -168,6 +185,9 @@ class StepLR(LRScheduler):
             return [g["lr"] for g in groups]
         return [g["lr"] * self.gamma for g in groups]
 
+    def _closed_form_lr(self) -> list[float]:
+        return [b * self.gamma ** (self.last_epoch // self.step_size) for b in self.base_lrs]
+
 
 class MultiStepLR(LRScheduler):
     """Multiply the learning rates by ``gamma`` at each milestone epoch.
@@ -205,6 +225,10 @@ class MultiStepLR(LRScheduler):
             return [g["lr"] for g in groups]
         return [g["lr"] * self.gamma**count for g in groups]
 
+    def _closed_form_lr(self) -> list[float]:
+        passed = bisect.bisect_right(self.milestones, self.last_epoch)
+        return [b * self.gamma**passed for b in self.base_lrs]
+
 
 class ExponentialLR(LRScheduler):
     """Multiply the learning rates by ``gamma`` every epoch.
@@ -231,6 +255,9 @@ class ExponentialLR(LRScheduler):
         if self.last_epoch == 0:
             return [g["lr"] for g in groups]
         return [g["lr"] * self.gamma for g in groups]
+
+    def _closed_form_lr(self) -> list[float]:
+        return [b * self.gamma**self.last_epoch for b in self.base_lrs]
 
 
 class CosineAnnealingLR(LRScheduler):
@@ -648,3 +675,269 @@ class OneCycleLR(LRScheduler):
                     break
                 start_step = end_step
         return lrs
+
+
+class LinearLR(LRScheduler):
+    """Scale the learning rates by a factor that moves linearly from ``start_factor`` to
+    ``end_factor`` over ``total_iters`` epochs, then stays at ``end_factor`` (warm-up):
+    ``lr_t = base * (s + (e - s) * min(t, T) / T)``.
+
+    As PyTorch, each step multiplies the current rate by ``f(t) / f(t - 1)`` (so it
+    composes with other schedulers on the same optimizer).
+
+    Parameters
+    ----------
+    optimizer : Optimizer
+        The wrapped optimizer.
+    start_factor : float in (0, 1]
+    end_factor : float in [0, 1]
+    total_iters : int
+        Epochs until ``end_factor`` is reached.
+    last_epoch : int
+        Index of the last epoch.
+    """
+
+    _state_keys = ("start_factor", "end_factor", "total_iters")
+
+    def __init__(
+        self,
+        optimizer: Optimizer,
+        start_factor: float = 1.0 / 3,
+        end_factor: float = 1.0,
+        total_iters: int = 5,
+        last_epoch: int = -1,
+    ) -> None:
+        if not 0 < start_factor <= 1:
+            raise ValueError(f"LinearLR: start_factor must be in (0, 1]; got {start_factor}")
+        if not 0 <= end_factor <= 1:
+            raise ValueError(f"LinearLR: end_factor must be in [0, 1]; got {end_factor}")
+        if int(total_iters) != total_iters or total_iters < 1:
+            raise ValueError(f"LinearLR: total_iters must be a positive integer; got {total_iters}")
+        self.start_factor = float(start_factor)
+        self.end_factor = float(end_factor)
+        self.total_iters = int(total_iters)
+        super().__init__(optimizer, last_epoch)
+
+    def get_lr(self) -> list[float]:
+        """Learning rates of epoch ``last_epoch`` from the current ones."""
+        groups = self.optimizer.param_groups
+        t, s, e, n = self.last_epoch, self.start_factor, self.end_factor, self.total_iters
+        if t == 0:
+            return [g["lr"] * s for g in groups]
+        if t > n:
+            return [g["lr"] for g in groups]
+        ratio = 1.0 + (e - s) / (n * s + (t - 1) * (e - s))  # f(t) / f(t - 1)
+        return [g["lr"] * ratio for g in groups]
+
+    def _closed_form_lr(self) -> list[float]:
+        s, e = self.start_factor, self.end_factor
+        frac = min(self.total_iters, self.last_epoch) / self.total_iters
+        return [b * (s + (e - s) * frac) for b in self.base_lrs]
+
+
+class CosineAnnealingWarmRestarts(LRScheduler):
+    r"""Cosine annealing with warm restarts (SGDR, Loshchilov & Hutter 2017).
+
+    .. math::
+
+        \eta = \eta_{min} + \frac{1}{2}(\eta_{base} - \eta_{min})
+            \left(1 + \cos\frac{T_{cur} \pi}{T_i}\right)
+
+    ``T_cur`` counts epochs since the last restart; a restart happens when it reaches
+    ``T_i``, and the next period is ``T_i * T_mult`` (the first is ``T_0``).
+    :meth:`step` may be given a (fractional) epoch, e.g. ``epoch + i / iters`` per batch.
+
+    Parameters
+    ----------
+    optimizer : Optimizer
+        The wrapped optimizer.
+    T_0 : int
+        Epochs of the first period (positive).
+    T_mult : int
+        Growth factor of the period after each restart (>= 1).
+    eta_min : float
+        Minimum learning rate.
+    last_epoch : int
+        Index of the last epoch.
+    """
+
+    _state_keys = ("T_0", "T_i", "T_mult", "T_cur", "eta_min")
+
+    def __init__(
+        self,
+        optimizer: Optimizer,
+        T_0: int,
+        T_mult: int = 1,
+        eta_min: float = 0.0,
+        last_epoch: int = -1,
+    ) -> None:
+        where = "CosineAnnealingWarmRestarts"
+        if isinstance(T_0, bool) or not isinstance(T_0, int) or T_0 < 1:
+            raise ValueError(f"{where}: T_0 must be a positive integer; got {T_0!r}")
+        if isinstance(T_mult, bool) or not isinstance(T_mult, int) or T_mult < 1:
+            raise ValueError(f"{where}: T_mult must be an integer >= 1; got {T_mult!r}")
+        self.T_0 = T_0
+        self.T_i = T_0
+        self.T_mult = T_mult
+        self.eta_min = float(eta_min)
+        self.T_cur: float = last_epoch
+        super().__init__(optimizer, last_epoch)
+
+    def get_lr(self) -> list[float]:
+        """Learning rates at ``T_cur`` epochs into the current period."""
+        factor = (1.0 + math.cos(math.pi * self.T_cur / self.T_i)) / 2.0
+        return [self.eta_min + (base - self.eta_min) * factor for base in self.base_lrs]
+
+    def step(self, epoch: float | None = None) -> None:
+        """Advance one epoch, or jump to ``epoch`` (may be fractional), and set the rates."""
+        if epoch is None and self.last_epoch < 0:
+            epoch = 0
+        if epoch is None:
+            self.T_cur += 1
+            if self.T_cur >= self.T_i:
+                self.T_cur -= self.T_i
+                self.T_i *= self.T_mult
+            self.last_epoch += 1
+        else:
+            if epoch < 0:
+                raise ValueError(f"CosineAnnealingWarmRestarts: epoch must be >= 0; got {epoch}")
+            self._place(epoch)
+            self.last_epoch = math.floor(epoch)
+        self._step_count += 1
+        for group, lr in zip(self.optimizer.param_groups, self.get_lr(), strict=True):
+            group["lr"] = lr
+        self._last_lr = [float(g["lr"]) for g in self.optimizer.param_groups]
+
+    def _place(self, epoch: float) -> None:
+        """Set ``T_i`` and ``T_cur`` for an absolute ``epoch``: with ``T_mult = m > 1`` the
+        periods ``T_0 m^k`` end at ``T_0 (m^(k+1) - 1) / (m - 1)``, so ``epoch`` lies in
+        period ``n = floor(log_m(epoch (m - 1) / T_0 + 1))``."""
+        t0, m = self.T_0, self.T_mult
+        if epoch < t0:
+            self.T_i, self.T_cur = t0, epoch
+        elif m == 1:
+            self.T_i, self.T_cur = t0, epoch % t0
+        else:
+            n = int(math.log(epoch / t0 * (m - 1) + 1, m))
+            self.T_i = t0 * m**n
+            self.T_cur = epoch - t0 * (m**n - 1) / (m - 1)
+
+
+class SequentialLR(LRScheduler):
+    """Run ``schedulers`` one after another, switching at the ``milestones`` epochs (e.g.
+    a :class:`LinearLR` warm-up, then :class:`CosineAnnealingLR`), as PyTorch's.
+
+    On construction the learning rates go back to their initial values, the steps the
+    schedulers took when built are undone and the first one takes its first step. At a
+    milestone the next scheduler restarts at its epoch 0 from the base rates (its closed
+    form); otherwise the active scheduler takes an ordinary step.
+
+    Parameters
+    ----------
+    optimizer : Optimizer
+        The optimizer every scheduler wraps.
+    schedulers : list of LRScheduler
+    milestones : list of int
+        ``len(schedulers) - 1`` increasing epochs.
+    last_epoch : int
+        Index of the last epoch.
+    """
+
+    def __init__(
+        self,
+        optimizer: Optimizer,
+        schedulers: list[LRScheduler],
+        milestones: list[int],
+        last_epoch: int = -1,
+    ) -> None:
+        _check_optimizer(optimizer, "SequentialLR")
+        if len(schedulers) < 1:
+            raise ValueError("SequentialLR: expected at least one scheduler; got none")
+        for i, sched in enumerate(schedulers):
+            if isinstance(sched, ReduceLROnPlateau):
+                raise ValueError(
+                    f"SequentialLR: scheduler {i} is a ReduceLROnPlateau, whose step needs a "
+                    "metric; it cannot be sequenced"
+                )
+            if not isinstance(sched, LRScheduler):
+                raise TypeError(
+                    f"SequentialLR: scheduler {i} must be an LRScheduler; got "
+                    f"{type(sched).__name__}"
+                )
+            if sched.optimizer is not optimizer:
+                raise ValueError(
+                    f"SequentialLR: scheduler {i} ({type(sched).__name__}) wraps another "
+                    "optimizer; all must wrap the one given"
+                )
+        milestones = [int(m) for m in milestones]
+        if len(milestones) != len(schedulers) - 1:
+            raise ValueError(
+                f"SequentialLR: expected {len(schedulers) - 1} milestones (one fewer than the "
+                f"{len(schedulers)} schedulers); got {len(milestones)}"
+            )
+        if milestones != sorted(milestones):
+            raise ValueError(f"SequentialLR: milestones must be increasing; got {milestones}")
+        self.optimizer = optimizer
+        self._schedulers = list(schedulers)
+        self._milestones = milestones
+        self.last_epoch = int(last_epoch) + 1
+        self._step_count = 0
+        for group in optimizer.param_groups:
+            group["lr"] = group["initial_lr"]
+        self.base_lrs = [float(g["initial_lr"]) for g in optimizer.param_groups]
+        _undo_initial_steps(self)
+        first = self._schedulers[bisect.bisect_right(self._milestones, 0)]
+        first._step_count = 0
+        first.step()
+        self._last_lr = first.get_last_lr()
+
+    def get_lr(self) -> list[float]:
+        """The active scheduler's last learning rates."""
+        return list(self._last_lr)
+
+    def step(self) -> None:
+        """Advance one epoch: restart the next scheduler at a milestone, else step the
+        active one."""
+        self.last_epoch += 1
+        self._step_count += 1
+        idx = bisect.bisect_right(self._milestones, self.last_epoch)
+        sched = self._schedulers[idx]
+        if idx > 0 and self._milestones[idx - 1] == self.last_epoch:
+            sched._step_to(0)
+        else:
+            sched.step()
+        self._last_lr = sched.get_last_lr()
+
+    def state_dict(self) -> dict[str, Any]:
+        """The epoch counter, the milestones and each scheduler's own state."""
+        return {
+            "last_epoch": self.last_epoch,
+            "_step_count": self._step_count,
+            "_milestones": list(self._milestones),
+            "_last_lr": list(self._last_lr),
+            "_schedulers": [s.state_dict() for s in self._schedulers],
+        }
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore a state produced by :meth:`state_dict` (the schedulers' too)."""
+        self.last_epoch = int(state_dict["last_epoch"])
+        self._step_count = int(state_dict.get("_step_count", self._step_count))
+        self._milestones = [int(m) for m in state_dict["_milestones"]]
+        self._last_lr = [float(v) for v in state_dict["_last_lr"]]
+        saved = state_dict["_schedulers"]
+        if len(saved) != len(self._schedulers):
+            raise ValueError(
+                f"SequentialLR.load_state_dict: the state has {len(saved)} schedulers; this "
+                f"one has {len(self._schedulers)}"
+            )
+        for sched, sd in zip(self._schedulers, saved, strict=True):
+            sched.load_state_dict(sd)
+
+
+def _undo_initial_steps(sched: Any) -> None:
+    """Take back the first step each (nested) scheduler took when it was built."""
+    if isinstance(sched, SequentialLR):
+        for s in sched._schedulers:
+            _undo_initial_steps(s)
+    else:
+        sched.last_epoch -= 1

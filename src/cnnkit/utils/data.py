@@ -48,6 +48,7 @@ __all__ = [
     "Subset",
     "SubsetRandomSampler",
     "TensorDataset",
+    "WeightedRandomSampler",
     "default_collate",
     "get_worker_info",
     "random_split",
@@ -190,6 +191,70 @@ class SubsetRandomSampler(Sampler):
 
     def __len__(self) -> int:
         return len(self.indices)
+
+
+class WeightedRandomSampler(Sampler):
+    """``num_samples`` indices in ``[0, len(weights))``, index ``i`` drawn with
+    probability ``weights[i] / sum(weights)`` (class balancing: weight each sample by
+    the inverse frequency of its class).
+
+    With ``replacement=False`` each index is drawn at most once: every draw picks among
+    the indices not drawn yet, in proportion to their weights (PyTorch's
+    ``multinomial`` without replacement), so ``num_samples`` may not exceed the number of
+    positive weights.
+
+    Parameters
+    ----------
+    weights : sequence of float, shape (n,)
+        Non-negative, finite, not all zero (need not sum to 1).
+    num_samples : int
+        Indices per epoch (positive).
+    replacement : bool
+    generator : cnnkit.Generator, optional
+    """
+
+    def __init__(
+        self,
+        weights: Sequence[float] | np.ndarray | Tensor,
+        num_samples: int,
+        replacement: bool = True,
+        generator: Any = None,
+    ) -> None:
+        where = "WeightedRandomSampler"
+        if isinstance(num_samples, bool) or not isinstance(num_samples, (int, np.integer)):
+            raise ValueError(
+                f"{where}: num_samples must be a positive integer; got {num_samples!r}"
+            )
+        if num_samples <= 0:
+            raise ValueError(f"{where}: num_samples must be a positive integer; got {num_samples}")
+        if not isinstance(replacement, bool):
+            raise ValueError(f"{where}: replacement must be a bool; got {replacement!r}")
+        w = np.asarray(weights.array if isinstance(weights, Tensor) else weights, dtype=np.float64)
+        if w.ndim != 1 or w.size == 0:
+            raise ValueError(
+                f"{where}: weights must be a non-empty 1-D sequence; got shape {w.shape}"
+            )
+        if not np.isfinite(w).all() or (w < 0).any() or w.sum() <= 0:
+            raise ValueError(f"{where}: weights must be finite, non-negative and not all zero")
+        positive = int((w > 0).sum())
+        if not replacement and num_samples > positive:
+            raise ValueError(
+                f"{where}: cannot draw {num_samples} samples without replacement from "
+                f"{positive} indices of positive weight"
+            )
+        self.weights = w
+        self.num_samples = int(num_samples)
+        self.replacement = replacement
+        self.generator = generator
+
+    def __iter__(self) -> Iterator[int]:
+        rng = _np_rng(self.generator) or backend.default_rng()
+        p = self.weights / self.weights.sum()
+        drawn = rng.choice(p.size, size=self.num_samples, replace=self.replacement, p=p)
+        return iter(drawn.tolist())
+
+    def __len__(self) -> int:
+        return self.num_samples
 
 
 # ----------------------------------------------------------------------- collate
