@@ -136,9 +136,40 @@ def test_failed_runs_are_reported_and_ranked_last(tmp_path: Path) -> None:
         and "activation" in (result.rows[1]["status"])
     )
     assert json.loads((tmp_path / "best.json").read_text())["run"] == "activation=relu"
-    with pytest.raises(RuntimeError, match="every run failed"):
+    with pytest.raises(RuntimeError, match="every run failed") as e:
         grid_search({"model.activation": ["bogus"]}, tmp_path / "b", base={"epochs": 1},
                     verbose=False)  # fmt: skip
+    # the run failed building its model, before training: no FAILED.txt is promised
+    assert str(e.value).endswith(f"details in {tmp_path / 'b' / 'results.csv'}")
+    assert not (tmp_path / "b" / "activation=bogus" / "FAILED.txt").exists()
+
+
+def test_names_no_run_could_use_fail_before_any_run(tmp_path: Path) -> None:
+    """A misspelt optimizer, model, scheduler or kind of data is one error up front (as
+    `cnnkit train` gives), not a failed run per grid point."""
+    cases = [
+        ({"optimizer": ["adam", "adm"]}, "unknown optimizer 'adm'; use sgd, adam, adamw"),
+        ({"model": ["lenet6"]}, "unknown model 'lenet6'; did you mean 'lenet5'"),
+        ({"scheduler": ["cosin"]}, "unknown scheduler 'cosin'; use none, cosine, step"),
+        ({"data": ["mnsit:x"]}, "unknown data 'mnsit:x'; did you mean 'mnist:x'"),
+    ]
+    for grid, message in cases:
+        with pytest.raises(ValueError, match=message):
+            grid_search(grid, tmp_path / "g", base={"epochs": 1}, verbose=False)
+    assert not any(tmp_path.iterdir())
+
+
+def test_another_grids_results_are_not_replaced(tmp_path: Path) -> None:
+    """A second grid into the same folder would replace results.csv and best.json: it is
+    refused; the same grid again finishes (here: skips) its runs."""
+    base = {"epochs": 1, "batch_size": 256}
+    grid_search({"lr": [1e-3, 3e-3]}, tmp_path, base=base, verbose=False)
+    table = (tmp_path / "results.csv").read_text()
+    with pytest.raises(FileExistsError, match=r"holds the results of another grid \(2 runs"):
+        grid_search({"lr": [1e-2]}, tmp_path, base=base, verbose=False)
+    assert (tmp_path / "results.csv").read_text() == table
+    again = grid_search({"lr": [1e-3, 3e-3, 1e-2]}, tmp_path, base=base, verbose=False)
+    assert again.skipped == 2 and len(again.rows) == 3
 
 
 def test_bad_arguments(tmp_path: Path) -> None:

@@ -89,6 +89,47 @@ def _split(params: Mapping[str, Any], base: Mapping[str, Any]) -> dict[str, Any]
     return kwargs
 
 
+def _check_point(kwargs: Mapping[str, Any]) -> None:
+    """The settings of one run that can be checked before any training: the model's
+    name, the optimizer, the scheduler and the data spec's kind (a ValueError naming the
+    bad value, as ``cnnkit train`` gives)."""
+    from cnnkit.models import model_key
+    from cnnkit.train.run import _DATA_KINDS, _OPT_CLASSES, _SCHEDULERS, _unknown_data
+
+    model_key(str(kwargs.get("model", "lenet5")))
+    optimizer = kwargs.get("optimizer") or "adam"
+    if optimizer not in _OPT_CLASSES:
+        raise ValueError(f"unknown optimizer {optimizer!r}; use {', '.join(_OPT_CLASSES)}")
+    scheduler = kwargs.get("scheduler", "none")
+    if scheduler not in _SCHEDULERS:
+        raise ValueError(f"unknown scheduler {scheduler!r}; use {', '.join(_SCHEDULERS)}")
+    data = str(kwargs.get("data", "digits"))
+    if data.partition(":")[0].lower() not in (*_DATA_KINDS, "fashionmnist"):
+        raise ValueError(_unknown_data(data))
+
+
+def _other_grid(out: Path, names: Sequence[str]) -> str | None:
+    """The error for an ``out`` whose ``results.csv`` holds runs this grid does not have:
+    running would replace that table (and ``best.json``) with this grid's."""
+    table = out / "results.csv"
+    if not table.is_file():
+        return None
+    try:
+        with table.open(newline="") as f:
+            earlier = [row.get("run", "") for row in csv.DictReader(f)]
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        return f"{table} exists and cannot be read ({e}); give another out folder"
+    missing = sorted(set(earlier) - set(names))
+    if not missing:
+        return None  # the same grid (or a larger one): finished runs are kept, the rest run
+    shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
+    return (
+        f"grid_search: {out} holds the results of another grid ({len(earlier)} runs; this "
+        f"grid has no {shown}): running would replace its results.csv and best.json; give "
+        "another out folder (the same grid again, or a larger one, finishes and adds runs)"
+    )
+
+
 def _worker_init(blas_threads: int) -> None:
     """Limit BLAS/OpenMP threads in a worker process.
 
@@ -167,10 +208,14 @@ def grid_search(
     Raises
     ------
     ValueError
-        An empty grid, an unknown hyper-parameter, ``jobs < 1`` or an unknown metric.
+        An empty grid, an unknown hyper-parameter, ``jobs < 1``, an unknown metric, or a
+        model, optimizer, scheduler or kind of data no run could use (before any run).
+    FileExistsError
+        ``out`` holds the ``results.csv`` of another grid (runs this grid does not have).
     GridError
         Every run failed: a one-line summary of the reasons, grouped (``results.csv``
-        and each run's ``FAILED.txt`` are written); a RuntimeError and ValueError.
+        is written, and ``FAILED.txt`` by each run that started training); a
+        RuntimeError and ValueError.
     """
     from sklearn.model_selection import ParameterGrid
 
@@ -186,7 +231,12 @@ def grid_search(
     names = [d.name for _, _, d in points]
     if len(set(names)) != len(names):
         raise ValueError("grid_search: two grid points give the same run name; check the values")
+    for _, kwargs, _ in points:  # bad names fail now, in one line, before any training
+        _check_point(kwargs)
     out = Path(out)
+    occupied = _other_grid(out, names)
+    if occupied:
+        raise FileExistsError(occupied)
     out.mkdir(parents=True, exist_ok=True)
     todo = [(kw, d) for _, kw, d in points if not (d / "config.json").exists()]
     skipped = len(points) - len(todo)
@@ -259,9 +309,15 @@ def _failure_summary(rows: Sequence[Mapping[str, Any]], out: Path) -> str:
     for reason, runs in by_reason.items():
         shown = ", ".join(runs[:3]) + (f" and {len(runs) - 3} more" if len(runs) > 3 else "")
         parts.append(f"{reason} ({'runs' if len(runs) > 1 else 'run'} {shown})")
+    # a run that failed before training (bad data, say) has no FAILED.txt
+    with_file = [str(r["run"]) for r in rows if (out / str(r["run"]) / "FAILED.txt").exists()]
+    where = f"details in {out / 'results.csv'}"
+    if with_file:
+        where += " and in the FAILED.txt of " + (
+            "each run" if len(with_file) == len(rows) else f"run(s) {', '.join(with_file[:3])}"
+        )
     return (
-        f"grid_search: every run failed ({len(rows)} of {len(rows)}): {'; '.join(parts)}; "
-        f"details in each run's FAILED.txt and {out / 'results.csv'}"
+        f"grid_search: every run failed ({len(rows)} of {len(rows)}): {'; '.join(parts)}; {where}"
     )
 
 
