@@ -43,13 +43,11 @@ def plot_detections(
     cols : int
         Images per row.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from matplotlib.patches import Rectangle
 
-    from cnnkit.io.atomic import atomic_write_bytes
+    from cnnkit.viz._mpl import pyplot, save_figure
+
+    plt = pyplot()
 
     imgs = np.asarray(images)
     n = len(imgs)
@@ -118,9 +116,4 @@ def plot_detections(
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    import io
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    plt.close(fig)
-    return atomic_write_bytes(path, buf.getvalue())
+    return save_figure(fig, path, dpi=100, bbox_inches=None)
