@@ -346,6 +346,42 @@ def test_train_refuses_a_non_empty_out(run_dir: Path, capsys: pytest.CaptureFixt
         (["summary"], "give a run directory or --model NAME"),
         (["summary", "{run}", "--model", "lenet5"], "not both"),
         (["frobnicate"], "invalid choice: 'frobnicate'"),
+        # an unknown option is the command's error, named first, with the closest one
+        (
+            ["train", "--modle", "lenet5"],
+            "cnnkit train: error: unrecognized option --modle; "
+            "did you mean --model? (see cnnkit train --help)",
+        ),
+        (
+            ["dream", "{run}", "--layr", "conv1"],
+            "unrecognized option --layr; did you mean --layer?",
+        ),
+        (
+            ["train", "--epochs", "1", "stray", "--out", "{tmp}/x"],
+            "cnnkit train: error: unrecognized arguments: stray",
+        ),
+        (
+            ["dream", "{run}", "--layer", "conv1", "--out", "{tmp}/d.png"],
+            "give an image file or --test-image INDEX to start from",
+        ),
+        (
+            [
+                "dream",
+                "{run}",
+                "{tmp}/a.png",
+                "--test-image",
+                "0",
+                "--layer",
+                "conv1",
+                "--out",
+                "{tmp}/d.png",
+            ],
+            "give an image file or --test-image INDEX, not both",
+        ),
+        (
+            ["visualize", "{run}", "--out", "{tmp}/v", "--top-patches", "conv9"],
+            "--top-patches conv9: the model has 2 Conv2d layers",
+        ),
     ],
 )
 def test_other_errors_are_one_line(

@@ -498,7 +498,7 @@ def cmd_visualize(args: argparse.Namespace) -> int:
         from cnnkit.viz.patches import plot_top_patches, top_patches
 
         splits = splits or load_data(cfg["data"], seed=cfg.get("seed", 0))
-        layer = _layer_alias(model, args.top_patches)
+        layer = _layer_alias(model, args.top_patches, "--top-patches")
         try:
             found = top_patches(model, splits.test, layer, k=9)
         except ValueError as e:
@@ -581,7 +581,7 @@ def _layer_choices(model: Any) -> str:
     )
 
 
-def _layer_alias(model: Any, name: str) -> str:
+def _layer_alias(model: Any, name: str, option: str = "--layer") -> str:
     """'conv2' -> the dotted name of the second Conv2d (a convenience for the CLI); other
     names are returned as they are. A name the model does not have is an error that
     lists what it has."""
@@ -594,12 +594,12 @@ def _layer_alias(model: Any, name: str) -> str:
             k = int(name[len(prefix) :])
             if not 1 <= k <= len(found):
                 raise CLIError(
-                    f"--layer {name}: the model has {len(found)} {cls_name} layers; "
+                    f"{option} {name}: the model has {len(found)} {cls_name} layers; "
                     f"{_layer_choices(model)}"
                 )
             return found[k - 1]
     if isinstance(name, str) and not name.lstrip("-").isdigit():
-        raise CLIError(f"--layer {name}: the model has no such layer; {_layer_choices(model)}")
+        raise CLIError(f"{option} {name}: the model has no such layer; {_layer_choices(model)}")
     return name
 
 
@@ -612,8 +612,10 @@ def cmd_dream(args: argparse.Namespace) -> int:
 
     if args.steps < 1:
         raise CLIError(f"--steps must be >= 1; got {args.steps}")
-    if (args.image is None) == (args.test_image is None):
-        raise CLIError("give either an image file or --test-image INDEX (not both)")
+    if args.image is None and args.test_image is None:
+        raise CLIError("give an image file or --test-image INDEX to start from")
+    if args.image is not None and args.test_image is not None:
+        raise CLIError("give an image file or --test-image INDEX, not both")
     cfg, model = load_run(args.run)
     if args.image is not None:
         img = load_image(args.image, cfg["in_channels"], cfg["input_size"], cfg["data"])
@@ -899,6 +901,36 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
+class _CommandParser(_Parser):
+    """A subcommand's parser: an option it does not know is its error, named before any
+    other (a missing required option included), with the closest option suggested."""
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        import difflib
+
+        tokens = list(sys.argv[1:] if args is None else args)
+        known = [o for a in self._actions for o in a.option_strings if o.startswith("--")]
+        for tok in tokens:
+            if tok == "--":
+                break
+            name = tok.split("=", 1)[0]
+            if (
+                tok.startswith("--")
+                and len(name) > 2
+                and not any(k.startswith(name) for k in known)
+            ):
+                close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+                self.error(
+                    f"unrecognized option {name}" + (f"; did you mean {close[0]}?" if close else "")
+                )
+        ns, extras = super().parse_known_args(tokens, namespace)
+        if extras:
+            self.error(f"unrecognized arguments: {' '.join(extras)}")
+        return ns, extras
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every registered subcommand."""
     parser = _Parser(
@@ -909,7 +941,7 @@ def build_parser() -> argparse.ArgumentParser:
     from cnnkit import __version__
 
     parser.add_argument("--version", action="version", version=f"cnnkit {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_CommandParser)
     sub.required = True
     for name, (setup, run) in COMMANDS.items():
         p = sub.add_parser(
