@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -48,7 +49,21 @@ def main() -> None:
     print(f"diagnosis       {s['diagnosis_text']}")
     print(f"run directory   {out}/ (model.safetensors, history.csv, curves.png, ...)")
     if tensorboard:
-        print(f"look at it      cnnkit serve {out.parent}   or   tensorboard --logdir {out.parent}")
+        serve, board = _command("cnnkit"), _command("tensorboard")
+        print(f"look at it      {serve} serve {out.parent}   or   {board} --logdir {out.parent}")
+
+
+def _command(name: str) -> str:
+    """How to type the venv's ``name`` here: bare when the shell finds this very one
+    (the venv is active), else its path (``.venv/bin/cnnkit`` after ``make demo``)."""
+    here = Path(sys.executable).parent / name
+    found = shutil.which(name)
+    if found and Path(found).resolve() == here.resolve():
+        return name
+    try:
+        return str(here.relative_to(Path.cwd()))
+    except ValueError:
+        return str(here)
 
 
 if __name__ == "__main__":

@@ -77,7 +77,8 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--resume",
         action="store_true",
-        help="continue the interrupted run in --out with its own settings",
+        help="continue the run in --out with its own settings: an interrupted one, or a "
+        "finished one to a larger --epochs",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument(
@@ -475,6 +476,11 @@ def cmd_visualize(args: argparse.Namespace) -> int:
     splits = load_data(cfg["data"], seed=cfg.get("seed", 0)) if args.images else None
     if splits is not None:
         _check_fits(cfg, splits)
+        if args.images > len(splits.test):
+            raise CLIError(
+                f"--images must be at most the {len(splits.test):,} test images of "
+                f"{cfg['data']}; got {args.images} (each image writes 3 pictures)"
+            )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     convs = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Conv2d)]
@@ -483,7 +489,7 @@ def cmd_visualize(args: argparse.Namespace) -> int:
     if convs:
         written.append(out / "filters.png")
         viz.plot_filters(convs[0][1], written[-1], title=f"First-layer filters ({convs[0][0]})")
-    n_images = min(args.images, len(splits.test)) if splits is not None else 0
+    n_images = args.images if splits is not None else 0
     for i in range(n_images):
         img, label = _sample(splits.test[i])
         name = classes[label] if label < len(classes) else str(label)
@@ -655,7 +661,7 @@ def cmd_dream(args: argparse.Namespace) -> int:
     if args.channel is not None:
         what += f" channel {args.channel}"
     title = (
-        f"DeepDream on {what}: L2 norm {before:.3g} -> {after:.3g} (x{ratio:.2f}), "
+        f"DeepDream on {what}: L2 norm {before:.4g} -> {after:.4g} (x{ratio:.2f}), "
         f"correlation {corr:.2f}"
     )
     viz.plot_dream(img, dreamed, args.out, title=title, value_range=clip)

@@ -303,7 +303,9 @@ def prepare_digit(gray: np.ndarray, size: int = 28, noise_floor: float = 0.15) -
     if bg > 0.5:
         x = 1 - x
         bg = 1 - bg
-        steps.append("inverted (a dark digit on a light background -> light on dark, as MNIST)")
+        steps.append(
+            "inverted (a dark digit on a light background -> light on dark, as the training digits)"
+        )
     hi = float(np.percentile(x, 99.9)) if x.size > 1000 else float(x.max())
     if hi - bg < 0.1:
         raise ValueError(
