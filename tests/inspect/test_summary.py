@@ -134,3 +134,9 @@ def test_every_zoo_layer_has_pytorch_parameter_counts(name):
         shape = (2, 1, 96, 96)
     s = ck.summary(model, shape)
     assert s.total_params == sum(p.numel() for p in model.parameters())
+
+
+def test_a_bare_layer_is_named_by_its_type():
+    """A layer summarised on its own has no name in a model: its row is its type."""
+    row = str(ck.summary(ck.nn.Linear(40, 30), (1, 40))).splitlines()[4]
+    assert row.split()[:2] == ["Linear", "(1,"] and "1,230" in row

@@ -100,7 +100,7 @@ class Summary:
             jp = f"{r.jump[0]}x{r.jump[1]}" if r.jump else "-"
             body.append(
                 [
-                    f"{r.name} ({r.layer})",
+                    f"{r.name} ({r.layer})" if r.name else r.layer,
                     str(tuple(r.output_shape)),
                     f"{r.params:,}",
                     rf,
