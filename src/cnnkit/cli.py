@@ -553,6 +553,14 @@ def _dream_args(p: argparse.ArgumentParser) -> None:
         default=None,
         help="largest random shift in pixels per step (default: image side // 16)",
     )
+    p.add_argument(
+        "--keep",
+        type=float,
+        default=0.5,
+        help="structure guard: the dream's correlation with the original stays >= KEEP "
+        "(default 0.5; higher keeps more of the digit, e.g. 0.7 on 8x8 digits; -1 turns "
+        "the guard off)",
+    )
     p.add_argument("--channel", type=int, default=None, help="excite only this channel")
     p.add_argument("--objective", choices=["norm", "mean"], default="norm", help="default: L2 norm")
     p.add_argument("--seed", type=int, default=0, help="seed of the jitter (default 0)")
@@ -618,6 +626,8 @@ def cmd_dream(args: argparse.Namespace) -> int:
 
     if args.steps < 1:
         raise CLIError(f"--steps must be >= 1; got {args.steps}")
+    if not -1 <= args.keep <= 1:
+        raise CLIError(f"--keep must be a correlation in [-1, 1] (-1: no guard); got {args.keep}")
     if args.image is None and args.test_image is None:
         raise CLIError("give an image file or --test-image INDEX to start from")
     if args.image is not None and args.test_image is not None:
@@ -651,6 +661,7 @@ def cmd_dream(args: argparse.Namespace) -> int:
             channel=args.channel,
             clip=clip,
             objective=args.objective,
+            keep=args.keep,
         )
     except ValueError as e:
         raise CLIError(str(e)) from None

@@ -74,3 +74,17 @@ def test_cli_top_patches_and_dream(digits_run: Path, tmp_path: Path, capsys) -> 
     )
     assert main(["dream", str(digits_run), str(img), "--layer", "fc2", "--channel", "999",
                  "--out", str(tmp_path / "x.png")]) == 2  # fmt: skip
+    # --keep: the guard's correlation (0.7 here) is what the dream keeps; -1 turns it off
+    capsys.readouterr()
+    for keep, least in (("0.7", 0.7), ("-1", -1.0)):
+        assert main(["dream", str(digits_run), "--test-image", "3", "--layer", "fc1", "--keep",
+                     keep, "--out", str(tmp_path / "k.jpg")]) == 0  # fmt: skip
+        corr = float(
+            capsys.readouterr().out.split("correlation with the original ")[1][:5].rstrip(";")
+        )
+        assert corr >= least - 5e-3
+    assert corr < 0.5  # without the guard the dream leaves the original further behind
+    assert (tmp_path / "k.jpg").read_bytes()[:3] == b"\xff\xd8\xff"  # a JPEG, as named
+    assert main(["dream", str(digits_run), "--test-image", "3", "--layer", "fc1", "--keep",
+                 "1.5", "--out", str(tmp_path / "k.png")]) == 2  # fmt: skip
+    assert "--keep must be a correlation in [-1, 1]" in capsys.readouterr().err
