@@ -101,6 +101,45 @@ class Linear(Module):
         )
 
 
+def _conv_setup(
+    layer: Module,
+    where: str,
+    in_channels: int,
+    out_channels: int,
+    kernel_size: int | tuple[int, int],
+    stride: int | tuple[int, int],
+    dilation: int | tuple[int, int],
+    groups: int,
+    padding_mode: str,
+) -> None:
+    """The arguments a convolution layer (plain or transposed) shares, checked and set."""
+    if in_channels < 1 or out_channels < 1:
+        raise ValueError(f"{where}: channels must be positive; got {in_channels}, {out_channels}")
+    if groups < 1 or in_channels % groups or out_channels % groups:
+        raise ValueError(
+            f"{where}: groups={groups} must divide in_channels={in_channels} and "
+            f"out_channels={out_channels}"
+        )
+    if padding_mode != "zeros":
+        raise ValueError(f"{where}: only padding_mode='zeros' is supported; got {padding_mode!r}")
+    layer.in_channels = int(in_channels)
+    layer.out_channels = int(out_channels)
+    layer.kernel_size = pair(kernel_size, "kernel_size", where, 1)
+    layer.stride = pair(stride, "stride", where, 1)
+    layer.dilation = pair(dilation, "dilation", where, 1)
+    layer.groups = int(groups)
+    layer.padding_mode = padding_mode
+
+
+def _check_channels(layer: Module, input: Tensor) -> None:
+    """A convolution's input: (N, C, H, W) or (C, H, W) with the layer's C."""
+    check_input(input, layer, (3, 4), f"(N, {layer.in_channels}, H, W)")
+    if input.shape[-3] != layer.in_channels:
+        raise ValueError(
+            f"{layer!r} expects input (N, {layer.in_channels}, H, W); got {tuple(input.shape)}"
+        )
+
+
 class Conv2d(Module):
     """2-D convolution: ``out_channels`` filters of size ``in_channels/groups x KH x KW``
     slid over the input (shared weights).
@@ -136,28 +175,10 @@ class Conv2d(Module):
     ) -> None:
         super().__init__()
         where = "Conv2d"
-        if in_channels < 1 or out_channels < 1:
-            raise ValueError(
-                f"{where}: channels must be positive; got {in_channels}, {out_channels}"
-            )
-        if groups < 1 or in_channels % groups or out_channels % groups:
-            raise ValueError(
-                f"{where}: groups={groups} must divide in_channels={in_channels} and "
-                f"out_channels={out_channels}"
-            )
-        if padding_mode != "zeros":
-            raise ValueError(
-                f"{where}: only padding_mode='zeros' is supported; got {padding_mode!r}"
-            )
-        self.in_channels = int(in_channels)
-        self.out_channels = int(out_channels)
-        self.kernel_size = pair(kernel_size, "kernel_size", where, 1)
-        self.stride = pair(stride, "stride", where, 1)
-        self.dilation = pair(dilation, "dilation", where, 1)
+        _conv_setup(self, where, in_channels, out_channels, kernel_size, stride, dilation,
+                    groups, padding_mode)  # fmt: skip
         resolve_padding(padding, self.kernel_size, self.stride, self.dilation, where)
         self.padding = padding if isinstance(padding, str) else pair(padding, "padding", where)
-        self.groups = int(groups)
-        self.padding_mode = padding_mode
         kh, kw = self.kernel_size
         wshape = (out_channels, in_channels // groups, kh, kw)
         _weight_and_bias(self, wshape, (out_channels,), bias, dtype, device)
@@ -166,11 +187,7 @@ class Conv2d(Module):
         init.default_init(self.weight, self.bias)
 
     def forward(self, input: Tensor) -> Tensor:
-        check_input(input, self, (3, 4), f"(N, {self.in_channels}, H, W)")
-        if input.shape[-3] != self.in_channels:
-            raise ValueError(
-                f"{self!r} expects input (N, {self.in_channels}, H, W); got {tuple(input.shape)}"
-            )
+        _check_channels(self, input)
         try:
             return conv2d(
                 input, self.weight, self.bias, self.stride, self.padding, self.dilation,
@@ -233,35 +250,16 @@ class ConvTranspose2d(Module):
     ) -> None:
         super().__init__()
         where = "ConvTranspose2d"
-        if in_channels < 1 or out_channels < 1:
-            raise ValueError(
-                f"{where}: channels must be positive; got {in_channels}, {out_channels}"
-            )
-        if groups < 1 or in_channels % groups or out_channels % groups:
-            raise ValueError(
-                f"{where}: groups={groups} must divide in_channels={in_channels} and "
-                f"out_channels={out_channels}"
-            )
-        if padding_mode != "zeros":
-            raise ValueError(
-                f"{where}: only padding_mode='zeros' is supported (as in PyTorch); "
-                f"got {padding_mode!r}"
-            )
-        self.in_channels = int(in_channels)
-        self.out_channels = int(out_channels)
-        self.kernel_size = pair(kernel_size, "kernel_size", where, 1)
-        self.stride = pair(stride, "stride", where, 1)
+        _conv_setup(self, where, in_channels, out_channels, kernel_size, stride, dilation,
+                    groups, padding_mode)  # fmt: skip
         self.padding = pair(padding, "padding", where)
         self.output_padding = pair(output_padding, "output_padding", where)
-        self.dilation = pair(dilation, "dilation", where, 1)
         for i in range(2):
             if self.output_padding[i] >= max(self.stride[i], self.dilation[i]):
                 raise ValueError(
                     f"{where}: output_padding {self.output_padding} must be smaller than the "
                     f"stride {self.stride} or the dilation {self.dilation} in each dimension"
                 )
-        self.groups = int(groups)
-        self.padding_mode = padding_mode
         kh, kw = self.kernel_size
         wshape = (in_channels, out_channels // groups, kh, kw)
         _weight_and_bias(self, wshape, (out_channels,), bias, dtype, device)
@@ -294,11 +292,7 @@ class ConvTranspose2d(Module):
         return (pads[0], pads[1])
 
     def forward(self, input: Tensor, output_size: Any = None) -> Tensor:
-        check_input(input, self, (3, 4), f"(N, {self.in_channels}, H, W)")
-        if input.shape[-3] != self.in_channels:
-            raise ValueError(
-                f"{self!r} expects input (N, {self.in_channels}, H, W); got {tuple(input.shape)}"
-            )
+        _check_channels(self, input)
         op = self._output_padding(input, output_size)
         try:
             return conv_transpose2d(input, self.weight, self.bias, self.stride, self.padding, op,
