@@ -233,3 +233,11 @@ def test_cli_grid_errors(
     assert main(["grid", "--out", str(tmp_path / "g"), *args]) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and "\n" not in err
+
+
+def test_table_cells_read_as_train_prints_them() -> None:
+    from cnnkit.train.grid import _fmt
+
+    assert _fmt(0.5486, "val_acc") == "54.86%" and _fmt(0.3694, "test_accuracy") == "36.94%"
+    assert _fmt(2.2, "test_loss") == "2.2000" and _fmt(1.632, "train_loss") == "1.6320"
+    assert _fmt(0.003, "lr") == "0.003" and _fmt(2, "epochs_run") == "2"

@@ -287,7 +287,7 @@ def grid_search(
     result = GridResult(rows, metric, best, table, plot, skipped, threads)
     if verbose:
         print(result)
-        print(f"best: {best['run']} ({metric} {_fmt(best.get(metric))}); "
+        print(f"best: {best['run']} ({metric} {_fmt(best.get(metric), metric)}); "
               f"its weights: {best_info['weights']}")  # fmt: skip
         print(f"wrote {table}, {plot} and {out / 'best.json'}")
     return result
@@ -394,7 +394,7 @@ def format_table(rows: Sequence[Mapping[str, Any]], metric: str) -> str:
         return "(no runs)"
     cols = list(dict.fromkeys(["rank", "run", metric, *(k for r in rows for k in r)]))
     cells = [
-        [str(i + 1) if c == "rank" else _fmt(r.get(c, "")) for c in cols]
+        [str(i + 1) if c == "rank" else _fmt(r.get(c, ""), c) for c in cols]
         for i, r in enumerate(rows)
     ]
     widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(cols)]
@@ -406,9 +406,16 @@ def format_table(rows: Sequence[Mapping[str, Any]], metric: str) -> str:
     return "\n".join(out)
 
 
-def _fmt(v: Any) -> str:
-    """A table cell."""
-    return f"{v:.4g}" if isinstance(v, float) else str(v)
+def _fmt(v: Any, column: str = "") -> str:
+    """A table cell: accuracies as percentages (``54.86%``, as ``cnnkit train`` prints
+    them), losses with four decimals, other numbers with four significant digits."""
+    if not isinstance(v, float):
+        return str(v)
+    if column.endswith(("acc", "accuracy")):
+        return f"{100 * v:.2f}%"
+    if column.endswith("loss"):
+        return f"{v:.4f}"
+    return f"{v:.4g}"
 
 
 def _plot_curves(curves: Mapping[str, Any], path: Path, metric: str, best: str) -> Path:
