@@ -58,7 +58,7 @@ def run_evaluate(args: argparse.Namespace, cfg: dict[str, Any], model: Any) -> i
     )
     result, _, _, seconds = evaluate_detection(model, data.test)
     print(
-        f"mAP@0.5 {result.map:.4f} on {len(data.test)} test scenes of {data.spec} "
+        f"mAP@0.5 {result.map:.4f} on {len(data.test):,} test scenes of {data.spec} "
         f"({1000 * seconds / len(data.test):.2f} ms per scene)"
     )
     print(result.table())

@@ -141,7 +141,7 @@ def _report(
     epochs: str = "",
 ) -> str:
     return (
-        f"mAP@0.5 {result.map:.4f} on {n} test scenes (digits never seen in training; "
+        f"mAP@0.5 {result.map:.4f} on {n:,} test scenes (digits never seen in training; "
         f"detections scoring > {EVAL_CONF_THRESHOLD} after per-class NMS at IoU 0.45)\n"
         f"mAP@0.5 with model.detect's default conf_threshold 0.25: {at_default.map:.4f}\n"
         f"detection time: {1000 * detect_seconds / max(n, 1):.2f} ms per scene (batches of 100)\n"
@@ -346,8 +346,8 @@ def train_detection_run(
                 out / "detections.png",
                 targets=[targets[i] for i in shown],
                 classes=splits.classes,
-                title=f"TinyYOLO on test scenes (mAP@0.5 {result.map:.3f} on {len(splits.test)}): "
-                "predictions red, ground truth green dashed",
+                title=f"TinyYOLO on test scenes (mAP@0.5 {result.map:.3f} on "
+                f"{len(splits.test):,}): predictions red, ground truth green dashed",
             )
             summary = dict(config)
             summary.update(

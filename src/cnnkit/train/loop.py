@@ -254,7 +254,7 @@ def _describe_loader(loader: Any) -> str:
     ds = getattr(loader, "dataset", None)
     if ds is not None:
         with contextlib.suppress(TypeError):
-            parts.append(f"{len(ds)} samples")
+            parts.append(f"{len(ds):,} samples")
     for key in ("batch_size", "drop_last"):
         if hasattr(loader, key):
             parts.append(f"{key}={getattr(loader, key)}")
@@ -361,7 +361,7 @@ class EvalResult:
     def __str__(self) -> str:
         head = f"loss {self.loss:.4f}"
         if self.accuracy is not None:
-            head += f", accuracy {self.accuracy:.2%} ({len(self.targets)} samples)"
+            head += f", accuracy {self.accuracy:.2%} ({len(self.targets):,} samples)"
         return head + ("\n" + self.report if self.report else "")
 
 

@@ -625,7 +625,7 @@ def train_run(
         cm = result.confusion_matrix
         report = (
             f"test loss {result.loss:.4f}\ntest accuracy {result.accuracy:.4f} "
-            f"({len(result.targets)} samples)\n\n{result.report}\n"
+            f"({len(result.targets):,} samples)\n\n{result.report}\n"
             f"confusion matrix (rows: true, columns: predicted)\n{cm}\n"
         )
         atomic_write_text(out / "report.txt", report)
