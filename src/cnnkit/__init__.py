@@ -88,6 +88,7 @@ from cnnkit.torch_functions import (
     transpose,
     trunc,
     unbind,
+    unflatten,
     unique,
     unsqueeze,
 )
@@ -259,6 +260,7 @@ __all__ = [
     "tune_malloc",
     "uint8",
     "unbind",
+    "unflatten",
     "unique",
     "unsqueeze",
     "where",

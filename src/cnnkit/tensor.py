@@ -975,6 +975,11 @@ class Tensor:
         new = (*self.shape[:s], int(np.prod(self.shape[s : e + 1])), *self.shape[e + 1 :])
         return shape.Reshape.apply(self, shape=new)
 
+    def unflatten(self, dim: int, sizes: Any) -> Tensor:
+        """Split dimension ``dim`` into ``sizes`` (one entry may be -1); the inverse of
+        :meth:`flatten`: ``(N, C*H*W).unflatten(1, (C, H, W))`` gives ``(N, C, H, W)``."""
+        return shape_mod_reshape(self, _unflattened_shape(self.shape, dim, sizes, "unflatten"))
+
     def permute(self, *dims: Any) -> Tensor:
         if len(dims) == 1 and isinstance(dims[0], (tuple, list)):
             dims = tuple(dims[0])
@@ -1095,6 +1100,29 @@ def shape_mod_reshape(t: Tensor, shp: tuple) -> Tensor:
     if len(shp) == 1 and isinstance(shp[0], (tuple, list)):
         shp = tuple(shp[0])
     return shape.Reshape.apply(t, shape=tuple(int(s) for s in shp))
+
+
+def _unflattened_shape(shp: tuple, dim: Any, sizes: Any, where: str) -> tuple[int, ...]:
+    """``shp`` with dimension ``dim`` split into ``sizes`` (at most one -1, inferred)."""
+    d = _dim(dim, max(len(shp), 1), where)
+    if isinstance(sizes, (int, np.integer)) or not isinstance(sizes, Sequence) or not sizes:
+        raise TypeError(f"{where}: sizes must be a non-empty tuple of ints; got {sizes!r}")
+    sizes = [int(n) for n in sizes]
+    n = shp[d] if shp else 1
+    if sizes.count(-1) > 1 or any(k < -1 for k in sizes):
+        raise ValueError(f"{where}: sizes may hold one -1 and no other negative; got {sizes}")
+    known = int(np.prod([k for k in sizes if k != -1]))
+    if -1 in sizes:
+        if known == 0 or n % known:
+            raise ValueError(
+                f"{where}: dimension {dim} of size {n} cannot be split into {tuple(sizes)}"
+            )
+        sizes[sizes.index(-1)] = n // known
+    elif known != n:
+        raise ValueError(
+            f"{where}: sizes {tuple(sizes)} multiply to {known}, but dimension {dim} has size {n}"
+        )
+    return (*shp[:d], *sizes, *shp[d + 1 :])
 
 
 # --------------------------------------------------------------------- factories

@@ -75,6 +75,7 @@ __all__ = [
     "transpose",
     "trunc",
     "unbind",
+    "unflatten",
     "unique",
     "unsqueeze",
 ]
@@ -114,6 +115,12 @@ def mean(input: Tensor, dim: Any = None, keepdim: bool = False, **alias: Any) ->
 def flatten(input: Tensor, start_dim: int = 0, end_dim: int = -1) -> Tensor:
     """Merge dimensions ``start_dim..end_dim``: ``flatten(x, 1)`` gives ``(N, C*H*W)``."""
     return input.flatten(start_dim, end_dim)
+
+
+def unflatten(input: Tensor, dim: int, sizes: Any) -> Tensor:
+    """Split dimension ``dim`` into ``sizes``: ``unflatten(x, 1, (C, H, W))`` turns
+    ``(N, C*H*W)`` into ``(N, C, H, W)``; one size may be -1."""
+    return input.unflatten(dim, sizes)
 
 
 def from_numpy(array: np.ndarray) -> Tensor:
