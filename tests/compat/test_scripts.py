@@ -420,3 +420,69 @@ def test_fashion_conv_autoencoder(data_root: Path, tmp_path: Path) -> None:
     np.testing.assert_allclose(
         _epoch_values(bce_c, "train loss"), _epoch_values(bce_t, "train loss"), rtol=0.05
     )
+
+
+def _lines(out: str, start: str) -> list[str]:
+    return [line for line in out.splitlines() if line.startswith(start)]
+
+
+def test_cifar_augmentation_sampler_warmup_cosine(tmp_path: Path) -> None:
+    import cnnkit as ck
+
+    # classes 0-4 thinned to one image in five: the sampler has something to balance
+    data = tmp_path / "imbalanced"
+    write_cifar(data, n_train=600, n_test=200, rare=(0, 1, 2, 3, 4))
+    defs_t = _defs("cifar_augment", "def conv_block", "net = Net", "torch")
+    torch.manual_seed(3)
+    torch.save(defs_t["Net"](10).state_dict(), tmp_path / "init.pt")
+    args = ("--data", str(data), "--epochs", "4", "--batch-size", "32", "--warmup-epochs",
+            "1", "--init", str(tmp_path / "init.pt"))  # fmt: skip
+    out_t = run("cifar_augment", "torch", tmp_path / "t", *args)
+    out_c = run("cifar_augment", "cnnkit", tmp_path / "c", *args)
+    counts = "train images per class: [13, 12, 12, 12, 12, 54, 61, 66, 61, 61]"
+    assert counts in out_t and counts in out_c
+    # the warm-up into the cosine schedule, stepped per batch (12 an epoch), is the same
+    lrs_t = [float(v) for v in re.findall(r"\| lr ([\d.]+)", out_t)]
+    lrs_c = [float(v) for v in re.findall(r"\| lr ([\d.]+)", out_c)]
+    assert lrs_c == lrs_t == [0.005, 0.05, 0.037525, 0.012575]
+    assert "final lr 0.000100" in out_c
+    # WeightedRandomSampler: the rare classes are drawn as often as the common ones
+    # (unweighted, one fifth as often)
+    seen = np.array([eval(line.split(":")[1]) for line in _lines(out_c, "  sampled")])
+    assert seen.shape == (4, 10) and (seen.sum(1) == 364).all()
+    ratio = seen[:, :5].sum() / seen[:, 5:].sum()
+    assert 0.8 < ratio < 1.25, seen
+    # both learn the classes from augmented, label-smoothed batches: the train loss stays
+    # above the smoothing's floor and ends near PyTorch's
+    loss_t = [float(v) for v in re.findall(r"train loss ([\d.]+)", out_t)]
+    loss_c = [float(v) for v in re.findall(r"train loss ([\d.]+)", out_c)]
+    assert loss_c[0] > loss_c[-1] > 0.5 and abs(loss_c[-1] - loss_t[-1]) < 0.15, (loss_c, loss_t)
+    acc_t = [float(v) for v in re.findall(r"test acc ([\d.]+)%", out_t)]
+    acc_c = [float(v) for v in re.findall(r"test acc ([\d.]+)%", out_c)]
+    assert acc_t[-1] >= 90 and acc_c[-1] >= 90, (acc_t, acc_c)
+
+    # each library resumes from the other's epoch-2 checkpoint (model, SGD momentum,
+    # SequentialLR state): the schedule carries on where it stopped
+    for lib, other in (("cnnkit", "t"), ("torch", "c")):
+        ckpt = tmp_path / other / "checkpoints" / "epoch_2.pth"
+        out = run("cifar_augment", lib, tmp_path / f"r_{lib}", *args, "--resume", str(ckpt))
+        assert f"==> Resuming from {ckpt}" in out
+        assert [float(v) for v in re.findall(r"\| lr ([\d.]+)", out)] == lrs_t[2:]
+        assert re.findall(r"Epoch (\d)/4", out) == ["3", "4"]
+        assert "final lr 0.000100" in out
+
+    # PyTorch's best weights evaluate to PyTorch's best accuracy in cnnkit's Net
+    defs_c = _defs("cifar_augment", "def conv_block", "net = Net", "cnnkit")
+    net = defs_c["Net"](10)
+    net.load_state_dict(ck.load(tmp_path / "t" / "checkpoints" / "best_model.pth"))
+    net.eval()
+    tf = ck.vision.transforms
+    norm = tf.Normalize((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))
+    ds = ck.vision.datasets.CIFAR10(data, train=False, transform=tf.Compose([tf.ToTensor(), norm]))
+    with ck.no_grad():
+        hits = sum(int((net(x).argmax(1) == y).sum()) for x, y in ck.utils.data.DataLoader(ds, 100))
+    best_t = float(re.findall(r"Best test accuracy: ([\d.]+)%", out_t)[0])
+    assert abs(100.0 * hits / 200 - best_t) <= 0.5
+    ckpt_c = torch.load(tmp_path / "c" / "checkpoints" / "epoch_4.pth", weights_only=True)
+    assert set(ckpt_c) == {"epoch", "model", "optimizer", "scheduler", "best_acc"}
+    assert ckpt_c["scheduler"]["_milestones"] == [12] and ckpt_c["epoch"] == 3
