@@ -21,6 +21,7 @@ __all__ = [
     "IntTensor",
     "LongTensor",
     "abs",
+    "allclose",
     "argmax",
     "argmin",
     "argsort",
@@ -29,20 +30,25 @@ __all__ = [
     "ceil",
     "chunk",
     "clamp",
+    "cos",
     "cumsum",
+    "diag",
     "einsum",
     "eq",
+    "equal",
     "exp",
     "flatten",
     "flip",
     "floor",
     "from_numpy",
+    "gather",
     "get_num_threads",
     "inference_mode",
     "is_tensor",
     "log",
     "log_softmax",
     "logsumexp",
+    "masked_fill",
     "matmul",
     "max",
     "maximum",
@@ -51,6 +57,7 @@ __all__ = [
     "minimum",
     "mm",
     "narrow",
+    "nonzero",
     "numel",
     "permute",
     "prod",
@@ -59,9 +66,12 @@ __all__ = [
     "repeat_interleave",
     "reshape",
     "round",
+    "scatter",
+    "scatter_add",
     "set_num_threads",
     "sigmoid",
     "sign",
+    "sin",
     "softmax",
     "sort",
     "split",
@@ -524,3 +534,57 @@ class BoolTensor(LongTensor):
     """``torch.BoolTensor``: as :class:`LongTensor`, bool."""
 
     dtype = "bool"
+
+
+def sin(input: Tensor) -> Tensor:
+    """Elementwise sine."""
+    return input.sin()
+
+
+def cos(input: Tensor) -> Tensor:
+    """Elementwise cosine."""
+    return input.cos()
+
+
+def equal(input: Tensor, other: Tensor) -> bool:
+    """True when both tensors have the same shape and the same values."""
+    return _tensor(input).equal(other)
+
+
+def allclose(
+    input: Tensor, other: Tensor, rtol: float = 1e-05, atol: float = 1e-08, equal_nan: bool = False
+) -> bool:
+    """Whether ``|input - other| <= atol + rtol * |other|`` everywhere (broadcast)."""
+    return bool(np.allclose(_tensor(input).array, _tensor(other).array, rtol=rtol, atol=atol,
+                            equal_nan=equal_nan))  # fmt: skip
+
+
+def gather(input: Tensor, dim: int, index: Tensor) -> Tensor:
+    """Values of ``input`` along ``dim`` at ``index`` (see :meth:`Tensor.gather`)."""
+    return input.gather(dim, index)
+
+
+def scatter(input: Tensor, dim: int, index: Tensor, src: Any = None, *, value: Any = None):
+    """A copy of ``input`` with ``src`` written at ``index`` along ``dim`` (see
+    :meth:`Tensor.scatter`)."""
+    return input.scatter(dim, index, src, value=value)
+
+
+def scatter_add(input: Tensor, dim: int, index: Tensor, src: Tensor) -> Tensor:
+    """A copy of ``input`` with ``src`` added at ``index`` along ``dim``."""
+    return input.scatter_add(dim, index, src)
+
+
+def masked_fill(input: Tensor, mask: Tensor, value: Any) -> Tensor:
+    """``value`` where ``mask`` is True, ``input`` elsewhere."""
+    return input.masked_fill(mask, value)
+
+
+def nonzero(input: Tensor, *, as_tuple: bool = False) -> Any:
+    """Indices of the non-zero elements (see :meth:`Tensor.nonzero`)."""
+    return input.nonzero(as_tuple=as_tuple)
+
+
+def diag(input: Tensor, diagonal: int = 0) -> Tensor:
+    """A diagonal matrix from a 1-D tensor, or a 2-D tensor's diagonal."""
+    return input.diag(diagonal)

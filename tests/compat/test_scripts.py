@@ -486,3 +486,22 @@ def test_cifar_augmentation_sampler_warmup_cosine(tmp_path: Path) -> None:
     ckpt_c = torch.load(tmp_path / "c" / "checkpoints" / "epoch_4.pth", weights_only=True)
     assert set(ckpt_c) == {"epoch", "model", "optimizer", "scheduler", "best_acc"}
     assert ckpt_c["scheduler"]["_milestones"] == [12] and ckpt_c["epoch"] == 3
+
+
+def test_evaluation_tensor_recipes(tmp_path: Path) -> None:
+    # deterministic: no data, no random numbers; every printed line must be PyTorch's
+    out_t = run("eval_utils", "torch", tmp_path / "t")
+    out_c = run("eval_utils", "cnnkit", tmp_path / "c")
+    # the one documented difference: dtypes print as NumPy's ('int64', not 'torch.int64')
+    assert "targets: (60,) torch.int64" in out_t and "targets: (60,) int64" in out_c
+    assert out_c.splitlines() == out_t.replace("torch.int64", "int64").splitlines()
+    for line in ("three ways agree: True", "scatter_ one-hot == F.one_hot: True",
+                 "F.cosine_similarity agrees: True", "einsum == matmul: True",
+                 "batched argmax == full argmax: True", "19 mistakes"):  # fmt: skip
+        assert line in out_c
+    # other sizes too (a batch size that leaves a remainder, more bins)
+    args = ("--num-samples", "37", "--embed-dim", "6", "--batch-size", "10", "--bins", "10")
+    out_t = run("eval_utils", "torch", tmp_path / "t2", *args)
+    out_c = run("eval_utils", "cnnkit", tmp_path / "c2", *args)
+    assert "split sizes: [10, 10, 10, 7]" in out_c
+    assert out_c.splitlines() == out_t.replace("torch.int64", "int64").splitlines()
