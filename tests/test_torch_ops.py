@@ -766,3 +766,58 @@ def test_promoted_float_operand_keeps_its_gradient() -> None:
     f, i = np.array([0.5, -1.5, 2.5]), np.array([1, 2, 3])
     check(lambda lib, x, k: x * k + k / x - (k % x) + x**k, f, i)
     check(lambda lib, x, k: (k + 0.5) * x, f.astype(np.float32), i, rtol=1e-6)
+
+
+# ------------------------------------------------- what checks and guards call
+def test_any_all_and_float_tests() -> None:
+    x = np.array([[0.0, 1.5, np.nan], [np.inf, 0.0, -np.inf], [0.0, 0.0, 0.0]])
+    for name in ("isnan", "isinf", "isfinite"):
+        check(lambda lib, t, n=name: getattr(lib, n)(t), x, grad=False)
+        check(lambda lib, t, n=name: getattr(t, n)(), x.T, grad=False)
+    for name in ("any", "all"):
+        for args in [(), (0,), (1,), (-1, True)]:
+            check(lambda lib, t, n=name, a=args: getattr(lib, n)(t, *a), x, grad=False)
+            check(lambda lib, t, n=name, a=args: getattr(t > 0, n)(*a), x, grad=False)
+        check(lambda lib, t, n=name: getattr(t, n)(), np.array([3, 0, 1]), grad=False)
+    with pytest.raises(IndexError, match="any: dim 2 is out of range"):
+        ck.zeros(2, 2).any(2)
+
+
+def test_pow_square_var_amax_norm_clip_functions() -> None:
+    x, e = _noncontig(3, 4), RNG.uniform(0.5, 2.0, (3, 4))
+    check(lambda lib, t, p: lib.pow(t.abs() + 0.1, p), x, e)
+    check(lambda lib, t: lib.pow(2.0, t) + lib.pow(t, 3), x)
+    check(lambda lib, t: lib.square(t) + t.square(), x)
+    check(lambda lib, t: (lib.var(t, 1), lib.var(t, 0, unbiased=False, keepdim=True)), x)
+    check(lambda lib, t: (lib.amax(t, 1), lib.amin(t, (0, 1))), _ties(3, 4))
+    check(lambda lib, t: (lib.norm(t), lib.norm(t, 1, 0), lib.norm(t, dim=1, keepdim=True)), x)
+    check(lambda lib, t: (lib.clip(t, -0.5, 0.5), t.clip(min=0.0)), x)
+    check(lambda lib, a, b: (a.matmul(b), lib.matmul(a, b)), x, _noncontig(4, 2))
+
+
+@pytest.mark.parametrize("dim", [0, 1, -1])
+def test_index_select_repeats_add_up(dim: int) -> None:
+    x = _noncontig(4, 5, 3)
+    index = RNG.integers(0, x.shape[dim], 7)
+    check(lambda lib, t, i: lib.index_select(t, dim, i), x, index)
+    check(lambda lib, t, i: t.index_select(dim, i) * 3, x, index)
+    check(lambda lib, t, i: t.index_select(dim, i), x, np.array([], dtype=np.int64))
+
+
+def test_index_select_errors() -> None:
+    with pytest.raises(TypeError, match="index_select: index must be a 1-D integer tensor"):
+        ck.zeros(3).index_select(0, ck.tensor([[0]]))
+    with pytest.raises(IndexError, match=r"index_select: index values must lie in \[0, 3\)"):
+        ck.zeros(3).index_select(0, ck.tensor([3]))
+
+
+def test_masked_select() -> None:
+    x = _noncontig(3, 4)
+    check(lambda lib, t: lib.masked_select(t, t > 0), x)
+    check(lambda lib, t: t.masked_select(lib.tensor([True, False, False, True])) * 2, x)
+    # the mask may be the larger one: the tensor is broadcast
+    check(lambda lib, t: t[0].masked_select(lib.tensor(np.eye(3, 4, dtype=bool))), x)
+    with pytest.raises(TypeError, match="masked_select: mask must be a bool tensor"):
+        ck.zeros(3).masked_select(ck.tensor([1, 0, 1]))
+    with pytest.raises(ValueError, match="masked_select: mask of shape"):
+        ck.zeros(3).masked_select(ck.zeros(4, dtype=ck.bool))

@@ -496,8 +496,11 @@ class Tensor:
         """True when both have the same shape and values."""
         return bool(np.array_equal(self.array, _raw(other)))
 
-    def allclose(self, other: Any, rtol: float = 1e-5, atol: float = 1e-8) -> bool:
-        return bool(np.allclose(self.array, _raw(other), rtol=rtol, atol=atol))
+    def allclose(
+        self, other: Any, rtol: float = 1e-5, atol: float = 1e-8, equal_nan: bool = False
+    ) -> bool:
+        """Whether ``|self - other| <= atol + rtol * |other|`` everywhere (broadcast)."""
+        return bool(np.allclose(self.array, _raw(other), rtol=rtol, atol=atol, equal_nan=equal_nan))
 
     def exp(self) -> Tensor:
         return arith.Exp.apply(self)
@@ -633,6 +636,71 @@ class Tensor:
         if isinstance(p, (int, float)) and p > 0:
             return (self.abs() ** p).sum(dim, keepdim=keepdim) ** (1.0 / p)
         raise ValueError(f"norm: p must be 'fro', inf or a positive number, got {p!r}")
+
+    def square(self) -> Tensor:
+        """``self * self``."""
+        return self * self
+
+    def matmul(self, other: Tensor) -> Tensor:
+        """``self @ other``."""
+        return self @ other
+
+    clip = clamp
+
+    def any(self, dim: int | None = None, keepdim: bool = False) -> Tensor:
+        """Whether any element (along ``dim``) is non-zero, as a bool tensor."""
+        axis = None if dim is None else _dim(dim, max(self.ndim, 1), "any")
+        return Tensor._wrap(np.any(self.array, axis=axis, keepdims=keepdim), False)
+
+    def all(self, dim: int | None = None, keepdim: bool = False) -> Tensor:
+        """Whether every element (along ``dim``) is non-zero, as a bool tensor."""
+        axis = None if dim is None else _dim(dim, max(self.ndim, 1), "all")
+        return Tensor._wrap(np.all(self.array, axis=axis, keepdims=keepdim), False)
+
+    def isnan(self) -> Tensor:
+        """Element-wise ``x != x`` (a bool tensor): ``if torch.isnan(loss): ...``."""
+        return Tensor._wrap(np.isnan(self.array), False)
+
+    def isinf(self) -> Tensor:
+        """Element-wise: is it +inf or -inf (a bool tensor)."""
+        return Tensor._wrap(np.isinf(self.array), False)
+
+    def isfinite(self) -> Tensor:
+        """Element-wise: neither inf nor nan (a bool tensor)."""
+        return Tensor._wrap(np.isfinite(self.array), False)
+
+    def index_select(self, dim: int, index: Tensor) -> Tensor:
+        """The slices at ``index`` (1-D, integer; may repeat) along ``dim``; the gradient
+        of a repeated slice adds up."""
+        d = _dim(dim, max(self.ndim, 1), "index_select")
+        idx = np.asarray(_raw(index))
+        if idx.ndim > 1 or idx.dtype.kind not in "iu":
+            raise TypeError(
+                f"index_select: index must be a 1-D integer tensor; got shape {idx.shape}, "
+                f"dtype {idx.dtype}"
+            )
+        n = self.shape[d] if self.ndim else 1
+        if idx.size and (idx.min() < 0 or idx.max() >= n):
+            raise IndexError(f"index_select: index values must lie in [0, {n}) along dim {dim}")
+        if self.ndim == 0:
+            return self.reshape(1)[idx.reshape(-1)].reshape(())
+        return shape.GetItem.apply(self, index=(slice(None),) * d + (idx.reshape(-1),))
+
+    def masked_select(self, mask: Any) -> Tensor:
+        """The elements where ``mask`` (bool, broadcast with this tensor) is True, as a
+        1-D tensor in row-major order."""
+        m = np.asarray(_raw(mask))
+        if m.dtype != np.bool_:
+            raise TypeError(f"masked_select: mask must be a bool tensor; got dtype {m.dtype}")
+        try:
+            full = np.broadcast_shapes(m.shape, tuple(self.shape))
+        except ValueError:
+            raise ValueError(
+                f"masked_select: mask of shape {m.shape} and tensor of shape "
+                f"{tuple(self.shape)} do not broadcast"
+            ) from None
+        x = self if tuple(self.shape) == full else self.expand(*full)
+        return shape.GetItem.apply(x, index=np.broadcast_to(m, full))
 
     def contiguous(self) -> Tensor:
         """The tensor itself: cnnkit's ops accept any memory layout."""

@@ -6,6 +6,7 @@ op and its gradient live); nothing is computed here.
 
 from __future__ import annotations
 
+import builtins
 from typing import Any
 
 import numpy as np
@@ -21,7 +22,11 @@ __all__ = [
     "IntTensor",
     "LongTensor",
     "abs",
+    "all",
     "allclose",
+    "amax",
+    "amin",
+    "any",
     "argmax",
     "argmin",
     "argsort",
@@ -30,6 +35,7 @@ __all__ = [
     "ceil",
     "chunk",
     "clamp",
+    "clip",
     "cos",
     "cumsum",
     "diag",
@@ -43,12 +49,17 @@ __all__ = [
     "from_numpy",
     "gather",
     "get_num_threads",
+    "index_select",
     "inference_mode",
     "is_tensor",
+    "isfinite",
+    "isinf",
+    "isnan",
     "log",
     "log_softmax",
     "logsumexp",
     "masked_fill",
+    "masked_select",
     "matmul",
     "max",
     "maximum",
@@ -58,8 +69,10 @@ __all__ = [
     "mm",
     "narrow",
     "nonzero",
+    "norm",
     "numel",
     "permute",
+    "pow",
     "prod",
     "randint",
     "randperm",
@@ -76,6 +89,7 @@ __all__ = [
     "sort",
     "split",
     "sqrt",
+    "square",
     "squeeze",
     "std",
     "sum",
@@ -88,6 +102,7 @@ __all__ = [
     "unflatten",
     "unique",
     "unsqueeze",
+    "var",
 ]
 
 
@@ -489,8 +504,9 @@ def _legacy(args: tuple, dtype: str, name: str) -> Tensor:
     dt = np.dtype(dtype)
     if len(args) == 1 and isinstance(args[0], Size):
         return Tensor(np.zeros(tuple(args[0]), dt))
-    if all(isinstance(a, (int, np.integer)) and not isinstance(a, bool) for a in args):
-        if any(a < 0 for a in args):
+    # builtins: this module defines torch's any/all
+    if builtins.all(isinstance(a, (int, np.integer)) and not isinstance(a, bool) for a in args):
+        if builtins.any(a < 0 for a in args):
             raise ValueError(f"{name}: sizes must be non-negative, got {args}")
         return Tensor(np.zeros(tuple(int(a) for a in args) if args else (0,), dt))
     if len(args) == 1 and isinstance(args[0], (list, tuple, np.ndarray, Tensor)):
@@ -555,8 +571,7 @@ def allclose(
     input: Tensor, other: Tensor, rtol: float = 1e-05, atol: float = 1e-08, equal_nan: bool = False
 ) -> bool:
     """Whether ``|input - other| <= atol + rtol * |other|`` everywhere (broadcast)."""
-    return bool(np.allclose(_tensor(input).array, _tensor(other).array, rtol=rtol, atol=atol,
-                            equal_nan=equal_nan))  # fmt: skip
+    return _tensor(input).allclose(other, rtol=rtol, atol=atol, equal_nan=equal_nan)
 
 
 def gather(input: Tensor, dim: int, index: Tensor) -> Tensor:
@@ -588,3 +603,73 @@ def nonzero(input: Tensor, *, as_tuple: bool = False) -> Any:
 def diag(input: Tensor, diagonal: int = 0) -> Tensor:
     """A diagonal matrix from a 1-D tensor, or a 2-D tensor's diagonal."""
     return input.diag(diagonal)
+
+
+def pow(input: Any, exponent: Any) -> Tensor:
+    """``input ** exponent`` (either may be a number)."""
+    return input**exponent if isinstance(input, Tensor) else exponent.__rpow__(input)
+
+
+def square(input: Tensor) -> Tensor:
+    """``input * input``."""
+    return input.square()
+
+
+def var(input: Tensor, dim: Any = None, unbiased: bool = True, keepdim: bool = False) -> Tensor:
+    """Variance (Bessel-corrected unless ``unbiased=False``; ``Tensor.var``)."""
+    return input.var(dim, unbiased=unbiased, keepdim=keepdim)
+
+
+def amax(input: Tensor, dim: Any = None, keepdim: bool = False) -> Tensor:
+    """Largest values over ``dim`` (ties share the gradient)."""
+    return input.amax(dim, keepdim)
+
+
+def amin(input: Tensor, dim: Any = None, keepdim: bool = False) -> Tensor:
+    """Smallest values over ``dim`` (ties share the gradient)."""
+    return input.amin(dim, keepdim)
+
+
+def norm(input: Tensor, p: Any = "fro", dim: Any = None, keepdim: bool = False) -> Tensor:
+    """The p-norm over ``dim`` (``Tensor.norm``)."""
+    return input.norm(p, dim, keepdim)
+
+
+def clip(input: Tensor, min: float | None = None, max: float | None = None) -> Tensor:
+    """Alias of :func:`clamp`."""
+    return input.clamp(min, max)
+
+
+def any(input: Tensor, dim: int | None = None, keepdim: bool = False) -> Tensor:
+    """Whether any element (along ``dim``) is non-zero."""
+    return input.any(dim, keepdim)
+
+
+def all(input: Tensor, dim: int | None = None, keepdim: bool = False) -> Tensor:
+    """Whether every element (along ``dim``) is non-zero."""
+    return input.all(dim, keepdim)
+
+
+def isnan(input: Tensor) -> Tensor:
+    """Element-wise: is it nan."""
+    return input.isnan()
+
+
+def isinf(input: Tensor) -> Tensor:
+    """Element-wise: is it +inf or -inf."""
+    return input.isinf()
+
+
+def isfinite(input: Tensor) -> Tensor:
+    """Element-wise: neither inf nor nan."""
+    return input.isfinite()
+
+
+def index_select(input: Tensor, dim: int, index: Tensor) -> Tensor:
+    """The slices of ``input`` at ``index`` along ``dim``."""
+    return input.index_select(dim, index)
+
+
+def masked_select(input: Tensor, mask: Tensor) -> Tensor:
+    """The elements of ``input`` where ``mask`` is True, as a 1-D tensor."""
+    return input.masked_select(mask)

@@ -37,6 +37,8 @@ targets[::4] = (targets[::4] + 1) % C  # every 4th label is "wrong"
 targets[1::9] = 0
 print("logits:", tuple(logits.shape), "targets:", tuple(targets.shape), targets.dtype)
 
+assert not torch.isnan(logits).any() and torch.isfinite(logits).all(), "bad logits"
+
 probs = F.softmax(logits, dim=1)
 conf, pred = probs.max(dim=1)
 print("first predictions:", pred[:10].tolist())
@@ -71,6 +73,10 @@ for i in worst[:3].tolist():
 hits_by_conf = (pred == targets)[order].float()
 coverage_acc = torch.cumsum(hits_by_conf, dim=0) / torch.arange(1, N + 1)
 print("accuracy of the top 10/30/60 by confidence:", fmt(coverage_acc[[9, 29, N - 1]], 3))
+right_conf = torch.masked_select(conf, pred == targets)
+wrong_logits = logits.index_select(0, wrong)
+print(f"mean confidence right {right_conf.mean().item():.4f} wrong {conf[wrong].mean().item():.4f}"
+      f", spread of wrong logits {torch.var(wrong_logits, dim=1).mean().item():.4f}")
 least = torch.flip(order, dims=[0])[:3]
 print("least confident:", least.tolist())
 
