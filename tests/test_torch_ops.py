@@ -564,3 +564,260 @@ def test_loss_modules(name: str, kw: dict) -> None:
     check(lambda lib, a, b: getattr(lib.nn, name)(**kw)(a, b), x, t)
     with pytest.raises(ValueError, match=f"{name}: reduction must be"):
         getattr(ck.nn, name)(reduction="avg")
+
+
+# ------------------------------------------------------ trigonometry and remainder
+def test_sin_cos() -> None:
+    x = _noncontig(4, 5) * 3
+    for op in ("sin", "cos"):
+        check(lambda lib, t, o=op: getattr(lib, o)(t), x)
+        check(lambda lib, t, o=op: getattr(t, o)() * getattr(t, o)(), x[1:, ::2])
+        check(lambda lib, t, o=op: getattr(lib, o)(t), np.array(0.7))
+
+
+def test_remainder_and_floor_division() -> None:
+    a = np.array([[5.5, -3.2, 7.0], [-7.5, 0.25, -2.0]])
+    b = np.array([2.0, -3.0, 0.75])
+    check(lambda lib, x, y: x % y, a, b)  # the sign of the divisor, both gradients
+    check(lambda lib, x, y: (x * 2) % 1.5 + (x + 10) % (y * y + 1), a, b)
+    check(lambda lib, x: 4 % x, a, grad=False)  # PyTorch has no gradient for this one
+    check(lambda lib, x: x.remainder(2.5), a)
+    ints, small = np.array([7, -7, 0, 12]), np.array([3, 3, -5, -5])
+    check(lambda lib, x, y: x % y, ints, small)
+    check(lambda lib, x, y: (x // y, x // 4, 20 // y), ints, small)
+    check(lambda lib, x, y: (x // y, 1.0 // y), a, b, grad=False)
+    f = ck.tensor(a, requires_grad=True) // 2
+    assert not f.requires_grad  # PyTorch has no derivative for floor division either
+
+
+# --------------------------------------------------------------------- indexing
+@pytest.mark.parametrize("dim", [0, 1, -1])
+def test_gather_repeats_add_up_in_the_gradient(dim: int) -> None:
+    x = _noncontig(4, 5, 3)
+    nd = dim % 3
+    shape = [3, 4, 2]
+    shape[nd] = 6  # longer than x along dim: indices repeat
+    index = RNG.integers(0, x.shape[nd], shape)
+    check(lambda lib, t, i: lib.gather(t, dim, i), x, index)
+    check(lambda lib, t, i: t.gather(dim, i), x, index)
+
+
+def test_gather_picks_the_label_probability() -> None:
+    logits, y = _noncontig(6, 4), np.array([3, 0, 1, 1, 2, 3])
+    check(
+        lambda lib, t, i: -t.log_softmax(1).gather(1, i.unsqueeze(1)).squeeze(1).mean(), logits, y
+    )
+
+
+def test_gather_errors() -> None:
+    x = ck.zeros(3, 4)
+    with pytest.raises(ValueError, match=r"gather: index has 1 dimension\(s\), the input 2"):
+        x.gather(1, ck.tensor([0, 1]))
+    with pytest.raises(TypeError, match="gather: index must be an integer tensor"):
+        x.gather(1, ck.zeros(3, 1))
+    with pytest.raises(IndexError, match=r"gather: index values must lie in \[0, 4\)"):
+        x.gather(1, ck.tensor([[4]]))
+    with pytest.raises(IndexError, match=r"gather: index values must lie in \[0, 4\)"):
+        x.gather(1, ck.tensor([[-1]]))
+    with pytest.raises(ValueError, match=r"exceeds input shape \(3, 4\) in dimension 0"):
+        x.gather(1, ck.zeros(4, 1, dtype=ck.int64))
+    with pytest.raises(IndexError, match="gather: dim 2 is out of range"):
+        x.gather(2, ck.zeros(1, 1, dtype=ck.int64))
+
+
+@pytest.mark.parametrize("dim", [0, 1, -1])
+def test_scatter_and_scatter_add(dim: int) -> None:
+    x = _noncontig(4, 5)
+    nd = dim % 2
+    # scatter: distinct places along dim (repeats make PyTorch's result undefined)
+    index = np.stack([RNG.permutation(x.shape[nd])[:3] for _ in range(4 if nd else 3)])
+    index = index if nd else index.T.copy()
+    src = RNG.normal(size=index.shape)
+    check(lambda lib, t, s, i: lib.scatter(t, dim, i, s), x, src, index)
+    check(lambda lib, t, s, i: t.scatter(dim, i, s) * 2, x, src, index)
+    check(lambda lib, t, i: t.scatter(dim, i, value=-1.5), x, index)
+    # a src larger than index: its corner is used (PyTorch's backward fails on this one)
+    check(lambda lib, t, s, i: t.scatter(dim, i, s), x, RNG.normal(size=(7, 6)), index, grad=False)
+    # scatter_add: repeats add up
+    rep = RNG.integers(0, x.shape[nd], (4, 5) if nd else (6, 5))
+    src2 = RNG.normal(size=rep.shape)
+    check(lambda lib, t, s, i: lib.scatter_add(t, dim, i, s), x, src2, rep)
+    check(lambda lib, t, s, i: t.scatter_add(dim, i, s), x, src2, rep)
+
+
+def test_in_place_scatter_index_put_masked_fill() -> None:
+    y = np.array([2, 0, 1, 2, 2])
+    pred = np.array([2, 1, 1, 0, 2])
+    for lib in (ck, torch):
+        yt, pt = lib.tensor(y), lib.tensor(pred)
+        one_hot = lib.zeros(5, 3).scatter_(1, yt.unsqueeze(1), 1.0)
+        np.testing.assert_array_equal(one_hot.numpy(), np.eye(3)[y])
+        ones = lib.zeros(5, 3).scatter_(1, yt.unsqueeze(1), lib.ones(5, 1) * 2)
+        np.testing.assert_array_equal(ones.numpy(), 2 * np.eye(3)[y])
+        counts = lib.zeros(3).scatter_add_(0, yt, lib.ones(5))
+        np.testing.assert_array_equal(counts.numpy(), [1, 1, 3])
+        cm = lib.zeros(3, 3, dtype=lib.int64)
+        cm.index_put_((yt, pt), lib.ones_like(yt), accumulate=True)
+        np.testing.assert_array_equal(cm.numpy(), [[0, 1, 0], [0, 1, 0], [1, 0, 2]])
+        cm.index_put_((yt, pt), lib.tensor(7))  # no accumulate: written once
+        np.testing.assert_array_equal(cm.numpy(), [[0, 7, 0], [0, 7, 0], [7, 0, 7]])
+        cm2 = lib.zeros(3, 3, dtype=lib.int64)
+        for t_, p_ in zip(yt, pt, strict=True):  # 0-d tensors as indices, read and written
+            cm2[t_, p_] += 1
+        cm2[lib.tensor([0, 1]), lib.tensor([2, 2])] = 5
+        np.testing.assert_array_equal(cm2.numpy(), [[0, 1, 5], [0, 1, 5], [1, 0, 2]])
+        m = lib.tensor([[1.0, 2.0], [3.0, 4.0]])
+        m.masked_fill_(m > 2.5, 0.0)
+        np.testing.assert_array_equal(m.numpy(), [[1, 2], [0, 0]])
+    with pytest.raises(RuntimeError, match="scatter_: a leaf tensor that requires grad"):
+        ck.zeros(2, 2, requires_grad=True).scatter_(0, ck.tensor([[0, 1]]), 1.0)
+    with pytest.raises(TypeError, match="index_put_: indices must be a tuple"):
+        ck.zeros(2).index_put_(ck.tensor([0]), ck.tensor(1.0))
+    with pytest.raises(ValueError, match=r"scatter: index shape \(1, 3\) exceeds src shape"):
+        ck.zeros(2, 3).scatter(1, ck.tensor([[0, 1, 2]]), ck.zeros(1, 2))
+
+
+def test_masked_fill() -> None:
+    x = _noncontig(3, 4)
+    mask = np.array([True, False, True, False])  # broadcast over the rows
+    check(lambda lib, t: t.masked_fill(lib.tensor(mask), -2.0) * t, x)
+    check(lambda lib, t: lib.masked_fill(t, t > 0, float("-inf")).softmax(1), x)
+    check(lambda lib, t: t.masked_fill(t < 0, lib.tensor(0.5)), x)  # a 0-d tensor value
+    with pytest.raises(TypeError, match="masked_fill: mask must be a bool tensor"):
+        ck.zeros(2).masked_fill(ck.tensor([1, 0]), 1.0)
+    with pytest.raises(ValueError, match=r"masked_fill: mask of shape \(3, 2\) does not"):
+        ck.zeros(2).masked_fill(ck.zeros(3, 2, dtype=ck.bool), 1.0)
+
+
+def test_nonzero() -> None:
+    x = np.array([[0.0, 1.5, 0.0], [2.0, 0.0, -1.0]])
+    check(lambda lib, t: lib.nonzero(t), x, grad=False)
+    check(lambda lib, t: t.nonzero(as_tuple=True), x, grad=False)
+    check(lambda lib, t: (t > 0).nonzero(as_tuple=True)[0], np.array([0.0, 3.0, 0.0, 2.0]))
+    check(lambda lib, t: lib.nonzero(t), np.zeros((2, 0, 3)), grad=False)
+    check(lambda lib, t: lib.nonzero(t), np.array(2.0), grad=False)
+    check(lambda lib, t: t.nonzero(as_tuple=True), np.array(0.0), grad=False)
+
+
+@pytest.mark.parametrize("k", [0, 1, -2])
+def test_diag(k: int) -> None:
+    check(lambda lib, t: lib.diag(t, k), RNG.normal(size=4))
+    check(lambda lib, t: t.diag(k), _noncontig(4, 6))
+    check(lambda lib, t: lib.diag(t, k), _noncontig(5, 3))
+    check(lambda lib, t: t.diag(k), np.arange(12).reshape(3, 4))
+    with pytest.raises(ValueError, match=r"diag: expected a 1-D or 2-D tensor"):
+        ck.zeros(2, 2, 2).diag()
+
+
+def test_equal_allclose_functions() -> None:
+    a = np.array([1.0, 2.0, 3.0])
+    for lib in (ck, torch):
+        x = lib.tensor(a)
+        assert lib.equal(x, lib.tensor(a)) and not lib.equal(x, lib.tensor(a[:2]))
+        assert not lib.equal(x, x + 1e-9)
+        assert lib.allclose(x, x + 1e-9) and not lib.allclose(x, x + 1e-3)
+        assert lib.allclose(x, x + 1e-3, atol=1e-2)
+        assert lib.allclose(lib.tensor([float("nan")]), lib.tensor([float("nan")]), equal_nan=True)
+
+
+@pytest.mark.parametrize("dim", [1, 0, -1])
+def test_cosine_similarity(dim: int) -> None:
+    a, b = _noncontig(4, 5), RNG.normal(size=(4, 5))
+    a[1] = 0.0  # a zero vector along dim 1
+    a[:, 2] = 0.0  # and along dim 0
+    check(lambda lib, x, y: lib.nn.functional.cosine_similarity(x, y, dim=dim), a, b)
+    # broadcasting: one vector against a batch, each with its own gradient
+    check(lambda lib, x, y: lib.nn.functional.cosine_similarity(x[:1], y, dim=dim), a, b)
+    check(lambda lib, x, y: lib.nn.functional.cosine_similarity(x, y, dim, eps=0.5), a * 0.1, b)
+
+
+def test_cosine_similarity_errors() -> None:
+    with pytest.raises(ValueError, match=r"cosine_similarity: x1 of shape \(2, 3\) and x2"):
+        F.cosine_similarity(ck.zeros(2, 3), ck.zeros(2, 4))
+    with pytest.raises(TypeError, match="cosine_similarity: x2 must be a floating-point"):
+        F.cosine_similarity(ck.zeros(2, 3), ck.tensor([[1, 2, 3]]))
+    with pytest.raises(ValueError, match="cosine_similarity: dim 2 is out of range"):
+        F.cosine_similarity(ck.zeros(2, 3), ck.zeros(2, 3), dim=2)
+
+
+# ---------------------------------------------------------- dtype promotion
+@pytest.mark.parametrize(
+    "expr",
+    ["i * 0.5", "0.5 * i", "i / 2", "2 / i", "i / i", "i + f", "f + i", "f * i", "f - i",
+     "i ** 2", "i ** 2.0", "2.0 ** i", "i % 1.5", "i // 2.0", "b + 1.5", "b * f", "b / i",
+     "i + 1", "i // i", "j + i", "j * 1.5", "d + i", "f + 0.25"],
+)  # fmt: skip
+def test_integer_operands_promote_as_torch(expr: str) -> None:
+    """An integer or bool tensor meeting a float (tensor or Python number), or divided by
+    an integer, computes in the float's dtype / the default float32, not float64."""
+
+    def fn(lib, i, j, b, f, d):
+        return eval(expr)
+
+    out = check(
+        fn, np.array([1, 2, 3]), np.array([1, 2, 3], np.int32), np.array([True, False, True]),
+        np.array([0.5, 1.5, 2.5], np.float32), np.array([0.5, 1.5, 2.5]), rtol=1e-6,
+        grad=False,
+    )  # fmt: skip
+    assert out[0].dtype != np.float64 or "d" in expr
+
+
+def test_promoted_float_operand_keeps_its_gradient() -> None:
+    f, i = np.array([0.5, -1.5, 2.5]), np.array([1, 2, 3])
+    check(lambda lib, x, k: x * k + k / x - (k % x) + x**k, f, i)
+    check(lambda lib, x, k: (k + 0.5) * x, f.astype(np.float32), i, rtol=1e-6)
+
+
+# ------------------------------------------------- what checks and guards call
+def test_any_all_and_float_tests() -> None:
+    x = np.array([[0.0, 1.5, np.nan], [np.inf, 0.0, -np.inf], [0.0, 0.0, 0.0]])
+    for name in ("isnan", "isinf", "isfinite"):
+        check(lambda lib, t, n=name: getattr(lib, n)(t), x, grad=False)
+        check(lambda lib, t, n=name: getattr(t, n)(), x.T, grad=False)
+    for name in ("any", "all"):
+        for args in [(), (0,), (1,), (-1, True)]:
+            check(lambda lib, t, n=name, a=args: getattr(lib, n)(t, *a), x, grad=False)
+            check(lambda lib, t, n=name, a=args: getattr(t > 0, n)(*a), x, grad=False)
+        check(lambda lib, t, n=name: getattr(t, n)(), np.array([3, 0, 1]), grad=False)
+    with pytest.raises(IndexError, match="any: dim 2 is out of range"):
+        ck.zeros(2, 2).any(2)
+
+
+def test_pow_square_var_amax_norm_clip_functions() -> None:
+    x, e = _noncontig(3, 4), RNG.uniform(0.5, 2.0, (3, 4))
+    check(lambda lib, t, p: lib.pow(t.abs() + 0.1, p), x, e)
+    check(lambda lib, t: lib.pow(2.0, t) + lib.pow(t, 3), x)
+    check(lambda lib, t: lib.square(t) + t.square(), x)
+    check(lambda lib, t: (lib.var(t, 1), lib.var(t, 0, unbiased=False, keepdim=True)), x)
+    check(lambda lib, t: (lib.amax(t, 1), lib.amin(t, (0, 1))), _ties(3, 4))
+    check(lambda lib, t: (lib.norm(t), lib.norm(t, 1, 0), lib.norm(t, dim=1, keepdim=True)), x)
+    check(lambda lib, t: (lib.clip(t, -0.5, 0.5), t.clip(min=0.0)), x)
+    check(lambda lib, a, b: (a.matmul(b), lib.matmul(a, b)), x, _noncontig(4, 2))
+
+
+@pytest.mark.parametrize("dim", [0, 1, -1])
+def test_index_select_repeats_add_up(dim: int) -> None:
+    x = _noncontig(4, 5, 3)
+    index = RNG.integers(0, x.shape[dim], 7)
+    check(lambda lib, t, i: lib.index_select(t, dim, i), x, index)
+    check(lambda lib, t, i: t.index_select(dim, i) * 3, x, index)
+    check(lambda lib, t, i: t.index_select(dim, i), x, np.array([], dtype=np.int64))
+
+
+def test_index_select_errors() -> None:
+    with pytest.raises(TypeError, match="index_select: index must be a 1-D integer tensor"):
+        ck.zeros(3).index_select(0, ck.tensor([[0]]))
+    with pytest.raises(IndexError, match=r"index_select: index values must lie in \[0, 3\)"):
+        ck.zeros(3).index_select(0, ck.tensor([3]))
+
+
+def test_masked_select() -> None:
+    x = _noncontig(3, 4)
+    check(lambda lib, t: lib.masked_select(t, t > 0), x)
+    check(lambda lib, t: t.masked_select(lib.tensor([True, False, False, True])) * 2, x)
+    # the mask may be the larger one: the tensor is broadcast
+    check(lambda lib, t: t[0].masked_select(lib.tensor(np.eye(3, 4, dtype=bool))), x)
+    with pytest.raises(TypeError, match="masked_select: mask must be a bool tensor"):
+        ck.zeros(3).masked_select(ck.tensor([1, 0, 1]))
+    with pytest.raises(ValueError, match="masked_select: mask of shape"):
+        ck.zeros(3).masked_select(ck.zeros(4, dtype=ck.bool))

@@ -11,6 +11,7 @@ import numpy as np
 
 from cnnkit import autograd, backend
 from cnnkit.functional import arith, shape
+from cnnkit.functional import index as gather_ops
 
 _FLOATS = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))
 
@@ -384,35 +385,72 @@ class Tensor:
             arr = arr.astype(self.dtype)
         return Tensor._wrap(arr, False)
 
+    def _operands(self, other: Any, true_division: bool = False) -> tuple[Tensor, Tensor]:
+        """``(self, other)`` for a binary op, promoted as PyTorch does where NumPy would
+        widen to float64: an integer or bool tensor meeting a floating tensor takes that
+        tensor's dtype; meeting a Python float, or divided (``/``) by an integer, the
+        default float dtype."""
+        b = self._other(other)
+        a, ka, kb = self, self.dtype.kind, b.dtype.kind
+        if ka in "biu" and kb == "f":
+            dt = backend.get_default_dtype() if not isinstance(other, Tensor) else b.dtype
+            return Tensor._wrap(a.array.astype(dt), False), (
+                b if b.dtype == dt else Tensor._wrap(b.array.astype(dt), False)
+            )
+        if ka == "f" and kb in "biu":
+            return a, Tensor._wrap(b.array.astype(a.dtype), False)
+        if true_division and ka in "biu" and kb in "biu":
+            dt = backend.get_default_dtype()
+            return Tensor._wrap(a.array.astype(dt), False), Tensor._wrap(b.array.astype(dt), False)
+        return a, b
+
     def __add__(self, other: Any) -> Tensor:
-        return arith.Add.apply(self, self._other(other))
+        return arith.Add.apply(*self._operands(other))
 
     def __radd__(self, other: Any) -> Tensor:
-        return arith.Add.apply(self._other(other), self)
+        return arith.Add.apply(*self._operands(other)[::-1])
 
     def __sub__(self, other: Any) -> Tensor:
-        return arith.Sub.apply(self, self._other(other))
+        return arith.Sub.apply(*self._operands(other))
 
     def __rsub__(self, other: Any) -> Tensor:
-        return arith.Sub.apply(self._other(other), self)
+        return arith.Sub.apply(*self._operands(other)[::-1])
 
     def __mul__(self, other: Any) -> Tensor:
-        return arith.Mul.apply(self, self._other(other))
+        return arith.Mul.apply(*self._operands(other))
 
     def __rmul__(self, other: Any) -> Tensor:
-        return arith.Mul.apply(self._other(other), self)
+        return arith.Mul.apply(*self._operands(other)[::-1])
 
     def __truediv__(self, other: Any) -> Tensor:
-        return arith.Div.apply(self, self._other(other))
+        return arith.Div.apply(*self._operands(other, true_division=True))
 
     def __rtruediv__(self, other: Any) -> Tensor:
-        return arith.Div.apply(self._other(other), self)
+        return arith.Div.apply(*self._operands(other, true_division=True)[::-1])
+
+    def __mod__(self, other: Any) -> Tensor:
+        return arith.Remainder.apply(*self._operands(other))
+
+    def __rmod__(self, other: Any) -> Tensor:
+        return arith.Remainder.apply(*self._operands(other)[::-1])
+
+    remainder = __mod__
+
+    def __floordiv__(self, other: Any) -> Tensor:
+        """``floor(a / b)``; not differentiable (PyTorch has no derivative for it either):
+        the result does not require grad."""
+        a, b = self._operands(other)
+        return Tensor._wrap(np.floor_divide(a.array, b.array), False)
+
+    def __rfloordiv__(self, other: Any) -> Tensor:
+        a, b = self._operands(other)
+        return Tensor._wrap(np.floor_divide(b.array, a.array), False)
 
     def __pow__(self, other: Any) -> Tensor:
-        return arith.Pow.apply(self, self._other(other))
+        return arith.Pow.apply(*self._operands(other))
 
     def __rpow__(self, other: Any) -> Tensor:
-        return arith.Pow.apply(self._other(other), self)
+        return arith.Pow.apply(*self._operands(other)[::-1])
 
     def __neg__(self) -> Tensor:
         return arith.Neg.apply(self)
@@ -458,8 +496,11 @@ class Tensor:
         """True when both have the same shape and values."""
         return bool(np.array_equal(self.array, _raw(other)))
 
-    def allclose(self, other: Any, rtol: float = 1e-5, atol: float = 1e-8) -> bool:
-        return bool(np.allclose(self.array, _raw(other), rtol=rtol, atol=atol))
+    def allclose(
+        self, other: Any, rtol: float = 1e-5, atol: float = 1e-8, equal_nan: bool = False
+    ) -> bool:
+        """Whether ``|self - other| <= atol + rtol * |other|`` everywhere (broadcast)."""
+        return bool(np.allclose(self.array, _raw(other), rtol=rtol, atol=atol, equal_nan=equal_nan))
 
     def exp(self) -> Tensor:
         return arith.Exp.apply(self)
@@ -472,6 +513,12 @@ class Tensor:
 
     def abs(self) -> Tensor:
         return arith.Abs.apply(self)
+
+    def sin(self) -> Tensor:
+        return arith.Sin.apply(self)
+
+    def cos(self) -> Tensor:
+        return arith.Cos.apply(self)
 
     def clamp(self, min: float | None = None, max: float | None = None) -> Tensor:
         return arith.Clamp.apply(self, lo=min, hi=max)
@@ -589,6 +636,71 @@ class Tensor:
         if isinstance(p, (int, float)) and p > 0:
             return (self.abs() ** p).sum(dim, keepdim=keepdim) ** (1.0 / p)
         raise ValueError(f"norm: p must be 'fro', inf or a positive number, got {p!r}")
+
+    def square(self) -> Tensor:
+        """``self * self``."""
+        return self * self
+
+    def matmul(self, other: Tensor) -> Tensor:
+        """``self @ other``."""
+        return self @ other
+
+    clip = clamp
+
+    def any(self, dim: int | None = None, keepdim: bool = False) -> Tensor:
+        """Whether any element (along ``dim``) is non-zero, as a bool tensor."""
+        axis = None if dim is None else _dim(dim, max(self.ndim, 1), "any")
+        return Tensor._wrap(np.any(self.array, axis=axis, keepdims=keepdim), False)
+
+    def all(self, dim: int | None = None, keepdim: bool = False) -> Tensor:
+        """Whether every element (along ``dim``) is non-zero, as a bool tensor."""
+        axis = None if dim is None else _dim(dim, max(self.ndim, 1), "all")
+        return Tensor._wrap(np.all(self.array, axis=axis, keepdims=keepdim), False)
+
+    def isnan(self) -> Tensor:
+        """Element-wise ``x != x`` (a bool tensor): ``if torch.isnan(loss): ...``."""
+        return Tensor._wrap(np.isnan(self.array), False)
+
+    def isinf(self) -> Tensor:
+        """Element-wise: is it +inf or -inf (a bool tensor)."""
+        return Tensor._wrap(np.isinf(self.array), False)
+
+    def isfinite(self) -> Tensor:
+        """Element-wise: neither inf nor nan (a bool tensor)."""
+        return Tensor._wrap(np.isfinite(self.array), False)
+
+    def index_select(self, dim: int, index: Tensor) -> Tensor:
+        """The slices at ``index`` (1-D, integer; may repeat) along ``dim``; the gradient
+        of a repeated slice adds up."""
+        d = _dim(dim, max(self.ndim, 1), "index_select")
+        idx = np.asarray(_raw(index))
+        if idx.ndim > 1 or idx.dtype.kind not in "iu":
+            raise TypeError(
+                f"index_select: index must be a 1-D integer tensor; got shape {idx.shape}, "
+                f"dtype {idx.dtype}"
+            )
+        n = self.shape[d] if self.ndim else 1
+        if idx.size and (idx.min() < 0 or idx.max() >= n):
+            raise IndexError(f"index_select: index values must lie in [0, {n}) along dim {dim}")
+        if self.ndim == 0:
+            return self.reshape(1)[idx.reshape(-1)].reshape(())
+        return shape.GetItem.apply(self, index=(slice(None),) * d + (idx.reshape(-1),))
+
+    def masked_select(self, mask: Any) -> Tensor:
+        """The elements where ``mask`` (bool, broadcast with this tensor) is True, as a
+        1-D tensor in row-major order."""
+        m = np.asarray(_raw(mask))
+        if m.dtype != np.bool_:
+            raise TypeError(f"masked_select: mask must be a bool tensor; got dtype {m.dtype}")
+        try:
+            full = np.broadcast_shapes(m.shape, tuple(self.shape))
+        except ValueError:
+            raise ValueError(
+                f"masked_select: mask of shape {m.shape} and tensor of shape "
+                f"{tuple(self.shape)} do not broadcast"
+            ) from None
+        x = self if tuple(self.shape) == full else self.expand(*full)
+        return shape.GetItem.apply(x, index=np.broadcast_to(m, full))
 
     def contiguous(self) -> Tensor:
         """The tensor itself: cnnkit's ops accept any memory layout."""
@@ -975,6 +1087,11 @@ class Tensor:
         new = (*self.shape[:s], int(np.prod(self.shape[s : e + 1])), *self.shape[e + 1 :])
         return shape.Reshape.apply(self, shape=new)
 
+    def unflatten(self, dim: int, sizes: Any) -> Tensor:
+        """Split dimension ``dim`` into ``sizes`` (one entry may be -1); the inverse of
+        :meth:`flatten`: ``(N, C*H*W).unflatten(1, (C, H, W))`` gives ``(N, C, H, W)``."""
+        return shape_mod_reshape(self, _unflattened_shape(self.shape, dim, sizes, "unflatten"))
+
     def permute(self, *dims: Any) -> Tensor:
         if len(dims) == 1 and isinstance(dims[0], (tuple, list)):
             dims = tuple(dims[0])
@@ -1022,8 +1139,136 @@ class Tensor:
 
     def __setitem__(self, index: Any, value: Any) -> None:
         self._refuse_untracked_inplace("__setitem__", value)
+        if isinstance(index, Tensor):
+            index = index.array
+        elif isinstance(index, tuple):
+            index = tuple(i.array if isinstance(i, Tensor) else i for i in index)
         self.array[index] = _raw(value)
         self._bump_version("__setitem__")
+
+    # ----------------------------------------------------------------- indexing ops
+    def gather(self, dim: int, index: Tensor) -> Tensor:
+        """Values along ``dim`` at ``index`` (same number of dims; the output has
+        ``index``'s shape): ``out[i][j] = self[i][index[i][j]]`` for ``dim=1``.
+        ``probs.gather(1, y.unsqueeze(1))`` picks each row's probability of its label."""
+        idx = np.asarray(_raw(index))
+        d = gather_ops.check_index(self.shape, dim, idx, "gather")
+        return gather_ops.Gather.apply(self, idx, dim=d)
+
+    def _scatter(self, dim: int, index: Any, src: Any, accumulate: bool, where: str):
+        idx = np.asarray(_raw(index))
+        if isinstance(src, Tensor):
+            d = gather_ops.check_index(self.shape, dim, idx, where, src_shape=src.shape)
+            if src.ndim != self.ndim:
+                raise ValueError(f"{where}: src has {src.ndim} dimension(s), the input {self.ndim}")
+            return d, idx, src
+        if accumulate:
+            raise TypeError(f"{where}: src must be a Tensor; got {type(src).__name__}")
+        d = gather_ops.check_index(self.shape, dim, idx, where)
+        return d, idx, Tensor._wrap(np.asarray(src, dtype=self.dtype), False)
+
+    def scatter(self, dim: int, index: Tensor, src: Any = None, *, value: Any = None):
+        """A copy with ``out[i][index[i][j]] = src[i][j]`` for ``dim=1`` (``src`` a tensor,
+        or a number as ``value=``); differentiable in ``self`` and ``src``."""
+        src = value if src is None else src
+        d, idx, s = self._scatter(dim, index, src, False, "scatter")
+        return gather_ops.Scatter.apply(self, idx, s, dim=d, accumulate=False)
+
+    def scatter_add(self, dim: int, index: Tensor, src: Tensor) -> Tensor:
+        """A copy with ``out[i][index[i][j]] += src[i][j]`` for ``dim=1`` (repeated
+        indices add up); differentiable in ``self`` and ``src``."""
+        d, idx, s = self._scatter(dim, index, src, True, "scatter_add")
+        return gather_ops.Scatter.apply(self, idx, s, dim=d, accumulate=True)
+
+    def scatter_(self, dim: int, index: Tensor, src: Any = None, *, value: Any = None):
+        """In place: :meth:`scatter` (``one_hot = zeros(n, c).scatter_(1, y[:, None], 1)``)."""
+        self._inplace_check("scatter_")
+        src = value if src is None else src
+        d, idx, s = self._scatter(dim, index, src, False, "scatter_")
+        gather_ops.scatter_into(self.array, idx, s.array, d, accumulate=False)
+        self._bump_version("scatter_")
+        return self
+
+    def scatter_add_(self, dim: int, index: Tensor, src: Tensor) -> Tensor:
+        """In place: :meth:`scatter_add`."""
+        self._inplace_check("scatter_add_")
+        d, idx, s = self._scatter(dim, index, src, True, "scatter_add_")
+        gather_ops.scatter_into(self.array, idx, s.array, d, accumulate=True)
+        self._bump_version("scatter_add_")
+        return self
+
+    def index_put_(self, indices: Sequence[Any], values: Any, accumulate: bool = False):
+        """In place: ``self[indices] = values``, or ``+=`` with ``accumulate`` (repeated
+        index tuples then all add up: a confusion matrix is
+        ``cm.index_put_((y, pred), ones_like(y), accumulate=True)``)."""
+        self._inplace_check("index_put_")
+        if not isinstance(indices, (tuple, list)):
+            raise TypeError(
+                f"index_put_: indices must be a tuple of tensors; got {type(indices).__name__}"
+            )
+        if len(indices) > self.ndim:
+            raise IndexError(f"index_put_: {len(indices)} index tensors for a {self.ndim}-d tensor")
+        idx = tuple(np.asarray(_raw(i)) for i in indices)
+        for i in idx:
+            if i.dtype.kind not in "iub":
+                raise TypeError(
+                    f"index_put_: index tensors must be integer or bool; got dtype {i.dtype}"
+                )
+        vals = np.asarray(_raw(values), dtype=self.dtype)
+        if accumulate:
+            np.add.at(self.array, idx, vals)
+        else:
+            self.array[idx] = vals
+        self._bump_version("index_put_")
+        return self
+
+    def masked_fill(self, mask: Any, value: Any) -> Tensor:
+        """``value`` where the boolean ``mask`` (broadcast to this shape) is True, this
+        tensor elsewhere; the gradient flows to the kept elements."""
+        m = np.asarray(_raw(mask))
+        if m.dtype != np.bool_:
+            raise TypeError(f"masked_fill: mask must be a bool tensor; got dtype {m.dtype}")
+        try:
+            out_shape = np.broadcast_shapes(m.shape, self.shape)
+        except ValueError:
+            out_shape = None
+        if out_shape != tuple(self.shape):
+            raise ValueError(
+                f"masked_fill: mask of shape {m.shape} does not broadcast to the tensor's "
+                f"shape {tuple(self.shape)}"
+            )
+        if isinstance(value, Tensor) and value.ndim != 0:
+            raise ValueError(f"masked_fill: value must be a number or a 0-d tensor; got "
+                             f"shape {tuple(value.shape)}")  # fmt: skip
+        fill = value.to(self.dtype) if isinstance(value, Tensor) else self._other(
+            np.asarray(value, dtype=self.dtype)
+        )  # fmt: skip
+        return arith.Where.apply(Tensor._wrap(m, False), fill, self)
+
+    def masked_fill_(self, mask: Any, value: Any) -> Tensor:
+        """In place: :meth:`masked_fill`."""
+        out = self.detach().masked_fill(mask, value)
+        return self._write(out.array, "masked_fill_")
+
+    def nonzero(self, *, as_tuple: bool = False) -> Any:
+        """Indices of the non-zero elements: ``(k, ndim)`` int64 in row-major order, or
+        with ``as_tuple`` one 1-D index tensor per dimension."""
+        if self.ndim == 0:  # as PyTorch: one hit (or none) with no coordinates
+            hits = int(bool(self.array))
+            if as_tuple:
+                return (Tensor._wrap(np.zeros(hits, np.int64), False),)
+            return Tensor._wrap(np.zeros((hits, 0), np.int64), False)
+        found = np.nonzero(self.array)
+        if as_tuple:
+            return tuple(Tensor._wrap(i.astype(np.int64), False) for i in found)
+        return Tensor._wrap(np.stack(found, axis=1).astype(np.int64), False)
+
+    def diag(self, diagonal: int = 0) -> Tensor:
+        """Of a 1-D tensor: the square matrix with it on diagonal ``diagonal``; of a 2-D
+        tensor: that diagonal (``cm.diag()`` holds a confusion matrix's hits)."""
+        if self.ndim not in (1, 2):
+            raise ValueError(f"diag: expected a 1-D or 2-D tensor; got shape {tuple(self.shape)}")
+        return gather_ops.Diag.apply(self, k=int(diagonal))
 
 
 class _Cast(autograd.Function):
@@ -1095,6 +1340,29 @@ def shape_mod_reshape(t: Tensor, shp: tuple) -> Tensor:
     if len(shp) == 1 and isinstance(shp[0], (tuple, list)):
         shp = tuple(shp[0])
     return shape.Reshape.apply(t, shape=tuple(int(s) for s in shp))
+
+
+def _unflattened_shape(shp: tuple, dim: Any, sizes: Any, where: str) -> tuple[int, ...]:
+    """``shp`` with dimension ``dim`` split into ``sizes`` (at most one -1, inferred)."""
+    d = _dim(dim, max(len(shp), 1), where)
+    if isinstance(sizes, (int, np.integer)) or not isinstance(sizes, Sequence) or not sizes:
+        raise TypeError(f"{where}: sizes must be a non-empty tuple of ints; got {sizes!r}")
+    sizes = [int(n) for n in sizes]
+    n = shp[d] if shp else 1
+    if sizes.count(-1) > 1 or any(k < -1 for k in sizes):
+        raise ValueError(f"{where}: sizes may hold one -1 and no other negative; got {sizes}")
+    known = int(np.prod([k for k in sizes if k != -1]))
+    if -1 in sizes:
+        if known == 0 or n % known:
+            raise ValueError(
+                f"{where}: dimension {dim} of size {n} cannot be split into {tuple(sizes)}"
+            )
+        sizes[sizes.index(-1)] = n // known
+    elif known != n:
+        raise ValueError(
+            f"{where}: sizes {tuple(sizes)} multiply to {known}, but dimension {dim} has size {n}"
+        )
+    return (*shp[:d], *sizes, *shp[d + 1 :])
 
 
 # --------------------------------------------------------------------- factories

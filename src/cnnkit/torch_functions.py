@@ -6,6 +6,7 @@ op and its gradient live); nothing is computed here.
 
 from __future__ import annotations
 
+import builtins
 from typing import Any
 
 import numpy as np
@@ -21,6 +22,11 @@ __all__ = [
     "IntTensor",
     "LongTensor",
     "abs",
+    "all",
+    "allclose",
+    "amax",
+    "amin",
+    "any",
     "argmax",
     "argmin",
     "argsort",
@@ -29,20 +35,31 @@ __all__ = [
     "ceil",
     "chunk",
     "clamp",
+    "clip",
+    "cos",
     "cumsum",
+    "diag",
     "einsum",
     "eq",
+    "equal",
     "exp",
     "flatten",
     "flip",
     "floor",
     "from_numpy",
+    "gather",
     "get_num_threads",
+    "index_select",
     "inference_mode",
     "is_tensor",
+    "isfinite",
+    "isinf",
+    "isnan",
     "log",
     "log_softmax",
     "logsumexp",
+    "masked_fill",
+    "masked_select",
     "matmul",
     "max",
     "maximum",
@@ -51,21 +68,28 @@ __all__ = [
     "minimum",
     "mm",
     "narrow",
+    "nonzero",
+    "norm",
     "numel",
     "permute",
+    "pow",
     "prod",
     "randint",
     "randperm",
     "repeat_interleave",
     "reshape",
     "round",
+    "scatter",
+    "scatter_add",
     "set_num_threads",
     "sigmoid",
     "sign",
+    "sin",
     "softmax",
     "sort",
     "split",
     "sqrt",
+    "square",
     "squeeze",
     "std",
     "sum",
@@ -75,8 +99,10 @@ __all__ = [
     "transpose",
     "trunc",
     "unbind",
+    "unflatten",
     "unique",
     "unsqueeze",
+    "var",
 ]
 
 
@@ -114,6 +140,12 @@ def mean(input: Tensor, dim: Any = None, keepdim: bool = False, **alias: Any) ->
 def flatten(input: Tensor, start_dim: int = 0, end_dim: int = -1) -> Tensor:
     """Merge dimensions ``start_dim..end_dim``: ``flatten(x, 1)`` gives ``(N, C*H*W)``."""
     return input.flatten(start_dim, end_dim)
+
+
+def unflatten(input: Tensor, dim: int, sizes: Any) -> Tensor:
+    """Split dimension ``dim`` into ``sizes``: ``unflatten(x, 1, (C, H, W))`` turns
+    ``(N, C*H*W)`` into ``(N, C, H, W)``; one size may be -1."""
+    return input.unflatten(dim, sizes)
 
 
 def from_numpy(array: np.ndarray) -> Tensor:
@@ -472,8 +504,9 @@ def _legacy(args: tuple, dtype: str, name: str) -> Tensor:
     dt = np.dtype(dtype)
     if len(args) == 1 and isinstance(args[0], Size):
         return Tensor(np.zeros(tuple(args[0]), dt))
-    if all(isinstance(a, (int, np.integer)) and not isinstance(a, bool) for a in args):
-        if any(a < 0 for a in args):
+    # builtins: this module defines torch's any/all
+    if builtins.all(isinstance(a, (int, np.integer)) and not isinstance(a, bool) for a in args):
+        if builtins.any(a < 0 for a in args):
             raise ValueError(f"{name}: sizes must be non-negative, got {args}")
         return Tensor(np.zeros(tuple(int(a) for a in args) if args else (0,), dt))
     if len(args) == 1 and isinstance(args[0], (list, tuple, np.ndarray, Tensor)):
@@ -517,3 +550,126 @@ class BoolTensor(LongTensor):
     """``torch.BoolTensor``: as :class:`LongTensor`, bool."""
 
     dtype = "bool"
+
+
+def sin(input: Tensor) -> Tensor:
+    """Elementwise sine."""
+    return input.sin()
+
+
+def cos(input: Tensor) -> Tensor:
+    """Elementwise cosine."""
+    return input.cos()
+
+
+def equal(input: Tensor, other: Tensor) -> bool:
+    """True when both tensors have the same shape and the same values."""
+    return _tensor(input).equal(other)
+
+
+def allclose(
+    input: Tensor, other: Tensor, rtol: float = 1e-05, atol: float = 1e-08, equal_nan: bool = False
+) -> bool:
+    """Whether ``|input - other| <= atol + rtol * |other|`` everywhere (broadcast)."""
+    return _tensor(input).allclose(other, rtol=rtol, atol=atol, equal_nan=equal_nan)
+
+
+def gather(input: Tensor, dim: int, index: Tensor) -> Tensor:
+    """Values of ``input`` along ``dim`` at ``index`` (see :meth:`Tensor.gather`)."""
+    return input.gather(dim, index)
+
+
+def scatter(input: Tensor, dim: int, index: Tensor, src: Any = None, *, value: Any = None):
+    """A copy of ``input`` with ``src`` written at ``index`` along ``dim`` (see
+    :meth:`Tensor.scatter`)."""
+    return input.scatter(dim, index, src, value=value)
+
+
+def scatter_add(input: Tensor, dim: int, index: Tensor, src: Tensor) -> Tensor:
+    """A copy of ``input`` with ``src`` added at ``index`` along ``dim``."""
+    return input.scatter_add(dim, index, src)
+
+
+def masked_fill(input: Tensor, mask: Tensor, value: Any) -> Tensor:
+    """``value`` where ``mask`` is True, ``input`` elsewhere."""
+    return input.masked_fill(mask, value)
+
+
+def nonzero(input: Tensor, *, as_tuple: bool = False) -> Any:
+    """Indices of the non-zero elements (see :meth:`Tensor.nonzero`)."""
+    return input.nonzero(as_tuple=as_tuple)
+
+
+def diag(input: Tensor, diagonal: int = 0) -> Tensor:
+    """A diagonal matrix from a 1-D tensor, or a 2-D tensor's diagonal."""
+    return input.diag(diagonal)
+
+
+def pow(input: Any, exponent: Any) -> Tensor:
+    """``input ** exponent`` (either may be a number)."""
+    return input**exponent if isinstance(input, Tensor) else exponent.__rpow__(input)
+
+
+def square(input: Tensor) -> Tensor:
+    """``input * input``."""
+    return input.square()
+
+
+def var(input: Tensor, dim: Any = None, unbiased: bool = True, keepdim: bool = False) -> Tensor:
+    """Variance (Bessel-corrected unless ``unbiased=False``; ``Tensor.var``)."""
+    return input.var(dim, unbiased=unbiased, keepdim=keepdim)
+
+
+def amax(input: Tensor, dim: Any = None, keepdim: bool = False) -> Tensor:
+    """Largest values over ``dim`` (ties share the gradient)."""
+    return input.amax(dim, keepdim)
+
+
+def amin(input: Tensor, dim: Any = None, keepdim: bool = False) -> Tensor:
+    """Smallest values over ``dim`` (ties share the gradient)."""
+    return input.amin(dim, keepdim)
+
+
+def norm(input: Tensor, p: Any = "fro", dim: Any = None, keepdim: bool = False) -> Tensor:
+    """The p-norm over ``dim`` (``Tensor.norm``)."""
+    return input.norm(p, dim, keepdim)
+
+
+def clip(input: Tensor, min: float | None = None, max: float | None = None) -> Tensor:
+    """Alias of :func:`clamp`."""
+    return input.clamp(min, max)
+
+
+def any(input: Tensor, dim: int | None = None, keepdim: bool = False) -> Tensor:
+    """Whether any element (along ``dim``) is non-zero."""
+    return input.any(dim, keepdim)
+
+
+def all(input: Tensor, dim: int | None = None, keepdim: bool = False) -> Tensor:
+    """Whether every element (along ``dim``) is non-zero."""
+    return input.all(dim, keepdim)
+
+
+def isnan(input: Tensor) -> Tensor:
+    """Element-wise: is it nan."""
+    return input.isnan()
+
+
+def isinf(input: Tensor) -> Tensor:
+    """Element-wise: is it +inf or -inf."""
+    return input.isinf()
+
+
+def isfinite(input: Tensor) -> Tensor:
+    """Element-wise: neither inf nor nan."""
+    return input.isfinite()
+
+
+def index_select(input: Tensor, dim: int, index: Tensor) -> Tensor:
+    """The slices of ``input`` at ``index`` along ``dim``."""
+    return input.index_select(dim, index)
+
+
+def masked_select(input: Tensor, mask: Tensor) -> Tensor:
+    """The elements of ``input`` where ``mask`` is True, as a 1-D tensor."""
+    return input.masked_select(mask)

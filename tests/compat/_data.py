@@ -94,16 +94,25 @@ def cifar_like(n: int, seed: int) -> tuple[np.ndarray, list[int]]:
     return data, [int(v) for v in labels]
 
 
-def write_cifar(root: Path, n_train: int = 500, n_test: int = 200) -> None:
-    """``root/cifar-10-batches-py/{data_batch_1..5, test_batch, batches.meta}``."""
+def write_cifar(root: Path, n_train: int = 500, n_test: int = 200, rare: tuple[int, ...] = (),
+                rare_keep: int = 5) -> None:  # fmt: skip
+    """``root/cifar-10-batches-py/{data_batch_1..5, test_batch, batches.meta}``.
+
+    The training images of the classes in ``rare`` are thinned to one in ``rare_keep`` (an
+    imbalanced training set; the test set keeps every class)."""
     folder = root / "cifar-10-batches-py"
     folder.mkdir(parents=True, exist_ok=True)
     x, y = cifar_like(n_train + n_test, seed=1)
-    per = n_train // 5
-    for b in range(5):
-        sl = slice(b * per, (b + 1) * per)
-        batch = {b"batch_label": b"training batch", b"labels": y[sl], b"data": x[sl],
-                 b"filenames": [b"x.png"] * per}  # fmt: skip
+    labels = np.array(y[:n_train])
+    keep = np.ones(n_train, bool)
+    for k in rare:
+        idx = np.flatnonzero(labels == k)
+        keep[idx] = np.arange(len(idx)) % rare_keep == 0
+    train_x, train_y = x[:n_train][keep], [int(v) for v in labels[keep]]
+    for b, sl in enumerate(np.array_split(np.arange(len(train_y)), 5)):
+        part = [train_y[i] for i in sl]
+        batch = {b"batch_label": b"training batch", b"labels": part, b"data": train_x[sl],
+                 b"filenames": [b"x.png"] * len(part)}  # fmt: skip
         (folder / f"data_batch_{b + 1}").write_bytes(pickle.dumps(batch, protocol=2))
     test = {b"batch_label": b"testing batch", b"labels": y[n_train:], b"data": x[n_train:],
             b"filenames": [b"x.png"] * n_test}  # fmt: skip

@@ -329,3 +329,179 @@ def test_tensorboard_torchvision_resnet18(tmp_path: Path) -> None:
     assert abs(hits - values(out_t, "CM_TRACE")[-1]) <= 1
     sd_c = torch.load(tmp_path / "c" / "best_resnet18.pth", weights_only=True)
     assert list(sd_c) == list(torch.load(tmp_path / "init.pt", weights_only=True))
+
+
+# --- scripts exercising the later layers, schedulers, transforms and tensor ops
+
+
+def _defs(script: str, start: str, end: str, lib: str) -> dict:
+    """The definitions between ``start`` and ``end`` in a script (its model classes, not
+    its training run), executed under ``lib`` with the script's own imports."""
+    src = (SCRIPTS / f"{script}.py").read_text()
+    head = "\n".join(
+        line for line in src.splitlines() if line.startswith(("import ", "from "))
+        and "torchvision" not in line
+    )  # fmt: skip
+    code = head + "\n" + src[src.index(start) : src.index(end)]
+    ns: dict = {}
+    exec(compile(rewrite(code) if lib == "cnnkit" else code, script, "exec"), ns)
+    return ns
+
+
+def _epoch_values(out: str, key: str) -> list[float]:
+    """``key: <number>`` on the lines that start with 'Epoch'."""
+    lines = "\n".join(line for line in out.splitlines() if line.startswith("Epoch"))
+    return [float(v) for v in re.findall(rf"{key}: ([\d.]+)", lines)]
+
+
+def test_fashion_conv_autoencoder(data_root: Path, tmp_path: Path) -> None:
+    from PIL import Image
+
+    import cnnkit as ck
+
+    defs_t = _defs("fashion_autoencoder", "class ConvAutoencoder", "transform =", "torch")
+    torch.manual_seed(0)
+    torch.save(defs_t["ConvAutoencoder"](16).state_dict(), tmp_path / "init.pt")
+    args = ("--data", str(data_root), "--epochs", "3", "--batch-size", "32", "--init",
+            str(tmp_path / "init.pt"))  # fmt: skip
+    out_t = run("fashion_autoencoder", "torch", tmp_path / "t", *args)
+    out_c = run("fashion_autoencoder", "cnnkit", tmp_path / "c", *args)
+    for out in (out_t, out_c):
+        assert "train images: 1200, test images: 597" in out and "parameters: 64561" in out
+    # from the same weights the reconstruction error falls alike (the batches are shuffled
+    # by each library's own generator: measured 0.0309/0.0199/0.0135 and 0.0311/0.0199/0.0127)
+    mse_t, mse_c = _epoch_values(out_t, "test mse"), _epoch_values(out_c, "test mse")
+    assert len(mse_c) == 3 and mse_c[0] > mse_c[1] > mse_c[2], mse_c
+    np.testing.assert_allclose(mse_c, mse_t, rtol=0.15)
+    assert mse_c[-1] < 0.02
+
+    # PyTorch's trained weights in the script's own model under cnnkit: the same test
+    # error to the printed digits, the same reconstructions, the same picture
+    defs_c = _defs("fashion_autoencoder", "class ConvAutoencoder", "transform =", "cnnkit")
+    net_c = defs_c["ConvAutoencoder"](16)
+    net_c.load_state_dict(ck.load(tmp_path / "t" / "results" / "conv_autoencoder.pth"))
+    ds = ck.vision.datasets.FashionMNIST(
+        data_root, train=False, transform=ck.vision.transforms.ToTensor()
+    )
+    loader = ck.utils.data.DataLoader(ds, batch_size=256)
+    evaluate = _defs("fashion_autoencoder", "def evaluate", "history = []", "cnnkit")
+    evaluate["device"] = ck.device("cpu")  # the script's global
+    assert f"{evaluate['evaluate'](net_c, loader):.5f}" == f"{values(out_t, 'RECON_MSE')[-1]:.5f}"
+    net_t = defs_t["ConvAutoencoder"](16)
+    net_t.load_state_dict(torch.load(tmp_path / "t" / "results" / "conv_autoencoder.pth"))
+    net_t.eval()
+    images = next(iter(loader))[0][:8]
+    with ck.no_grad():
+        recon = net_c(images)
+        z = net_c.encode(images[:2])
+    with torch.no_grad():
+        recon_t = net_t(torch.from_numpy(images.numpy()))
+        z_t = net_t.encode(torch.from_numpy(images.numpy()[:2]))
+    np.testing.assert_allclose(recon.numpy(), recon_t.numpy(), atol=2e-6)
+    np.testing.assert_allclose(z.numpy(), z_t.numpy(), rtol=1e-4, atol=1e-5)
+    pic = tmp_path / "recon_c.png"
+    ck.vision.utils.save_image(ck.cat([images, recon.view(-1, 1, 28, 28)]), pic, nrow=8)
+    a = np.asarray(Image.open(pic), dtype=np.int16)
+    b = np.asarray(Image.open(tmp_path / "t" / "results" / "reconstruction.png"), dtype=np.int16)
+    assert a.shape == b.shape == (62, 242, 3) and np.abs(a - b).max() <= 1
+    inter = Image.open(tmp_path / "c" / "results" / "interpolation.png")
+    assert inter.size == (233, 30)  # padding=1: 8 * 29 + 1 wide
+
+    # and PyTorch reads cnnkit's checkpoint
+    sd = torch.load(tmp_path / "c" / "results" / "conv_autoencoder.pth", weights_only=True)
+    net_t.load_state_dict(sd)
+    assert list(sd) == list(torch.load(tmp_path / "init.pt", weights_only=True))
+
+    # the BCE variant trains under both for an epoch, to about the same error
+    args = ("--data", str(data_root), "--epochs", "1", "--batch-size", "32", "--init",
+            str(tmp_path / "init.pt"), "--loss", "bce")  # fmt: skip
+    bce_t = run("fashion_autoencoder", "torch", tmp_path / "tb", *args)
+    bce_c = run("fashion_autoencoder", "cnnkit", tmp_path / "cb", *args)
+    np.testing.assert_allclose(
+        _epoch_values(bce_c, "train loss"), _epoch_values(bce_t, "train loss"), rtol=0.05
+    )
+
+
+def _lines(out: str, start: str) -> list[str]:
+    return [line for line in out.splitlines() if line.startswith(start)]
+
+
+def test_cifar_augmentation_sampler_warmup_cosine(tmp_path: Path) -> None:
+    import cnnkit as ck
+
+    # classes 0-4 thinned to one image in five: the sampler has something to balance
+    data = tmp_path / "imbalanced"
+    write_cifar(data, n_train=600, n_test=200, rare=(0, 1, 2, 3, 4))
+    defs_t = _defs("cifar_augment", "def conv_block", "net = Net", "torch")
+    torch.manual_seed(3)
+    torch.save(defs_t["Net"](10).state_dict(), tmp_path / "init.pt")
+    args = ("--data", str(data), "--epochs", "4", "--batch-size", "32", "--warmup-epochs",
+            "1", "--init", str(tmp_path / "init.pt"))  # fmt: skip
+    out_t = run("cifar_augment", "torch", tmp_path / "t", *args)
+    out_c = run("cifar_augment", "cnnkit", tmp_path / "c", *args)
+    counts = "train images per class: [13, 12, 12, 12, 12, 54, 61, 66, 61, 61]"
+    assert counts in out_t and counts in out_c
+    # the warm-up into the cosine schedule, stepped per batch (12 an epoch), is the same
+    lrs_t = [float(v) for v in re.findall(r"\| lr ([\d.]+)", out_t)]
+    lrs_c = [float(v) for v in re.findall(r"\| lr ([\d.]+)", out_c)]
+    assert lrs_c == lrs_t == [0.005, 0.05, 0.037525, 0.012575]
+    assert "final lr 0.000100" in out_c
+    # WeightedRandomSampler: the rare classes are drawn as often as the common ones
+    # (unweighted, one fifth as often)
+    seen = np.array([eval(line.split(":")[1]) for line in _lines(out_c, "  sampled")])
+    assert seen.shape == (4, 10) and (seen.sum(1) == 364).all()
+    ratio = seen[:, :5].sum() / seen[:, 5:].sum()
+    assert 0.8 < ratio < 1.25, seen
+    # both learn the classes from augmented, label-smoothed batches: the train loss stays
+    # above the smoothing's floor and ends near PyTorch's
+    loss_t = [float(v) for v in re.findall(r"train loss ([\d.]+)", out_t)]
+    loss_c = [float(v) for v in re.findall(r"train loss ([\d.]+)", out_c)]
+    assert loss_c[0] > loss_c[-1] > 0.5 and abs(loss_c[-1] - loss_t[-1]) < 0.15, (loss_c, loss_t)
+    acc_t = [float(v) for v in re.findall(r"test acc ([\d.]+)%", out_t)]
+    acc_c = [float(v) for v in re.findall(r"test acc ([\d.]+)%", out_c)]
+    assert acc_t[-1] >= 90 and acc_c[-1] >= 90, (acc_t, acc_c)
+
+    # each library resumes from the other's epoch-2 checkpoint (model, SGD momentum,
+    # SequentialLR state): the schedule carries on where it stopped
+    for lib, other in (("cnnkit", "t"), ("torch", "c")):
+        ckpt = tmp_path / other / "checkpoints" / "epoch_2.pth"
+        out = run("cifar_augment", lib, tmp_path / f"r_{lib}", *args, "--resume", str(ckpt))
+        assert f"==> Resuming from {ckpt}" in out
+        assert [float(v) for v in re.findall(r"\| lr ([\d.]+)", out)] == lrs_t[2:]
+        assert re.findall(r"Epoch (\d)/4", out) == ["3", "4"]
+        assert "final lr 0.000100" in out
+
+    # PyTorch's best weights evaluate to PyTorch's best accuracy in cnnkit's Net
+    defs_c = _defs("cifar_augment", "def conv_block", "net = Net", "cnnkit")
+    net = defs_c["Net"](10)
+    net.load_state_dict(ck.load(tmp_path / "t" / "checkpoints" / "best_model.pth"))
+    net.eval()
+    tf = ck.vision.transforms
+    norm = tf.Normalize((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))
+    ds = ck.vision.datasets.CIFAR10(data, train=False, transform=tf.Compose([tf.ToTensor(), norm]))
+    with ck.no_grad():
+        hits = sum(int((net(x).argmax(1) == y).sum()) for x, y in ck.utils.data.DataLoader(ds, 100))
+    best_t = float(re.findall(r"Best test accuracy: ([\d.]+)%", out_t)[0])
+    assert abs(100.0 * hits / 200 - best_t) <= 0.5
+    ckpt_c = torch.load(tmp_path / "c" / "checkpoints" / "epoch_4.pth", weights_only=True)
+    assert set(ckpt_c) == {"epoch", "model", "optimizer", "scheduler", "best_acc"}
+    assert ckpt_c["scheduler"]["_milestones"] == [12] and ckpt_c["epoch"] == 3
+
+
+def test_evaluation_tensor_recipes(tmp_path: Path) -> None:
+    # deterministic: no data, no random numbers; every printed line must be PyTorch's
+    out_t = run("eval_utils", "torch", tmp_path / "t")
+    out_c = run("eval_utils", "cnnkit", tmp_path / "c")
+    # the one documented difference: dtypes print as NumPy's ('int64', not 'torch.int64')
+    assert "targets: (60,) torch.int64" in out_t and "targets: (60,) int64" in out_c
+    assert out_c.splitlines() == out_t.replace("torch.int64", "int64").splitlines()
+    for line in ("three ways agree: True", "scatter_ one-hot == F.one_hot: True",
+                 "F.cosine_similarity agrees: True", "einsum == matmul: True",
+                 "batched argmax == full argmax: True", "19 mistakes"):  # fmt: skip
+        assert line in out_c
+    # other sizes too (a batch size that leaves a remainder, more bins)
+    args = ("--num-samples", "37", "--embed-dim", "6", "--batch-size", "10", "--bins", "10")
+    out_t = run("eval_utils", "torch", tmp_path / "t2", *args)
+    out_c = run("eval_utils", "cnnkit", tmp_path / "c2", *args)
+    assert "split sizes: [10, 10, 10, 7]" in out_c
+    assert out_c.splitlines() == out_t.replace("torch.int64", "int64").splitlines()

@@ -176,6 +176,55 @@ def test_parameter_free_layers_match_torch(t_layer, c_layer):
     assert_matches_torch(t_layer, c_layer, 3 * _x(4, 5, 3, 2), load=False)
 
 
+UNFLATTEN_CASES = [
+    ((4, 30, 3), 1, (2, 5, 3)),
+    ((4, 30, 3), -2, (5, -1)),
+    ((6, 7), 0, (3, 2)),
+    ((6, 7), -1, (7, 1)),
+    ((2, 12), 1, [-1, 4]),
+]
+
+
+@pytest.mark.parametrize("shape,dim,sizes", UNFLATTEN_CASES)
+def test_unflatten_matches_torch(shape, dim, sizes):
+    yc, yt = assert_matches_torch(
+        tnn.Unflatten(dim, sizes), nn.Unflatten(dim, sizes), _x(*shape), load=False
+    )
+    assert tuple(yc.shape) == tuple(yt.shape)
+    # the function and the method agree with the layer, on a non-contiguous input too
+    x = _x(*shape).swapaxes(0, -1).copy().swapaxes(0, -1)
+    assert_close(ck.unflatten(ck.tensor(x), dim, sizes), torch.tensor(x).unflatten(dim, sizes))
+
+
+def test_unflatten_inverts_flatten_and_reprs():
+    x = ck.tensor(_x(2, 3, 4, 5))
+    y = nn.Unflatten(1, (3, 4, 5))(nn.Flatten()(x))
+    np.testing.assert_array_equal(y.numpy(), x.numpy())
+    assert repr(nn.Unflatten(1, (32, 7, 7))) == repr(tnn.Unflatten(1, (32, 7, 7)))
+
+
+@pytest.mark.parametrize(
+    "dim,sizes,err,match",
+    [
+        (1, (4, 4), ValueError, r"unflatten: sizes \(4, 4\) multiply to 16, but dimension 1 has"),
+        (1, (-1, 7), ValueError, "cannot be split"),
+        (1, (-1, -1), ValueError, "one -1"),
+        (3, (2, 5), IndexError, "out of range"),
+        (1, 10, TypeError, "tuple"),
+    ],
+)
+def test_unflatten_errors(dim, sizes, err, match):
+    with pytest.raises(err, match=match):
+        ck.zeros(2, 10).unflatten(dim, sizes)
+
+
+def test_unflatten_layer_errors():
+    with pytest.raises(TypeError, match="Unflatten: unflattened_size"):
+        nn.Unflatten(1, 32)
+    with pytest.raises(TypeError, match="Unflatten: dim"):
+        nn.Unflatten(1.0, (2, 3))
+
+
 def test_softmax_large_logits_are_stable():
     x = np.array([[1000.0, 0.0, -1000.0], [-800.0, -800.0, -801.0]])
     assert_matches_torch(tnn.Softmax(dim=1), nn.Softmax(dim=1), x, load=False)

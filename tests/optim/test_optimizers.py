@@ -139,6 +139,43 @@ def test_state_dict_round_trip(cfg) -> None:
         np.testing.assert_allclose(a.array, b.array, rtol=1e-12, atol=1e-14)
 
 
+@pytest.mark.parametrize(
+    "cfg",
+    [c for c in CONFIGS if c[1].get("momentum") or c[0] != "SGD"],
+    ids=[_ids(c) for c in CONFIGS if c[1].get("momentum") or c[0] != "SGD"],
+)
+def test_resumes_from_torch_checkpoint_file(cfg, tmp_path) -> None:
+    """torch.save(optimizer.state_dict()) read back with cnnkit.load (state as Tensors,
+    Adam's step a 0-d tensor) continues exactly as PyTorch does, and the reverse."""
+    name, kw, group_opts = cfg
+    arrays = _init_arrays(4)
+    grads = _grads(12, seed=5)
+    th_p = _torch_params(arrays)
+    th_opt = getattr(torch.optim, name)(_groups(th_p, group_opts), **kw)
+    _run_torch(th_opt, th_p, grads[:6])
+    torch.save(th_opt.state_dict(), tmp_path / "opt.pt")
+    ck_p = [ck.tensor(p.detach().numpy().copy(), requires_grad=True) for p in th_p]
+    ck_opt = getattr(optim, name)(_groups(ck_p, group_opts), lr=1.0)
+    ck_opt.load_state_dict(ck.load(tmp_path / "opt.pt"))
+    assert all(isinstance(v, np.ndarray) or np.isscalar(v)
+               for st in ck_opt.state.values() for v in st.values())  # fmt: skip
+    _run_torch(th_opt, th_p, grads[6:])
+    _run_ck(ck_opt, ck_p, grads[6:])
+    for a, b in zip(ck_p, th_p, strict=True):
+        np.testing.assert_allclose(a.array, b.detach().numpy(), rtol=1e-12, atol=1e-14)
+
+    # cnnkit's own checkpoint, read back by cnnkit.load and by torch.load
+    ck.save(ck_opt.state_dict(), tmp_path / "ck.pt")
+    again = getattr(optim, name)(_groups(_ck_params(arrays), group_opts), **kw)
+    again.load_state_dict(ck.load(tmp_path / "ck.pt"))
+    th_opt2 = getattr(torch.optim, name)(_groups(_torch_params(arrays), group_opts), **kw)
+    th_opt2.load_state_dict(torch.load(tmp_path / "ck.pt", weights_only=True))
+    for k, st in th_opt.state_dict()["state"].items():
+        for key, v in st.items():
+            np.testing.assert_allclose(again.state_dict()["state"][k][key], v.numpy())
+            np.testing.assert_allclose(th_opt2.state_dict()["state"][k][key].numpy(), v.numpy())
+
+
 def test_state_dict_format_matches_torch_keys() -> None:
     arrays = _init_arrays()
     grads = _grads(2)

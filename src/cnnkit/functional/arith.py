@@ -80,6 +80,25 @@ class Div(Function):
         )
 
 
+class Remainder(Function):
+    """``a % b`` with the sign of ``b`` (Python's and PyTorch's ``%``):
+    ``a - b floor(a / b)``, so d/da = 1, d/db = -floor(a / b)."""
+
+    def forward(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        self.shapes = (np.shape(a), np.shape(b))
+        if self.needs_input_grad[1]:
+            self.save_for_backward(np.floor_divide(a, b))
+        return np.remainder(a, b)
+
+    def backward(self, grad: np.ndarray) -> tuple:
+        sa, sb = self.shapes
+        na, nb = self.needs_input_grad
+        return (
+            unbroadcast(grad, sa) if na else None,
+            unbroadcast(-grad * self.saved[0], sb) if nb else None,
+        )
+
+
 class Pow(Function):
     """``a ** b``: d/da = b a^(b-1), d/db = a^b log(a) (where a > 0)."""
 
@@ -124,6 +143,30 @@ class Exp(Function):
     def backward(self, grad: np.ndarray) -> np.ndarray:
         (out,) = self.saved
         return grad * out
+
+
+class Sin(Function):
+    """``sin(a)``; derivative ``cos(a)``."""
+
+    def forward(self, a: np.ndarray) -> np.ndarray:
+        self.save_for_backward(a)
+        return np.sin(a)
+
+    def backward(self, grad: np.ndarray) -> np.ndarray:
+        (a,) = self.saved
+        return grad * np.cos(a)
+
+
+class Cos(Function):
+    """``cos(a)``; derivative ``-sin(a)``."""
+
+    def forward(self, a: np.ndarray) -> np.ndarray:
+        self.save_for_backward(a)
+        return np.cos(a)
+
+    def backward(self, grad: np.ndarray) -> np.ndarray:
+        (a,) = self.saved
+        return -grad * np.sin(a)
 
 
 class Log(Function):

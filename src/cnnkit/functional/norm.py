@@ -353,6 +353,80 @@ def normalize(
     return y if input.ndim else y.reshape(())
 
 
+class CosineSimilarity(Function):
+    """``out = sum(x1 x2) / (d1 d2)`` along ``dim``, ``d = max(||x||, eps)``, for inputs of
+    one shape.
+
+    Backward, with ``g`` the output gradient spread along ``dim``:
+    ``dx1 = g (x2 / (d1 d2) - out x1 / (d1 n1))`` and the same with 1 and 2 swapped,
+    where ``n = ||x||``. As in PyTorch, the clamp of the norm at ``eps`` is not
+    differentiated (the norm's own derivative ``x / n`` is used even below ``eps``), and
+    a zero vector has derivative ``x / n = 0``.
+    """
+
+    def forward(self, x1: np.ndarray, x2: np.ndarray, dim: int, eps: float) -> np.ndarray:
+        n1 = np.sqrt((x1 * x1).sum(axis=dim, keepdims=True))
+        n2 = np.sqrt((x2 * x2).sum(axis=dim, keepdims=True))
+        d1, d2 = np.maximum(n1, eps), np.maximum(n2, eps)
+        out = (x1 * x2).sum(axis=dim, keepdims=True) / (d1 * d2)
+        self.dim = dim
+        self.save_for_backward(x1, x2, n1, n2, d1, d2, out)
+        return np.squeeze(out, axis=dim).astype(x1.dtype, copy=False)
+
+    def backward(self, grad: np.ndarray) -> tuple:
+        x1, x2, n1, n2, d1, d2, out = self.saved
+        g = np.expand_dims(grad, self.dim)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            r1 = np.where(n1 > 0, x1 / (d1 * n1), 0.0)
+            r2 = np.where(n2 > 0, x2 / (d2 * n2), 0.0)
+        g1 = g * (x2 / (d1 * d2) - out * r1) if self.needs_input_grad[0] else None
+        g2 = g * (x1 / (d1 * d2) - out * r2) if self.needs_input_grad[1] else None
+        return (
+            None if g1 is None else g1.astype(grad.dtype, copy=False),
+            None if g2 is None else g2.astype(grad.dtype, copy=False),
+        )
+
+
+def cosine_similarity(x1: Tensor, x2: Tensor, dim: int = 1, eps: float = 1e-8) -> Tensor:
+    """Cosine of the angle between ``x1`` and ``x2`` along ``dim``, after broadcasting
+    them to one shape: ``sum(x1 / max(||x1||, eps) * x2 / max(||x2||, eps))``, each norm
+    clamped on its own (as PyTorch).
+
+    Parameters
+    ----------
+    x1, x2 : Tensor, broadcastable, floating point; e.g. ``(1, d)`` against ``(n, d)``
+    dim : int
+        The dimension holding the vectors' components.
+    eps : float
+        Lower bound on each norm (a zero vector gives similarity 0).
+
+    Returns
+    -------
+    Tensor
+        The broadcast shape without ``dim``: ``(n,)`` for the example above.
+    """
+    for name, x in (("x1", x1), ("x2", x2)):
+        if not isinstance(x, Tensor) or x.dtype.kind != "f":
+            what = x.dtype if isinstance(x, Tensor) else type(x).__name__
+            raise TypeError(
+                f"cosine_similarity: {name} must be a floating-point Tensor, got {what}"
+            )
+    try:
+        shape = np.broadcast_shapes(tuple(x1.shape), tuple(x2.shape))
+    except ValueError:
+        raise ValueError(
+            f"cosine_similarity: x1 of shape {tuple(x1.shape)} and x2 of shape "
+            f"{tuple(x2.shape)} do not broadcast"
+        ) from None
+    nd = max(len(shape), 1)
+    if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)) or not -nd <= dim < nd:
+        raise ValueError(f"cosine_similarity: dim {dim!r} is out of range for shape {shape}")
+    # expand's backward sums the gradient back to a broadcast input's shape
+    a = x1.expand(*shape) if tuple(x1.shape) != shape else x1
+    b = x2.expand(*shape) if tuple(x2.shape) != shape else x2
+    return CosineSimilarity.apply(a, b, dim=int(dim) % nd, eps=float(eps))
+
+
 def _standardize(x: np.ndarray, axes: tuple[int, ...], eps: float) -> tuple[np.ndarray, np.ndarray]:
     """``xh = (x - mean) * invstd`` over ``axes`` (biased variance); returns ``xh`` and
     ``invstd`` (kept dims)."""

@@ -23,6 +23,7 @@ from cnnkit.nn.layers import (
     Softmax,
     Softmax2d,
     Tanh,
+    Unflatten,
     Upsample,
 )
 from cnnkit.nn.lazy import LazyConv2d, LazyLinear
@@ -94,6 +95,7 @@ __all__ = [
     "Softmax2d",
     "SyncBatchNorm",
     "Tanh",
+    "Unflatten",
     "Upsample",
     "YOLOv1Loss",
     "ZeroPad2d",

@@ -43,6 +43,7 @@ _WHERE = {
     "huber_loss": "loss",
     "softplus": "activation",
     "normalize": "norm",
+    "cosine_similarity": "norm",
     "batch_norm": "norm",
     "layer_norm": "norm",
     "group_norm": "norm",

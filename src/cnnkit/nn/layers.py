@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from cnnkit.functional import activation as A
@@ -229,6 +230,35 @@ class Flatten(Module):
 
     def extra_repr(self) -> str:
         return f"start_dim={self.start_dim}, end_dim={self.end_dim}"
+
+
+class Unflatten(Module):
+    """Split dimension ``dim`` into ``unflattened_size``: the inverse of :class:`Flatten`,
+    e.g. ``Unflatten(1, (32, 7, 7))`` turns ``(N, 1568)`` into ``(N, 32, 7, 7)``."""
+
+    _samplewise = True
+
+    def _per_sample(self) -> bool:
+        # a negative dim may name the batch dim: only a positive one is vouched for
+        return super()._per_sample() and self.dim >= 1
+
+    def __init__(self, dim: int, unflattened_size: Sequence[int]) -> None:
+        super().__init__()
+        if isinstance(dim, bool) or not isinstance(dim, int):
+            raise TypeError(f"Unflatten: dim must be an int; got {dim!r}")
+        if isinstance(unflattened_size, int) or not isinstance(unflattened_size, Sequence):
+            raise TypeError(
+                "Unflatten: unflattened_size must be a tuple or list of ints; got "
+                f"{unflattened_size!r}"
+            )
+        self.dim = dim
+        self.unflattened_size = tuple(unflattened_size)
+
+    def forward(self, input: Tensor) -> Tensor:
+        return input.unflatten(self.dim, self.unflattened_size)
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}, unflattened_size={self.unflattened_size}"
 
 
 class Dropout2d(Dropout):

@@ -352,6 +352,11 @@ class Optimizer:
             p = id_map[k]
             entry: dict[str, Any] = {}
             for name, v in value.items():
+                if isinstance(v, Tensor):  # read back by cnnkit.load / torch.load
+                    v = np.asarray(v.array)
+                if name == "step" and isinstance(v, np.ndarray) and v.ndim == 0:
+                    # PyTorch keeps the step count as a 0-d tensor; here it is a number
+                    v = v.item()
                 if isinstance(v, np.ndarray):
                     if v.shape != p.array.shape and name != "step":
                         raise ValueError(

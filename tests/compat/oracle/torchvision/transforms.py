@@ -1,8 +1,11 @@
-"""ToTensor, Normalize, Compose, Resize, RandomCrop, RandomHorizontalFlip on PIL images."""
+"""ToTensor, Normalize, Compose, Resize, RandomCrop, RandomHorizontalFlip, RandomResizedCrop,
+ColorJitter (no hue) on PIL images; RandomErasing on tensors."""
+
+import math
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageEnhance
 
 
 class Compose:
@@ -64,3 +67,89 @@ class RandomHorizontalFlip:
         if torch.rand(1) < self.p:
             return img.transpose(Image.FLIP_LEFT_RIGHT)
         return img
+
+
+def _uniform(lo, hi):
+    return float(torch.empty(1).uniform_(lo, hi).item())
+
+
+class RandomResizedCrop:
+    """A region of area scale * (h w), aspect ratio w / h log-uniform in ratio (10 draws,
+    else the central crop clamped to ratio), resized to size with bilinear filtering."""
+
+    def __init__(self, size, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3)):
+        self.size = (size, size) if isinstance(size, int) else tuple(size)
+        self.scale, self.ratio = scale, ratio
+
+    def __call__(self, img):
+        width, height = img.size
+        area = height * width
+        lo, hi = math.log(self.ratio[0]), math.log(self.ratio[1])
+        for _ in range(10):
+            target = area * _uniform(*self.scale)
+            aspect = math.exp(_uniform(lo, hi))
+            w = int(round(math.sqrt(target * aspect)))
+            h = int(round(math.sqrt(target / aspect)))
+            if 0 < w <= width and 0 < h <= height:
+                i = int(torch.randint(0, height - h + 1, size=(1,)).item())
+                j = int(torch.randint(0, width - w + 1, size=(1,)).item())
+                break
+        else:
+            r = width / height
+            if r < min(self.ratio):
+                w, h = width, int(round(width / min(self.ratio)))
+            elif r > max(self.ratio):
+                h, w = height, int(round(height * max(self.ratio)))
+            else:
+                w, h = width, height
+            i, j = (height - h) // 2, (width - w) // 2
+        img = img.crop((j, i, j + w, i + h))
+        return img.resize((self.size[1], self.size[0]), Image.BILINEAR)
+
+
+class ColorJitter:
+    """Brightness, contrast, saturation (ImageEnhance on PIL) in a random order (randperm)."""
+
+    def __init__(self, brightness=0, contrast=0, saturation=0, hue=0):
+        def rng(v):
+            return None if v == 0 else (max(0.0, 1 - v), 1 + v)
+
+        self.ranges = [rng(brightness), rng(contrast), rng(saturation)]
+        assert hue == 0, "the stand-in has no hue jitter"
+
+    def __call__(self, img):
+        order = torch.randperm(4).tolist()
+        factors = [None if r is None else _uniform(*r) for r in self.ranges]
+        ops = [ImageEnhance.Brightness, ImageEnhance.Contrast, ImageEnhance.Color]
+        for k in order:
+            if k < 3 and factors[k] is not None:
+                img = ops[k](img).enhance(factors[k])
+        return img
+
+
+class RandomErasing:
+    """With probability p, a rectangle of area scale * (h w), h / w log-uniform in ratio,
+    set to value (10 draws; none fitting leaves the tensor)."""
+
+    def __init__(self, p=0.5, scale=(0.02, 0.33), ratio=(0.3, 3.3), value=0):
+        self.p, self.scale, self.ratio, self.value = p, scale, ratio, value
+
+    def __call__(self, t):
+        if torch.rand(1) >= self.p:
+            return t
+        _, height, width = t.shape
+        area = height * width
+        lo, hi = math.log(self.ratio[0]), math.log(self.ratio[1])
+        for _ in range(10):
+            target = area * _uniform(*self.scale)
+            aspect = math.exp(_uniform(lo, hi))
+            h = int(round(math.sqrt(target * aspect)))
+            w = int(round(math.sqrt(target / aspect)))
+            if not (h < height and w < width):
+                continue
+            i = int(torch.randint(0, height - h + 1, size=(1,)).item())
+            j = int(torch.randint(0, width - w + 1, size=(1,)).item())
+            t = t.clone()
+            t[:, i : i + h, j : j + w] = self.value
+            return t
+        return t
