@@ -17,12 +17,16 @@ Models (PyTorch ones are trained with torch 2.13, saved with ``torch.save`` and 
 - ``torch-resnet20``: ResNet-20 (He et al. 2016, option A) trained in PyTorch on 4,000
   MNIST images for 3 epochs, read into ``models.resnet_cifar(20, in_channels=1)``.
 
-Run from the repository root: ``python benchmarks/dream_reach.py [--steps 40]``.
+Run from the repository root: ``python benchmarks/dream_reach.py [--steps 40]``. The
+PyTorch models need torch (``make test`` installs it into ``.venv``) and the three MNIST
+models the MNIST test set (``--mnist DIR``, default ``../shared/data/mnist``); the whole
+table takes about 5 minutes on 2 cores, ``--models demo`` about 30 s.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import sys
 import tempfile
 import time
@@ -37,12 +41,23 @@ sys.path.insert(0, str(ROOT))
 import cnnkit as ck  # noqa: E402
 from cnnkit.viz import data_range, deep_dream, layer_norm  # noqa: E402
 
-MNIST_DIR = ROOT.parent / "shared" / "data" / "mnist"
+MNIST_DIR = ROOT.parent / "shared" / "data" / "mnist"  # --mnist DIR changes it
 MNIST_NORM = {"normalize": {"mean": [0.1307], "std": [0.3081]}}
 
 
 def _lenet_layers(model: Any) -> list[str]:
     return [n for n, _ in model.named_modules() if n.count(".") == 1 and n != "classifier.0"]
+
+
+def _shown(model: Any, layer: str) -> str:
+    """A layer as ``cnnkit dream --layer`` names it: ``conv2 (features.3)``, or its
+    dotted name with the layer type when it has no alias (``features.4 (ReLU)``)."""
+    from cnnkit.cli import _aliased
+
+    for prefix, found in _aliased(model).items():
+        if layer in found:
+            return f"{prefix}{found.index(layer) + 1} ({layer})"
+    return f"{layer} ({type(dict(model.named_modules())[layer]).__name__})"
 
 
 def demo(tmp: Path) -> tuple[Any, list[np.ndarray], Any, list[str]]:
@@ -163,21 +178,41 @@ def measure(
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument(
-        "--models", default=",".join(MODELS), help="comma-separated: " + ", ".join(MODELS)
+    global MNIST_DIR
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
     )
-    p.add_argument("--images", type=int, default=10)
-    p.add_argument("--seeds", type=int, default=2)
     p.add_argument(
-        "--steps", type=int, default=None, help="steps per octave (default: deep_dream's)"
+        "--models", default=",".join(MODELS), help="comma-separated, of " + ", ".join(MODELS)
     )
+    p.add_argument("--images", type=int, default=10, help="test images per layer")
+    p.add_argument("--seeds", type=int, default=2, help="jitter seeds per image")
+    p.add_argument(
+        "--steps", type=int, default=None, help="steps per octave (None: deep_dream's default)"
+    )
+    p.add_argument("--mnist", type=Path, default=MNIST_DIR, help="the MNIST test set's folder")
     args = p.parse_args()
+    names = args.models.split(",")
+    unknown = [n for n in names if n not in MODELS]
+    if unknown:
+        p.error(f"unknown model {unknown[0]!r}; choose from {', '.join(MODELS)}")
+    MNIST_DIR = args.mnist
+    needs_torch = [n for n in names if n.startswith("torch")]
+    if needs_torch and importlib.util.find_spec("torch") is None:
+        p.error(
+            f"{', '.join(needs_torch)} need torch (`make test` installs it); without it: "
+            "--models demo,cnnkit-mnist"
+        )
+    if (
+        any("mnist" in n or "resnet" in n for n in names)
+        and not (MNIST_DIR / "t10k-images-idx3-ubyte.gz").exists()
+    ):
+        p.error(f"the MNIST models need the MNIST test set in {MNIST_DIR} (--mnist DIR)")
     import inspect
 
     steps = args.steps or inspect.signature(deep_dream).parameters["steps"].default
-    print(f"steps per octave {steps}; {args.images} images x {args.seeds} seeds per layer")
-    for name in args.models.split(","):
+    print(f"steps per octave {steps}; {args.images} image(s) x {args.seeds} seed(s) per layer")
+    for name in names:
         with tempfile.TemporaryDirectory() as tmp:
             t0 = time.perf_counter()
             model, images, clip, layers = MODELS[name](Path(tmp))
@@ -190,7 +225,8 @@ def main() -> None:
                 if layer not in ("conv1", "features.0"):
                     later += r
                 worst, inside = min(worst, c), inside and ok
-                lines.append(f"  {layer:16s} min x{min(r):.2f}  median x{np.median(r):.2f}")
+                shown = _shown(model, layer)
+                lines.append(f"  {shown:26s} min x{min(r):.2f}  median x{np.median(r):.2f}")
             print(
                 f"{name}: {len(every)} dreams, norm ratio min x{min(every):.2f} median "
                 f"x{np.median(every):.2f}; after conv1 min x{min(later):.2f} median "

@@ -50,7 +50,8 @@ def main() -> None:
     print(f"run directory   {out}/ (model.safetensors, history.csv, curves.png, ...)")
     if tensorboard:
         serve, board = _command("cnnkit"), _command("tensorboard")
-        print(f"look at it      {serve} serve {out.parent}   or   {board} --logdir {out.parent}")
+        print(f"look at it      {serve} serve {out.parent}")
+        print(f"            or  {board} --logdir {out.parent}")
 
 
 def _command(name: str) -> str:

@@ -536,7 +536,11 @@ def _dream_args(p: argparse.ArgumentParser) -> None:
         help="a dotted layer name (features.3) or an alias: convK / poolK / fcK = the K-th "
         "Conv2d / MaxPool2d / Linear",
     )
-    p.add_argument("--out", required=True, help="output PNG (original, dream, difference)")
+    p.add_argument(
+        "--out",
+        required=True,
+        help="output picture: original, dream and difference (.png, .jpg, .pdf, .svg, ...)",
+    )
     p.add_argument("--steps", type=int, default=40, help="ascent steps per octave (default 40)")
     p.add_argument(
         "--lr",

@@ -165,7 +165,10 @@ def test_another_grids_results_are_not_replaced(tmp_path: Path) -> None:
     base = {"epochs": 1, "batch_size": 256}
     grid_search({"lr": [1e-3, 3e-3]}, tmp_path, base=base, verbose=False)
     table = (tmp_path / "results.csv").read_text()
-    with pytest.raises(FileExistsError, match=r"holds the results of another grid \(2 runs"):
+    refused = (
+        r"another grid \(2 runs: lr=0\.00[13], lr=0\.00[13]\); this one names its runs lr=0\.01,"
+    )
+    with pytest.raises(FileExistsError, match=refused):  # in results.csv's (ranked) order
         grid_search({"lr": [1e-2]}, tmp_path, base=base, verbose=False)
     assert (tmp_path / "results.csv").read_text() == table
     again = grid_search({"lr": [1e-3, 3e-3, 1e-2]}, tmp_path, base=base, verbose=False)

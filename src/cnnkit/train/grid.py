@@ -119,14 +119,18 @@ def _other_grid(out: Path, names: Sequence[str]) -> str | None:
             earlier = [row.get("run", "") for row in csv.DictReader(f)]
     except (OSError, UnicodeDecodeError, csv.Error) as e:
         return f"{table} exists and cannot be read ({e}); give another out folder"
-    missing = sorted(set(earlier) - set(names))
-    if not missing:
+    if set(earlier) <= set(names):
         return None  # the same grid (or a larger one): finished runs are kept, the rest run
-    shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
+
+    def listed(runs: Sequence[str]) -> str:
+        more = f" and {len(runs) - 3} more" if len(runs) > 3 else ""
+        return ", ".join(runs[:3]) + more
+
     return (
-        f"grid_search: {out} holds the results of another grid ({len(earlier)} runs; this "
-        f"grid has no {shown}): running would replace its results.csv and best.json; give "
-        "another out folder (the same grid again, or a larger one, finishes and adds runs)"
+        f"{out} holds the results of another grid ({len(earlier)} runs: {listed(earlier)}); "
+        f"this one names its runs {listed(list(names))}, so running here would replace "
+        "results.csv and best.json: give another out folder (the same grid again, or one "
+        "adding values, finishes and adds runs)"
     )
 
 
