@@ -778,19 +778,16 @@ class RandomErasing:
         return Tensor(out)
 
 
-class RandomApply:
-    """Apply the list of ``transforms`` (in order) with probability ``p``, or none."""
+class RandomApply(Compose):
+    """Apply the list of ``transforms`` (in order, as :class:`Compose`) with probability
+    ``p``, or none."""
 
     def __init__(self, transforms: Sequence[Callable[[Any], Any]], p: float = 0.5) -> None:
-        self.transforms = list(transforms)
+        super().__init__(transforms)
         self.p = float(p)
 
     def __call__(self, img: Any) -> Any:
-        if self.p < _rand():
-            return img
-        for t in self.transforms:
-            img = t(img)
-        return img
+        return img if self.p < _rand() else super().__call__(img)
 
     def __repr__(self) -> str:
         body = "".join(f"\n    {t}" for t in self.transforms)
