@@ -389,6 +389,9 @@ class DataLoader(_BaseLoader):
             collate_fn=collate_fn,
             generator=_np_rng(generator),
         )
+        # as PyTorch: without a generator, each epoch's order and worker seeds come from
+        # the global generator when the epoch starts (after the script's manual_seed)
+        self._from_global = generator is None
         self.sampler = sampler
         self.batch_sampler = batch_sampler
         self.num_workers = int(num_workers)
@@ -421,6 +424,10 @@ class DataLoader(_BaseLoader):
 
     def __iter__(self) -> Iterator[Any]:
         self.epoch += 1
+        if self._from_global:
+            from cnnkit.backend import default_rng
+
+            self._rng = np.random.default_rng(int(default_rng().integers(0, 2**63 - 1)))
         base_seed = int(self._rng.integers(0, 2**63 - 1))
         if isinstance(self.dataset, IterableDataset):
             return self._stream(base_seed)
