@@ -19,8 +19,9 @@ def _pair(x: np.ndarray) -> tuple[ck.Tensor, torch.Tensor]:
     return ck.tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
 
 
-def _compare(c_loss, t_loss, x: np.ndarray, t: np.ndarray) -> None:
-    """Forward, then the gradients of input and target with a random upstream gradient."""
+def _compare(c_loss, t_loss, x: np.ndarray, t: np.ndarray) -> float:
+    """Forward, then the gradients of input and target with a random upstream gradient;
+    returns the largest difference from PyTorch's, relative to its magnitude."""
     xc, xt = _pair(x)
     tc, tt = _pair(t)
     yc, yt = c_loss(xc, tc), t_loss(xt, tt)
@@ -30,6 +31,12 @@ def _compare(c_loss, t_loss, x: np.ndarray, t: np.ndarray) -> None:
     yt.backward(torch.tensor(g))
     assert_close(xc.grad, xt.grad, what="input grad")
     assert_close(tc.grad, tt.grad, what="target grad")
+    pairs = [(yc, yt), (xc.grad, xt.grad), (tc.grad, tt.grad)]
+    return max(
+        float(np.max(np.abs(a.numpy() - b.detach().numpy()), initial=0.0))
+        / max(1.0, float(np.max(np.abs(b.detach().numpy()), initial=0.0)))
+        for a, b in pairs
+    )
 
 
 def _diffs(shape: tuple[int, ...], width: float) -> tuple[np.ndarray, np.ndarray]:
@@ -45,22 +52,24 @@ def _diffs(shape: tuple[int, ...], width: float) -> tuple[np.ndarray, np.ndarray
 @pytest.mark.parametrize("beta", [1.0, 0.3, 2.5, 0.0])
 def test_smooth_l1_loss_matches_torch(reduction: str, beta: float) -> None:
     x, t = _diffs((3, 5, 7), beta)
-    _compare(nn.SmoothL1Loss(reduction=reduction, beta=beta),
-             torch.nn.SmoothL1Loss(reduction=reduction, beta=beta), x, t)  # fmt: skip
+    err = _compare(nn.SmoothL1Loss(reduction=reduction, beta=beta),
+                   torch.nn.SmoothL1Loss(reduction=reduction, beta=beta), x, t)  # fmt: skip
+    assert err < 1e-12
 
 
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 @pytest.mark.parametrize("delta", [1.0, 0.3, 2.5])
 def test_huber_loss_matches_torch(reduction: str, delta: float) -> None:
     x, t = _diffs((4, 9), delta)
-    _compare(nn.HuberLoss(reduction=reduction, delta=delta),
-             torch.nn.HuberLoss(reduction=reduction, delta=delta), x, t)  # fmt: skip
+    err = _compare(nn.HuberLoss(reduction=reduction, delta=delta),
+                   torch.nn.HuberLoss(reduction=reduction, delta=delta), x, t)  # fmt: skip
+    assert err < 1e-12
 
 
 def test_smooth_l1_non_contiguous_and_scalar() -> None:
     x, t = _diffs((6, 8), 1.0)
-    _compare(nn.SmoothL1Loss(), torch.nn.SmoothL1Loss(), x.T, t.T)
-    _compare(nn.HuberLoss(), torch.nn.HuberLoss(), np.array(3.0), np.array(0.5))
+    assert _compare(nn.SmoothL1Loss(), torch.nn.SmoothL1Loss(), x.T, t.T) < 1e-12
+    assert _compare(nn.HuberLoss(), torch.nn.HuberLoss(), np.array(3.0), np.array(0.5)) < 1e-12
 
 
 def test_smooth_l1_gradcheck() -> None:
@@ -83,8 +92,9 @@ def test_kl_div_matches_torch(reduction: str, log_target: bool) -> None:
     t = _log_probs((5, 4, 3), 1)
     if not log_target:
         t = np.exp(t)
-    _compare(nn.KLDivLoss(reduction=reduction, log_target=log_target),
-             torch.nn.KLDivLoss(reduction=reduction, log_target=log_target), x, t)  # fmt: skip
+    ours = nn.KLDivLoss(reduction=reduction, log_target=log_target)
+    err = _compare(ours, torch.nn.KLDivLoss(reduction=reduction, log_target=log_target), x, t)
+    assert err < 1e-12
 
 
 def test_kl_div_zero_target_adds_nothing() -> None:

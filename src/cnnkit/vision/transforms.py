@@ -482,6 +482,17 @@ def _ratio_pair(value: Any, name: str, where: str) -> tuple[float, float]:
     return lo, hi
 
 
+def _area_aspect_draw(
+    area: float, scale: Sequence[float], ratio: Sequence[float]
+) -> tuple[int, int]:
+    """One draw of a box for the random crop and erasing transforms: an area fraction
+    uniform in ``scale``, an aspect ratio log-uniform in ``ratio``; returns the sides
+    ``(round(sqrt(A r)), round(sqrt(A / r)))`` (which is the width is the caller's)."""
+    target = area * _uniform(scale[0], scale[1])
+    aspect = float(np.exp(_uniform(np.log(ratio[0]), np.log(ratio[1]))))
+    return round(np.sqrt(target * aspect)), round(np.sqrt(target / aspect))
+
+
 class RandomResizedCrop:
     """Crop a random region of area ``scale`` (fraction of the image) and aspect ratio
     ``ratio`` (w / h, drawn log-uniformly), then resize it to ``size`` (torchvision's).
@@ -511,12 +522,8 @@ class RandomResizedCrop:
         """``(top, left, h, w)`` of a random crop (see the class)."""
         height, width = _hw(img)
         area = height * width
-        log_lo, log_hi = np.log(ratio[0]), np.log(ratio[1])
         for _ in range(10):
-            target = area * _uniform(scale[0], scale[1])
-            aspect = float(np.exp(_uniform(log_lo, log_hi)))
-            w = round(np.sqrt(target * aspect))
-            h = round(np.sqrt(target / aspect))
+            w, h = _area_aspect_draw(area, scale, ratio)
             if 0 < w <= width and 0 < h <= height:
                 return _randint(0, height - h + 1), _randint(0, width - w + 1), h, w
         in_ratio = width / height
@@ -739,12 +746,8 @@ class RandomErasing:
         arr = np.asarray(img.array if isinstance(img, Tensor) else img)
         c, height, width = arr.shape[-3:]
         area = height * width
-        log_lo, log_hi = np.log(ratio[0]), np.log(ratio[1])
         for _ in range(10):
-            target = area * _uniform(scale[0], scale[1])
-            aspect = float(np.exp(_uniform(log_lo, log_hi)))
-            h = round(np.sqrt(target * aspect))
-            w = round(np.sqrt(target / aspect))
+            h, w = _area_aspect_draw(area, scale, ratio)
             if not (h < height and w < width):
                 continue
             if value is None:
